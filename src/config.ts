@@ -1,0 +1,158 @@
+// The node's configuration: every setting, its default, and its validation.
+// Settings come from the Settings store (deployed from .env.defaults / .env.local by devtools or
+// baked in by `devs bundle`) and, in the simulator, from the settings the runner builds in.
+// Setting names are at most 13 characters: the Settings store's key limit.
+//
+// Pure core: imports nothing from @devicescript.
+import { parseBrokerUrl, BrokerAddress } from "./mqtt/url"
+import { validateTopicName } from "./mqtt/topics"
+
+export interface NodeConfig {
+    broker: BrokerAddress
+    brokerUrl: string
+    username: string
+    password: string
+    nodeId: string
+    topicPrefix: string
+    keepaliveS: number
+    inflightWindow: number
+    meterId: string
+    meterKind: string
+    readingIntervalMs: number
+    simSeed: number
+    simMeanW: number
+}
+
+export interface SettingSpec {
+    key: string
+    /** Default value; undefined = required or derived. */
+    default?: string | number
+    kind: "string" | "int"
+    min?: number
+    max?: number
+    secret?: boolean
+    help: string
+}
+
+export const SETTINGS: SettingSpec[] = [
+    { key: "MQTT_URL", default: "mqtt://127.0.0.1:1883", kind: "string", help: "broker, mqtt://host:port or mqtts://host:port" },
+    { key: "MQTT_USER", default: "", kind: "string", help: "user name (put it in .env.local)" },
+    { key: "MQTT_PASS", default: "", kind: "string", secret: true, help: "password (put it in .env.local)" },
+    { key: "NODE_ID", default: "", kind: "string", help: "node id in topics and the MQTT client id; default: the device id" },
+    { key: "TOPIC_PREFIX", default: "meters", kind: "string", help: "first topic level" },
+    { key: "KEEPALIVE_S", default: 30, kind: "int", min: 5, max: 65535, help: "MQTT keepalive in seconds" },
+    { key: "INFLIGHT", default: 16, kind: "int", min: 1, max: 64, help: "QoS 1 publishes awaiting PUBACK at once" },
+    { key: "METER_ID", default: "main", kind: "string", help: "meter id in topics" },
+    { key: "METER_KIND", default: "sim", kind: "string", help: "meter driver: sim" },
+    { key: "READ_MS", default: 60000, kind: "int", min: 100, max: 86400000, help: "reading interval in ms" },
+    { key: "SIM_SEED", default: 1, kind: "int", min: 1, max: 2147483646, help: "simulated meter: load profile seed" },
+    { key: "SIM_MEAN_W", default: 800, kind: "int", min: 0, max: 1000000, help: "simulated meter: mean power in W" },
+]
+
+export const METER_KINDS = ["sim"]
+
+const ID_PATTERN_TEXT = "letters, digits, '-' and '_'"
+
+function isIdChar(c: string) {
+    return (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || c === "-" || c === "_"
+}
+
+/** Ids become topic levels: keep them to characters no broker or dashboard trips over. */
+export function isValidId(id: string) {
+    if (!id || id.length > 32) return false
+    for (let i = 0; i < id.length; ++i) if (!isIdChar(id[i])) return false
+    return true
+}
+
+function findSpec(key: string) {
+    for (const s of SETTINGS) if (s.key === key) return s
+    return undefined
+}
+
+/**
+ * Reads one setting from `raw`, falling back to its default. Values may arrive as strings
+ * (from .env files) or numbers. Returns the value; pushes a named error on invalid input.
+ */
+function readValue(raw: Record<string, any>, spec: SettingSpec, errors: string[]): any {
+    const value = raw[spec.key]
+    if (value === undefined || value === null || value === "") return spec.default
+    if (spec.kind === "string") {
+        if (typeof value !== "string") {
+            errors.push(`setting ${spec.key}: expected a string`)
+            return spec.default
+        }
+        return value
+    }
+    const n = typeof value === "number" ? value : parseInt("" + value)
+    if (typeof n !== "number" || isNaN(n) || Math.floor(n) !== n || n < spec.min || n > spec.max) {
+        errors.push(`setting ${spec.key}: ${value} is not a whole number in ${spec.min}..${spec.max}`)
+        return spec.default
+    }
+    return n
+}
+
+export interface ParsedConfig {
+    config: NodeConfig
+    /** One text per invalid setting; the default was used instead. */
+    errors: string[]
+}
+
+/** Builds the configuration from raw settings; `deviceId` is the fallback node id. */
+export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedConfig {
+    const errors: string[] = []
+    const v: Record<string, any> = {}
+    for (const spec of SETTINGS) v[spec.key] = readValue(raw, spec, errors)
+    for (const key of Object.keys(raw))
+        if (!findSpec(key) && raw[key] !== undefined) errors.push(`setting ${key}: unknown setting (ignored)`)
+
+    let broker = parseBrokerUrl(v.MQTT_URL)
+    if (typeof broker === "string") {
+        errors.push(`setting MQTT_URL: ${broker}`)
+        v.MQTT_URL = findSpec("MQTT_URL").default
+        broker = parseBrokerUrl(v.MQTT_URL) as BrokerAddress
+    }
+    let nodeId: string = v.NODE_ID || deviceId
+    if (!isValidId(nodeId)) {
+        errors.push(`setting NODE_ID: ${nodeId} must be 1..32 of ${ID_PATTERN_TEXT}`)
+        nodeId = deviceId
+    }
+    let meterId: string = v.METER_ID
+    if (!isValidId(meterId)) {
+        errors.push(`setting METER_ID: ${meterId} must be 1..32 of ${ID_PATTERN_TEXT}`)
+        meterId = "main"
+    }
+    let prefix: string = v.TOPIC_PREFIX
+    const prefixError = validateTopicName(prefix + "/x")
+    if (prefixError) {
+        errors.push(`setting TOPIC_PREFIX: ${prefixError}`)
+        prefix = "meters"
+    }
+    let meterKind: string = v.METER_KIND
+    if (METER_KINDS.indexOf(meterKind) < 0) {
+        errors.push(`setting METER_KIND: unknown meter kind ${meterKind} (known: ${METER_KINDS.join(", ")})`)
+        meterKind = "sim"
+    }
+    return {
+        config: {
+            broker: broker as BrokerAddress,
+            brokerUrl: v.MQTT_URL,
+            username: v.MQTT_USER,
+            password: v.MQTT_PASS,
+            nodeId,
+            topicPrefix: prefix,
+            keepaliveS: v.KEEPALIVE_S,
+            inflightWindow: v.INFLIGHT,
+            meterId,
+            meterKind,
+            readingIntervalMs: v.READ_MS,
+            simSeed: v.SIM_SEED,
+            simMeanW: v.SIM_MEAN_W,
+        },
+        errors,
+    }
+}
+
+/** The configuration as it may be logged and published: secrets masked. */
+export function describeConfig(c: NodeConfig) {
+    return `broker ${c.brokerUrl}${c.username ? " user " + c.username : ""}${c.password ? " password ***" : ""}, node ${c.nodeId}, prefix ${c.topicPrefix}, keepalive ${c.keepaliveS} s, meter ${c.meterId} (${c.meterKind}) every ${c.readingIntervalMs} ms`
+}

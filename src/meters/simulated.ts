@@ -1,0 +1,52 @@
+// A simulated electricity meter for the simulator: a deterministic, seeded load profile, so a
+// newcomer sees realistic numbers and tests can predict them. Power follows a daily curve
+// (low at night, peaks morning and evening) with seeded noise; energy is power integrated over
+// each reading interval.
+//
+// Pure core: imports nothing from @devicescript.
+
+const MS_PER_HOUR = 3600000
+const MS_PER_DAY = 24 * MS_PER_HOUR
+const PRNG_MODULUS = 2147483647
+
+/** Park-Miller minimal standard generator: exact in double arithmetic, no 32-bit tricks needed. */
+export class SeededRandom {
+    private state: number
+    constructor(seed: number) {
+        this.state = Math.floor(Math.abs(seed)) % PRNG_MODULUS || 1
+    }
+    /** Uniform in [0, 1). */
+    next() {
+        this.state = (this.state * 48271) % PRNG_MODULUS
+        return (this.state - 1) / (PRNG_MODULUS - 1)
+    }
+}
+
+/** Relative load over a day (mean about 1): base load, a morning and an evening peak. */
+export function dailyLoadShape(timeOfDayMs: number) {
+    const h = timeOfDayMs / MS_PER_HOUR
+    const morning = Math.exp(-((h - 7.5) * (h - 7.5)) / 2)
+    const evening = Math.exp(-((h - 19) * (h - 19)) / 4)
+    return 0.55 + 0.9 * morning + 1.1 * evening
+}
+
+export class SimulatedEnergyMeter {
+    private random: SeededRandom
+    /** Cumulative energy in whole mWh: integers, so the sum of deltas equals the total exactly. */
+    totalMilliWh: number
+
+    constructor(seed: number, readonly meanW: number, startTotalMilliWh: number) {
+        this.random = new SeededRandom(seed)
+        this.totalMilliWh = startTotalMilliWh
+    }
+
+    /** Energy over [startMs, endMs) in whole mWh, and the mean power in W; advances the total. */
+    read(startMs: number, endMs: number) {
+        const noise = 0.85 + 0.3 * this.random.next()
+        const midMs = (startMs + endMs) / 2
+        const powerW = this.meanW * dailyLoadShape(midMs % MS_PER_DAY) * noise
+        const deltaMilliWh = Math.round((powerW * (endMs - startMs)) / 3600)
+        this.totalMilliWh += deltaMilliWh
+        return { deltaMilliWh, powerW }
+    }
+}

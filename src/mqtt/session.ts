@@ -1,0 +1,357 @@
+// The MQTT 3.1.1 client session as a pure state machine: every input is an event with the
+// current time, every output is a list of actions for the client to carry out (send a packet,
+// close the transport, report an acknowledgement or an inbound message). It never touches the
+// transport or the clock, so Node tests can drive it packet by packet.
+//
+// Pure core: imports nothing from @devicescript.
+import {
+    ConnackPacket,
+    ConnectReturnCode,
+    Packet,
+    PacketType,
+    PublishPacket,
+    SUBACK_FAILURE,
+    Subscription,
+    Will,
+} from "./packets"
+
+export const MAX_PACKET_ID = 65535
+
+export enum SessionState {
+    Disconnected,
+    /** CONNECT sent, waiting for CONNACK. */
+    Connecting,
+    Connected,
+}
+
+export interface SessionOptions {
+    clientId: string
+    keepaliveS: number
+    /** Off by default: the broker keeps our subscriptions and queued messages across reconnects. */
+    cleanSession: boolean
+    will?: Will
+    username?: string
+    password?: Buffer
+    /** How many QoS 1 publishes may wait for their PUBACK at once. */
+    inflightWindow: number
+    /** Filters subscribed after every CONNACK that reports no session. */
+    subscriptions: Subscription[]
+}
+
+export enum ActionKind {
+    Send,
+    Close,
+    /** CONNACK accepted; `sessionPresent` says whether the broker kept our session. */
+    Connected,
+    /** CONNACK refused with `code`; the transport is closed after it. */
+    Refused,
+    /** A publish with this token was acknowledged (QoS 1) or written (QoS 0). */
+    Delivered,
+    /** An inbound application message. */
+    Message,
+    Log,
+}
+
+export interface Action {
+    kind: ActionKind
+    packet?: Packet
+    token?: number
+    reason?: string
+    code?: number
+    sessionPresent?: boolean
+    message?: PublishPacket
+}
+
+interface OutboundPublish {
+    token: number
+    packet: PublishPacket
+}
+
+/** Seen inbound QoS 2 ids, kept until PUBREL; bounded so a hostile broker cannot grow it. */
+const MAX_INBOUND_QOS2 = 32
+
+export const CONNECT_RETURN_CODE_TEXT = [
+    "accepted",
+    "unacceptable protocol version",
+    "identifier rejected",
+    "server unavailable",
+    "bad user name or password",
+    "not authorized",
+]
+
+export function connectReturnCodeText(code: number) {
+    return CONNECT_RETURN_CODE_TEXT[code] || `unknown return code ${code}`
+}
+
+/**
+ * Timers, all derived from the keepalive [MQTT-3.1.2-23]: a PINGREQ goes out once the link has
+ * been idle in either direction for 3/4 of it; no PINGRESP within 1/2 of it means the link is
+ * half-open. So a dead link is found at most 1.25 x keepalive after the last packet received.
+ */
+export function keepaliveTimers(keepaliveS: number) {
+    const keepaliveMs = keepaliveS * 1000
+    return {
+        pingIdleMs: Math.floor(keepaliveMs * 0.75),
+        pingTimeoutMs: Math.floor(keepaliveMs * 0.5),
+        connackTimeoutMs: Math.max(2000, Math.floor(keepaliveMs * 0.5)),
+    }
+}
+
+export class Session {
+    state = SessionState.Disconnected
+    /** Publishes sent and waiting for PUBACK, in the order they were first sent. */
+    private inflight: OutboundPublish[] = []
+    /** Publishes not yet sent because the window is full or the link is down. */
+    private pending: OutboundPublish[] = []
+    private nextPacketId = 1
+    private nextToken = 1
+    private subscribeId = 0
+    private inboundQos2: number[] = []
+    private lastSentMs = 0
+    private lastReceivedMs = 0
+    private pingSentMs = -1
+    private connectSentMs = 0
+    private readonly timers: { pingIdleMs: number; pingTimeoutMs: number; connackTimeoutMs: number }
+
+    constructor(readonly options: SessionOptions) {
+        this.timers = keepaliveTimers(options.keepaliveS)
+    }
+
+    inflightCount() {
+        return this.inflight.length
+    }
+
+    pendingCount() {
+        return this.pending.length
+    }
+
+    /** The transport just opened: send CONNECT. */
+    onTransportOpen(nowMs: number): Action[] {
+        const o = this.options
+        this.state = SessionState.Connecting
+        this.connectSentMs = nowMs
+        this.lastReceivedMs = nowMs
+        this.pingSentMs = -1
+        this.inboundQos2 = []
+        return [
+            this.send(nowMs, {
+                type: PacketType.Connect,
+                clientId: o.clientId,
+                keepaliveS: o.keepaliveS,
+                cleanSession: o.cleanSession,
+                will: o.will,
+                username: o.username,
+                password: o.password,
+            }),
+        ]
+    }
+
+    /** The transport closed (either side). Unacknowledged publishes stay, to be resent. */
+    onTransportClosed(): Action[] {
+        this.state = SessionState.Disconnected
+        this.pingSentMs = -1
+        this.subscribeId = 0
+        return []
+    }
+
+    /**
+     * Queues a publish; returns its token, reported in a Delivered action once the broker
+     * acknowledged it (QoS 1) or it was written (QoS 0). Messages go out in submission order.
+     */
+    publish(nowMs: number, topic: string, payload: Buffer, qos: number, retain: boolean, actions: Action[]) {
+        const token = this.nextToken++
+        const packet: PublishPacket = { type: PacketType.Publish, topic, payload, qos, retain, dup: false }
+        this.pending.push({ token, packet })
+        this.pump(nowMs, actions)
+        return token
+    }
+
+    /** Periodic check of the keepalive and CONNACK timers. */
+    onTick(nowMs: number): Action[] {
+        const actions: Action[] = []
+        const t = this.timers
+        if (this.state === SessionState.Connecting) {
+            if (nowMs - this.connectSentMs >= t.connackTimeoutMs)
+                this.close(actions, `no CONNACK within ${t.connackTimeoutMs} ms`)
+            return actions
+        }
+        if (this.state !== SessionState.Connected || this.options.keepaliveS === 0) return actions
+        if (this.pingSentMs >= 0) {
+            if (nowMs - this.pingSentMs >= t.pingTimeoutMs)
+                this.close(actions, `no PINGRESP within ${t.pingTimeoutMs} ms: connection half-open`)
+        } else if (nowMs - this.lastSentMs >= t.pingIdleMs || nowMs - this.lastReceivedMs >= t.pingIdleMs) {
+            this.pingSentMs = nowMs
+            actions.push(this.send(nowMs, { type: PacketType.Pingreq }))
+        }
+        return actions
+    }
+
+    /** A packet arrived from the broker. */
+    onPacket(nowMs: number, packet: Packet): Action[] {
+        const actions: Action[] = []
+        this.lastReceivedMs = nowMs
+        if (this.state === SessionState.Connecting) {
+            if (packet.type !== PacketType.Connack) {
+                this.close(actions, `[MQTT-3.2.0-1] expected CONNACK, got packet type ${packet.type}`)
+                return actions
+            }
+            this.onConnack(nowMs, packet as ConnackPacket, actions)
+            return actions
+        }
+        if (this.state !== SessionState.Connected) return actions
+        switch (packet.type) {
+            case PacketType.Puback:
+                this.onPuback(nowMs, packet.packetId, actions)
+                break
+            case PacketType.Pingresp:
+                this.pingSentMs = -1
+                break
+            case PacketType.Publish:
+                this.onInboundPublish(nowMs, packet, actions)
+                break
+            case PacketType.Pubrel:
+                this.removeInboundQos2(packet.packetId)
+                actions.push(this.send(nowMs, { type: PacketType.Pubcomp, packetId: packet.packetId }))
+                break
+            case PacketType.Suback:
+                if (packet.packetId === this.subscribeId) {
+                    this.subscribeId = 0
+                    const subs = this.options.subscriptions
+                    for (let i = 0; i < packet.returnCodes.length; ++i)
+                        if (packet.returnCodes[i] === SUBACK_FAILURE)
+                            actions.push(log(`subscription to ${subs[i] ? subs[i].topic : "?"} refused by the broker`))
+                }
+                break
+            case PacketType.Unsuback:
+            case PacketType.Pubrec:
+            case PacketType.Pubcomp:
+                // We never send QoS 2 or UNSUBSCRIBE: an unexpected acknowledgement, harmless.
+                actions.push(log(`ignored unexpected packet type ${packet.type} id ${packet.packetId}`))
+                break
+            default:
+                this.close(actions, `[MQTT-4.8.0-1] a broker must not send packet type ${packet.type}`)
+        }
+        return actions
+    }
+
+    /** Graceful stop: DISCONNECT, so the broker discards the will [MQTT-3.14.4-3]. */
+    disconnect(nowMs: number): Action[] {
+        const actions: Action[] = []
+        if (this.state === SessionState.Connected) actions.push(this.send(nowMs, { type: PacketType.Disconnect }))
+        this.close(actions, "disconnect requested")
+        return actions
+    }
+
+    private onConnack(nowMs: number, connack: ConnackPacket, actions: Action[]) {
+        if (connack.returnCode !== ConnectReturnCode.Accepted) {
+            actions.push({ kind: ActionKind.Refused, code: connack.returnCode })
+            this.close(actions, `connection refused: ${connectReturnCodeText(connack.returnCode)}`)
+            return
+        }
+        this.state = SessionState.Connected
+        const sessionPresent = connack.sessionPresent && !this.options.cleanSession
+        actions.push({ kind: ActionKind.Connected, sessionPresent })
+        if (!sessionPresent && this.options.subscriptions.length) {
+            this.subscribeId = this.allocatePacketId()
+            actions.push(
+                this.send(nowMs, {
+                    type: PacketType.Subscribe,
+                    packetId: this.subscribeId,
+                    subscriptions: this.options.subscriptions,
+                })
+            )
+        }
+        // [MQTT-4.4.0-1]: resend every unacknowledged PUBLISH, in the original order, with DUP set.
+        for (const p of this.inflight) {
+            p.packet.dup = true
+            actions.push(this.send(nowMs, p.packet))
+        }
+        this.pump(nowMs, actions)
+    }
+
+    private onPuback(nowMs: number, packetId: number, actions: Action[]) {
+        let index = -1
+        for (let i = 0; i < this.inflight.length; ++i)
+            if (this.inflight[i].packet.packetId === packetId) {
+                index = i
+                break
+            }
+        if (index < 0) {
+            actions.push(log(`PUBACK for unknown packet id ${packetId} ignored`))
+            return
+        }
+        const done = this.inflight[index]
+        this.inflight.splice(index, 1)
+        actions.push({ kind: ActionKind.Delivered, token: done.token })
+        this.pump(nowMs, actions)
+    }
+
+    private onInboundPublish(nowMs: number, packet: PublishPacket, actions: Action[]) {
+        if (packet.qos === 0) {
+            actions.push({ kind: ActionKind.Message, message: packet })
+        } else if (packet.qos === 1) {
+            actions.push({ kind: ActionKind.Message, message: packet })
+            actions.push(this.send(nowMs, { type: PacketType.Puback, packetId: packet.packetId }))
+        } else {
+            // QoS 2, method A of [MQTT-4.3.3]: deliver on first receipt, remember the id until PUBREL.
+            if (this.inboundQos2.indexOf(packet.packetId) < 0) {
+                if (this.inboundQos2.length >= MAX_INBOUND_QOS2) this.inboundQos2.shift()
+                this.inboundQos2.push(packet.packetId)
+                actions.push({ kind: ActionKind.Message, message: packet })
+            }
+            actions.push(this.send(nowMs, { type: PacketType.Pubrec, packetId: packet.packetId }))
+        }
+    }
+
+    private removeInboundQos2(packetId: number) {
+        const i = this.inboundQos2.indexOf(packetId)
+        if (i >= 0) this.inboundQos2.splice(i, 1)
+    }
+
+    /** Moves pending publishes into the window while connected. */
+    private pump(nowMs: number, actions: Action[]) {
+        if (this.state !== SessionState.Connected) return
+        while (this.pending.length && this.inflight.length < this.options.inflightWindow) {
+            const p = this.pending.shift()
+            if (p.packet.qos > 0) {
+                p.packet.packetId = this.allocatePacketId()
+                this.inflight.push(p)
+                actions.push(this.send(nowMs, p.packet))
+            } else {
+                actions.push(this.send(nowMs, p.packet))
+                actions.push({ kind: ActionKind.Delivered, token: p.token })
+            }
+        }
+    }
+
+    /** Ids run 1..65535 and wrap, never 0 [MQTT-2.3.1-1], skipping ids still in flight. */
+    private allocatePacketId() {
+        for (let attempts = 0; attempts < MAX_PACKET_ID; ++attempts) {
+            const id = this.nextPacketId
+            this.nextPacketId = id >= MAX_PACKET_ID ? 1 : id + 1
+            if (id !== this.subscribeId && !this.isInflight(id)) return id
+        }
+        throw new Error("no free packet id")
+    }
+
+    private isInflight(id: number) {
+        for (const p of this.inflight) if (p.packet.packetId === id) return true
+        return false
+    }
+
+    private send(nowMs: number, packet: Packet): Action {
+        this.lastSentMs = nowMs
+        return { kind: ActionKind.Send, packet }
+    }
+
+    private close(actions: Action[], reason: string) {
+        this.state = SessionState.Disconnected
+        this.pingSentMs = -1
+        this.subscribeId = 0
+        actions.push({ kind: ActionKind.Close, reason })
+    }
+}
+
+function log(text: string): Action {
+    return { kind: ActionKind.Log, reason: text }
+}
