@@ -53,14 +53,21 @@ export const METER_KINDS = ["sim"]
 
 const ID_PATTERN_TEXT = "letters, digits, '-' and '_'"
 
-function isIdChar(c: string) {
-    return (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || c === "-" || c === "_"
+/** By character code: DeviceScript does not order strings with < and >. */
+function isIdChar(code: number) {
+    return (
+        (code >= 97 && code <= 122) || // a-z
+        (code >= 65 && code <= 90) || // A-Z
+        (code >= 48 && code <= 57) || // 0-9
+        code === 45 || // -
+        code === 95 // _
+    )
 }
 
 /** Ids become topic levels: keep them to characters no broker or dashboard trips over. */
 export function isValidId(id: string) {
     if (!id || id.length > 32) return false
-    for (let i = 0; i < id.length; ++i) if (!isIdChar(id[i])) return false
+    for (let i = 0; i < id.length; ++i) if (!isIdChar(id.charCodeAt(i))) return false
     return true
 }
 
@@ -100,7 +107,7 @@ export interface ParsedConfig {
 /** Builds the configuration from raw settings; `deviceId` is the fallback node id. */
 export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedConfig {
     const errors: string[] = []
-    const v: Record<string, any> = {}
+    const v: any = {}
     for (const spec of SETTINGS) v[spec.key] = readValue(raw, spec, errors)
     for (const key of Object.keys(raw))
         if (!findSpec(key) && raw[key] !== undefined) errors.push(`setting ${key}: unknown setting (ignored)`)
@@ -154,5 +161,11 @@ export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedC
 
 /** The configuration as it may be logged and published: secrets masked. */
 export function describeConfig(c: NodeConfig) {
-    return `broker ${c.brokerUrl}${c.username ? " user " + c.username : ""}${c.password ? " password ***" : ""}, node ${c.nodeId}, prefix ${c.topicPrefix}, keepalive ${c.keepaliveS} s, meter ${c.meterId} (${c.meterKind}) every ${c.readingIntervalMs} ms`
+    // Built in pieces: the DeviceScript compiler fails on template literals with many substitutions.
+    let text = "broker " + c.brokerUrl
+    if (c.username) text += " user " + c.username
+    if (c.password) text += " password ***"
+    text += `, node ${c.nodeId}, prefix ${c.topicPrefix}, keepalive ${c.keepaliveS} s`
+    text += `, meter ${c.meterId} (${c.meterKind}) every ${c.readingIntervalMs} ms`
+    return text
 }

@@ -14,6 +14,7 @@ import {
     Subscription,
     Will,
 } from "./packets"
+import { removeAt } from "../util/arrays"
 
 export const MAX_PACKET_ID = 65535
 
@@ -281,7 +282,7 @@ export class Session {
             return
         }
         const done = this.inflight[index]
-        this.inflight.splice(index, 1)
+        removeAt(this.inflight, index)
         actions.push({ kind: ActionKind.Delivered, token: done.token })
         this.pump(nowMs, actions)
     }
@@ -305,7 +306,7 @@ export class Session {
 
     private removeInboundQos2(packetId: number) {
         const i = this.inboundQos2.indexOf(packetId)
-        if (i >= 0) this.inboundQos2.splice(i, 1)
+        removeAt(this.inboundQos2, i)
     }
 
     /** Moves pending publishes into the window while connected. */

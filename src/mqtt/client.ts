@@ -1,0 +1,219 @@
+// The MQTT client: the only code that touches the socket and the clock. It carries out what the
+// Session decides, and owns reconnecting with backoff. One fiber (the connection loop) reads the
+// socket and runs the timers; sends happen from whichever fiber produced them (a socket send in
+// DeviceScript is a synchronous copy into the native queue, so sends never interleave).
+import * as ds from "@devicescript/core"
+import { connect, Socket } from "@devicescript/net"
+import { encodePacket } from "./codec"
+import { DecodeFailure, PacketDecoder, protocolErrorText } from "./decoder"
+import { Action, ActionKind, connectReturnCodeText, Session, SessionOptions, SessionState } from "./session"
+import { backoffDelayMs } from "./backoff"
+import { BrokerAddress } from "./url"
+import { PublishPacket } from "./packets"
+
+/** Largest inbound packet accepted; larger ones are a protocol error (the node only receives commands). */
+export const MAX_INBOUND_PACKET_BYTES = 4096
+const TICK_MS = 250
+const CONNECT_TIMEOUT_MS = 10000
+const BACKOFF_BASE_MS = 1000
+const BACKOFF_CAP_MS = 60000
+/** After a refusal (bad credentials, not authorized) retrying sooner cannot help. */
+const REFUSED_FLOOR_MS = 30000
+/** Decoded packets handled before yielding, so a flood never hits the VM's op limit. */
+const PACKETS_PER_YIELD = 16
+
+export interface ClientEvents {
+    onConnected?: (sessionPresent: boolean) => ds.AsyncVoid
+    onDisconnected?: (reason: string) => ds.AsyncVoid
+    onDelivered?: (token: number) => ds.AsyncVoid
+    onMessage?: (message: PublishPacket) => ds.AsyncVoid
+    onError?: (text: string) => void
+}
+
+export class MqttClient {
+    readonly session: Session
+    private socket: Socket
+    private decoder = new PacketDecoder(MAX_INBOUND_PACKET_BYTES)
+    private stopped = false
+    private attempt = 0
+    private refused = false
+    private closeReason = ""
+    /** Connection attempts and outcomes, for the status message and benchmarks. */
+    connects = 0
+
+    constructor(
+        readonly broker: BrokerAddress,
+        sessionOptions: SessionOptions,
+        readonly events: ClientEvents
+    ) {
+        this.session = new Session(sessionOptions)
+    }
+
+    isConnected() {
+        return this.session.state === SessionState.Connected
+    }
+
+    /** Starts the connection loop in its own fiber. */
+    start() {
+        ds.assert(!this.stopped)
+        // A timer callback runs in a fiber of its own: the connection loop lives there.
+        // (DeviceScript closures cannot capture `this`, hence `self`.)
+        const self = this
+        setTimeout(async () => await self.connectionLoop(), 0)
+    }
+
+    /** Queues a publish; returns the token later reported to onDelivered. */
+    async publish(topic: string, payload: Buffer, qos: number, retain: boolean) {
+        const actions: Action[] = []
+        const token = this.session.publish(ds.millis(), topic, payload, qos, retain, actions)
+        await this.execute(actions)
+        return token
+    }
+
+    /** Graceful stop: DISCONNECT (so the will does not fire), then close. */
+    async stop() {
+        this.stopped = true
+        await this.execute(this.session.disconnect(ds.millis()))
+        await ds.sleep(50)
+        await this.closeSocket()
+    }
+
+    private async connectionLoop() {
+        while (!this.stopped) {
+            await this.runOneConnection()
+            if (this.stopped) break
+            const delayMs = backoffDelayMs(
+                this.attempt,
+                BACKOFF_BASE_MS,
+                BACKOFF_CAP_MS,
+                this.refused ? REFUSED_FLOOR_MS : 0,
+                Math.random()
+            )
+            this.attempt++
+            console.log(`mqtt: reconnecting in ${delayMs} ms (attempt ${this.attempt})`)
+            await ds.sleep(delayMs)
+        }
+    }
+
+    private async runOneConnection() {
+        const b = this.broker
+        this.closeReason = ""
+        try {
+            this.socket = await connect({
+                host: b.host,
+                port: b.port,
+                proto: b.tls ? "tls" : "tcp",
+                timeout: CONNECT_TIMEOUT_MS,
+            })
+        } catch (e) {
+            this.reportError(`mqtt: cannot reach ${b.host}:${b.port}: ${(e as Error).message}`)
+            return
+        }
+        this.connects++
+        this.decoder.reset()
+        await this.execute(this.session.onTransportOpen(ds.millis()))
+        while (this.socket && !this.stopped) {
+            let chunk: Buffer
+            try {
+                chunk = await this.socket.recv(TICK_MS)
+            } catch (e) {
+                this.closeReason = `socket error: ${(e as Error).message}`
+                break
+            }
+            if (chunk === null) {
+                if (!this.closeReason) this.closeReason = "connection closed by the broker"
+                break
+            }
+            if (chunk) await this.handleChunk(chunk)
+            if (this.socket) await this.execute(this.session.onTick(ds.millis()))
+        }
+        const wasConnected = this.session.state === SessionState.Connected
+        this.session.onTransportClosed()
+        await this.closeSocket()
+        if (!this.stopped) {
+            const reason = this.closeReason || "connection lost"
+            console.log(`mqtt: disconnected: ${reason}`)
+            if (this.events.onDisconnected) await this.events.onDisconnected(reason)
+            if (wasConnected && reason === "connection closed by the broker")
+                this.reportError(
+                    `mqtt: the broker closed an established connection: another client may be using id ${this.session.options.clientId}, or the broker is restarting`
+                )
+        }
+    }
+
+    private async handleChunk(chunk: Buffer) {
+        this.decoder.push(chunk)
+        let handled = 0
+        for (;;) {
+            const result = this.decoder.next()
+            if (!result) break
+            if (result.error) {
+                // No narrowing here: DeviceScript compiles without strictNullChecks.
+                const failure = result as DecodeFailure
+                this.reportError(`mqtt: protocol error from broker: ${protocolErrorText(failure.error)}: ${failure.message}`)
+                this.closeReason = "protocol error"
+                await this.closeSocket()
+                return
+            }
+            await this.execute(this.session.onPacket(ds.millis(), result.packet))
+            if (!this.socket) return
+            if (++handled % PACKETS_PER_YIELD === 0) await ds.sleep(0)
+        }
+    }
+
+    private async execute(actions: Action[]) {
+        for (const a of actions) {
+            switch (a.kind) {
+                case ActionKind.Send:
+                    await this.sendPacket(a)
+                    break
+                case ActionKind.Close:
+                    if (!this.closeReason) this.closeReason = a.reason
+                    await this.closeSocket()
+                    break
+                case ActionKind.Connected:
+                    this.attempt = 0
+                    this.refused = false
+                    console.log(`mqtt: connected (session present: ${a.sessionPresent})`)
+                    if (this.events.onConnected) await this.events.onConnected(a.sessionPresent)
+                    break
+                case ActionKind.Refused:
+                    this.refused = true
+                    this.reportError(`mqtt: broker refused the connection: ${connectReturnCodeText(a.code)}`)
+                    break
+                case ActionKind.Delivered:
+                    if (this.events.onDelivered) await this.events.onDelivered(a.token)
+                    break
+                case ActionKind.Message:
+                    if (this.events.onMessage) await this.events.onMessage(a.message)
+                    break
+                case ActionKind.Log:
+                    console.log(`mqtt: ${a.reason}`)
+                    break
+            }
+        }
+    }
+
+    private async sendPacket(a: Action) {
+        const socket = this.socket
+        if (!socket) return
+        try {
+            await socket.send(encodePacket(a.packet))
+        } catch (e) {
+            if (socket !== this.socket) return
+            if (!this.closeReason) this.closeReason = `send failed: ${(e as Error).message}`
+            await this.closeSocket()
+        }
+    }
+
+    private async closeSocket() {
+        const s = this.socket
+        this.socket = null
+        if (s) await s.close()
+    }
+
+    private reportError(text: string) {
+        console.log(text)
+        if (this.events.onError) this.events.onError(text)
+    }
+}

@@ -1,0 +1,102 @@
+// The whole data path: simulated meter -> firmware in the simulator -> real broker -> subscriber.
+import { after, before, describe, test } from "node:test"
+import assert from "node:assert/strict"
+import { Broker } from "../../devs/lib/broker"
+import { NodeUnderTest, Recorder } from "./helpers"
+
+const NODE = "e2e-path"
+const READ_MS = 400
+const KEEPALIVE_S = 5
+
+describe("data path", () => {
+    let broker: Broker
+    let recorder: Recorder
+    let node: NodeUnderTest
+
+    before(async () => {
+        broker = await new Broker({ persistence: false }).start()
+        console.log(`# broker: ${broker.describe()}`)
+        recorder = await new Recorder(broker.url, `meters/${NODE}/#`).start()
+        node = new NodeUnderTest({
+            MQTT_URL: broker.url,
+            NODE_ID: NODE,
+            READ_MS,
+            KEEPALIVE_S,
+            SIM_SEED: 7,
+        })
+        await node.build()
+    })
+
+    after(async () => {
+        await node?.dispose()
+        await recorder?.stop()
+        await broker?.dispose()
+    })
+
+    test("readings reach the broker at QoS 1 with increasing seq, and totals add up", async () => {
+        await node.start(true)
+        await recorder.waitFor("8 readings", r => r.readings().length >= 8, 30_000)
+        const readings = recorder.readings()
+        const messages = recorder.messages.filter(m => m.topic === `meters/${NODE}/main/reading`)
+        assert.ok(messages.every(m => m.qos === 1 && !m.retain), "readings are delivered at QoS 1, not retained")
+        for (const r of readings) {
+            assert.equal(r.meter, "main")
+            assert.equal(r.unit, "Wh")
+            assert.equal(r.time, "uptime")
+            assert.ok(Number.isInteger(r.seq) && r.seq > 0, `seq ${r.seq} is a positive integer`)
+            assert.ok(r.end > r.start, "interval has a positive length")
+            assert.ok(r.delta > 0, "the simulated load always draws power")
+        }
+        for (let i = 1; i < readings.length; i++) {
+            assert.equal(readings[i].seq, readings[i - 1].seq + 1, "consecutive seq within one boot")
+            assert.equal(readings[i].start, readings[i - 1].end, "intervals are contiguous")
+            const totalChange = Math.round((readings[i].total - readings[i - 1].total) * 1000)
+            assert.equal(totalChange, Math.round(readings[i].delta * 1000), "total grows by exactly the delta")
+        }
+        // With a 400 ms interval, 8 readings span about 3.2 s; each interval is close to READ_MS.
+        for (const r of readings.slice(1)) assert.ok(Math.abs(r.end - r.start - READ_MS) < 250, `interval ${r.end - r.start} ms`)
+    })
+
+    test("the retained status says online", async () => {
+        await recorder.waitFor("an online status", r => r.messages.some(m => m.topic.endsWith("/status") && m.payload.includes('"online"')), 10_000)
+        const status = recorder.messages.filter(m => m.topic === `meters/${NODE}/status`).at(-1)!
+        const body = JSON.parse(status.payload)
+        assert.equal(body.state, "online")
+        assert.ok(body.boot >= 1)
+        // A fresh subscriber gets it as a retained message.
+        const late = await new Recorder(broker.url, `meters/${NODE}/status`).start()
+        try {
+            await late.waitFor("the retained status", r => r.messages.length > 0, 5000)
+            assert.equal(late.messages[0].retain, true)
+            assert.equal(JSON.parse(late.messages[0].payload).state, "online")
+        } finally {
+            await late.stop()
+        }
+    })
+
+    test("after SIGKILL (power cut) the will says offline, and seq continues above the last one published", async () => {
+        const before = recorder.readings()
+        const lastSeq = Math.max(...before.map(r => r.seq))
+        const lastBoot = before.at(-1).boot
+        await node.kill()
+        const killedAt = Date.now()
+        await recorder.waitFor(
+            "the will (offline, lost)",
+            r => r.messages.some(m => m.topic.endsWith("/status") && m.atMs >= killedAt && m.payload.includes('"lost"')),
+            KEEPALIVE_S * 1500 + 5000
+        )
+        const countBefore = recorder.readings().length
+        await node.start(false)
+        await recorder.waitFor("readings after restart", r => r.readings().length >= countBefore + 3, 30_000)
+        const afterRestart = recorder.readings().slice(countBefore)
+        assert.ok(afterRestart[0].seq > lastSeq, `first seq after restart ${afterRestart[0].seq} > ${lastSeq}`)
+        assert.equal(afterRestart[0].boot, lastBoot + 1, "boot count increments")
+        const all = recorder.readings().map(r => r.seq)
+        assert.equal(new Set(all).size, all.length, "no seq is ever published twice")
+        await recorder.waitFor(
+            "online again",
+            r => r.messages.filter(m => m.topic.endsWith("/status")).at(-1)!.payload.includes('"online"'),
+            10_000
+        )
+    })
+})

@@ -1,0 +1,117 @@
+// Shared pieces of the end-to-end tests: a broker, the firmware in the simulator, and a
+// subscriber that records what the broker delivered.
+import mqtt from "mqtt"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Broker, BrokerOptions } from "../../devs/lib/broker"
+import { buildFirmware, Simulator } from "../../devs/lib/simulator"
+import type { Settings } from "../../devs/lib/simulator"
+import { sleep } from "../../devs/lib/process"
+
+export interface Received {
+    topic: string
+    payload: string
+    qos: number
+    retain: boolean
+    dup: boolean
+    atMs: number
+}
+
+/** A QoS 1 subscriber (MQTT.js) that records every message the broker delivers. */
+export class Recorder {
+    readonly messages: Received[] = []
+    private client?: mqtt.MqttClient
+
+    constructor(
+        readonly url: string,
+        readonly filter: string
+    ) {}
+
+    async start() {
+        this.client = mqtt.connect(this.url, { clientId: `recorder-${process.pid}-${Date.now()}`, reconnectPeriod: 200, clean: true })
+        this.client.on("message", (topic, payload, packet) => {
+            this.messages.push({
+                topic,
+                payload: payload.toString(),
+                qos: packet.qos,
+                retain: !!packet.retain,
+                dup: !!packet.dup,
+                atMs: Date.now(),
+            })
+        })
+        await new Promise<void>((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error("recorder could not connect")), 10_000)
+            this.client!.once("connect", () => {
+                this.client!.subscribe(this.filter, { qos: 1 }, err => {
+                    clearTimeout(timer)
+                    err ? reject(err) : resolve()
+                })
+            })
+        })
+        return this
+    }
+
+    readings(meterTopicSuffix = "/reading") {
+        return this.messages.filter(m => m.topic.endsWith(meterTopicSuffix)).map(m => JSON.parse(m.payload))
+    }
+
+    /** Waits until `predicate` holds over the messages; fails with `what` after timeoutMs. */
+    async waitFor(what: string, predicate: (r: Recorder) => boolean, timeoutMs: number) {
+        const deadline = Date.now() + timeoutMs
+        while (!predicate(this)) {
+            if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+            await sleep(50)
+        }
+    }
+
+    async stop() {
+        await new Promise<void>(resolve => (this.client ? this.client.end(true, {}, () => resolve()) : resolve()))
+    }
+}
+
+/** One node under test: its firmware build, its run directory (flash) and its simulator. */
+export class NodeUnderTest {
+    readonly runDir = mkdtempSync(join(tmpdir(), "meternode-e2e-"))
+    simulator?: Simulator
+    private bytecode?: string
+
+    constructor(readonly settings: Settings) {}
+
+    async build() {
+        this.bytecode = await buildFirmware(this.settings, this.runDir, `e2e-${process.pid}`)
+        return this
+    }
+
+    /** Starts (or restarts after a kill) the simulator; flash persists in runDir. */
+    async start(clearFlash = false) {
+        if (!this.bytecode) await this.build()
+        this.simulator = new Simulator({
+            bytecode: this.bytecode!,
+            runDir: this.runDir,
+            mode: "device",
+            clearFlash,
+            onLine: process.env.E2E_VERBOSE ? line => console.log(`[node] ${line}`) : undefined,
+        })
+        await this.simulator.start()
+        return this.simulator
+    }
+
+    async kill() {
+        await this.simulator?.kill()
+    }
+
+    async dispose() {
+        await this.simulator?.kill()
+        rmSync(this.runDir, { recursive: true, force: true })
+    }
+}
+
+export async function withBroker<T>(options: BrokerOptions, fn: (broker: Broker) => Promise<T>) {
+    const broker = await new Broker(options).start()
+    try {
+        return await fn(broker)
+    } finally {
+        await broker.dispose()
+    }
+}
