@@ -166,16 +166,25 @@ export function protocolErrorText(error: ProtocolError): string {
     }
 }
 
-/** next() decoded a complete, valid packet. `error` is never set. */
+/**
+ * The two shapes next() returns. Both declare all three fields so that code
+ * compiled without strictNullChecks (DeviceScript) can test `result.error` on a
+ * DecodeResult; narrowing does not work there, so cast after the test:
+ *     if (result.error) { const failure = result as DecodeFailure; ... }
+ */
+
+/** next() decoded a complete, valid packet: `packet` is set, `error` never is. */
 export interface DecodedPacket {
     packet: Packet
     error?: undefined
+    message?: undefined
 }
 
 /**
- * next() met a protocol violation. `error` is the reason (never 0, so `if
- * (result.error)` tells the cases apart), `message` a human-readable detail that
- * starts with the spec clause where there is one. The decoder is dead afterwards.
+ * next() met a protocol violation. `error` is the reason (never 0, so
+ * `if (result.error)` tells the cases apart; protocolErrorText(error) describes it
+ * in general), `message` the detail of this input (which packet, which field, the
+ * offending value). The decoder is dead afterwards: close the connection.
  */
 export interface DecodeFailure {
     packet?: undefined
@@ -201,7 +210,7 @@ enum DecoderState {
 }
 
 function failure(error: ProtocolError, detail: string): DecodeFailure {
-    return { error: error, message: `${protocolErrorText(error)}: ${detail}` }
+    return { error: error, message: detail }
 }
 
 /**
@@ -868,7 +877,7 @@ export class PacketDecoder {
 
     private completePacket(): DecodeResult {
         const result = decodeBody(this.packetType, this.headerFlags, this.body)
-        if (result.error) return this.die(result)
+        if (result.error) return this.die(result as DecodeFailure)
         this.startPacket()
         return result
     }
