@@ -1,0 +1,185 @@
+// The node's pure core outside MQTT: configuration, sequence numbers, payloads, the simulated
+// meter, broker URLs, backoff.
+import { describe, test } from "node:test"
+import assert from "node:assert/strict"
+import { describeConfig, isValidId, parseConfig } from "../../src/config"
+import { SequenceAllocator } from "../../src/sequence"
+import { formatMilli, readingPayload, statusPayload, WILL_PAYLOAD } from "../../src/reading"
+import { SeededRandom, SimulatedEnergyMeter } from "../../src/meters/simulated"
+import { parseBrokerUrl } from "../../src/mqtt/url"
+import { backoffDelayMs } from "../../src/mqtt/backoff"
+import { removeAt } from "../../src/util/arrays"
+
+describe("configuration", () => {
+    test("defaults apply when nothing is set", () => {
+        const { config, errors } = parseConfig({}, "dev1")
+        assert.deepEqual(errors, [])
+        assert.equal(config.nodeId, "dev1")
+        assert.equal(config.topicPrefix, "meters")
+        assert.equal(config.readingIntervalMs, 60000)
+        assert.deepEqual(config.broker, { host: "127.0.0.1", port: 1883, tls: false })
+    })
+
+    test("values from .env files arrive as strings and are parsed", () => {
+        const { config, errors } = parseConfig({ READ_MS: "1000", KEEPALIVE_S: "10", MQTT_URL: "mqtts://broker.lan:8884" }, "d")
+        assert.deepEqual(errors, [])
+        assert.equal(config.readingIntervalMs, 1000)
+        assert.equal(config.keepaliveS, 10)
+        assert.deepEqual(config.broker, { host: "broker.lan", port: 8884, tls: true })
+    })
+
+    test("each invalid setting is reported by name and replaced by its default", () => {
+        const { config, errors } = parseConfig(
+            { READ_MS: "fast", KEEPALIVE_S: 1, MQTT_URL: "http://x", NODE_ID: "a/b", METER_KIND: "laser", TOPIC_PREFIX: "a/#", BOGUS: 1 },
+            "dev1"
+        )
+        const named = (key: string) => errors.some(e => e.startsWith(`setting ${key}:`))
+        for (const key of ["READ_MS", "KEEPALIVE_S", "MQTT_URL", "NODE_ID", "METER_KIND", "TOPIC_PREFIX", "BOGUS"])
+            assert.ok(named(key), `${key} reported in ${JSON.stringify(errors)}`)
+        assert.equal(config.readingIntervalMs, 60000)
+        assert.equal(config.keepaliveS, 30)
+        assert.equal(config.nodeId, "dev1")
+        assert.equal(config.topicPrefix, "meters")
+        assert.equal(config.broker.port, 1883)
+    })
+
+    test("ids are safe topic levels", () => {
+        for (const ok of ["a", "demo", "node-1_B", "x".repeat(32)]) assert.ok(isValidId(ok), ok)
+        for (const bad of ["", "a/b", "a+b", "#", "é", "x".repeat(33), "a b"]) assert.ok(!isValidId(bad), bad)
+    })
+
+    test("the logged configuration never shows the password", () => {
+        const { config } = parseConfig({ MQTT_USER: "u", MQTT_PASS: "s3cret" }, "d")
+        const text = describeConfig(config)
+        assert.ok(!text.includes("s3cret"))
+        assert.ok(text.includes("password ***"))
+    })
+})
+
+describe("sequence numbers", () => {
+    test("a new device reserves a block before handing out seq 1", () => {
+        const s = new SequenceAllocator(0, 100)
+        assert.equal(s.reservationNeeded(), 100)
+        assert.throws(() => s.take(), /reservation/)
+        s.reserved(100)
+        assert.equal(s.reservationNeeded(), -1)
+        assert.equal(s.take(), 1)
+    })
+
+    test("one reservation per block, and a reboot continues above the reservation", () => {
+        const s = new SequenceAllocator(0, 10)
+        let writes = 0
+        let last = 0
+        for (let i = 0; i < 35; i++) {
+            const need = s.reservationNeeded()
+            if (need >= 0) {
+                s.reserved(need)
+                writes++
+            }
+            const seq = s.take()
+            assert.equal(seq, last + 1)
+            last = seq
+        }
+        assert.equal(writes, 4)
+        // Power cut now: the flash says 40, 35 were used. The next boot starts at 41: a gap, no reuse.
+        const after = new SequenceAllocator(40, 10)
+        after.reserved(after.reservationNeeded())
+        assert.equal(after.take(), 41)
+    })
+})
+
+describe("payloads", () => {
+    test("thousandths format exactly", () => {
+        const cases: [number, string][] = [[0, "0"], [1, "0.001"], [10, "0.01"], [1234, "1.234"], [1000, "1"], [-1500, "-1.5"], [123456789, "123456.789"]]
+        for (const [milli, text] of cases) assert.equal(formatMilli(milli), text)
+    })
+
+    test("a reading is JSON with the documented fields", () => {
+        const body = JSON.parse(
+            readingPayload({ meterId: "main", seq: 7, boot: 2, startMs: 1000, endMs: 2000, deltaMilliWh: 125, totalMilliWh: 5125, powerW: 450.25 })
+        )
+        assert.deepEqual(body, {
+            seq: 7, meter: "main", quantity: "energy", unit: "Wh", start: 1000, end: 2000, time: "uptime", boot: 2,
+            delta: 0.125, total: 5.125, power_w: 450.25,
+        })
+    })
+
+    test("status and will", () => {
+        const online = JSON.parse(statusPayload({ online: true, boot: 3, uptimeS: 12.7, queued: 2, dropped: 1, lastError: 'a "quoted" error' }))
+        assert.equal(online.state, "online")
+        assert.equal(online.uptime_s, 12)
+        assert.equal(online.error, 'a "quoted" error')
+        assert.deepEqual(JSON.parse(WILL_PAYLOAD), { state: "offline", reason: "lost" })
+        assert.deepEqual(JSON.parse(statusPayload({ online: false, reason: "shutdown", boot: 3, uptimeS: 0, queued: 0, dropped: 0, lastError: "" })), {
+            state: "offline", reason: "shutdown", boot: 3,
+        })
+    })
+})
+
+describe("simulated meter", () => {
+    test("the same seed gives the same readings; totals are the exact sum of deltas", () => {
+        const a = new SimulatedEnergyMeter(42, 800, 1000)
+        const b = new SimulatedEnergyMeter(42, 800, 1000)
+        let sum = 0
+        for (let t = 0; t < 3600_000; t += 60_000) {
+            const ra = a.read(t, t + 60_000)
+            assert.deepEqual(ra, b.read(t, t + 60_000))
+            assert.ok(Number.isInteger(ra.deltaMilliWh) && ra.deltaMilliWh > 0)
+            sum += ra.deltaMilliWh
+        }
+        assert.equal(a.totalMilliWh, 1000 + sum)
+    })
+
+    test("a day averages near the configured mean power", () => {
+        const m = new SimulatedEnergyMeter(3, 1000, 0)
+        for (let t = 0; t < 86_400_000; t += 60_000) m.read(t, t + 60_000)
+        const meanW = m.totalMilliWh / 1000 / 24
+        assert.ok(meanW > 700 && meanW < 1300, `mean ${meanW} W`)
+    })
+
+    test("the generator stays in [0, 1)", () => {
+        const r = new SeededRandom(1)
+        for (let i = 0; i < 10000; i++) {
+            const v = r.next()
+            assert.ok(v >= 0 && v < 1)
+        }
+    })
+})
+
+describe("broker URL", () => {
+    test("accepted forms", () => {
+        assert.deepEqual(parseBrokerUrl("mqtt://h"), { host: "h", port: 1883, tls: false })
+        assert.deepEqual(parseBrokerUrl("mqtts://h"), { host: "h", port: 8883, tls: true })
+        assert.deepEqual(parseBrokerUrl("mqtt://10.0.0.2:1884/"), { host: "10.0.0.2", port: 1884, tls: false })
+    })
+    test("rejected forms name the problem", () => {
+        assert.match(parseBrokerUrl("tcp://h") as string, /must start with/)
+        assert.match(parseBrokerUrl("mqtt://h:0") as string, /invalid port/)
+        assert.match(parseBrokerUrl("mqtt://h:99999") as string, /invalid port/)
+        assert.match(parseBrokerUrl("mqtt://:1883") as string, /no host/)
+        assert.match(parseBrokerUrl("") as string, /empty/)
+    })
+})
+
+describe("reconnect backoff", () => {
+    test("full jitter below an exponential, capped ceiling", () => {
+        for (let attempt = 0; attempt < 40; attempt++) {
+            const ceiling = Math.min(60000, 1000 * 2 ** attempt)
+            assert.equal(backoffDelayMs(attempt, 1000, 60000, 0, 0.999999), Math.floor(0.999999 * ceiling))
+            assert.equal(backoffDelayMs(attempt, 1000, 60000, 0, 0), 0)
+        }
+    })
+    test("a refused connection never retries sooner than the floor", () => {
+        for (let attempt = 0; attempt < 10; attempt++) assert.ok(backoffDelayMs(attempt, 1000, 60000, 30000, Math.random()) >= 30000)
+    })
+})
+
+test("removeAt keeps the order of the rest", () => {
+    const a = [1, 2, 3, 4]
+    removeAt(a, 1)
+    assert.deepEqual(a, [1, 3, 4])
+    removeAt(a, 5)
+    assert.deepEqual(a, [1, 3, 4])
+    removeAt(a, 2)
+    assert.deepEqual(a, [1, 3])
+})
