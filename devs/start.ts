@@ -86,6 +86,15 @@ async function shutdown(code: number) {
 process.on("SIGINT", () => void shutdown(0))
 process.on("SIGTERM", () => void shutdown(0))
 process.on("exit", () => children.killAllNow())
+// npm does not pass SIGTERM on to the script: when `npm start` is terminated, its shell dies and
+// this process is re-parented. Treat that as the stop signal, so nothing is left running.
+const parentPid = process.ppid
+setInterval(() => {
+    if (process.ppid !== parentPid) {
+        console.log("[runner] npm start was stopped: stopping the simulator and the broker")
+        void shutdown(0)
+    }
+}, 250).unref()
 
 function time() {
     return new Date().toISOString().slice(11, 23)
