@@ -10,7 +10,11 @@ import {
     protocolErrorText,
 } from "../../src/mqtt/decoder"
 import { Packet, PacketType } from "../../src/mqtt/packets"
-import { PACKET_FIXTURES, toMqttPacket } from "./packet-fixtures"
+import {
+    fromMqttPacket,
+    PACKET_FIXTURES,
+    toMqttPacket,
+} from "./packet-fixtures"
 
 const LARGE_LIMIT = 4 * 1024 * 1024
 
@@ -485,5 +489,181 @@ describe("memory stays bounded", () => {
         }
         assert.deepEqual(decoded, { packet })
         assert.equal(decoder.bufferedBytes(), 0)
+    })
+})
+
+describe("fuzz", () => {
+    const seed = process.env.FUZZ_SEED
+        ? Number(process.env.FUZZ_SEED)
+        : 20261122
+    const inputCount = process.env.FUZZ_INPUTS
+        ? Number(process.env.FUZZ_INPUTS)
+        : 200000
+    const errorValues = new Set(
+        Object.values(ProtocolError).filter(v => typeof v === "number")
+    )
+    const validEncodings = PACKET_FIXTURES.filter(f => !f.nodeOnly).map(f =>
+        encodePacket(f.packet)
+    )
+    const validFirstBytes = [
+        0x10, 0x20, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x3a, 0x3b, 0x3c, 0x3d,
+        0x40, 0x50, 0x62, 0x70, 0x82, 0x90, 0xa2, 0xb0, 0xc0, 0xd0, 0xe0,
+    ]
+
+    function mqttPacketParse(bytes: Buffer): Packet[] {
+        const parser = mqttPacket.parser({ protocolVersion: 4 })
+        const packets: Packet[] = []
+        let failed = false
+        parser.on("packet", (p: any) => {
+            if (!failed) packets.push(fromMqttPacket(p))
+        })
+        parser.on("error", () => (failed = true))
+        parser.parse(bytes)
+        return packets
+    }
+
+    test(`${inputCount} random and mutated inputs never throw, results are packets or named errors (seed ${seed})`, () => {
+        console.log(
+            `fuzz seed ${seed}, ${inputCount} inputs (FUZZ_SEED / FUZZ_INPUTS to change)`
+        )
+        const started = process.hrtime.bigint()
+        const random = makeRandom(seed)
+        const below = (n: number) => Math.floor(random() * n)
+        const counts = { packets: 0, errors: 0, differential: 0 }
+        const errorsSeen = new Set<number>()
+
+        for (let input = 0; input < inputCount; input++) {
+            const kind = below(10)
+            let bytes: Buffer
+            let mustDecodeAll = false
+            if (kind < 3) {
+                // Random bytes, usually behind a plausible first byte.
+                bytes = Buffer.alloc(below(48))
+                for (let i = 0; i < bytes.length; i++) bytes[i] = below(256)
+                if (bytes.length > 0 && below(10) < 7)
+                    bytes[0] = validFirstBytes[below(validFirstBytes.length)]
+                if (bytes.length > 1 && below(2) === 0)
+                    bytes[1] = below(bytes.length)
+            } else {
+                const parts: Buffer[] = []
+                const partCount = 1 + below(3)
+                for (let i = 0; i < partCount; i++)
+                    parts.push(validEncodings[below(validEncodings.length)])
+                bytes = Buffer.from(Buffer.concat(parts))
+                if (kind === 9) {
+                    mustDecodeAll = true
+                } else {
+                    const mutationCount = 1 + below(3)
+                    for (let m = 0; m < mutationCount; m++) {
+                        const position = below(bytes.length + 1)
+                        switch (below(6)) {
+                            case 0: // flip one bit
+                                if (position < bytes.length)
+                                    bytes[position] ^= 1 << below(8)
+                                break
+                            case 1: // overwrite a byte
+                                if (position < bytes.length)
+                                    bytes[position] = below(256)
+                                break
+                            case 2: // insert a byte
+                                bytes = Buffer.concat([
+                                    bytes.subarray(0, position),
+                                    Buffer.from([below(256)]),
+                                    bytes.subarray(position),
+                                ])
+                                break
+                            case 3: // delete a byte
+                                bytes = Buffer.concat([
+                                    bytes.subarray(0, position),
+                                    bytes.subarray(position + 1),
+                                ])
+                                break
+                            case 4: // truncate
+                                bytes = bytes.subarray(0, position)
+                                break
+                            default: // corrupt the remaining length
+                                if (bytes.length > 1)
+                                    bytes[1] = below(256)
+                        }
+                    }
+                }
+            }
+
+            const limit = mustDecodeAll ? 4096 : [8, 32, 128, 4096][below(4)]
+            const cuts: number[] = []
+            const cutCount = below(4)
+            for (let i = 0; i < cutCount; i++) cuts.push(below(bytes.length + 1))
+            const chunks = splitAt(bytes, cuts)
+
+            const decoder = new PacketDecoder(limit)
+            const decoded: Packet[] = []
+            let failed: DecodeResult = null
+            let nextCalls = 0
+            try {
+                for (const chunk of chunks) {
+                    decoder.push(chunk)
+                    for (;;) {
+                        const result = decoder.next()
+                        nextCalls++
+                        // Each packet consumes at least 2 bytes, so this bounds the loop.
+                        assert.ok(nextCalls <= bytes.length + chunks.length + 1)
+                        assert.ok(decoder.bufferedBytes() <= limit)
+                        if (result === null) break
+                        if (result.error) {
+                            assert.equal(result.packet, undefined)
+                            assert.ok(errorValues.has(result.error))
+                            assert.equal(typeof result.message, "string")
+                            assert.ok(result.message.length > 0)
+                            failed = result
+                            errorsSeen.add(result.error)
+                        } else {
+                            decoded.push(result.packet)
+                        }
+                    }
+                    assert.equal(decoder.pendingInputBytes(), 0)
+                    assert.ok(decoder.bufferedBytes() <= limit)
+                }
+            } catch (error) {
+                throw new Error(
+                    `seed ${seed} input ${input} (${bytes.toString("hex")}): ${error}`
+                )
+            }
+            counts.packets += decoded.length
+            if (failed) counts.errors++
+
+            // Every decoded packet is valid: it survives our encoder and decodes
+            // back to itself. (A CONNECT with an empty client id and a persistent
+            // session is valid on the wire but one our encoder refuses to send.)
+            for (const packet of decoded) {
+                const p = packet as any
+                if (
+                    p.type === PacketType.Connect &&
+                    p.clientId === "" &&
+                    !p.cleanSession
+                )
+                    continue
+                const again = decodeChunks([encodePacket(packet)], 1 << 20)
+                assert.deepEqual(again, [{ packet }], `seed ${seed} input ${input}`)
+            }
+            if (mustDecodeAll) {
+                assert.equal(failed, null)
+                assert.equal(decoded.length > 0, true)
+            }
+            // Whatever we accept, mqtt-packet accepts the same way.
+            if (decoded.length > 0 && limit === 4096) {
+                counts.differential++
+                const reference = mqttPacketParse(bytes)
+                assert.deepEqual(
+                    reference.slice(0, decoded.length),
+                    decoded,
+                    `seed ${seed} input ${input} (${bytes.toString("hex")})`
+                )
+            }
+        }
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9
+        console.log(
+            `fuzz: ${inputCount} inputs in ${seconds.toFixed(1)} s, ${counts.packets} packets decoded, ${counts.errors} inputs ended in an error, ${counts.differential} compared with mqtt-packet, ${errorsSeen.size} distinct errors`
+        )
+        assert.ok(errorsSeen.size >= 20, `only ${errorsSeen.size} errors seen`)
     })
 })
