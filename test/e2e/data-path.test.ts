@@ -78,8 +78,9 @@ describe("data path", () => {
         const before = recorder.readings()
         const lastSeq = Math.max(...before.map(r => r.seq))
         const lastBoot = before.at(-1).boot
-        await node.kill()
+        // Taken before the kill: a fast broker publishes the will before kill() has returned.
         const killedAt = Date.now()
+        await node.kill()
         await recorder.waitFor(
             "the will (offline, lost)",
             r => r.messages.some(m => m.topic.endsWith("/status") && m.atMs >= killedAt && m.payload.includes('"lost"')),
