@@ -351,7 +351,8 @@ function encodeSubscribe(p: SubscribePacket): Buffer {
         remainingLength += 2 + filter.length + 1
     }
     const writer = new PacketWriter(
-        (PacketType.Subscribe << 4) | REQUIRED_HEADER_FLAGS[PacketType.Subscribe],
+        (PacketType.Subscribe << 4) |
+            REQUIRED_HEADER_FLAGS[PacketType.Subscribe],
         remainingLength
     )
     writer.writeUint16(p.packetId)
@@ -366,7 +367,9 @@ function encodeSuback(p: SubackPacket): Buffer {
     checkPacketId(p.packetId, "SUBACK")
     const codes = p.returnCodes
     if (!codes || codes.length < 1)
-        throw new Error("[MQTT-3.9.3] SUBACK must carry at least one return code")
+        throw new Error(
+            "[MQTT-3.9.3] SUBACK must carry at least one return code"
+        )
     for (let i = 0; i < codes.length; i++) {
         const code = codes[i]
         if (!isInteger(code, 0, 2) && code !== SUBACK_FAILURE)

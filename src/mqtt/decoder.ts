@@ -236,11 +236,13 @@ export function checkUtf8(bytes: Buffer, start: number, end: number): number {
             continuationCount = 1
         } else if (first >= 0xe0 && first <= 0xef) {
             continuationCount = 2
-            if (first === 0xe0) secondMin = 0xa0 // overlong
+            if (first === 0xe0)
+                secondMin = 0xa0 // overlong
             else if (first === 0xed) secondMax = 0x9f // surrogates
         } else if (first >= 0xf0 && first <= 0xf4) {
             continuationCount = 3
-            if (first === 0xf0) secondMin = 0x90 // overlong
+            if (first === 0xf0)
+                secondMin = 0x90 // overlong
             else if (first === 0xf4) secondMax = 0x8f // above U+10FFFF
         } else {
             return ProtocolError.InvalidUtf8
@@ -452,7 +454,10 @@ function decodeConnect(reader: BodyReader): DecodeResult {
         return reader.failed
     }
     if (flags & 0x01) {
-        reader.fail(ProtocolError.ConnectReservedFlag, `flags ${hexByte(flags)}`)
+        reader.fail(
+            ProtocolError.ConnectReservedFlag,
+            `flags ${hexByte(flags)}`
+        )
         return reader.failed
     }
     const hasWill = (flags & CONNECT_FLAG_WILL) !== 0
@@ -802,11 +807,17 @@ export class PacketDecoder {
             const qos = (flags >> 1) & 3
             if (qos === 3)
                 return this.die(
-                    failure(ProtocolError.InvalidQos, `first byte ${hexByte(byte)}`)
+                    failure(
+                        ProtocolError.InvalidQos,
+                        `first byte ${hexByte(byte)}`
+                    )
                 )
             if (qos === 0 && (flags & 0x08) !== 0)
                 return this.die(
-                    failure(ProtocolError.DupWithQos0, `first byte ${hexByte(byte)}`)
+                    failure(
+                        ProtocolError.DupWithQos0,
+                        `first byte ${hexByte(byte)}`
+                    )
                 )
         } else if (flags !== REQUIRED_HEADER_FLAGS[type]) {
             return this.die(

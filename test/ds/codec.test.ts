@@ -43,7 +43,9 @@ const ITERATIONS_PER_YIELD = 25
 const HIGHEST_PROTOCOL_ERROR = ProtocolError.InvalidSubackReturnCode
 
 function hex(bytes: Buffer): string {
-    return bytes === null || bytes === undefined ? "none" : bytes.toString("hex")
+    return bytes === null || bytes === undefined
+        ? "none"
+        : bytes.toString("hex")
 }
 
 /** One line naming every field of a packet, so packets compare as strings. */
@@ -256,7 +258,14 @@ describe("malformed input yields the exact ProtocolError", () => {
 describe("remaining length", () => {
     test("encodings at each size boundary", () => {
         const cases: number[] = [
-            0, 127, 128, 16383, 16384, 2097151, 2097152, MAX_REMAINING_LENGTH,
+            0,
+            127,
+            128,
+            16383,
+            16384,
+            2097151,
+            2097152,
+            MAX_REMAINING_LENGTH,
         ]
         const expected = [
             "00",
@@ -345,9 +354,7 @@ describe("encodePacket rejects invalid packets", () => {
         expect(() => publish("a", 1, 0)).toThrow()
         expect(() => publish("a", 1, 65536)).toThrow()
         expect(() => publish("a", 3, 1)).toThrow()
-        expect(publish("a", 1, 65535).toString("hex")).toBe(
-            "3205000161ffff"
-        )
+        expect(publish("a", 1, 65535).toString("hex")).toBe("3205000161ffff")
         let message = ""
         try {
             publish("a/#", 1, 1)
@@ -403,7 +410,8 @@ describe("fuzz sample", () => {
                 for (let m = 0; m < mutations; m++) {
                     const position = random.below(bytes.length)
                     if (random.below(2) === 0)
-                        bytes[position] = bytes[position] ^ (1 << random.below(8))
+                        bytes[position] =
+                            bytes[position] ^ (1 << random.below(8))
                     else bytes[position] = random.below(256)
                 }
                 if (random.below(4) === 0)
@@ -421,9 +429,7 @@ describe("fuzz sample", () => {
                         calls++
                         if (calls > bytes.length + 3)
                             throw new Error("next() did not stop")
-                        if (
-                            decoder.bufferedBytes() > decoder.maxPacketBytes
-                        )
+                        if (decoder.bufferedBytes() > decoder.maxPacketBytes)
                             throw new Error("buffered more than the limit")
                         if (result === null) break
                         if (result.error) {

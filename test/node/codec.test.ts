@@ -90,9 +90,7 @@ describe("encodeRemainingLength", () => {
                 if ((bytes[i++] & 0x80) === 0) break
             }
             assert.equal(length, bytes.length - i)
-            assert.ok(
-                encodeRemainingLength(length).equals(bytes.slice(1, i))
-            )
+            assert.ok(encodeRemainingLength(length).equals(bytes.slice(1, i)))
         }
     })
 })
@@ -116,50 +114,219 @@ describe("encodePacket rejects invalid packets", () => {
         ...fields,
     })
     const cases: [string, any, RegExp][] = [
-        ["publish wildcard +", publish({ topic: "a/+" }), /\[MQTT-3\.3\.2-2\] topic name must not contain wildcards/],
+        [
+            "publish wildcard +",
+            publish({ topic: "a/+" }),
+            /\[MQTT-3\.3\.2-2\] topic name must not contain wildcards/,
+        ],
         ["publish wildcard #", publish({ topic: "#" }), /\[MQTT-3\.3\.2-2\]/],
         ["publish empty topic", publish({ topic: "" }), /\[MQTT-4\.7\.3-1\]/],
-        ["publish topic with U+0000", publish({ topic: "a\u0000b" }), /\[MQTT-4\.7\.3-2\]/],
-        ["publish topic too long", publish({ topic: "x".repeat(65536) }), /\[MQTT-4\.7\.3-3\]/],
-        ["publish topic not a string", publish({ topic: 5 }), /PUBLISH topic must be a string/],
-        ["publish qos 3", publish({ qos: 3 }), /PUBLISH qos must be 0, 1 or 2, got 3/],
+        [
+            "publish topic with U+0000",
+            publish({ topic: "a\u0000b" }),
+            /\[MQTT-4\.7\.3-2\]/,
+        ],
+        [
+            "publish topic too long",
+            publish({ topic: "x".repeat(65536) }),
+            /\[MQTT-4\.7\.3-3\]/,
+        ],
+        [
+            "publish topic not a string",
+            publish({ topic: 5 }),
+            /PUBLISH topic must be a string/,
+        ],
+        [
+            "publish qos 3",
+            publish({ qos: 3 }),
+            /PUBLISH qos must be 0, 1 or 2, got 3/,
+        ],
         ["publish qos -1", publish({ qos: -1 }), /qos must be 0, 1 or 2/],
         ["publish qos 1.5", publish({ qos: 1.5 }), /qos must be 0, 1 or 2/],
-        ["publish packet id 0", publish({ packetId: 0 }), /\[MQTT-2\.3\.1-1\] PUBLISH packet id must be an integer 1\.\.65535, got 0/],
+        [
+            "publish packet id 0",
+            publish({ packetId: 0 }),
+            /\[MQTT-2\.3\.1-1\] PUBLISH packet id must be an integer 1\.\.65535, got 0/,
+        ],
         ["publish packet id 65536", publish({ packetId: 65536 }), /got 65536/],
-        ["publish packet id missing", publish({ packetId: undefined }), /packet id/],
-        ["publish qos 0 with packet id", publish({ qos: 0, packetId: 5 }), /\[MQTT-2\.3\.1-5\]/],
-        ["publish qos 0 with dup", publish({ qos: 0, packetId: undefined, dup: true }), /\[MQTT-3\.3\.1-2\]/],
-        ["publish payload missing", publish({ payload: null }), /payload must be a Buffer/],
+        [
+            "publish packet id missing",
+            publish({ packetId: undefined }),
+            /packet id/,
+        ],
+        [
+            "publish qos 0 with packet id",
+            publish({ qos: 0, packetId: 5 }),
+            /\[MQTT-2\.3\.1-5\]/,
+        ],
+        [
+            "publish qos 0 with dup",
+            publish({ qos: 0, packetId: undefined, dup: true }),
+            /\[MQTT-3\.3\.1-2\]/,
+        ],
+        [
+            "publish payload missing",
+            publish({ payload: null }),
+            /payload must be a Buffer/,
+        ],
         [
             "publish remaining length over the maximum",
             publish({ payload: { length: MAX_REMAINING_LENGTH } }),
             /remaining length 268435462 exceeds 268435455/,
         ],
-        ["connect keepalive 65536", connect({ keepaliveS: 65536 }), /keepalive must be an integer 0\.\.65535/],
+        [
+            "connect keepalive 65536",
+            connect({ keepaliveS: 65536 }),
+            /keepalive must be an integer 0\.\.65535/,
+        ],
         ["connect keepalive -1", connect({ keepaliveS: -1 }), /keepalive/],
-        ["connect empty client id without clean session", connect({ clientId: "", cleanSession: false }), /\[MQTT-3\.1\.3-7\]/],
-        ["connect client id with U+0000", connect({ clientId: "a\u0000" }), /\[MQTT-1\.5\.3-2\] CONNECT client id/],
-        ["connect client id too long", connect({ clientId: "é".repeat(40000) }), /at most 65535 bytes/],
-        ["connect password without username", connect({ password: Buffer.from("p") }), /\[MQTT-3\.1\.2-22\]/],
-        ["connect password too long", connect({ username: "u", password: Buffer.alloc(65536) }), /password must be at most 65535/],
-        ["connect will qos 3", connect({ will: { topic: "w", payload: Buffer.alloc(0), qos: 3, retain: false } }), /CONNECT will qos/],
-        ["connect will topic wildcard", connect({ will: { topic: "w/#", payload: Buffer.alloc(0), qos: 0, retain: false } }), /will topic.*\[MQTT-3\.3\.2-2\]/],
-        ["connect will payload too long", connect({ will: { topic: "w", payload: Buffer.alloc(65536), qos: 0, retain: false } }), /will payload must be at most/],
-        ["connack return code 6", { type: PacketType.Connack, sessionPresent: false, returnCode: 6 }, /CONNACK return code must be 0\.\.5, got 6/],
-        ["connack session present with refusal", { type: PacketType.Connack, sessionPresent: true, returnCode: 5 }, /\[MQTT-3\.2\.2-4\]/],
-        ["puback packet id 0", { type: PacketType.Puback, packetId: 0 }, /PUBACK packet id/],
-        ["pubrel packet id 70000", { type: PacketType.Pubrel, packetId: 70000 }, /PUBREL packet id/],
-        ["unsuback packet id missing", { type: PacketType.Unsuback }, /UNSUBACK packet id/],
-        ["subscribe without filters", { type: PacketType.Subscribe, packetId: 1, subscriptions: [] }, /\[MQTT-3\.8\.3-3\]/],
-        ["subscribe bad # filter", { type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topic: "a/#/b", qos: 0 }] }, /\[MQTT-4\.7\.1-2\]/],
-        ["subscribe bad + filter", { type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topic: "a+", qos: 0 }] }, /\[MQTT-4\.7\.1-3\]/],
-        ["subscribe qos 3", { type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topic: "a", qos: 3 }] }, /SUBSCRIBE requested qos/],
-        ["subscribe packet id 0", { type: PacketType.Subscribe, packetId: 0, subscriptions: [{ topic: "a", qos: 0 }] }, /SUBSCRIBE packet id/],
-        ["suback without codes", { type: PacketType.Suback, packetId: 1, returnCodes: [] }, /at least one return code/],
-        ["suback code 3", { type: PacketType.Suback, packetId: 1, returnCodes: [3] }, /\[MQTT-3\.9\.3-2\].*got 3/],
-        ["unsubscribe without filters", { type: PacketType.Unsubscribe, packetId: 1, topics: [] }, /\[MQTT-3\.10\.3-2\]/],
-        ["unsubscribe empty filter", { type: PacketType.Unsubscribe, packetId: 1, topics: [""] }, /\[MQTT-4\.7\.3-1\]/],
+        [
+            "connect empty client id without clean session",
+            connect({ clientId: "", cleanSession: false }),
+            /\[MQTT-3\.1\.3-7\]/,
+        ],
+        [
+            "connect client id with U+0000",
+            connect({ clientId: "a\u0000" }),
+            /\[MQTT-1\.5\.3-2\] CONNECT client id/,
+        ],
+        [
+            "connect client id too long",
+            connect({ clientId: "é".repeat(40000) }),
+            /at most 65535 bytes/,
+        ],
+        [
+            "connect password without username",
+            connect({ password: Buffer.from("p") }),
+            /\[MQTT-3\.1\.2-22\]/,
+        ],
+        [
+            "connect password too long",
+            connect({ username: "u", password: Buffer.alloc(65536) }),
+            /password must be at most 65535/,
+        ],
+        [
+            "connect will qos 3",
+            connect({
+                will: {
+                    topic: "w",
+                    payload: Buffer.alloc(0),
+                    qos: 3,
+                    retain: false,
+                },
+            }),
+            /CONNECT will qos/,
+        ],
+        [
+            "connect will topic wildcard",
+            connect({
+                will: {
+                    topic: "w/#",
+                    payload: Buffer.alloc(0),
+                    qos: 0,
+                    retain: false,
+                },
+            }),
+            /will topic.*\[MQTT-3\.3\.2-2\]/,
+        ],
+        [
+            "connect will payload too long",
+            connect({
+                will: {
+                    topic: "w",
+                    payload: Buffer.alloc(65536),
+                    qos: 0,
+                    retain: false,
+                },
+            }),
+            /will payload must be at most/,
+        ],
+        [
+            "connack return code 6",
+            { type: PacketType.Connack, sessionPresent: false, returnCode: 6 },
+            /CONNACK return code must be 0\.\.5, got 6/,
+        ],
+        [
+            "connack session present with refusal",
+            { type: PacketType.Connack, sessionPresent: true, returnCode: 5 },
+            /\[MQTT-3\.2\.2-4\]/,
+        ],
+        [
+            "puback packet id 0",
+            { type: PacketType.Puback, packetId: 0 },
+            /PUBACK packet id/,
+        ],
+        [
+            "pubrel packet id 70000",
+            { type: PacketType.Pubrel, packetId: 70000 },
+            /PUBREL packet id/,
+        ],
+        [
+            "unsuback packet id missing",
+            { type: PacketType.Unsuback },
+            /UNSUBACK packet id/,
+        ],
+        [
+            "subscribe without filters",
+            { type: PacketType.Subscribe, packetId: 1, subscriptions: [] },
+            /\[MQTT-3\.8\.3-3\]/,
+        ],
+        [
+            "subscribe bad # filter",
+            {
+                type: PacketType.Subscribe,
+                packetId: 1,
+                subscriptions: [{ topic: "a/#/b", qos: 0 }],
+            },
+            /\[MQTT-4\.7\.1-2\]/,
+        ],
+        [
+            "subscribe bad + filter",
+            {
+                type: PacketType.Subscribe,
+                packetId: 1,
+                subscriptions: [{ topic: "a+", qos: 0 }],
+            },
+            /\[MQTT-4\.7\.1-3\]/,
+        ],
+        [
+            "subscribe qos 3",
+            {
+                type: PacketType.Subscribe,
+                packetId: 1,
+                subscriptions: [{ topic: "a", qos: 3 }],
+            },
+            /SUBSCRIBE requested qos/,
+        ],
+        [
+            "subscribe packet id 0",
+            {
+                type: PacketType.Subscribe,
+                packetId: 0,
+                subscriptions: [{ topic: "a", qos: 0 }],
+            },
+            /SUBSCRIBE packet id/,
+        ],
+        [
+            "suback without codes",
+            { type: PacketType.Suback, packetId: 1, returnCodes: [] },
+            /at least one return code/,
+        ],
+        [
+            "suback code 3",
+            { type: PacketType.Suback, packetId: 1, returnCodes: [3] },
+            /\[MQTT-3\.9\.3-2\].*got 3/,
+        ],
+        [
+            "unsubscribe without filters",
+            { type: PacketType.Unsubscribe, packetId: 1, topics: [] },
+            /\[MQTT-3\.10\.3-2\]/,
+        ],
+        [
+            "unsubscribe empty filter",
+            { type: PacketType.Unsubscribe, packetId: 1, topics: [""] },
+            /\[MQTT-4\.7\.3-1\]/,
+        ],
         ["unknown type", { type: 15 }, /unknown packet type 15/],
         ["missing packet", null, /missing packet/],
     ]

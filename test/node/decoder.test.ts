@@ -94,9 +94,10 @@ describe("decodes what mqtt-packet generates", () => {
                 ])
             })
             test("fed one byte at a time", () => {
-                assert.deepEqual(packetsOf(decodeChunks(oneByteChunks(bytes))), [
-                    fixture.packet,
-                ])
+                assert.deepEqual(
+                    packetsOf(decodeChunks(oneByteChunks(bytes))),
+                    [fixture.packet]
+                )
             })
             test("split at random points", () => {
                 const random = makeRandom(bytes.length)
@@ -112,15 +113,19 @@ describe("decodes what mqtt-packet generates", () => {
                     )
                 }
             })
-            test("split at every single point", { skip: bytes.length > 400 }, () => {
-                for (let cut = 1; cut < bytes.length; cut++) {
-                    assert.deepEqual(
-                        packetsOf(decodeChunks(splitAt(bytes, [cut]))),
-                        [fixture.packet],
-                        `cut ${cut}`
-                    )
+            test(
+                "split at every single point",
+                { skip: bytes.length > 400 },
+                () => {
+                    for (let cut = 1; cut < bytes.length; cut++) {
+                        assert.deepEqual(
+                            packetsOf(decodeChunks(splitAt(bytes, [cut]))),
+                            [fixture.packet],
+                            `cut ${cut}`
+                        )
+                    }
                 }
-            })
+            )
             test("round trip through our encoder", () => {
                 assert.deepEqual(
                     packetsOf(decodeChunks([encodePacket(fixture.packet)])),
@@ -171,7 +176,10 @@ describe("several packets in one chunk", () => {
             if (result === null) break
             decoded.push(result.packet)
         }
-        assert.deepEqual(decoded, small.map(f => f.packet))
+        assert.deepEqual(
+            decoded,
+            small.map(f => f.packet)
+        )
         assert.equal(decoder.pendingInputBytes(), 0)
         assert.equal(decoder.bufferedBytes(), 0)
     })
@@ -208,7 +216,11 @@ describe("malformed input yields the exact ProtocolError", () => {
             const limit = 100
             for (const chunks of [[bytes], oneByteChunks(bytes)]) {
                 const results = decodeChunks(chunks, limit)
-                assert.equal(results.length, 1, `results ${JSON.stringify(results)}`)
+                assert.equal(
+                    results.length,
+                    1,
+                    `results ${JSON.stringify(results)}`
+                )
                 const result = results[0]
                 assert.equal(result.packet, undefined)
                 assert.equal(
@@ -225,11 +237,13 @@ describe("malformed input yields the exact ProtocolError", () => {
 
     test("a valid packet before the bad one is still returned", () => {
         const good = encodePacket({ type: PacketType.Pingresp })
-        const results = decodeChunks([Buffer.concat([good, raw("f0 00"), good])])
-        assert.deepEqual(results.map(r => r.error ?? r.packet), [
-            { type: PacketType.Pingresp },
-            ProtocolError.ReservedPacketType,
+        const results = decodeChunks([
+            Buffer.concat([good, raw("f0 00"), good]),
         ])
+        assert.deepEqual(
+            results.map(r => r.error ?? r.packet),
+            [{ type: PacketType.Pingresp }, ProtocolError.ReservedPacketType]
+        )
     })
 
     test("a packet of exactly maxPacketBytes is accepted, one byte more is not", () => {
@@ -266,7 +280,9 @@ describe("decoder lifecycle", () => {
         decoder.reset()
         assert.equal(decoder.deadReason(), null)
         decoder.push(ping)
-        assert.deepEqual(decoder.next(), { packet: { type: PacketType.Pingreq } })
+        assert.deepEqual(decoder.next(), {
+            packet: { type: PacketType.Pingreq },
+        })
         assert.equal(decoder.next(), null)
     })
 
@@ -278,7 +294,9 @@ describe("decoder lifecycle", () => {
         decoder.reset()
         assert.equal(decoder.bufferedBytes(), 0)
         decoder.push(Buffer.from([0xd0, 0x00]))
-        assert.deepEqual(decoder.next(), { packet: { type: PacketType.Pingresp } })
+        assert.deepEqual(decoder.next(), {
+            packet: { type: PacketType.Pingresp },
+        })
     })
 
     test("empty and missing chunks are ignored", () => {
@@ -290,14 +308,18 @@ describe("decoder lifecycle", () => {
         assert.equal(decoder.next(), null)
         decoder.push(Buffer.alloc(0))
         decoder.push(Buffer.from([0x00]))
-        assert.deepEqual(decoder.next(), { packet: { type: PacketType.Pingresp } })
+        assert.deepEqual(decoder.next(), {
+            packet: { type: PacketType.Pingresp },
+        })
     })
 
     test("limits below 2 are clamped so PINGRESP still fits", () => {
         const decoder = new PacketDecoder(0)
         assert.equal(decoder.maxPacketBytes, 2)
         decoder.push(Buffer.from([0xd0, 0x00, 0x30, 0x01]))
-        assert.deepEqual(decoder.next(), { packet: { type: PacketType.Pingresp } })
+        assert.deepEqual(decoder.next(), {
+            packet: { type: PacketType.Pingresp },
+        })
         assert.equal(decoder.next().error, ProtocolError.PacketTooLarge)
     })
 
@@ -443,8 +465,7 @@ describe("fuzz", () => {
                                 bytes = bytes.subarray(0, position)
                                 break
                             default: // corrupt the remaining length
-                                if (bytes.length > 1)
-                                    bytes[1] = below(256)
+                                if (bytes.length > 1) bytes[1] = below(256)
                         }
                     }
                 }
@@ -453,7 +474,8 @@ describe("fuzz", () => {
             const limit = mustDecodeAll ? 4096 : [8, 32, 128, 4096][below(4)]
             const cuts: number[] = []
             const cutCount = below(4)
-            for (let i = 0; i < cutCount; i++) cuts.push(below(bytes.length + 1))
+            for (let i = 0; i < cutCount; i++)
+                cuts.push(below(bytes.length + 1))
             const chunks = splitAt(bytes, cuts)
 
             const decoder = new PacketDecoder(limit)
@@ -504,7 +526,11 @@ describe("fuzz", () => {
                 )
                     continue
                 const again = decodeChunks([encodePacket(packet)], 1 << 20)
-                assert.deepEqual(again, [{ packet }], `seed ${seed} input ${input}`)
+                assert.deepEqual(
+                    again,
+                    [{ packet }],
+                    `seed ${seed} input ${input}`
+                )
             }
             if (mustDecodeAll) {
                 assert.equal(failed, null)

@@ -65,7 +65,7 @@ function publishFixtures(): PacketFixture[] {
                     packet: {
                         type: PacketType.Publish,
                         topic: "meter/1/energy",
-                        payload: Buffer.from("{\"kWh\":12.5}"),
+                        payload: Buffer.from('{"kWh":12.5}'),
                         qos: qos,
                         dup: dup,
                         retain: retain,
