@@ -35,7 +35,7 @@ export interface SessionOptions {
     password?: Buffer
     /** How many QoS 1 publishes may wait for their PUBACK at once. */
     inflightWindow: number
-    /** Filters subscribed after every CONNACK that reports no session. */
+    /** Filters subscribed after every CONNACK that reports no session, or while a SUBSCRIBE is unacknowledged. */
     subscriptions: Subscription[]
 }
 
@@ -133,7 +133,6 @@ export class Session {
         this.connectSentMs = nowMs
         this.lastReceivedMs = nowMs
         this.pingSentMs = -1
-        this.inboundQos2 = []
         return [
             this.send(nowMs, {
                 type: PacketType.Connect,
@@ -151,7 +150,6 @@ export class Session {
     onTransportClosed(): Action[] {
         this.state = SessionState.Disconnected
         this.pingSentMs = -1
-        this.subscribeId = 0
         return []
     }
 
@@ -252,8 +250,12 @@ export class Session {
         this.state = SessionState.Connected
         const sessionPresent = connack.sessionPresent && !this.options.cleanSession
         actions.push({ kind: ActionKind.Connected, sessionPresent })
-        if (!sessionPresent && this.options.subscriptions.length) {
-            this.subscribeId = this.allocatePacketId()
+        // QoS 2 ids awaiting PUBREL are session state [MQTT-4.1]: kept only with the session.
+        if (!sessionPresent) this.inboundQos2 = []
+        // A SUBSCRIBE still unacknowledged is sent again even if a session is present: the
+        // broker creates the session at CONNECT and may have lost the link before reading it.
+        if ((!sessionPresent || this.subscribeId !== 0) && this.options.subscriptions.length) {
+            if (this.subscribeId === 0) this.subscribeId = this.allocatePacketId()
             actions.push(
                 this.send(nowMs, {
                     type: PacketType.Subscribe,
@@ -348,7 +350,6 @@ export class Session {
     private close(actions: Action[], reason: string) {
         this.state = SessionState.Disconnected
         this.pingSentMs = -1
-        this.subscribeId = 0
         actions.push({ kind: ActionKind.Close, reason })
     }
 }
