@@ -18,6 +18,13 @@ export interface Received {
     atMs: number
 }
 
+export interface RecorderOptions {
+    /** A persistent session (clean: false, fixed client id) misses nothing across a broker restart. */
+    persistentSession?: boolean
+    username?: string
+    password?: string
+}
+
 /** A QoS 1 subscriber (MQTT.js) that records every message the broker delivers. */
 export class Recorder {
     readonly messages: Received[] = []
@@ -25,11 +32,20 @@ export class Recorder {
 
     constructor(
         readonly url: string,
-        readonly filter: string
+        readonly filter: string,
+        readonly options: RecorderOptions = {}
     ) {}
 
     async start() {
-        this.client = mqtt.connect(this.url, { clientId: `recorder-${process.pid}-${Date.now()}`, reconnectPeriod: 200, clean: true })
+        const clean = !this.options.persistentSession
+        const { username, password } = this.options
+        this.client = mqtt.connect(this.url, {
+            clientId: `recorder-${process.pid}-${Date.now()}`,
+            reconnectPeriod: 200,
+            clean,
+            username,
+            password,
+        })
         this.client.on("message", (topic, payload, packet) => {
             this.messages.push({
                 topic,
