@@ -14,6 +14,7 @@ import { PublishPacket } from "./packets"
 /** Largest inbound packet accepted; larger ones are a protocol error (the node only receives commands). */
 export const MAX_INBOUND_PACKET_BYTES = 4096
 const TICK_MS = 250
+const ACK_POLL_MS = 1
 const CONNECT_TIMEOUT_MS = 10000
 const BACKOFF_BASE_MS = 1000
 const BACKOFF_CAP_MS = 60000
@@ -21,6 +22,12 @@ const BACKOFF_CAP_MS = 60000
 const REFUSED_FLOOR_MS = 30000
 /** Decoded packets handled before yielding, so a flood never hits the VM's op limit. */
 const PACKETS_PER_YIELD = 16
+/**
+ * Outgoing packets are coalesced into sends of at most this many bytes (one TCP segment; Pico W
+ * wants sends of 1-2 KB, and ESP32 TLS panics at 4 KB). The simulator's socket has Nagle's
+ * algorithm on, so many small sends would each wait for the previous one's ACK.
+ */
+export const MAX_SEND_BYTES = 1400
 
 export interface ClientEvents {
     onConnected?: (sessionPresent: boolean) => ds.AsyncVoid
@@ -38,6 +45,10 @@ export class MqttClient {
     private attempt = 0
     private refused = false
     private closeReason = ""
+    /** Encoded packets waiting for the next flush, in order. */
+    private outbox: Buffer[] = []
+    private outboxBytes = 0
+    private flushScheduled = false
     /** Connection attempts and outcomes, for the status message and benchmarks. */
     connects = 0
 
@@ -62,11 +73,15 @@ export class MqttClient {
         setTimeout(async () => await self.connectionLoop(), 0)
     }
 
-    /** Queues a publish; returns the token later reported to onDelivered. */
+    /**
+     * Queues a publish; returns the token later reported to onDelivered. The bytes go out when the
+     * calling fiber yields, together with whatever else was published meanwhile.
+     */
     async publish(topic: string, payload: Buffer, qos: number, retain: boolean) {
         const actions: Action[] = []
         const token = this.session.publish(ds.millis(), topic, payload, qos, retain, actions)
         await this.execute(actions)
+        this.scheduleFlush()
         return token
     }
 
@@ -74,6 +89,7 @@ export class MqttClient {
     async stop() {
         this.stopped = true
         await this.execute(this.session.disconnect(ds.millis()))
+        await this.flush()
         await ds.sleep(50)
         await this.closeSocket()
     }
@@ -112,10 +128,14 @@ export class MqttClient {
         this.connects++
         this.decoder.reset()
         await this.execute(this.session.onTransportOpen(ds.millis()))
+        await this.flush()
         while (this.socket && !this.stopped) {
             let chunk: Buffer
             try {
-                chunk = await this.socket.recv(TICK_MS)
+                // While acknowledgements are due, wake often: the simulator hands socket data to
+                // the VM only at its next timer, so a long wait here would add latency to every PUBACK.
+                const waitMs = this.session.inflightCount() ? ACK_POLL_MS : TICK_MS
+                chunk = await this.socket.recv(waitMs)
             } catch (e) {
                 this.closeReason = `socket error: ${(e as Error).message}`
                 break
@@ -126,6 +146,7 @@ export class MqttClient {
             }
             if (chunk) await this.handleChunk(chunk)
             if (this.socket) await this.execute(this.session.onTick(ds.millis()))
+            await this.flush()
         }
         const wasConnected = this.session.state === SessionState.Connected
         this.session.onTransportClosed()
@@ -157,7 +178,10 @@ export class MqttClient {
             }
             await this.execute(this.session.onPacket(ds.millis(), result.packet))
             if (!this.socket) return
-            if (++handled % PACKETS_PER_YIELD === 0) await ds.sleep(0)
+            if (++handled % PACKETS_PER_YIELD === 0) {
+                await this.flush()
+                await ds.sleep(0)
+            }
         }
     }
 
@@ -194,21 +218,69 @@ export class MqttClient {
         }
     }
 
+    /** Encodes a packet into the outbox; flushes early when a segment's worth is waiting. */
     private async sendPacket(a: Action) {
-        const socket = this.socket
-        if (!socket) return
-        try {
-            await socket.send(encodePacket(a.packet))
-        } catch (e) {
-            if (socket !== this.socket) return
-            if (!this.closeReason) this.closeReason = `send failed: ${(e as Error).message}`
-            await this.closeSocket()
+        if (!this.socket) return
+        const bytes = encodePacket(a.packet)
+        this.outbox.push(bytes)
+        this.outboxBytes += bytes.length
+        if (this.outboxBytes >= MAX_SEND_BYTES) await this.flush()
+    }
+
+    private scheduleFlush() {
+        if (this.flushScheduled || !this.outbox.length) return
+        this.flushScheduled = true
+        const self = this
+        setTimeout(async () => {
+            self.flushScheduled = false
+            await self.flush()
+        }, 0)
+    }
+
+    /** Writes the outbox in order, packets joined into sends of at most MAX_SEND_BYTES. */
+    private async flush() {
+        while (this.outbox.length) {
+            const socket = this.socket
+            if (!socket) {
+                this.clearOutbox()
+                return
+            }
+            let count = 0
+            let size = 0
+            while (count < this.outbox.length && (count === 0 || size + this.outbox[count].length <= MAX_SEND_BYTES))
+                size += this.outbox[count++].length
+            let data = this.outbox[0]
+            if (count > 1) {
+                data = Buffer.alloc(size)
+                let offset = 0
+                for (let i = 0; i < count; ++i) {
+                    data.set(this.outbox[i], offset)
+                    offset += this.outbox[i].length
+                }
+            }
+            this.outbox = this.outbox.slice(count)
+            this.outboxBytes -= size
+            try {
+                await socket.send(data)
+            } catch (e) {
+                if (socket !== this.socket) return
+                if (!this.closeReason) this.closeReason = `send failed: ${(e as Error).message}`
+                await this.closeSocket()
+                return
+            }
         }
+    }
+
+    private clearOutbox() {
+        // Nothing in here is lost: unacknowledged publishes stay in the session and are resent.
+        this.outbox = []
+        this.outboxBytes = 0
     }
 
     private async closeSocket() {
         const s = this.socket
         this.socket = null
+        this.clearOutbox()
         if (s) await s.close()
     }
 

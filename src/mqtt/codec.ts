@@ -108,12 +108,23 @@ function checkBinaryField(value: Buffer, what: string) {
         )
 }
 
+/**
+ * The last topic name encoded and validated: a node publishes to a handful of topics over and
+ * over, and converting and checking the same string for every publish is the costliest part of
+ * encoding a small PUBLISH in the VM. The cached bytes are only ever copied, never modified.
+ */
+let lastTopicName = ""
+let lastTopicBytes: Buffer = null
+
 function encodeTopicName(topic: string, what: string): Buffer {
     if (typeof topic !== "string")
         throw new Error(`${what} must be a string, got ${topic}`)
+    if (topic === lastTopicName && lastTopicBytes !== null) return lastTopicBytes
     const bytes = Buffer.from(topic)
     const problem = validateTopicNameBytes(bytes)
     if (problem !== null) throw new Error(`${what}: ${problem}`)
+    lastTopicName = topic
+    lastTopicBytes = bytes
     return bytes
 }
 

@@ -648,6 +648,9 @@ function decodeBody(type: number, flags: number, body: Buffer): DecodeResult {
     }
 }
 
+/** Body parts up to this size are copied byte by byte instead of through a slice. */
+const SMALL_COPY_BYTES = 8
+
 export class PacketDecoder {
     /** Largest whole packet (fixed header included) accepted, in bytes. */
     readonly maxPacketBytes: number
@@ -877,6 +880,10 @@ export class PacketDecoder {
         const count = available < needed ? available : needed
         if (this.chunkOffset === 0 && count === chunk.length)
             this.body.set(chunk, this.bodyFilled)
+        else if (count <= SMALL_COPY_BYTES)
+            // Acknowledgements have 2-byte bodies: a byte loop beats allocating a slice in the VM.
+            for (let i = 0; i < count; i++)
+                this.body[this.bodyFilled + i] = chunk[this.chunkOffset + i]
         else
             this.body.set(
                 chunk.slice(this.chunkOffset, this.chunkOffset + count),
