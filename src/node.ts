@@ -8,6 +8,7 @@ import { MqttClient } from "./mqtt/client"
 import { SequenceAllocator } from "./sequence"
 import { SimulatedEnergyMeter } from "./meters/simulated"
 import { readingPayload, readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
+import { PublishPacket } from "./mqtt/packets"
 import { readSettings, writeVerified } from "./platform/settings-store"
 import { removeAt } from "./util/arrays"
 
@@ -15,6 +16,10 @@ import { removeAt } from "./util/arrays"
 const STATE_KEY = "mn_state"
 /** Readings kept in RAM while the broker is unreachable; the oldest is dropped (and counted) beyond. */
 export const MAX_RAM_READINGS = 120
+/** How long a planned stop waits for its offline status to be acknowledged before going anyway. */
+const SHUTDOWN_ACK_TIMEOUT_MS = 5000
+/** Publishes handed to the client in one go before yielding (the VM's op limit). */
+const SUBMITS_PER_YIELD = 8
 
 interface PersistentState {
     boot: number
@@ -50,6 +55,9 @@ class Node {
     private sequence: SequenceAllocator
     private meter: SimulatedEnergyMeter
     private boot: number
+    private stopping = false
+    /** Emits the token of every acknowledged publish, for code that waits on one. */
+    private delivered = ds.emitter<number>()
 
     constructor(
         readonly config: NodeConfig,
@@ -79,11 +87,12 @@ class Node {
                 username: c.username || undefined,
                 password: c.password ? Buffer.from(c.password) : undefined,
                 inflightWindow: c.inflightWindow,
-                subscriptions: [],
+                subscriptions: [{ topic: `${c.topicPrefix}/${c.nodeId}/cmd/+`, qos: 1 }],
             },
             {
                 onConnected: async () => await self.publishStatus(),
                 onDelivered: async token => await self.onDelivered(token),
+                onMessage: async message => await self.onCommand(message),
                 onError: text => {
                     self.lastError = text
                 },
@@ -106,6 +115,54 @@ class Node {
         await this.client.publish(statusTopic(c.topicPrefix, c.nodeId), Buffer.from(payload), 1, true)
     }
 
+    /**
+     * Commands arrive on <prefix>/<node>/cmd/<name>; the reply goes to <prefix>/<node>/reply/<name>
+     * with the request's `id`. A malformed or unknown command gets an error reply and changes nothing.
+     */
+    private async onCommand(message: PublishPacket) {
+        const c = this.config
+        const base = `${c.topicPrefix}/${c.nodeId}/cmd/`
+        if (message.topic.indexOf(base) !== 0) return
+        const name = message.topic.slice(base.length)
+        let request: any = {}
+        let error = ""
+        if (message.retain) error = "retained commands are ignored: publish commands without the retain flag"
+        else if (message.payload.length) {
+            try {
+                request = JSON.parse(message.payload.toString())
+            } catch (e) {
+                error = "payload is not JSON"
+            }
+            if (!error && (request === null || typeof request !== "object")) error = "payload must be a JSON object"
+        }
+        if (!error && name !== "restart") error = `unknown command ${name}`
+        const id = request && request.id !== undefined ? request.id : null
+        const reply = error ? { id, ok: false, error } : { id, ok: true }
+        console.log(`command: ${name}: ${error || "accepted"}`)
+        await this.client.publish(`${c.topicPrefix}/${c.nodeId}/reply/${name}`, Buffer.from(JSON.stringify(reply)), 1, false)
+        if (!error && name === "restart") await this.stopGracefully("restart", true)
+    }
+
+    /**
+     * A planned stop: the retained status says offline with the reason, then DISCONNECT, so the
+     * broker discards the will and no consumer reads "lost".
+     */
+    async stopGracefully(reason: string, restart: boolean) {
+        if (this.stopping) return
+        this.stopping = true
+        const c = this.config
+        const payload = statusPayload({ online: false, reason, boot: this.boot, uptimeS: 0, queued: 0, dropped: 0, lastError: "" })
+        const token = await this.client.publish(statusTopic(c.topicPrefix, c.nodeId), Buffer.from(payload), 1, true)
+        const deadline = ds.millis() + SHUTDOWN_ACK_TIMEOUT_MS
+        while (ds.millis() < deadline) {
+            const acked = await ds.wait(this.delivered, deadline - ds.millis())
+            if (acked === token) break
+        }
+        await this.client.stop()
+        console.log(`node: stopped (${reason})`)
+        if (restart) ds.restart()
+    }
+
     private async persistReservation() {
         const upTo = this.sequence.reservationNeeded()
         if (upTo < 0) return
@@ -121,7 +178,7 @@ class Node {
         const topic = readingTopic(c.topicPrefix, c.nodeId, c.meterId)
         let startMs = ds.millis()
         let nextMs = startMs + c.readingIntervalMs
-        for (;;) {
+        while (!this.stopping) {
             const waitMs = nextMs - ds.millis()
             if (waitMs > 0) await ds.sleep(waitMs)
             const endMs = ds.millis()
@@ -164,15 +221,26 @@ class Node {
 
     /** Hands queued readings to the client, oldest first, while its window has room. */
     private async submit(topic: string) {
-        for (const r of this.queue) {
+        if (this.stopping) return
+        let submitted = 0
+        for (;;) {
             const s = this.client.session
             if (s.inflightCount() + s.pendingCount() >= this.config.inflightWindow) break
-            if (r.token) continue
-            r.token = await this.client.publish(topic, Buffer.from(r.payload), 1, false)
+            // Searched afresh each time: the queue can change while this fiber yields.
+            let next: QueuedReading = null
+            for (const r of this.queue)
+                if (!r.token) {
+                    next = r
+                    break
+                }
+            if (!next) break
+            next.token = await this.client.publish(topic, Buffer.from(next.payload), 1, false)
+            if (++submitted % SUBMITS_PER_YIELD === 0) await ds.sleep(0)
         }
     }
 
     private async onDelivered(token: number) {
+        this.delivered.emit(token)
         for (let i = 0; i < this.queue.length; ++i)
             if (this.queue[i].token === token) {
                 removeAt(this.queue, i)

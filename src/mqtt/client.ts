@@ -193,6 +193,8 @@ export class MqttClient {
                     break
                 case ActionKind.Close:
                     if (!this.closeReason) this.closeReason = a.reason
+                    // What the session sent just before closing (a DISCONNECT) must still go out.
+                    await this.flush()
                     await this.closeSocket()
                     break
                 case ActionKind.Connected:

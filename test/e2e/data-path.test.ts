@@ -101,3 +101,54 @@ describe("data path", () => {
         )
     })
 })
+
+describe("commands", () => {
+    const NODE_CMD = "e2e-cmd"
+    let broker: Broker
+    let recorder: Recorder
+    let node: NodeUnderTest
+
+    before(async () => {
+        broker = await new Broker({ persistence: false }).start()
+        recorder = await new Recorder(broker.url, `meters/${NODE_CMD}/#`).start()
+        node = new NodeUnderTest({ MQTT_URL: broker.url, NODE_ID: NODE_CMD, READ_MS: 500, KEEPALIVE_S: 5 })
+        await node.start(true)
+        await recorder.waitFor("the node online", r => r.messages.some(m => m.topic.endsWith("/status") && m.payload.includes('"online"')), 30_000)
+    })
+
+    after(async () => {
+        await node?.dispose()
+        await recorder?.stop()
+        await broker?.dispose()
+    })
+
+    test("a malformed or unknown command gets an error reply and changes nothing", async () => {
+        const readingsBefore = recorder.readings().length
+        await recorder.publish(`meters/${NODE_CMD}/cmd/launch`, JSON.stringify({ id: "c1" }))
+        await recorder.publish(`meters/${NODE_CMD}/cmd/restart`, "{not json")
+        await recorder.waitFor("two error replies", r => r.messages.filter(m => m.topic.includes("/reply/")).length >= 2, 10_000)
+        const replies = recorder.messages.filter(m => m.topic.includes("/reply/")).map(m => ({ topic: m.topic, body: JSON.parse(m.payload) }))
+        assert.deepEqual(replies[0], { topic: `meters/${NODE_CMD}/reply/launch`, body: { id: "c1", ok: false, error: "unknown command launch" } })
+        assert.deepEqual(replies[1], { topic: `meters/${NODE_CMD}/reply/restart`, body: { id: null, ok: false, error: "payload is not JSON" } })
+        // Still the same boot, still publishing.
+        await recorder.waitFor("more readings", r => r.readings().length >= readingsBefore + 2, 10_000)
+        const last = recorder.readings().at(-1)
+        assert.equal(last.boot, 1)
+    })
+
+    test("restart is graceful: status offline (restart), never the will, then online with the next boot", async () => {
+        const sentAt = Date.now()
+        await recorder.publish(`meters/${NODE_CMD}/cmd/restart`, JSON.stringify({ id: "r1" }))
+        await recorder.waitFor(
+            "online again after the restart",
+            r => r.messages.some(m => m.atMs > sentAt && m.topic.endsWith("/status") && JSON.parse(m.payload).state === "online"),
+            30_000
+        )
+        const statuses = recorder.messages.filter(m => m.atMs > sentAt && m.topic.endsWith("/status")).map(m => JSON.parse(m.payload))
+        assert.deepEqual(statuses[0], { state: "offline", reason: "restart", boot: 1 })
+        assert.ok(!statuses.some(s => s.reason === "lost"), "the will never fired")
+        assert.equal(statuses.at(-1).boot, 2)
+        const reply = recorder.messages.find(m => m.topic === `meters/${NODE_CMD}/reply/restart` && m.payload.includes("r1"))
+        assert.deepEqual(JSON.parse(reply!.payload), { id: "r1", ok: true })
+    })
+})

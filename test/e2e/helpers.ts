@@ -81,6 +81,11 @@ export class Recorder {
         }
     }
 
+    /** Publishes as this client (commands to the node), at QoS 1. */
+    async publish(topic: string, payload: string, retain = false) {
+        await this.client!.publishAsync(topic, payload, { qos: 1, retain })
+    }
+
     async stop() {
         await new Promise<void>(resolve => (this.client ? this.client.end(true, {}, () => resolve()) : resolve()))
     }
