@@ -118,6 +118,9 @@ export class Broker {
             "log_dest stdout",
             "log_type error",
             "log_type warning",
+            // Run as root, Mosquitto switches to the "mosquitto" user and then can neither write its
+            // persistence file nor read a password file in this private (0700) directory.
+            ...(process.getuid?.() === 0 ? ["user root"] : []),
             ...(this.options.extraConfig ?? []),
         ]
         writeFileSync(conf, lines.join("\n") + "\n")
