@@ -142,6 +142,8 @@ export interface SimulatorOptions {
     clearFlash?: boolean
     /** Test mode: the VM's own timeout. */
     testTimeoutMs?: number
+    /** Extra environment variables for the simulator process. */
+    env?: Record<string, string>
     /** Called with each console line of the firmware (without the `WASM> ` prefix). */
     onLine?: (line: string) => void
 }
@@ -183,6 +185,7 @@ export class Simulator {
         this.partial = ""
         const child = spawn(process.execPath, args, {
             cwd: o.runDir,
+            env: { ...process.env, ...o.env },
             stdio: ["ignore", "pipe", "pipe"],
         })
         this.child = child

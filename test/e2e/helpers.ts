@@ -23,6 +23,8 @@ export interface RecorderOptions {
     persistentSession?: boolean
     username?: string
     password?: string
+    /** CA certificate for an mqtts:// broker with a self-signed certificate. */
+    ca?: Buffer
 }
 
 /** A QoS 1 subscriber (MQTT.js) that records every message the broker delivers. */
@@ -45,6 +47,7 @@ export class Recorder {
             clean,
             username,
             password,
+            ca: this.options.ca,
         })
         this.client.on("message", (topic, payload, packet) => {
             this.messages.push({
@@ -97,7 +100,11 @@ export class NodeUnderTest {
     simulator?: Simulator
     private bytecode?: string
 
-    constructor(readonly settings: Settings) {}
+    constructor(
+        readonly settings: Settings,
+        /** Extra environment for the simulator process (NODE_EXTRA_CA_CERTS for TLS). */
+        readonly env: Record<string, string> = {}
+    ) {}
 
     async build() {
         this.bytecode = await buildFirmware(this.settings, this.runDir, `e2e-${process.pid}`)
@@ -112,6 +119,7 @@ export class NodeUnderTest {
             runDir: this.runDir,
             mode: "device",
             clearFlash,
+            env: this.env,
             onLine: process.env.E2E_VERBOSE ? line => console.log(`[node] ${line}`) : undefined,
         })
         await this.simulator.start()
