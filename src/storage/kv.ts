@@ -1,0 +1,44 @@
+// The key-value store the storage layer is written against: DeviceScript's Settings store on the
+// device (settings-kv.ts), a model of it in tests (fake-kv.ts).
+// Pure core: imports nothing from @devicescript.
+
+/** Longest key the Settings store accepts. */
+export const MAX_KEY_CHARS = 13
+/**
+ * Longest entry, key length + 1 + value length. A longer value is silently truncated on write,
+ * and reading it back aborts the VM, so stores refuse to write one.
+ */
+export const MAX_ENTRY_BYTES = 232
+
+/**
+ * Flash-backed key-value store with the Settings store's semantics: a value is bytes; an empty
+ * value reads as missing (null), which is how the store deletes; a full store drops a write
+ * without an error, so callers read back every value they depend on.
+ */
+export interface KeyValueStore {
+    /** The value, or null when the key is missing or its value is empty. */
+    get(key: string): Promise<Buffer | null>
+    /** Throws for a key or value over the limits; resolves even when the store was full. */
+    set(key: string, value: Buffer): Promise<void>
+}
+
+/** Largest value that can be stored under `key`. */
+export function maxValueBytes(key: string) {
+    return MAX_ENTRY_BYTES - key.length - 1
+}
+
+/** Error text for a key the store cannot hold, or "". */
+export function keyError(key: string) {
+    if (!key || !key.length) return "key must not be empty"
+    if (key.length > MAX_KEY_CHARS) return "key " + key + " is longer than " + MAX_KEY_CHARS + " characters"
+    return ""
+}
+
+/** Error text for an entry the store cannot hold, or "". */
+export function entryError(key: string, value: Buffer) {
+    const k = keyError(key)
+    if (k) return k
+    if (value.length > maxValueBytes(key))
+        return "value for " + key + " is " + value.length + " bytes, over the " + maxValueBytes(key) + "-byte limit"
+    return ""
+}
