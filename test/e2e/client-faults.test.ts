@@ -543,10 +543,186 @@ test("bad credentials: the refusal is named, retries are 30 s apart, the passwor
     )
 })
 
-test(
-    "a graceful stop sends DISCONNECT and leaves the retained will unfired",
-    {
-        skip: "the firmware has no way yet to be asked to stop gracefully (src/node.ts never calls MqttClient.stop)",
-    },
-    () => {}
-)
+test("a graceful stop (restart command) sends DISCONNECT and leaves the retained will unfired", async t => {
+    const KEEPALIVE_S = 5
+    const NODE_ID = "e2e-stop"
+    const rig = await startRig(
+        t,
+        NODE_ID,
+        { READ_MS: 400, KEEPALIVE_S },
+        { proxy: true }
+    )
+    const { recorder, node } = rig
+    const proxy = rig.proxy!
+    const sim = node.simulator!
+    const statusTopic = `meters/${NODE_ID}/status`
+    const isPacket = (
+        p: RecordedPacket,
+        direction: string,
+        cmd: string,
+        messageId?: number
+    ) =>
+        p.direction === direction &&
+        p.packet.cmd === cmd &&
+        (messageId === undefined || p.packet.messageId === messageId)
+    await recorder.waitFor(
+        "3 readings",
+        r => r.readings(READING_SUFFIX).length >= 3,
+        30_000
+    )
+    // The open connection carries on; the restarted node cannot come back until allowed, so the
+    // retained status after the stop can be read after the broker's keepalive would have expired.
+    proxy.refuse(true)
+    const stopped = sim.waitForLine(/^node: stopped \((.*)\)/, 15_000)
+    const sentAt = Date.now()
+    await recorder.publish(
+        `meters/${NODE_ID}/cmd/restart`,
+        JSON.stringify({ id: "stop-1" })
+    )
+    assert.equal((await stopped)[1], "restart")
+    await sleep(KEEPALIVE_S * 1500 + 1000)
+
+    const first = proxy.connections[0]
+    const onFirst = proxy.packets.filter(p => p.connection === first.id)
+    const lastSent = onFirst
+        .filter(p => p.direction === "client->broker")
+        .at(-1)!
+    assert.equal(
+        lastSent.packet.cmd,
+        "disconnect",
+        "the last packet the node sent is DISCONNECT"
+    )
+    assert.ok(lastSent.forwarded, "the DISCONNECT reached the broker")
+    const offline = onFirst.findLast(
+        p =>
+            isPacket(p, "client->broker", "publish") &&
+            (p.packet as any).topic === statusTopic
+    )!
+    assert.deepEqual(JSON.parse((offline.packet as any).payload.toString()), {
+        state: "offline",
+        reason: "restart",
+        boot: 1,
+    })
+    assert.ok((offline.packet as any).retain, "the offline status is retained")
+    const offlineAck = onFirst.find(p =>
+        isPacket(p, "broker->client", "puback", offline.packet.messageId)
+    )
+    assert.ok(
+        offlineAck && offlineAck.atMs <= lastSent.atMs,
+        "the offline status was acknowledged before DISCONNECT"
+    )
+
+    assert.ok(
+        !recorder.messages.some(
+            m => m.topic === statusTopic && m.payload.includes('"lost"')
+        ),
+        "the will never fired"
+    )
+    const late = await new Recorder(rig.broker.url, statusTopic).start()
+    try {
+        await late.waitFor(
+            "the retained status",
+            r => r.messages.length > 0,
+            5000
+        )
+        assert.equal(late.messages[0].retain, true)
+        assert.deepEqual(JSON.parse(late.messages[0].payload), {
+            state: "offline",
+            reason: "restart",
+            boot: 1,
+        })
+    } finally {
+        await late.stop()
+    }
+    const refusedAttempts = proxy.connections.filter(
+        c => c.closeReason === "refused"
+    ).length
+
+    proxy.refuse(false)
+    await recorder.waitFor(
+        "online again with the next boot",
+        r =>
+            r.messages.some(
+                m =>
+                    m.topic === statusTopic &&
+                    m.atMs >= sentAt &&
+                    JSON.parse(m.payload).state === "online"
+            ),
+        45_000
+    )
+    const online = recorder.messages.find(
+        m =>
+            m.topic === statusTopic &&
+            m.atMs >= sentAt &&
+            JSON.parse(m.payload).state === "online"
+    )!
+    const bootAfter = JSON.parse(online.payload).boot
+    assert.ok(bootAfter >= 2, `online again as boot ${bootAfter}`)
+    await sleep(3000)
+    assert.ok(
+        !recorder.messages.some(
+            m => m.topic === statusTopic && m.payload.includes('"lost"')
+        ),
+        "the will never fired"
+    )
+
+    const command = onFirst.find(
+        p =>
+            isPacket(p, "broker->client", "publish") &&
+            (p.packet as any).topic.endsWith("/cmd/restart")
+    )!
+    assert.ok(command, "the broker delivered the command")
+    const commandAck = onFirst.find(p =>
+        isPacket(p, "client->broker", "puback", command.packet.messageId)
+    )
+    const stopMs = lastSent.atMs - command.atMs
+    const runs = sim.lines.filter(l =>
+        /^command: restart: accepted/.test(l)
+    ).length
+    console.log(
+        `# graceful stop: DISCONNECT ${stopMs} ms after the command arrived, ${lastSent.atMs - offlineAck!.atMs} ms ` +
+            `after the offline status's PUBACK; retained status still offline (restart) ${KEEPALIVE_S * 1500 + 1000} ms ` +
+            `later; ${refusedAttempts} refused reconnects meanwhile; first online again as boot ${bootAfter}; command PUBACK ` +
+            `${commandAck ? "sent" : "never sent"}; command ran ${runs} time(s)`
+    )
+
+    // Known firmware defects, kept visible until fixed: src/node.ts runs the stop inside the
+    // message handler, on the fiber that reads the socket, and the session PUBACKs an inbound
+    // QoS 1 message only once the handler has returned. So the command is never acknowledged
+    // (the broker redelivers it to the persistent session after the restart, which restarts
+    // again), and the stop waits out its timeout for a PUBACK that arrived long before. Running
+    // stopGracefully in a fiber of its own (setTimeout) makes all three pass.
+    const handlerBlocksConnection =
+        "src/node.ts runs stopGracefully inside the message handler, on the fiber that reads the socket"
+    await t.test(
+        "the restart command is acknowledged before the node stops",
+        { todo: handlerBlocksConnection },
+        () => {
+            assert.ok(
+                commandAck && commandAck.atMs <= lastSent.atMs,
+                "a PUBACK for the command precedes DISCONNECT"
+            )
+        }
+    )
+    await t.test(
+        "the restart command runs once",
+        { todo: handlerBlocksConnection },
+        () => {
+            assert.equal(
+                runs,
+                1,
+                "an unacknowledged command is redelivered to the persistent session and runs again"
+            )
+        }
+    )
+    await t.test(
+        "the stop does not wait out its timeout once the offline status is acknowledged",
+        { todo: handlerBlocksConnection },
+        () => {
+            assert.ok(
+                lastSent.atMs - offlineAck!.atMs < 1000,
+                "DISCONNECT soon after the offline status's PUBACK"
+            )
+        }
+    )
+})
