@@ -5,7 +5,7 @@ import { spawn, ChildProcess } from "node:child_process"
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { freePort, waitForPort, stopProcess } from "./process"
+import { freePort, waitForPort, stopProcess, trackChild } from "./process"
 
 export type BrokerKind = "mosquitto" | "aedes"
 
@@ -69,7 +69,7 @@ export class Broker {
         if (!this.port) this.port = await freePort()
         const child =
             this.kind === "mosquitto" ? this.spawnMosquitto() : this.spawnAedes()
-        this.child = child
+        this.child = trackChild(child)
         const log = this.options.log
         const onData = (d: Buffer) => {
             if (log) for (const line of d.toString().split("\n")) if (line) log(line)

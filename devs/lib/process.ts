@@ -82,3 +82,27 @@ export class ChildRegistry {
         }
     }
 }
+
+/**
+ * Every child a launcher starts is tracked here and SIGKILLed if this process exits with it still
+ * running (an uncaught exception, a closed pipe, process.exit): no broker or simulator outlives
+ * the tool that started it. Only SIGKILL of this process itself escapes, as it must.
+ */
+const liveChildren = new Set<ChildProcess>()
+let exitHookInstalled = false
+
+export function trackChild(child: ChildProcess) {
+    liveChildren.add(child)
+    child.once("exit", () => liveChildren.delete(child))
+    if (!exitHookInstalled) {
+        exitHookInstalled = true
+        process.once("exit", () => {
+            for (const c of liveChildren) {
+                try {
+                    if (alive(c)) c.kill("SIGKILL")
+                } catch {}
+            }
+        })
+    }
+    return child
+}

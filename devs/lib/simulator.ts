@@ -14,7 +14,7 @@ import { spawn, spawnSync, ChildProcess } from "node:child_process"
 import { copyFileSync, mkdirSync, rmSync, writeFileSync, existsSync } from "node:fs"
 import { createServer, connect, Server, Socket } from "node:net"
 import { join, relative, resolve } from "node:path"
-import { sleep, stopProcess } from "./process"
+import { sleep, stopProcess, trackChild } from "./process"
 
 export const PROJECT_ROOT = resolve(import.meta.dirname, "..", "..")
 const DEVS_CLI = join(PROJECT_ROOT, "node_modules", "@devicescript", "cli", "devicescript")
@@ -188,7 +188,7 @@ export class Simulator {
             env: { ...process.env, ...o.env },
             stdio: ["ignore", "pipe", "pipe"],
         })
-        this.child = child
+        this.child = trackChild(child)
         const onData = (d: Buffer) => {
             const text = this.partial + d.toString()
             const parts = text.split("\n")
