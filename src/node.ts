@@ -140,7 +140,12 @@ class Node {
         const reply = error ? { id, ok: false, error } : { id, ok: true }
         console.log(`command: ${name}: ${error || "accepted"}`)
         await this.client.publish(`${c.topicPrefix}/${c.nodeId}/reply/${name}`, Buffer.from(JSON.stringify(reply)), 1, false)
-        if (!error && name === "restart") await this.stopGracefully("restart", true)
+        if (!error && name === "restart") {
+            // In a fiber of its own: this handler runs on the fiber that reads the socket, and the
+            // command's PUBACK and the offline status's PUBACK must get through before the stop.
+            const self = this
+            setTimeout(async () => await self.stopGracefully("restart", true), 0)
+        }
     }
 
     /**

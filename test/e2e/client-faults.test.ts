@@ -686,17 +686,11 @@ test("a graceful stop (restart command) sends DISCONNECT and leaves the retained
             `${commandAck ? "sent" : "never sent"}; command ran ${runs} time(s)`
     )
 
-    // Known firmware defects, kept visible until fixed: src/node.ts runs the stop inside the
-    // message handler, on the fiber that reads the socket, and the session PUBACKs an inbound
-    // QoS 1 message only once the handler has returned. So the command is never acknowledged
-    // (the broker redelivers it to the persistent session after the restart, which restarts
-    // again), and the stop waits out its timeout for a PUBACK that arrived long before. Running
-    // stopGracefully in a fiber of its own (setTimeout) makes all three pass.
-    const handlerBlocksConnection =
-        "src/node.ts runs stopGracefully inside the message handler, on the fiber that reads the socket"
+    // The stop runs in a fiber of its own: the command is acknowledged before the node goes, so the
+    // persistent session does not redeliver it after the restart (which would restart again), and
+    // the offline status's PUBACK is read as soon as it arrives.
     await t.test(
         "the restart command is acknowledged before the node stops",
-        { todo: handlerBlocksConnection },
         () => {
             assert.ok(
                 commandAck && commandAck.atMs <= lastSent.atMs,
@@ -706,7 +700,6 @@ test("a graceful stop (restart command) sends DISCONNECT and leaves the retained
     )
     await t.test(
         "the restart command runs once",
-        { todo: handlerBlocksConnection },
         () => {
             assert.equal(
                 runs,
@@ -717,7 +710,6 @@ test("a graceful stop (restart command) sends DISCONNECT and leaves the retained
     )
     await t.test(
         "the stop does not wait out its timeout once the offline status is acknowledged",
-        { todo: handlerBlocksConnection },
         () => {
             assert.ok(
                 lastSent.atMs - offlineAck!.atMs < 1000,
