@@ -20,6 +20,13 @@ const BACKOFF_BASE_MS = 1000
 const BACKOFF_CAP_MS = 60000
 /** After a refusal (bad credentials, not authorized) retrying sooner cannot help. */
 const REFUSED_FLOOR_MS = 30000
+/**
+ * A connection the broker closes this soon after accepting it, twice in a row, means another
+ * client is connecting with our client id (each CONNECT takes the session over [MQTT-3.1.4-2]):
+ * reconnecting at once would only take it back and flap, so the long floor applies.
+ */
+const SHORT_CONNECTION_MS = 10000
+const TAKEOVER_CLOSES = 2
 /** Decoded packets handled before yielding, so a flood never hits the VM's op limit. */
 const PACKETS_PER_YIELD = 16
 /**
@@ -44,6 +51,9 @@ export class MqttClient {
     private stopped = false
     private attempt = 0
     private refused = false
+    private connectedAtMs = 0
+    /** Consecutive connections the broker closed within SHORT_CONNECTION_MS. */
+    private shortClosures = 0
     private closeReason = ""
     /** Encoded packets waiting for the next flush, in order. */
     private outbox: Buffer[] = []
@@ -102,7 +112,7 @@ export class MqttClient {
                 this.attempt,
                 BACKOFF_BASE_MS,
                 BACKOFF_CAP_MS,
-                this.refused ? REFUSED_FLOOR_MS : 0,
+                this.refused || this.shortClosures >= TAKEOVER_CLOSES ? REFUSED_FLOOR_MS : 0,
                 Math.random()
             )
             this.attempt++
@@ -155,11 +165,24 @@ export class MqttClient {
             const reason = this.closeReason || "connection lost"
             console.log(`mqtt: disconnected: ${reason}`)
             if (this.events.onDisconnected) await this.events.onDisconnected(reason)
-            if (wasConnected && reason === "connection closed by the broker")
-                this.reportError(
-                    `mqtt: the broker closed an established connection: another client may be using id ${this.session.options.clientId}, or the broker is restarting`
-                )
+            if (wasConnected) this.noteClosure(reason === "connection closed by the broker")
         }
+    }
+
+    /** Tells a client take-over (the broker closes us right after every CONNACK) from other losses. */
+    private noteClosure(byBroker: boolean) {
+        const lastedMs = ds.millis() - this.connectedAtMs
+        if (!byBroker || lastedMs >= SHORT_CONNECTION_MS) {
+            this.shortClosures = 0
+            return
+        }
+        this.shortClosures++
+        const id = this.session.options.clientId
+        if (this.shortClosures >= TAKEOVER_CLOSES)
+            this.reportError(
+                `mqtt: client take-over: the broker closed ${this.shortClosures} connections in a row within ${SHORT_CONNECTION_MS} ms of accepting them; another client is using the client id ${id}. Retrying no sooner than ${REFUSED_FLOOR_MS} ms`
+            )
+        else console.log(`mqtt: the broker closed the connection ${lastedMs} ms after accepting it (another client with id ${id}, or a broker restart)`)
     }
 
     private async handleChunk(chunk: Buffer) {
@@ -200,6 +223,7 @@ export class MqttClient {
                 case ActionKind.Connected:
                     this.attempt = 0
                     this.refused = false
+                    this.connectedAtMs = ds.millis()
                     console.log(`mqtt: connected (session present: ${a.sessionPresent})`)
                     if (this.events.onConnected) await this.events.onConnected(a.sessionPresent)
                     break

@@ -3,6 +3,7 @@
 // delivered to a subscriber and on the packets the firmware actually put on the wire.
 import { test, TestContext } from "node:test"
 import assert from "node:assert/strict"
+import mqtt from "mqtt"
 import { spawnSync } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -717,4 +718,36 @@ test("a graceful stop (restart command) sends DISCONNECT and leaves the retained
             )
         }
     )
+})
+
+test("client take-over: another client with the same id is reported by name and does not make the node flap", async t => {
+    const rig = await startRig(t, "e2e-takeover", { READ_MS: 500, KEEPALIVE_S: 10 })
+    const { broker, recorder, node } = rig
+    const sim = node.simulator!
+    await recorder.waitFor("2 readings", r => r.readings(READING_SUFFIX).length >= 2, 30_000)
+    // A second device configured with the same node id: it reconnects whenever it is kicked out.
+    const impostor = mqtt.connect(broker.url, { clientId: "meternode-e2e-takeover", reconnectPeriod: 300, clean: true })
+    t.after(() => new Promise<void>(r => impostor.end(true, {}, () => r())))
+    const named = await sim.waitForLine(/^mqtt: client take-over: .*meternode-e2e-takeover/, 30_000)
+    const namedAt = Date.now()
+    // The delay is printed right after the take-over line, possibly in the same output chunk.
+    let delay: RegExpMatchArray | null = null
+    for (let waited = 0; !delay && waited < 5000; waited += 50) {
+        const index = sim.lines.lastIndexOf(named[0])
+        delay = sim.lines.slice(index).map(l => l.match(/^mqtt: reconnecting in (\d+) ms/)).find(m => m) ?? null
+        if (!delay) await sleep(50)
+    }
+    assert.ok(delay, "a reconnect delay is printed after the take-over")
+    assert.ok(Number(delay[1]) >= 30_000, `after a take-over the node waits ${delay[1]} ms, at least 30 s`)
+    const connectsBefore = sim.lines.filter(l => /^mqtt: connected/.test(l)).length
+    // The impostor leaves; the node comes back on its own and delivers again.
+    await new Promise<void>(r => impostor.end(true, {}, () => r()))
+    await sim.waitForLine(/^mqtt: connected/, 70_000)
+    const connectsDuringTakeover = connectsBefore
+    const readingsBefore = recorder.readings(READING_SUFFIX).length
+    await recorder.waitFor("readings again", r => r.readings(READING_SUFFIX).length > readingsBefore, 10_000)
+    console.log(
+        `# take-over named after ${connectsDuringTakeover} connections; next attempt ${delay[1]} ms later; back ${Math.round((Date.now() - namedAt) / 1000)} s after it was named: ${named[0].slice(0, 80)}...`
+    )
+    assertDeliveredInOrder(rig)
 })
