@@ -1,0 +1,716 @@
+// A FIFO of reading records in flash, for store-and-forward: readings wait here until the broker
+// acknowledged them, across power cuts, and when the room runs out old readings are merged into
+// longer intervals (totals stay exact, only time resolution degrades) before any is dropped.
+//
+// Layout in the key-value store, all keys from a fixed set that is overwritten, never deleted
+// (a delete leaves a tombstone that compaction keeps):
+// - `<prefix>b00`..`<prefix>bNN`: N slots of one block each (records.ts), at most BLOCK_BYTES;
+// - `<prefix>meta`: the queue's blocks in order, each as (slot, serial it must hold, records at
+//   its start that are gone), and lifetime counters.
+// N comes from the byte budget given to the constructor: the most log bytes these keys can hold
+// at once, so the rest of the store keeps its room. One slot stays free for copy-on-write merges.
+//
+// Crash safety: each value write is atomic in jd_fstor (the value, then the entry that makes it
+// visible), and every write is read back. The meta is the commit record:
+// - a new block's slot is put into the meta before the block is written; until it is, the slot
+//   holds another serial and the block reads as empty, which it was;
+// - the newest block is rewritten in place as it grows, so its old copy is a prefix of the new;
+// - merged blocks go to a free slot, then the meta swaps them in (copy on write);
+// - removals and records moved into a merged block only change the meta's skip counts.
+// A crash between two writes leaves the state of the last meta, plus at most records flush() had
+// not yet reported as written.
+//
+// Work per call is bounded: open() and flush() touch each slot a bounded number of times and
+// await between blocks, so the VM's op limit without a yield is never approached.
+//
+// Pure core: imports nothing from @devicescript.
+import { KeyValueStore } from "./kv"
+import { entryCostBytes } from "./fake-kv"
+import {
+    BlockReader,
+    BlockWriter,
+    BLOCK_HEADER_BYTES,
+    ByteReader,
+    ByteWriter,
+    canMerge,
+    mergeInto,
+    ReadingRecord,
+    recordError,
+    resumeBlock,
+} from "./records"
+import { removeAt } from "../util/arrays"
+
+/** Block value size: a multiple of 8 (no alignment waste in the log) and within the 226 bytes a 5-character key allows. */
+export const BLOCK_BYTES = 224
+/** Most slots: the meta must stay within its 225-byte value limit. */
+export const MAX_SLOTS = 50
+/** Fewest slots: two blocks to merge and a free one to merge them into. */
+export const MIN_SLOTS = 3
+/** New blocks kept in RAM while flush() is not called or cannot write, before the oldest is dropped. */
+export const MAX_STAGED_BLOCKS = 2
+/**
+ * Interval lengths, s, that merging coarsens to, finest first; 0 = pack blocks tighter without
+ * coarsening. Each divides the next, so merged intervals nest and line up across merges.
+ */
+export const MERGE_LEVELS_S = [0, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600, 43200, 86400]
+/**
+ * A budget for an 8 KB store (simulator, RP2040) with about 2 KB used by others: the log holds
+ * 8,120 bytes, 6,072 left; 4,600 pays for 18 slots (17 blocks of records and a free one, 4,464
+ * bytes) and the meta (112), and leaves 1,472 bytes of log for rewrites between compactions.
+ */
+export const BUDGET_FOR_8K_STORE_BYTES = 4600
+
+const META_FORMAT = 0xa1
+const META_HEADER_BYTES = 16
+const META_BYTES_PER_BLOCK = 4
+const SERIAL_MODULUS = 65536
+
+/** Log bytes the meta of a queue with `slots` slots can take (one slot is always free). */
+export function metaCostBytes(slots: number) {
+    return entryCostBytes(META_HEADER_BYTES + META_BYTES_PER_BLOCK * (slots - 1))
+}
+
+/** Slots a byte budget pays for: every slot holding a full block, and the largest meta. */
+export function slotsForBudget(budgetBytes: number) {
+    let slots = MAX_SLOTS
+    while (slots > 0 && slots * entryCostBytes(BLOCK_BYTES) + metaCostBytes(slots) > budgetBytes) slots--
+    return slots
+}
+
+export interface QueueStats {
+    /** Records queued (a merged record covers several readings). */
+    records: number
+    /** Blocks in use, of `slots`. */
+    blocks: number
+    slots: number
+    /** Bytes of the queue's blocks. */
+    dataBytes: number
+    /** Log bytes the queue's keys hold now (what compaction keeps), at most `budgetBytes`. */
+    liveBytes: number
+    budgetBytes: number
+    /** Readings dropped for lack of room, and readings merged into others, since the queue began. */
+    droppedReadings: number
+    mergedReadings: number
+    /** Merge steps (each one block written) since this object was created. */
+    merges: number
+    /** Blocks open() found missing or unreadable: their readings are lost. */
+    lostBlocks: number
+    /** Log bytes this object wrote, and its writes, since it was created. */
+    flashBytesWritten: number
+    flashWrites: number
+}
+
+interface Block {
+    /** Slot index, or -1 while staged in RAM only. */
+    slot: number
+    serial: number
+    /** Records in the block's bytes, and how many at its start are gone (removed or merged on). */
+    count: number
+    skip: number
+    length: number
+    finestDurationS: number
+    /** Bytes of this block known to be in its slot (0: not written yet). */
+    flushedLength: number
+    /** The block's bytes while it is open for appends or not yet in flash; null after. */
+    writer: BlockWriter
+    /** The newest block, which appends go to. */
+    open: boolean
+}
+
+function twoDigits(n: number) {
+    return n < 10 ? "0" + n : "" + n
+}
+
+function insertAt<T>(items: T[], index: number, item: T) {
+    items.push(item)
+    for (let i = items.length - 1; i > index; --i) items[i] = items[i - 1]
+    items[index] = item
+}
+
+function sameBytes(a: Buffer, b: Buffer) {
+    if (!a || !b || a.length !== b.length) return false
+    for (let i = 0; i < a.length; ++i) if (a[i] !== b[i]) return false
+    return true
+}
+
+/** Readings (not records: a merged record covers several) in a block after its first `skip` records. */
+function readingsIn(bytes: Buffer, skip: number) {
+    const reader = new BlockReader(bytes)
+    let readings = 0
+    let index = 0
+    for (let r = reader.next(); r; r = reader.next()) if (index++ >= skip) readings += r.seq - r.firstSeq + 1
+    return readings
+}
+
+// ---- merging two blocks ---------------------------------------------------------------------------
+
+interface PendingRecord {
+    record: ReadingRecord
+    /** Input positions of the first and last record merged into it. */
+    firstIndex: number
+    lastIndex: number
+    /** No further record can join it. */
+    closed: boolean
+}
+
+/**
+ * Collects input records, merges neighbours of the same meter at a level, and writes the results
+ * to one block in input order. When the block is full it is cut back to the last point where it
+ * holds exactly the first `cleanBoundary` inputs: with several meters interleaved, a merged record
+ * can cover inputs beyond others not yet written, and those must not end up in two blocks.
+ */
+class MergeOutput {
+    writer: BlockWriter
+    full = false
+    cleanBoundary = 0
+    private cleanLength: number
+    private pending: PendingRecord[] = []
+    private lastEmittedIndex = -1
+
+    constructor(private readonly level: number, serial: number) {
+        this.writer = new BlockWriter(BLOCK_BYTES, serial)
+        this.cleanLength = this.writer.length
+    }
+
+    add(r: ReadingRecord, index: number) {
+        let p: PendingRecord = null
+        for (const q of this.pending) if (!q.closed && q.record.meter === r.meter) p = q
+        if (p && canMerge(p.record, r, this.level)) {
+            mergeInto(p.record, r)
+            p.lastIndex = index
+        } else {
+            if (p) p.closed = true
+            this.pending.push({ record: r, firstIndex: index, lastIndex: index, closed: false })
+        }
+        this.emitReady(index + 1)
+    }
+
+    finish(inputs: number) {
+        for (const q of this.pending) q.closed = true
+        this.emitReady(inputs)
+        if (this.full && this.writer.length !== this.cleanLength)
+            this.writer = resumeBlock(this.writer.bytes().slice(0, this.cleanLength), BLOCK_BYTES, this.writer.serial)
+    }
+
+    private emitReady(nextInput: number) {
+        while (!this.full && this.pending.length && this.pending[0].closed) {
+            const q = this.pending[0]
+            if (!this.writer.tryAppend(q.record)) {
+                this.full = true
+                return
+            }
+            if (q.lastIndex > this.lastEmittedIndex) this.lastEmittedIndex = q.lastIndex
+            removeAt(this.pending, 0)
+            const next = this.pending.length ? this.pending[0].firstIndex : nextInput
+            if (this.lastEmittedIndex < next) {
+                this.cleanBoundary = next
+                this.cleanLength = this.writer.length
+            }
+        }
+    }
+}
+
+interface MergeStep {
+    writer: BlockWriter
+    /** Records taken from the second block, after its skip. */
+    taken: number
+    /** Records read from both blocks that the new block holds. */
+    inputs: number
+}
+
+/**
+ * One block from the records of `first` (after `firstSkip`) and as many of `second` (after
+ * `secondSkip`) as fit, merged at `level`; null when the first block's records alone do not fit
+ * or a block is unreadable.
+ */
+function mergeStep(first: Buffer, firstSkip: number, firstCount: number, second: Buffer, secondSkip: number, level: number, serial: number): MergeStep {
+    const out = new MergeOutput(level, serial)
+    let index = 0
+    for (let part = 0; part < 2 && !out.full; ++part) {
+        const reader = new BlockReader(part ? second : first)
+        const skip = part ? secondSkip : firstSkip
+        let k = 0
+        for (let r = reader.next(); r && !out.full; r = reader.next()) if (k++ >= skip) out.add(r, index++)
+        if (reader.error) return null
+    }
+    out.finish(index)
+    const inputs = out.full ? out.cleanBoundary : index
+    const firstInputs = firstCount - firstSkip
+    if (inputs < firstInputs) return null
+    return { writer: out.writer, taken: inputs - firstInputs, inputs }
+}
+
+// ---- the queue ------------------------------------------------------------------------------------
+
+/**
+ * The queue. Call open() once before anything else. append() stages a record in RAM; flush()
+ * writes what is staged (only records still queued: a reading acknowledged before the next flush
+ * never reaches flash); peek(n) reads the oldest records; remove(n) forgets them once the broker
+ * acknowledged them (persisted by the next flush). Records of one meter keep their order; records
+ * of different meters can change places when merged.
+ */
+export class DurableQueue {
+    readonly slots: number
+    private blocks: Block[] = []
+    private nextSerial = 1
+    private droppedReadings = 0
+    private mergedReadings = 0
+    private merges = 0
+    private lostBlocks = 0
+    private flashBytesWritten = 0
+    private flashWrites = 0
+    private generation = 0
+    /** The meta as last written or read, and the slots it lists. */
+    private committedMeta: Buffer = null
+    private committedSlots: number[] = []
+    /** Log bytes each slot's key holds. */
+    private slotBytes: number[] = []
+    /** The oldest block's bytes, so peek() does not read flash every time. */
+    private headCache: Buffer = null
+    private headCacheSerial = -1
+
+    /**
+     * `budgetBytes`: log bytes the queue's keys may hold in the store at most (see
+     * slotsForBudget()). `keyPrefix`: at most 6 characters, so keys stay within 9 characters and
+     * block values can be BLOCK_BYTES long.
+     */
+    constructor(private readonly store: KeyValueStore, readonly budgetBytes: number, readonly keyPrefix = "q.") {
+        if (keyPrefix.length > 6) throw new RangeError("queue key prefix " + keyPrefix + " is over 6 characters")
+        this.slots = slotsForBudget(budgetBytes)
+        if (this.slots < MIN_SLOTS)
+            throw new RangeError("queue budget of " + budgetBytes + " bytes is under " + MIN_SLOTS + " blocks")
+        for (let i = 0; i < this.slots; ++i) this.slotBytes.push(0)
+    }
+
+    private metaKey() {
+        return this.keyPrefix + "meta"
+    }
+
+    private blockKey(slot: number) {
+        return this.keyPrefix + "b" + twoDigits(slot)
+    }
+
+    // ---- restoring ------------------------------------------------------------------------------
+
+    /**
+     * Restores the queue from flash. Returns "" or what was lost (an unreadable meta, missing or
+     * unreadable blocks: a gap in the readings); the queue then holds what could be read.
+     */
+    async open(): Promise<string> {
+        this.blocks = []
+        this.committedSlots = []
+        // Every slot's size, for liveBytes(): slots not in the queue still hold their old block.
+        for (let slot = 0; slot < this.slots; ++slot) {
+            const bytes = await this.store.get(this.blockKey(slot))
+            this.slotBytes[slot] = bytes ? entryCostBytes(bytes.length) : 0
+        }
+        const meta = await this.store.get(this.metaKey())
+        if (!meta) return ""
+        const rd = new ByteReader(meta, 0, meta.length)
+        const format = rd.u8()
+        const generation = rd.uint(4)
+        const nextSerial = rd.uint(2)
+        const dropped = rd.uint(4)
+        const merged = rd.uint(4)
+        const count = rd.u8()
+        if (format !== META_FORMAT || rd.error || meta.length !== META_HEADER_BYTES + META_BYTES_PER_BLOCK * count) {
+            this.lostBlocks++
+            return "queue: " + this.metaKey() + " unreadable, queued readings (if any) are lost"
+        }
+        this.generation = generation
+        this.nextSerial = nextSerial
+        this.droppedReadings = dropped
+        this.mergedReadings = merged
+        this.committedMeta = meta
+        let missing = 0
+        let gaps = ""
+        for (let i = 0; i < count; ++i) {
+            const slot = rd.u8()
+            const serial = rd.uint(2)
+            const skip = rd.u8()
+            this.committedSlots.push(slot)
+            const block = await this.loadBlock(slot, serial, skip)
+            if (!block) {
+                missing++
+                continue
+            }
+            // Missing blocks before a readable one are a gap; at the end they are new blocks
+            // whose write a crash prevented, which held no flushed records.
+            if (missing) gaps += (gaps ? ", " : "") + missing + " before " + this.blockKey(slot)
+            this.lostBlocks += missing
+            missing = 0
+            if (block.skip < block.count) this.blocks.push(block)
+        }
+        if (this.blocks.length) {
+            // Appends continue in the newest block.
+            const tail = this.blocks[this.blocks.length - 1]
+            tail.writer = resumeBlock(await this.store.get(this.blockKey(tail.slot)), BLOCK_BYTES, tail.serial)
+            tail.open = true
+        }
+        return gaps ? "queue: blocks missing or unreadable, their readings are lost: " + gaps : ""
+    }
+
+    private async loadBlock(slot: number, serial: number, skip: number): Promise<Block> {
+        if (slot >= MAX_SLOTS) return null
+        const bytes = await this.store.get(this.blockKey(slot))
+        if (!bytes) return null
+        const reader = new BlockReader(bytes)
+        if (reader.serial !== serial) return null
+        let count = 0
+        let finest = 0
+        for (let r = reader.next(); r; r = reader.next()) {
+            count++
+            if (!finest || r.durationS < finest) finest = r.durationS
+        }
+        if (reader.error || !count) return null
+        return {
+            slot,
+            serial,
+            count,
+            skip,
+            length: bytes.length,
+            finestDurationS: finest,
+            flushedLength: bytes.length,
+            writer: null,
+            open: false,
+        }
+    }
+
+    // ---- appending --------------------------------------------------------------------------------
+
+    /** Stages a record in RAM; returns "" or why it was refused or what had to be dropped. */
+    append(record: ReadingRecord): string {
+        const error = recordError(record)
+        if (error) return "queue: record refused: " + error
+        const tail = this.blocks.length ? this.blocks[this.blocks.length - 1] : null
+        if (tail && tail.open && tail.writer.tryAppend(record)) {
+            this.syncFromWriter(tail)
+            return ""
+        }
+        if (tail) {
+            tail.open = false
+            if (tail.flushedLength === tail.length) tail.writer = null
+        }
+        const writer = new BlockWriter(BLOCK_BYTES, this.takeSerial())
+        writer.tryAppend(record)
+        const block: Block = {
+            slot: -1,
+            serial: writer.serial,
+            count: 0,
+            skip: 0,
+            length: 0,
+            finestDurationS: 0,
+            flushedLength: 0,
+            writer,
+            open: true,
+        }
+        this.syncFromWriter(block)
+        this.blocks.push(block)
+        return this.limitStaged()
+    }
+
+    private takeSerial() {
+        const serial = this.nextSerial
+        this.nextSerial = (this.nextSerial + 1) % SERIAL_MODULUS
+        return serial
+    }
+
+    private syncFromWriter(block: Block) {
+        block.count = block.writer.count
+        block.length = block.writer.length
+        block.finestDurationS = block.writer.finestDurationS
+    }
+
+    /** Drops the oldest staged block once RAM holds too many (flush() not called, or failing). */
+    private limitStaged() {
+        let staged = 0
+        for (const b of this.blocks) if (b.slot < 0) staged++
+        if (staged <= MAX_STAGED_BLOCKS) return ""
+        for (let i = 0; i < this.blocks.length; ++i) {
+            const b = this.blocks[i]
+            if (b.slot >= 0) continue
+            const lost = readingsIn(b.writer.bytes(), b.skip)
+            removeAt(this.blocks, i)
+            this.droppedReadings += lost
+            return "queue: flash not written, dropped " + lost + " readings held in RAM"
+        }
+        return ""
+    }
+
+    // ---- reading and removing -------------------------------------------------------------------------
+
+    size() {
+        let n = 0
+        for (const b of this.blocks) n += b.count - b.skip
+        return n
+    }
+
+    /** The oldest `n` records (fewer if the queue is shorter), oldest first. Reads ceil(n / records per block) + 1 blocks at most. */
+    async peek(n: number): Promise<ReadingRecord[]> {
+        const out: ReadingRecord[] = []
+        for (let i = 0; i < this.blocks.length && out.length < n; ++i) {
+            const bytes = await this.blockBytes(i)
+            const reader = new BlockReader(bytes)
+            const skip = this.blocks[i].skip
+            let index = 0
+            for (let r = reader.next(); r && out.length < n; r = reader.next()) if (index++ >= skip) out.push(r)
+        }
+        return out
+    }
+
+    /** The bytes of the block at position i: from RAM while staged or open, else from flash. */
+    private async blockBytes(i: number): Promise<Buffer> {
+        const b = this.blocks[i]
+        if (b.writer) return b.writer.bytes()
+        if (b.serial === this.headCacheSerial && this.headCache) return this.headCache
+        const bytes = await this.store.get(this.blockKey(b.slot))
+        if (i === 0) {
+            this.headCache = bytes
+            this.headCacheSerial = b.serial
+        }
+        return bytes
+    }
+
+    /** Forgets the oldest `n` records (once the broker acknowledged them); the next flush() persists it. */
+    remove(n: number) {
+        while (n > 0 && this.blocks.length) {
+            const head = this.blocks[0]
+            const take = Math.min(n, head.count - head.skip)
+            head.skip += take
+            n -= take
+            if (head.skip >= head.count) removeAt(this.blocks, 0)
+        }
+    }
+
+    stats(): QueueStats {
+        let dataBytes = 0
+        for (const b of this.blocks) dataBytes += b.length
+        let liveBytes = this.committedMeta ? entryCostBytes(this.committedMeta.length) : 0
+        for (const bytes of this.slotBytes) liveBytes += bytes
+        return {
+            records: this.size(),
+            blocks: this.blocks.length,
+            slots: this.slots,
+            dataBytes,
+            liveBytes,
+            budgetBytes: this.budgetBytes,
+            droppedReadings: this.droppedReadings,
+            mergedReadings: this.mergedReadings,
+            merges: this.merges,
+            lostBlocks: this.lostBlocks,
+            flashBytesWritten: this.flashBytesWritten,
+            flashWrites: this.flashWrites,
+        }
+    }
+
+    // ---- writing ------------------------------------------------------------------------------------
+
+    /**
+     * Writes staged records and removals to flash, merging or, as a last resort, dropping old
+     * records when the slots run out. Returns "" once everything queued is in flash, else what
+     * failed (what is not written stays in RAM for the next try).
+     */
+    async flush(): Promise<string> {
+        for (let round = 0; round <= MAX_SLOTS + 1; ++round) {
+            // Slots for staged blocks, always keeping one free for merges to write into.
+            let waiting = 0
+            for (const b of this.blocks) {
+                if (b.slot >= 0) continue
+                const slot = this.assignedSlots() + 1 < this.slots ? this.freeSlot() : -1
+                if (slot < 0) waiting++
+                else b.slot = slot
+            }
+            let error = await this.writeMeta()
+            if (error) return error
+            for (const b of this.blocks) {
+                if (b.slot < 0 || b.flushedLength === b.length) continue
+                error = await this.writeVerified(this.blockKey(b.slot), b.writer.bytes())
+                if (error) return error
+                b.flushedLength = b.length
+                if (!b.open) b.writer = null
+            }
+            if (!waiting) return ""
+            // Slots the previous meta still listed are free now that the new one is written.
+            if (this.assignedSlots() + 1 < this.slots && this.freeSlot() >= 0) continue
+            error = await this.makeRoom()
+            if (error) return error
+        }
+        return "queue: flush did not finish"
+    }
+
+    private assignedSlots() {
+        let n = 0
+        for (const b of this.blocks) if (b.slot >= 0) n++
+        return n
+    }
+
+    /** A slot neither the queue nor the meta in flash refers to, or -1. */
+    private freeSlot() {
+        for (let slot = 0; slot < this.slots; ++slot) {
+            let used = this.committedSlots.indexOf(slot) >= 0
+            for (const b of this.blocks) if (b.slot === slot) used = true
+            if (!used) return slot
+        }
+        return -1
+    }
+
+    private buildMeta(generation: number) {
+        let listed = 0
+        for (const b of this.blocks) if (b.slot >= 0) listed++
+        const w = new ByteWriter(Buffer.alloc(META_HEADER_BYTES + META_BYTES_PER_BLOCK * listed))
+        w.u8(META_FORMAT)
+        w.uint(generation, 4)
+        w.uint(this.nextSerial, 2)
+        w.uint(this.droppedReadings, 4)
+        w.uint(this.mergedReadings, 4)
+        w.u8(listed)
+        for (const b of this.blocks) {
+            if (b.slot < 0) continue
+            w.u8(b.slot)
+            w.uint(b.serial, 2)
+            w.u8(b.skip)
+        }
+        return w.buf
+    }
+
+    /** Writes the meta if anything in it changed but the generation. */
+    private async writeMeta(): Promise<string> {
+        const meta = this.buildMeta(this.generation + 1)
+        const old = this.committedMeta
+        if (old && sameBytes(meta.slice(5, meta.length), old.slice(5, old.length))) return ""
+        const error = await this.writeVerified(this.metaKey(), meta)
+        if (error) return error
+        this.generation++
+        this.committedMeta = meta
+        this.committedSlots = []
+        for (const b of this.blocks) if (b.slot >= 0) this.committedSlots.push(b.slot)
+        return ""
+    }
+
+    /** Writes a value and reads it back; returns "" when it is in flash, else an error text. */
+    private async writeVerified(key: string, value: Buffer): Promise<string> {
+        await this.store.set(key, value)
+        this.flashWrites++
+        this.flashBytesWritten += entryCostBytes(value.length)
+        const back = await this.store.get(key)
+        if (!sameBytes(back, value)) return "queue: writing " + key + " did not persist (settings store full?)"
+        for (let slot = 0; slot < this.slots; ++slot) if (this.blockKey(slot) === key) this.slotBytes[slot] = entryCostBytes(value.length)
+        return ""
+    }
+
+    // ---- making room ------------------------------------------------------------------------------------
+
+    /** In flash as it is in RAM and closed for appends: can be merged. */
+    private isSettled(b: Block) {
+        return b.slot >= 0 && !b.open && b.flushedLength === b.length
+    }
+
+    /**
+     * Frees a slot by merging: at the finest level where it works, a sweep from the oldest block
+     * lets each block take in as much of the next as fits, until one block is left empty. Drops
+     * the oldest block only when no level frees a slot.
+     */
+    private async makeRoom(): Promise<string> {
+        for (const level of MERGE_LEVELS_S) {
+            if (level && !this.hasFinerThan(level)) continue
+            const planned = await this.sweep(level, true)
+            if (planned !== "freed") continue
+            const done = await this.sweep(level, false)
+            if (done === "freed") return ""
+            if (done !== "no") return done
+        }
+        return await this.dropOldest()
+    }
+
+    private hasFinerThan(level: number) {
+        for (const b of this.blocks) if (this.isSettled(b) && b.finestDurationS < level) return true
+        return false
+    }
+
+    /**
+     * Walks the settled blocks from the oldest: block i, merged at `level`, takes in the records
+     * of block i + 1 that fit after it. Stops at the first block emptied that way ("freed"), or
+     * at the end ("no"). A dry run only reads; a real one writes each changed block to a free
+     * slot and commits the meta after each step, so every crash point is a consistent queue.
+     */
+    private async sweep(level: number, dryRun: boolean): Promise<string> {
+        if (!this.blocks.length || !this.isSettled(this.blocks[0])) return "no"
+        let first = await this.blockBytes(0)
+        let firstSkip = this.blocks[0].skip
+        for (let i = 0; i + 1 < this.blocks.length && this.isSettled(this.blocks[i + 1]); ++i) {
+            const a = this.blocks[i]
+            const b = this.blocks[i + 1]
+            const second = await this.store.get(this.blockKey(b.slot))
+            const step = mergeStep(first, firstSkip, a.count, second, b.skip, level, this.nextSerial)
+            const freed = step && b.skip + step.taken >= b.count
+            // A block that takes nothing from the next is left as it is: rewriting it would not
+            // bring a free slot closer.
+            if (step && step.taken && !dryRun) {
+                const error = await this.commitStep(i, step)
+                if (error) return error
+            }
+            if (freed) return "freed"
+            first = second
+            firstSkip = dryRun && step ? b.skip + step.taken : b.skip
+        }
+        return "no"
+    }
+
+    /** Writes a merge step's block to a free slot, then the meta that puts it in place of block i. */
+    private async commitStep(i: number, step: MergeStep): Promise<string> {
+        const slot = this.freeSlot()
+        if (slot < 0) return "queue: no free slot to merge into"
+        const writer = step.writer.serial === this.nextSerial ? step.writer : null
+        if (!writer) return "queue: merge out of step"
+        this.takeSerial()
+        let error = await this.writeVerified(this.blockKey(slot), writer.bytes())
+        if (error) return error
+        const merged: Block = {
+            slot,
+            serial: writer.serial,
+            count: writer.count,
+            skip: 0,
+            length: writer.length,
+            finestDurationS: writer.finestDurationS,
+            flushedLength: writer.length,
+            writer: null,
+            open: false,
+        }
+        const old = this.blocks[i]
+        const next = this.blocks[i + 1]
+        const nextSkip = next.skip
+        const mergedBefore = this.mergedReadings
+        this.blocks[i] = merged
+        next.skip += step.taken
+        const emptied = next.skip >= next.count
+        if (emptied) removeAt(this.blocks, i + 1)
+        this.mergedReadings += step.inputs - writer.count
+        error = await this.writeMeta()
+        if (error) {
+            // The meta in flash still has the old blocks: so does RAM again.
+            this.blocks[i] = old
+            next.skip = nextSkip
+            if (emptied) insertAt(this.blocks, i + 1, next)
+            this.mergedReadings = mergedBefore
+            return error
+        }
+        this.merges++
+        return ""
+    }
+
+    /** The last resort: forgets the oldest block, counting its readings as dropped. */
+    private async dropOldest(): Promise<string> {
+        if (!this.blocks.length || !this.isSettled(this.blocks[0])) return "queue: no room and nothing to drop"
+        const head = this.blocks[0]
+        const readings = readingsIn(await this.blockBytes(0), head.skip)
+        removeAt(this.blocks, 0)
+        this.droppedReadings += readings
+        const error = await this.writeMeta()
+        if (error) {
+            insertAt(this.blocks, 0, head)
+            this.droppedReadings -= readings
+            return error
+        }
+        return ""
+    }
+}

@@ -1,0 +1,585 @@
+// Reading records as stored in flash: a fixed binary layout for one record on its own, and blocks
+// that pack many records, each after the first of its meter stored as the difference from the
+// previous one (about 2 to 3 bytes for a one-minute energy reading instead of 26).
+//
+// Byte code is hand-written for the Buffer subset Node and the DeviceScript VM share, with
+// arithmetic instead of bit operations for anything that can exceed 2^31 (the VM's bit operations
+// are 32-bit signed).
+// Pure core: imports nothing from @devicescript.
+
+/** Min, mean and max of a level (power, temperature...) instead of delta and total of an amount. */
+export const FLAG_NON_ADDITIVE = 1
+/** Covers several readings, firstSeq..seq, merged to save room. */
+export const FLAG_MERGED = 2
+/** Readings are missing before this one. */
+export const FLAG_GAP = 4
+/** The value is estimated, not measured. */
+export const FLAG_ESTIMATED = 8
+/** startS counts seconds since boot number `boot`; without it, seconds since 1970 (UTC). */
+export const FLAG_CLOCK_NOT_SET = 16
+
+/** Largest magnitude of a delta, min, mean or max: they are stored as signed 32-bit integers. */
+export const MAX_INT32 = 2147483647
+/** Largest total: stored as an unsigned 48-bit integer (2.8e11 Wh in mWh). */
+export const MAX_UINT48 = 281474976710655
+/** Longest interval, seconds: stored as an unsigned 24-bit integer (194 days). */
+export const MAX_DURATION_S = 16777215
+
+/**
+ * One stored reading, or several merged into one (FLAG_MERGED). Additive quantities (energy) have
+ * delta and total; non-additive ones (FLAG_NON_ADDITIVE) min, mean and max; the other pair is 0.
+ */
+export interface ReadingRecord {
+    /** The meter's index in the node's configuration, 0..255. */
+    meter: number
+    flags: number
+    /** The first and last reading covered; equal unless merged. */
+    firstSeq: number
+    seq: number
+    /** The boot count, 0..65535. */
+    boot: number
+    /**
+     * Interval start, whole seconds: since boot `boot` with FLAG_CLOCK_NOT_SET, else Unix time.
+     * Readings carry ms since boot; each boundary is rounded to the second once, so consecutive
+     * records stay contiguous (start = previous start + previous duration).
+     */
+    startS: number
+    durationS: number
+    /** Additive: the amount over the interval and the meter's register at its end, in thousandths (mWh). */
+    deltaMilliWh: number
+    totalMilliWh: number
+    /** Non-additive: over the interval, in thousandths of the unit; the mean is weighted by time. */
+    minMilli: number
+    meanMilli: number
+    maxMilli: number
+}
+
+export function newRecord(): ReadingRecord {
+    return {
+        meter: 0,
+        flags: 0,
+        firstSeq: 0,
+        seq: 0,
+        boot: 0,
+        startS: 0,
+        durationS: 0,
+        deltaMilliWh: 0,
+        totalMilliWh: 0,
+        minMilli: 0,
+        meanMilli: 0,
+        maxMilli: 0,
+    }
+}
+
+export function copyRecord(r: ReadingRecord): ReadingRecord {
+    return {
+        meter: r.meter,
+        flags: r.flags,
+        firstSeq: r.firstSeq,
+        seq: r.seq,
+        boot: r.boot,
+        startS: r.startS,
+        durationS: r.durationS,
+        deltaMilliWh: r.deltaMilliWh,
+        totalMilliWh: r.totalMilliWh,
+        minMilli: r.minMilli,
+        meanMilli: r.meanMilli,
+        maxMilli: r.maxMilli,
+    }
+}
+
+export function sameRecord(a: ReadingRecord, b: ReadingRecord) {
+    return (
+        a.meter === b.meter &&
+        a.flags === b.flags &&
+        a.firstSeq === b.firstSeq &&
+        a.seq === b.seq &&
+        a.boot === b.boot &&
+        a.startS === b.startS &&
+        a.durationS === b.durationS &&
+        a.deltaMilliWh === b.deltaMilliWh &&
+        a.totalMilliWh === b.totalMilliWh &&
+        a.minMilli === b.minMilli &&
+        a.meanMilli === b.meanMilli &&
+        a.maxMilli === b.maxMilli
+    )
+}
+
+export function isAdditive(r: ReadingRecord) {
+    return (r.flags & FLAG_NON_ADDITIVE) === 0
+}
+
+export function recordEndS(r: ReadingRecord) {
+    return r.startS + r.durationS
+}
+
+/** A record for one energy reading as the node takes them: ms since boot, mWh. */
+export function energyRecord(
+    meter: number,
+    seq: number,
+    boot: number,
+    startMs: number,
+    endMs: number,
+    deltaMilliWh: number,
+    totalMilliWh: number
+): ReadingRecord {
+    const r = newRecord()
+    r.meter = meter
+    r.flags = FLAG_CLOCK_NOT_SET
+    r.firstSeq = seq
+    r.seq = seq
+    r.boot = boot
+    r.startS = Math.round(startMs / 1000)
+    r.durationS = Math.round(endMs / 1000) - r.startS
+    r.deltaMilliWh = deltaMilliWh
+    r.totalMilliWh = totalMilliWh
+    return r
+}
+
+/** Why a record cannot be stored, or "". */
+export function recordError(r: ReadingRecord) {
+    if (!isWhole(r.meter, 255)) return "meter index " + r.meter + " is not 0..255"
+    if (!isWhole(r.flags, 255)) return "flags " + r.flags + " are not 0..255"
+    if (!isWhole(r.seq, 4294967295) || !isWhole(r.firstSeq, r.seq)) return "seq " + r.firstSeq + ".." + r.seq + " out of range"
+    if (!isWhole(r.boot, 65535)) return "boot " + r.boot + " is not 0..65535"
+    if (!isWhole(r.startS, 4294967295)) return "start " + r.startS + " s out of range"
+    if (!isWhole(r.durationS, MAX_DURATION_S)) return "duration " + r.durationS + " s out of range"
+    if (isAdditive(r)) {
+        if (!isWholeSigned(r.deltaMilliWh)) return "delta " + r.deltaMilliWh + " out of range"
+        if (!isWhole(r.totalMilliWh, MAX_UINT48)) return "total " + r.totalMilliWh + " out of range"
+    } else if (!isWholeSigned(r.minMilli) || !isWholeSigned(r.meanMilli) || !isWholeSigned(r.maxMilli))
+        return "min/mean/max " + r.minMilli + "/" + r.meanMilli + "/" + r.maxMilli + " out of range"
+    return ""
+}
+
+function isWhole(v: number, max: number) {
+    return typeof v === "number" && Math.floor(v) === v && v >= 0 && v <= max
+}
+
+function isWholeSigned(v: number) {
+    return typeof v === "number" && Math.floor(v) === v && v >= -MAX_INT32 && v <= MAX_INT32
+}
+
+// ---- merging ------------------------------------------------------------------------------
+
+/** Slack on a merge level for rounded and jittered intervals: 2% (3,672 s still counts as an hour). */
+const LEVEL_SLACK_DIVISOR = 50
+
+/** The level-long time slot, counted from the clock's zero, that holds the middle of `r`. */
+function levelSlot(r: ReadingRecord, levelS: number) {
+    return Math.floor((r.startS + r.durationS / 2) / levelS)
+}
+
+/**
+ * Whether `b` can be merged into `a` (b directly follows a) at a merge level of `levelS`
+ * seconds: same meter, boot and kind, no reading and no time between them, both in the same
+ * level-long slot of the clock (so merged intervals line up across merges and levels nest) and
+ * together not much longer than the level; for additive quantities b's total must continue a's,
+ * so the merged total stays exact.
+ */
+export function canMerge(a: ReadingRecord, b: ReadingRecord, levelS: number) {
+    if (levelS <= 0) return false
+    if (a.meter !== b.meter || a.boot !== b.boot) return false
+    if ((a.flags & (FLAG_NON_ADDITIVE | FLAG_CLOCK_NOT_SET)) !== (b.flags & (FLAG_NON_ADDITIVE | FLAG_CLOCK_NOT_SET)))
+        return false
+    if (b.flags & FLAG_GAP) return false
+    if (b.firstSeq !== a.seq + 1 || b.startS !== a.startS + a.durationS) return false
+    if (a.durationS + b.durationS > levelS + Math.floor(levelS / LEVEL_SLACK_DIVISOR)) return false
+    if (levelSlot(a, levelS) !== levelSlot(b, levelS)) return false
+    if (isAdditive(a)) {
+        if (b.totalMilliWh !== a.totalMilliWh + b.deltaMilliWh) return false
+        const delta = a.deltaMilliWh + b.deltaMilliWh
+        if (delta > MAX_INT32 || delta < -MAX_INT32) return false
+    }
+    return true
+}
+
+/** Merges `b` into `a` in place (check canMerge first): one record covering both intervals. */
+export function mergeInto(a: ReadingRecord, b: ReadingRecord) {
+    const keep = a.flags & (FLAG_NON_ADDITIVE | FLAG_CLOCK_NOT_SET | FLAG_GAP)
+    a.flags = keep | FLAG_MERGED | ((a.flags | b.flags) & FLAG_ESTIMATED)
+    a.seq = b.seq
+    if (isAdditive(a)) {
+        a.deltaMilliWh += b.deltaMilliWh
+        a.totalMilliWh = b.totalMilliWh
+    } else {
+        if (b.minMilli < a.minMilli) a.minMilli = b.minMilli
+        if (b.maxMilli > a.maxMilli) a.maxMilli = b.maxMilli
+        const durationS = a.durationS + b.durationS
+        a.meanMilli = durationS
+            ? Math.round((a.meanMilli * a.durationS + b.meanMilli * b.durationS) / durationS)
+            : Math.round((a.meanMilli + b.meanMilli) / 2)
+    }
+    a.durationS += b.durationS
+}
+
+// ---- bytes ----------------------------------------------------------------------------------
+
+/** Sequential writer into a fixed buffer; `overflow` is set (and nothing written) past its end. */
+export class ByteWriter {
+    pos = 0
+    overflow = false
+    constructor(readonly buf: Buffer) {}
+
+    u8(v: number) {
+        if (this.pos >= this.buf.length) {
+            this.overflow = true
+            return
+        }
+        this.buf[this.pos++] = v & 0xff
+    }
+
+    /** Unsigned little-endian integer of `bytes` bytes, exact up to 2^53. */
+    uint(v: number, bytes: number) {
+        for (let i = 0; i < bytes; ++i) {
+            const high = Math.floor(v / 256)
+            this.u8(v - high * 256)
+            v = high
+        }
+    }
+
+    int32(v: number) {
+        this.uint(v < 0 ? v + 4294967296 : v, 4)
+    }
+
+    /** Unsigned LEB128: 7 bits a byte, low first. */
+    varint(v: number) {
+        while (v >= 128) {
+            const high = Math.floor(v / 128)
+            this.u8(v - high * 128 + 128)
+            v = high
+        }
+        this.u8(v)
+    }
+
+    /** Signed as zigzag LEB128: 0, -1, 1, -2... as 0, 1, 2, 3... */
+    zigzag(v: number) {
+        this.varint(v >= 0 ? v * 2 : -v * 2 - 1)
+    }
+}
+
+/** Sequential reader over buf[pos..end); `error` is set at the first read past the end or bad varint. */
+export class ByteReader {
+    error = ""
+    constructor(readonly buf: Buffer, public pos: number, readonly end: number) {}
+
+    atEnd() {
+        return this.pos >= this.end
+    }
+
+    u8() {
+        if (this.pos >= this.end) {
+            if (!this.error) this.error = "truncated at byte " + this.pos
+            return 0
+        }
+        return this.buf[this.pos++]
+    }
+
+    uint(bytes: number) {
+        let v = 0
+        let scale = 1
+        for (let i = 0; i < bytes; ++i) {
+            v += this.u8() * scale
+            scale *= 256
+        }
+        return v
+    }
+
+    int32() {
+        const v = this.uint(4)
+        return v > MAX_INT32 ? v - 4294967296 : v
+    }
+
+    varint() {
+        let v = 0
+        let scale = 1
+        for (let i = 0; i < 8; ++i) {
+            const b = this.u8()
+            if (b < 128) return v + b * scale
+            v += (b - 128) * scale
+            scale *= 128
+        }
+        if (!this.error) this.error = "varint too long at byte " + this.pos
+        return 0
+    }
+
+    zigzag() {
+        const z = this.varint()
+        const half = Math.floor(z / 2)
+        return z - half * 2 ? -half - 1 : half
+    }
+}
+
+// ---- one record on its own --------------------------------------------------------------------
+
+/**
+ * The full layout, little-endian:
+ *   0 u8 flags, 1 u8 meter, 2 u32 seq, 6 u16 boot, 8 u32 startS, 12 u24 durationS, then
+ *   additive: 15 i32 delta (mWh), 19 u48 total (mWh): 25 bytes;
+ *   non-additive: 15 i32 min, 19 i32 mean, 23 i32 max: 27 bytes;
+ *   with FLAG_MERGED, a varint seq - firstSeq follows.
+ */
+function writeFull(w: ByteWriter, r: ReadingRecord) {
+    const flags = r.seq !== r.firstSeq ? r.flags | FLAG_MERGED : r.flags
+    w.u8(flags)
+    w.u8(r.meter)
+    w.uint(r.seq, 4)
+    w.uint(r.boot, 2)
+    w.uint(r.startS, 4)
+    w.uint(r.durationS, 3)
+    if (isAdditive(r)) {
+        w.int32(r.deltaMilliWh)
+        w.uint(r.totalMilliWh, 6)
+    } else {
+        w.int32(r.minMilli)
+        w.int32(r.meanMilli)
+        w.int32(r.maxMilli)
+    }
+    if (flags & FLAG_MERGED) w.varint(r.seq - r.firstSeq)
+}
+
+function readFull(rd: ByteReader) {
+    const r = newRecord()
+    r.flags = rd.u8()
+    r.meter = rd.u8()
+    r.seq = rd.uint(4)
+    r.boot = rd.uint(2)
+    r.startS = rd.uint(4)
+    r.durationS = rd.uint(3)
+    if (isAdditive(r)) {
+        r.deltaMilliWh = rd.int32()
+        r.totalMilliWh = rd.uint(6)
+    } else {
+        r.minMilli = rd.int32()
+        r.meanMilli = rd.int32()
+        r.maxMilli = rd.int32()
+    }
+    r.firstSeq = r.flags & FLAG_MERGED ? r.seq - rd.varint() : r.seq
+    return r
+}
+
+/** Longest encoding of one record, in a block or on its own. */
+export const MAX_RECORD_BYTES = 40
+
+/** One record in the full layout (25 or 27 bytes, more when merged). Check recordError first. */
+export function encodeRecord(r: ReadingRecord) {
+    const w = new ByteWriter(Buffer.alloc(MAX_RECORD_BYTES))
+    writeFull(w, r)
+    return w.buf.slice(0, w.pos)
+}
+
+/** The record in `bytes`, or null when they are not one. */
+export function decodeRecord(bytes: Buffer): ReadingRecord {
+    const rd = new ByteReader(bytes, 0, bytes.length)
+    const r = readFull(rd)
+    if (rd.error || !rd.atEnd() || r.firstSeq < 0) return null
+    return r
+}
+
+// ---- blocks -----------------------------------------------------------------------------------
+
+/** First byte of a block: the format, so a future layout can be told apart. */
+export const BLOCK_FORMAT = 0xb1
+/** Format byte and u16 serial. */
+export const BLOCK_HEADER_BYTES = 3
+
+const CHANGE_METER = 1
+const CHANGE_FLAGS = 2
+const CHANGE_DURATION = 4
+const CHANGE_SPAN = 8
+
+function span(r: ReadingRecord) {
+    return r.seq - r.firstSeq + 1
+}
+
+/**
+ * Whether `r` can be stored as a difference from `ref`, the previous record of its meter in the
+ * block: same boot and kind, the next reading and the next interval, and a total that continues.
+ */
+function continues(ref: ReadingRecord, r: ReadingRecord) {
+    return (
+        ref.boot === r.boot &&
+        (ref.flags & FLAG_NON_ADDITIVE) === (r.flags & FLAG_NON_ADDITIVE) &&
+        r.firstSeq === ref.seq + 1 &&
+        r.startS === ref.startS + ref.durationS &&
+        (!isAdditive(r) || r.totalMilliWh === ref.totalMilliWh + r.deltaMilliWh) &&
+        (r.seq === r.firstSeq || (r.flags & FLAG_MERGED) !== 0)
+    )
+}
+
+function findRef(refs: ReadingRecord[], meter: number) {
+    for (let i = 0; i < refs.length; ++i) if (refs[i].meter === meter) return i
+    return -1
+}
+
+function setRef(refs: ReadingRecord[], r: ReadingRecord) {
+    const i = findRef(refs, r.meter)
+    if (i < 0) refs.push(copyRecord(r))
+    else refs[i] = copyRecord(r)
+}
+
+/**
+ * Record encoding inside a block. Each record starts with a varint v:
+ * - v even: the previous record's meter, flags, duration and span, and v / 2 is the zigzag of the
+ *   first value's difference from the previous record of that meter (additive: delta; non-additive:
+ *   mean, then zigzag varints for the min and max differences follow);
+ * - v = 1: the full layout follows (writeFull);
+ * - v odd > 1: (v - 1) / 2 says what changed: 1 meter (u8 follows; the reference becomes that
+ *   meter's previous record), 2 flags (u8), 4 duration (zigzag difference), 8 span (varint span - 1);
+ *   then the value differences as above.
+ * The reference's seq + 1 is the first seq, its end the start, and for additive quantities its
+ * total + delta the total.
+ */
+function writeInBlock(w: ByteWriter, refs: ReadingRecord[], lastMeter: number, r: ReadingRecord) {
+    const i = findRef(refs, r.meter)
+    const ref = i >= 0 ? refs[i] : null
+    if (!ref || !continues(ref, r)) {
+        w.varint(1)
+        writeFull(w, r)
+        return
+    }
+    let changes = 0
+    if (r.meter !== lastMeter) changes |= CHANGE_METER
+    if (r.flags !== ref.flags) changes |= CHANGE_FLAGS
+    if (r.durationS !== ref.durationS) changes |= CHANGE_DURATION
+    if (span(r) !== span(ref)) changes |= CHANGE_SPAN
+    const additive = isAdditive(r)
+    const firstDiff = additive ? r.deltaMilliWh - ref.deltaMilliWh : r.meanMilli - ref.meanMilli
+    if (!changes) {
+        w.varint((firstDiff >= 0 ? firstDiff * 2 : -firstDiff * 2 - 1) * 2)
+    } else {
+        w.varint(changes * 2 + 1)
+        if (changes & CHANGE_METER) w.u8(r.meter)
+        if (changes & CHANGE_FLAGS) w.u8(r.flags)
+        if (changes & CHANGE_DURATION) w.zigzag(r.durationS - ref.durationS)
+        if (changes & CHANGE_SPAN) w.varint(span(r) - 1)
+        w.zigzag(firstDiff)
+    }
+    if (!additive) {
+        w.zigzag(r.minMilli - ref.minMilli)
+        w.zigzag(r.maxMilli - ref.maxMilli)
+    }
+}
+
+function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number): ReadingRecord {
+    const v = rd.varint()
+    if (rd.error) return null
+    if (v === 1) return readFull(rd)
+    const half = Math.floor(v / 2)
+    const changes = v - half * 2 ? half : 0
+    const meter = changes & CHANGE_METER ? rd.u8() : lastMeter
+    const i = findRef(refs, meter)
+    if (i < 0) {
+        if (!rd.error) rd.error = "record refers to meter " + meter + " before its first record"
+        return null
+    }
+    const ref = refs[i]
+    const r = copyRecord(ref)
+    if (changes & CHANGE_FLAGS) r.flags = rd.u8()
+    if (changes & CHANGE_DURATION) r.durationS = ref.durationS + rd.zigzag()
+    const spanReadings = changes & CHANGE_SPAN ? rd.varint() + 1 : span(ref)
+    let firstDiff = 0
+    if (changes) firstDiff = rd.zigzag()
+    else {
+        const quarter = Math.floor(half / 2)
+        firstDiff = half - quarter * 2 ? -quarter - 1 : quarter
+    }
+    r.firstSeq = ref.seq + 1
+    r.seq = r.firstSeq + spanReadings - 1
+    r.startS = ref.startS + ref.durationS
+    if (isAdditive(r)) {
+        r.deltaMilliWh = ref.deltaMilliWh + firstDiff
+        r.totalMilliWh = ref.totalMilliWh + r.deltaMilliWh
+    } else {
+        r.meanMilli = ref.meanMilli + firstDiff
+        r.minMilli = ref.minMilli + rd.zigzag()
+        r.maxMilli = ref.maxMilli + rd.zigzag()
+    }
+    if ((r.flags & FLAG_NON_ADDITIVE) !== (ref.flags & FLAG_NON_ADDITIVE)) {
+        if (!rd.error) rd.error = "record changes kind within its meter"
+        return null
+    }
+    return r
+}
+
+/**
+ * Builds one block: a 3-byte header (format, u16 serial) and records appended while they fit in
+ * `capacityBytes`. Also keeps what the queue needs to choose blocks to merge.
+ */
+export class BlockWriter {
+    private buf: Buffer
+    private refs: ReadingRecord[] = []
+    private lastMeter = -1
+    private scratch = new ByteWriter(Buffer.alloc(MAX_RECORD_BYTES))
+    length = BLOCK_HEADER_BYTES
+    count = 0
+    /** Shortest interval in the block, s (0 while empty). */
+    finestDurationS = 0
+
+    constructor(readonly capacityBytes: number, readonly serial: number) {
+        this.buf = Buffer.alloc(capacityBytes)
+        this.buf[0] = BLOCK_FORMAT
+        this.buf[1] = serial & 0xff
+        this.buf[2] = (serial >> 8) & 0xff
+    }
+
+    /** Appends `r` if it fits; false (and nothing changed) otherwise. Check recordError first. */
+    tryAppend(r: ReadingRecord) {
+        const s = this.scratch
+        s.pos = 0
+        s.overflow = false
+        writeInBlock(s, this.refs, this.lastMeter, r)
+        if (s.overflow || this.length + s.pos > this.capacityBytes) return false
+        for (let i = 0; i < s.pos; ++i) this.buf[this.length + i] = s.buf[i]
+        this.length += s.pos
+        this.count++
+        setRef(this.refs, r)
+        this.lastMeter = r.meter
+        if (!this.finestDurationS || r.durationS < this.finestDurationS) this.finestDurationS = r.durationS
+        return true
+    }
+
+    bytes() {
+        return this.buf.slice(0, this.length)
+    }
+}
+
+/** Reads a block's records in order; `error` says why it stopped early. */
+export class BlockReader {
+    private rd: ByteReader
+    private refs: ReadingRecord[] = []
+    private lastMeter = -1
+    serial = -1
+    error = ""
+
+    constructor(bytes: Buffer) {
+        this.rd = new ByteReader(bytes, 0, bytes ? bytes.length : 0)
+        if (!bytes || bytes.length < BLOCK_HEADER_BYTES || bytes[0] !== BLOCK_FORMAT) {
+            this.error = "not a block"
+            return
+        }
+        this.rd.pos = BLOCK_HEADER_BYTES
+        this.serial = bytes[1] + bytes[2] * 256
+    }
+
+    /** The next record, or null at the end or at an error. */
+    next(): ReadingRecord {
+        if (this.error || this.rd.atEnd()) return null
+        const r = readInBlock(this.rd, this.refs, this.lastMeter)
+        if (this.rd.error || !r) {
+            this.error = this.rd.error || "unreadable record"
+            return null
+        }
+        setRef(this.refs, r)
+        this.lastMeter = r.meter
+        return r
+    }
+}
+
+/** A writer holding the records of `bytes` (a block), to append after them. */
+export function resumeBlock(bytes: Buffer, capacityBytes: number, serial: number) {
+    const writer = new BlockWriter(capacityBytes, serial)
+    const reader = new BlockReader(bytes)
+    for (let r = reader.next(); r; r = reader.next()) writer.tryAppend(r)
+    return writer
+}
