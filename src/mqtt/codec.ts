@@ -171,10 +171,21 @@ class PacketWriter {
     private offset = 0
 
     constructor(firstByte: number, remainingLength: number) {
-        const lengthBytes = encodeRemainingLength(remainingLength)
-        this.bytes = Buffer.alloc(1 + lengthBytes.length + remainingLength)
+        if (!isInteger(remainingLength, 0, MAX_REMAINING_LENGTH))
+            throw new Error(
+                `[MQTT-2.2.3] remaining length must be an integer 0..${MAX_REMAINING_LENGTH}, got ${remainingLength}`
+            )
+        const lengthSize = remainingLengthSize(remainingLength)
+        this.bytes = Buffer.alloc(1 + lengthSize + remainingLength)
         this.writeByte(firstByte)
-        this.writeBytes(lengthBytes)
+        // The length digits go straight into the packet: no separate buffer per packet.
+        let rest = remainingLength
+        for (let i = 0; i < lengthSize; i++) {
+            let digit = rest % 128
+            rest = Math.floor(rest / 128)
+            if (rest > 0) digit = digit | 0x80
+            this.writeByte(digit)
+        }
     }
 
     writeByte(value: number) {
