@@ -6,14 +6,16 @@
 // (a delete leaves a tombstone that compaction keeps):
 // - `<prefix>b00`..`<prefix>bNN`: N slots of one block each (records.ts), at most BLOCK_BYTES;
 // - `<prefix>meta`: the queue's blocks in order, each as (slot, serial it must hold, records at
-//   its start that are gone), and lifetime counters.
+//   its start that are gone), a limit below which every serial ever written lies, and lifetime
+//   counters.
 // N comes from the byte budget given to the constructor: the most log bytes these keys can hold
 // at once, so the rest of the store keeps its room. One slot stays free for copy-on-write merges.
 //
 // Crash safety: each value write is atomic in jd_fstor (the value, then the entry that makes it
 // visible), and every write is read back. The meta is the commit record:
 // - a new block's slot is put into the meta before the block is written; until it is, the slot
-//   holds another serial and the block reads as empty, which it was;
+//   holds an older serial (serials only grow, and restart above the meta's limit after a
+//   reboot) and the block reads as empty, which it was;
 // - the newest block is rewritten in place as it grows, so its old copy is a prefix of the new;
 // - merged blocks go to a free slot, then the meta swaps them in (copy on write);
 // - removals and records moved into a merged block only change the meta's skip counts.
@@ -43,11 +45,11 @@ import { removeAt } from "../util/arrays"
 /** Block value size: a multiple of 8 (no alignment waste in the log) and within the 226 bytes a 5-character key allows. */
 export const BLOCK_BYTES = 224
 /** Most slots: the meta must stay within its 225-byte value limit. */
-export const MAX_SLOTS = 50
+export const MAX_SLOTS = 35
 /** Fewest slots: two blocks to merge and a free one to merge them into. */
 export const MIN_SLOTS = 3
-/** New blocks kept in RAM while flush() is not called or cannot write, before the oldest is dropped. */
-export const MAX_STAGED_BLOCKS = 2
+/** New blocks kept in RAM (about 1 KB) while flush() is not called or cannot write, before the oldest is dropped. */
+export const MAX_STAGED_BLOCKS = 4
 /**
  * Interval lengths, s, that merging coarsens to, finest first; 0 = pack blocks tighter without
  * coarsening. Each divides the next, so merged intervals nest and line up across merges.
@@ -55,15 +57,16 @@ export const MAX_STAGED_BLOCKS = 2
 export const MERGE_LEVELS_S = [0, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600, 43200, 86400]
 /**
  * A budget for an 8 KB store (simulator, RP2040) with about 2 KB used by others: the log holds
- * 8,120 bytes, 6,072 left; 4,600 pays for 18 slots (17 blocks of records and a free one, 4,464
- * bytes) and the meta (112), and leaves 1,472 bytes of log for rewrites between compactions.
+ * 8,120 bytes, 6,072 left; 4,608 pays for 18 slots (17 blocks of records and a free one, 4,464
+ * bytes) and the meta (144), and leaves 1,464 bytes of log for rewrites between compactions.
  */
-export const BUDGET_FOR_8K_STORE_BYTES = 4600
+export const BUDGET_FOR_8K_STORE_BYTES = 4608
 
-const META_FORMAT = 0xa1
-const META_HEADER_BYTES = 16
-const META_BYTES_PER_BLOCK = 4
-const SERIAL_MODULUS = 65536
+const META_FORMAT = 0xa2
+const META_HEADER_BYTES = 18
+const META_BYTES_PER_BLOCK = 6
+/** Serials handed out between two raises of the limit in the meta. */
+const SERIAL_RESERVE = 64
 
 /** Log bytes the meta of a queue with `slots` slots can take (one slot is always free). */
 export function metaCostBytes(slots: number) {
@@ -253,6 +256,8 @@ export class DurableQueue {
     readonly slots: number
     private blocks: Block[] = []
     private nextSerial = 1
+    /** Every serial in flash is below this; the meta in flash says so. */
+    private serialLimit = 1
     private droppedReadings = 0
     private mergedReadings = 0
     private merges = 0
@@ -260,8 +265,9 @@ export class DurableQueue {
     private flashBytesWritten = 0
     private flashWrites = 0
     private generation = 0
-    /** The meta as last written or read, and the slots it lists. */
+    /** The meta as last written or read (an empty one before the first write), and the slots it lists. */
     private committedMeta: Buffer = null
+    private metaInFlash = false
     private committedSlots: number[] = []
     /** Log bytes each slot's key holds. */
     private slotBytes: number[] = []
@@ -280,6 +286,7 @@ export class DurableQueue {
         if (this.slots < MIN_SLOTS)
             throw new RangeError("queue budget of " + budgetBytes + " bytes is under " + MIN_SLOTS + " blocks")
         for (let i = 0; i < this.slots; ++i) this.slotBytes.push(0)
+        this.committedMeta = this.buildMeta(0)
     }
 
     private metaKey() {
@@ -300,16 +307,23 @@ export class DurableQueue {
         this.blocks = []
         this.committedSlots = []
         // Every slot's size, for liveBytes(): slots not in the queue still hold their old block.
+        // New serials start above every serial in them, so a stale block is never taken for a
+        // new one, whatever the meta says.
+        let serialsFrom = 1
         for (let slot = 0; slot < this.slots; ++slot) {
             const bytes = await this.store.get(this.blockKey(slot))
             this.slotBytes[slot] = bytes ? entryCostBytes(bytes.length) : 0
+            const serial = bytes ? new BlockReader(bytes).serial : -1
+            if (serial >= serialsFrom) serialsFrom = serial + 1
         }
+        this.serialLimit = this.nextSerial = serialsFrom
+        this.committedMeta = this.buildMeta(0)
         const meta = await this.store.get(this.metaKey())
         if (!meta) return ""
         const rd = new ByteReader(meta, 0, meta.length)
         const format = rd.u8()
         const generation = rd.uint(4)
-        const nextSerial = rd.uint(2)
+        const serialLimit = rd.uint(4)
         const dropped = rd.uint(4)
         const merged = rd.uint(4)
         const count = rd.u8()
@@ -318,15 +332,16 @@ export class DurableQueue {
             return "queue: " + this.metaKey() + " unreadable, queued readings (if any) are lost"
         }
         this.generation = generation
-        this.nextSerial = nextSerial
+        if (serialLimit > this.serialLimit) this.serialLimit = this.nextSerial = serialLimit
         this.droppedReadings = dropped
         this.mergedReadings = merged
         this.committedMeta = meta
+        this.metaInFlash = true
         let missing = 0
         let gaps = ""
         for (let i = 0; i < count; ++i) {
             const slot = rd.u8()
-            const serial = rd.uint(2)
+            const serial = rd.uint(4)
             const skip = rd.u8()
             this.committedSlots.push(slot)
             const block = await this.loadBlock(slot, serial, skip)
@@ -410,9 +425,7 @@ export class DurableQueue {
     }
 
     private takeSerial() {
-        const serial = this.nextSerial
-        this.nextSerial = (this.nextSerial + 1) % SERIAL_MODULUS
-        return serial
+        return this.nextSerial++
     }
 
     private syncFromWriter(block: Block) {
@@ -485,7 +498,7 @@ export class DurableQueue {
     stats(): QueueStats {
         let dataBytes = 0
         for (const b of this.blocks) dataBytes += b.length
-        let liveBytes = this.committedMeta ? entryCostBytes(this.committedMeta.length) : 0
+        let liveBytes = this.metaInFlash ? entryCostBytes(this.committedMeta.length) : 0
         for (const bytes of this.slotBytes) liveBytes += bytes
         return {
             records: this.size(),
@@ -560,27 +573,37 @@ export class DurableQueue {
         const w = new ByteWriter(Buffer.alloc(META_HEADER_BYTES + META_BYTES_PER_BLOCK * listed))
         w.u8(META_FORMAT)
         w.uint(generation, 4)
-        w.uint(this.nextSerial, 2)
+        w.uint(this.serialLimit, 4)
         w.uint(this.droppedReadings, 4)
         w.uint(this.mergedReadings, 4)
         w.u8(listed)
         for (const b of this.blocks) {
             if (b.slot < 0) continue
             w.u8(b.slot)
-            w.uint(b.serial, 2)
+            w.uint(b.serial, 4)
             w.u8(b.skip)
         }
         return w.buf
     }
 
-    /** Writes the meta if anything in it changed but the generation. */
-    private async writeMeta(): Promise<string> {
+    /**
+     * Writes the meta if anything in it changed but the generation. `serialToWrite`: a serial
+     * about to be written to a slot, which must lie below the limit in flash first.
+     */
+    private async writeMeta(serialToWrite = -1): Promise<string> {
+        const limit = this.serialLimit
+        for (const b of this.blocks) if (b.slot >= 0 && b.serial >= this.serialLimit) serialToWrite = Math.max(serialToWrite, b.serial)
+        if (serialToWrite >= this.serialLimit) this.serialLimit = serialToWrite + SERIAL_RESERVE
         const meta = this.buildMeta(this.generation + 1)
         const old = this.committedMeta
-        if (old && sameBytes(meta.slice(5, meta.length), old.slice(5, old.length))) return ""
+        if (sameBytes(meta.slice(5, meta.length), old.slice(5, old.length))) return ""
         const error = await this.writeVerified(this.metaKey(), meta)
-        if (error) return error
+        if (error) {
+            this.serialLimit = limit
+            return error
+        }
         this.generation++
+        this.metaInFlash = true
         this.committedMeta = meta
         this.committedSlots = []
         for (const b of this.blocks) if (b.slot >= 0) this.committedSlots.push(b.slot)
@@ -663,7 +686,10 @@ export class DurableQueue {
         const writer = step.writer.serial === this.nextSerial ? step.writer : null
         if (!writer) return "queue: merge out of step"
         this.takeSerial()
-        let error = await this.writeVerified(this.blockKey(slot), writer.bytes())
+        let error = ""
+        if (writer.serial >= this.serialLimit) error = await this.writeMeta(writer.serial)
+        if (error) return error
+        error = await this.writeVerified(this.blockKey(slot), writer.bytes())
         if (error) return error
         const merged: Block = {
             slot,

@@ -42,9 +42,20 @@ export class FakeSettingsStore implements KeyValueStore {
     /**
      * `capacityBytes`: the region (8192 in the simulator and on RP2040, 16384 on ESP32).
      * `reservedBytes`: log bytes held by other users of the store (WiFi, configuration, the
-     * program): live data that compaction keeps.
+     * program): live data that compaction keeps. Tests change it to model others growing.
      */
-    constructor(readonly capacityBytes = 8192, readonly reservedBytes = 2048) {}
+    constructor(readonly capacityBytes = 8192, public reservedBytes = 2048) {}
+
+    /** An independent copy: the same flash contents and counters. */
+    clone() {
+        const copy = new FakeSettingsStore(this.capacityBytes, this.reservedBytes)
+        for (const e of this.log) copy.log.push({ key: e.key, value: e.value.slice(0, e.value.length), truncated: e.truncated })
+        copy.logBytes = this.logBytes
+        copy.bytesWritten = this.bytesWritten
+        copy.compactions = this.compactions
+        copy.droppedWrites = this.droppedWrites
+        return copy
+    }
 
     /** Log bytes available to entries, others' included. */
     usableBytes() {

@@ -380,8 +380,8 @@ export function decodeRecord(bytes: Buffer): ReadingRecord {
 
 /** First byte of a block: the format, so a future layout can be told apart. */
 export const BLOCK_FORMAT = 0xb1
-/** Format byte and u16 serial. */
-export const BLOCK_HEADER_BYTES = 3
+/** Format byte and u32 serial. */
+export const BLOCK_HEADER_BYTES = 5
 
 const CHANGE_METER = 1
 const CHANGE_FLAGS = 2
@@ -503,7 +503,7 @@ function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number): 
 }
 
 /**
- * Builds one block: a 3-byte header (format, u16 serial) and records appended while they fit in
+ * Builds one block: a 5-byte header (format, u32 serial) and records appended while they fit in
  * `capacityBytes`. Also keeps what the queue needs to choose blocks to merge.
  */
 export class BlockWriter {
@@ -518,9 +518,9 @@ export class BlockWriter {
 
     constructor(readonly capacityBytes: number, readonly serial: number) {
         this.buf = Buffer.alloc(capacityBytes)
-        this.buf[0] = BLOCK_FORMAT
-        this.buf[1] = serial & 0xff
-        this.buf[2] = (serial >> 8) & 0xff
+        const header = new ByteWriter(this.buf)
+        header.u8(BLOCK_FORMAT)
+        header.uint(serial, 4)
     }
 
     /** Appends `r` if it fits; false (and nothing changed) otherwise. Check recordError first. */
@@ -558,8 +558,8 @@ export class BlockReader {
             this.error = "not a block"
             return
         }
-        this.rd.pos = BLOCK_HEADER_BYTES
-        this.serial = bytes[1] + bytes[2] * 256
+        this.rd.u8()
+        this.serial = this.rd.uint(4)
     }
 
     /** The next record, or null at the end or at an error. */
