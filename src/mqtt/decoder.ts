@@ -648,6 +648,9 @@ function decodeBody(type: number, flags: number, body: Buffer): DecodeResult {
     }
 }
 
+/** PUBACK's fixed header byte: type 4, flags 0 [MQTT-3.4.1]. */
+const PUBACK_FIRST_BYTE = 0x40
+
 /** Body parts up to this size are copied byte by byte instead of through a slice. */
 const SMALL_COPY_BYTES = 8
 
@@ -714,6 +717,20 @@ export class PacketDecoder {
                 return null
             }
             const chunk = this.chunks[this.chunkIndex]
+            if (
+                this.state === DecoderState.FixedHeader &&
+                chunk[this.chunkOffset] === PUBACK_FIRST_BYTE &&
+                this.chunkOffset + 4 <= chunk.length &&
+                chunk[this.chunkOffset + 1] === 2
+            ) {
+                // Fast path for what a publishing node receives most: a whole PUBACK within one
+                // chunk needs no body buffer and no state machine. Same checks as the slow path.
+                const packetId = chunk[this.chunkOffset + 2] * 256 + chunk[this.chunkOffset + 3]
+                this.advance(4)
+                if (packetId === 0)
+                    return this.die(failure(ProtocolError.PacketIdZero, "packet id is 0"))
+                return { packet: { type: PacketType.Puback, packetId: packetId } }
+            }
             if (this.state === DecoderState.Body) {
                 this.collectBody(chunk)
             } else {

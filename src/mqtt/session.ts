@@ -66,6 +66,8 @@ export interface Action {
 interface OutboundPublish {
     token: number
     packet: PublishPacket
+    /** Value of the id counter's step when this publish got its packet id (see allocatePacketId). */
+    idStep?: number
 }
 
 /** Seen inbound QoS 2 ids, kept until PUBREL; bounded so a hostile broker cannot grow it. */
@@ -105,6 +107,8 @@ export class Session {
     /** Publishes not yet sent because the window is full or the link is down. */
     private pending: OutboundPublish[] = []
     private nextPacketId = 1
+    /** Packet id candidates issued so far: an id recurs only every MAX_PACKET_ID steps. */
+    private idSteps = 0
     private nextToken = 1
     private subscribeId = 0
     private inboundQos2: number[] = []
@@ -273,6 +277,14 @@ export class Session {
     }
 
     private onPuback(nowMs: number, packetId: number, actions: Action[]) {
+        // Brokers acknowledge in order [MQTT-4.6.0-2]: the oldest is almost always the one, and
+        // shift() is a native move in the VM where a removal by index is a loop.
+        if (this.inflight.length && this.inflight[0].packet.packetId === packetId) {
+            const oldest = this.inflight.shift()
+            actions.push({ kind: ActionKind.Delivered, token: oldest.token })
+            this.pump(nowMs, actions)
+            return
+        }
         let index = -1
         for (let i = 0; i < this.inflight.length; ++i)
             if (this.inflight[i].packet.packetId === packetId) {
@@ -318,6 +330,7 @@ export class Session {
             const p = this.pending.shift()
             if (p.packet.qos > 0) {
                 p.packet.packetId = this.allocatePacketId()
+                p.idStep = this.idSteps
                 this.inflight.push(p)
                 actions.push(this.send(nowMs, p.packet))
             } else {
@@ -332,13 +345,22 @@ export class Session {
         for (let attempts = 0; attempts < MAX_PACKET_ID; ++attempts) {
             const id = this.nextPacketId
             this.nextPacketId = id >= MAX_PACKET_ID ? 1 : id + 1
+            this.idSteps++
             if (id !== this.subscribeId && !this.isInflight(id)) return id
         }
         throw new Error("no free packet id")
     }
 
+    /**
+     * Whether the candidate of the current step is held by a publish in flight. The counter gives
+     * an id out again only MAX_PACKET_ID steps later, and the window is ordered by step, so only
+     * the publishes at its front that are at least that old can hold it: usually none is.
+     */
     private isInflight(id: number) {
-        for (const p of this.inflight) if (p.packet.packetId === id) return true
+        for (const p of this.inflight) {
+            if (this.idSteps - p.idStep < MAX_PACKET_ID) return false
+            if (p.packet.packetId === id) return true
+        }
         return false
     }
 
