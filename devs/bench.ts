@@ -17,7 +17,8 @@ const { values } = parseArgs({
     options: {
         count: { type: "string", default: "10000" },
         payload: { type: "string", default: "100" },
-        window: { type: "string", default: "32" },
+        window: { type: "string", default: "64" },
+        "vm-costs": { type: "boolean", default: false },
         json: { type: "string" },
     },
     strict: true,
@@ -92,6 +93,16 @@ async function runProgram(module: string, fn: string, extra: Record<string, numb
 
 function rate(n: number, ms: number) {
     return ms > 0 ? (n * 1000) / ms : 0
+}
+
+if (values["vm-costs"]) {
+    const runDir = mkdtempSync(join(tmpdir(), "meternode-bench-"))
+    const bytecode = await buildEntry("test/bench/vm-costs", "vmCosts", {}, runDir, "bench-vm-costs")
+    const sim = new Simulator({ bytecode, runDir, mode: "device", onLine: l => l.startsWith("COST") && console.log(l) })
+    await sim.start()
+    await sim.waitForLine(/^COST done/, 120_000).finally(() => sim.kill())
+    rmSync(runDir, { recursive: true, force: true })
+    process.exit(0)
 }
 
 const broker = await new Broker({ persistence: false }).start()
