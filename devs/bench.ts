@@ -76,10 +76,12 @@ async function runProgram(module: string, fn: string, extra: Record<string, numb
         const sim = new Simulator({ bytecode, runDir, mode: "device", clearFlash: true })
         await sim.start()
         try {
-            const m = await Promise.race([
-                sim.waitForLine(/^BENCH \w+ (.*)$/, 180_000),
-                sim.waitForLine(CRASH_PATTERN, 180_000).then(m => m),
-            ])
+            const finished = sim.waitForLine(/^BENCH \w+ (.*)$/, 180_000)
+            const crashed = sim.waitForLine(CRASH_PATTERN, 180_000)
+            // Whichever loses the race must not surface later as an unhandled rejection.
+            finished.catch(() => {})
+            crashed.catch(() => {})
+            const m = await Promise.race([finished, crashed])
             if (!m[0].startsWith("BENCH")) return { line: {}, crashed: m[0] }
             const line: Record<string, number> = {}
             for (const pair of m[1].split(" ")) {
