@@ -147,6 +147,10 @@ try {
             s.rates.push(rate(n, r.line.ms))
             s.received.push((counter.counts.get(topics[i]) ?? 0) - before)
             s.done.push(`${n}`)
+            if (i === 2)
+                console.log(
+                    `  round ${round + 1}: ${r.line.chunks} chunks received for ${r.line.packets} packets, ${r.line.sends} sends of ${r.line.bytes} bytes`
+                )
         }
     }
     const median = (xs: number[]) => {

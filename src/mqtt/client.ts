@@ -59,8 +59,13 @@ export class MqttClient {
     private outbox: Buffer[] = []
     private outboxBytes = 0
     private flushScheduled = false
-    /** Connection attempts and outcomes, for the status message and benchmarks. */
+    /** Connections made, for the status message and benchmarks. */
     connects = 0
+    /** Traffic counters, for benchmarks: chunks and packets received, sends and bytes written. */
+    chunksReceived = 0
+    packetsReceived = 0
+    sends = 0
+    bytesSent = 0
 
     constructor(
         readonly broker: BrokerAddress,
@@ -186,6 +191,7 @@ export class MqttClient {
     }
 
     private async handleChunk(chunk: Buffer) {
+        this.chunksReceived++
         this.decoder.push(chunk)
         let handled = 0
         for (;;) {
@@ -199,6 +205,7 @@ export class MqttClient {
                 await this.closeSocket()
                 return
             }
+            this.packetsReceived++
             await this.execute(this.session.onPacket(ds.millis(), result.packet))
             if (!this.socket) return
             if (++handled % PACKETS_PER_YIELD === 0) {
@@ -286,6 +293,8 @@ export class MqttClient {
             }
             this.outbox = this.outbox.slice(count)
             this.outboxBytes -= size
+            this.sends++
+            this.bytesSent += data.length
             try {
                 await socket.send(data)
             } catch (e) {

@@ -43,5 +43,10 @@ export async function benchOurs(o: PublishBenchOptions) {
     await topUp()
     while (delivered < o.count) await ds.wait(finished, 1000)
     const elapsedMs = ds.millis() - startMs
-    console.log(`BENCH ours count=${o.count} acked=${delivered} ms=${elapsedMs} connects=${client.connects}`)
+    // Assembled in pieces: the compiler fails on a template literal with many substitutions.
+    let line = `BENCH ours count=${o.count} acked=${delivered} ms=${elapsedMs}`
+    line += ` connects=${client.connects} chunks=${client.chunksReceived}`
+    line += ` packets=${client.packetsReceived} sends=${client.sends}`
+    line += ` bytes=${client.bytesSent}`
+    console.log(line)
 }
