@@ -22,8 +22,10 @@
 // A crash between two writes leaves the state of the last meta, plus at most records flush() had
 // not yet reported as written.
 //
-// Work per call is bounded: open() and flush() touch each slot a bounded number of times and
-// await between blocks, so the VM's op limit without a yield is never approached.
+// Work per call is bounded: open() and flush() touch each slot a bounded number of times, and
+// every loop over records calls the `pause` option every few dozen records: the DeviceScript VM
+// stops a fiber that runs about 128K operations without yielding, and decoding one record costs
+// a few hundred.
 //
 // Pure core: imports nothing from @devicescript.
 import { KeyValueStore } from "./kv"
@@ -38,7 +40,7 @@ import {
     mergeInto,
     ReadingRecord,
     recordError,
-    resumeBlock,
+    copyRecord,
 } from "./records"
 import { removeAt } from "../util/arrays"
 
@@ -62,6 +64,9 @@ export const MERGE_LEVELS_S = [0, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600,
  */
 export const BUDGET_FOR_8K_STORE_BYTES = 4608
 
+/** Records decoded or encoded between two calls of the pause option: about 25K VM operations. */
+const RECORDS_PER_PAUSE = 24
+
 const META_FORMAT = 0xa2
 const META_HEADER_BYTES = 18
 const META_BYTES_PER_BLOCK = 6
@@ -79,6 +84,19 @@ export function slotsForBudget(budgetBytes: number) {
     while (slots > 0 && slots * entryCostBytes(BLOCK_BYTES) + metaCostBytes(slots) > budgetBytes) slots--
     return slots
 }
+
+export interface QueueOptions {
+    /** Key prefix, at most 6 characters so block keys stay within 9 and values can be BLOCK_BYTES; default "q.". */
+    keyPrefix?: string
+    /**
+     * Lets other fibers run; called every few dozen records in long operations. In DeviceScript
+     * pass `async () => await ds.sleep(0)`: the VM stops a fiber that runs about 128K operations
+     * without yielding. Node needs none.
+     */
+    pause?: () => Promise<void>
+}
+
+async function noPause() {}
 
 export interface QueueStats {
     /** Records queued (a merged record covers several readings). */
@@ -136,7 +154,10 @@ function sameBytes(a: Buffer, b: Buffer) {
     return true
 }
 
-/** Readings (not records: a merged record covers several) in a block after its first `skip` records. */
+/**
+ * Readings (not records: a merged record covers several) in a block after its first `skip`
+ * records. Decodes without pausing: up to half the VM's budget for a full block.
+ */
 function readingsIn(bytes: Buffer, skip: number) {
     const reader = new BlockReader(bytes)
     let readings = 0
@@ -166,7 +187,8 @@ class MergeOutput {
     writer: BlockWriter
     full = false
     cleanBoundary = 0
-    private cleanLength: number
+    /** Block bytes holding exactly the first `cleanBoundary` inputs. */
+    cleanLength: number
     private pending: PendingRecord[] = []
     private lastEmittedIndex = -1
 
@@ -183,17 +205,18 @@ class MergeOutput {
             p.lastIndex = index
         } else {
             if (p) p.closed = true
-            this.pending.push({ record: r, firstIndex: index, lastIndex: index, closed: false })
+            // A copy: merging changes it, and the reader still refers to r.
+            this.pending.push({ record: copyRecord(r), firstIndex: index, lastIndex: index, closed: false })
         }
         this.emitReady(index + 1)
     }
 
+    /** Writes what is pending. When full, the block's bytes up to `cleanLength` hold the first `cleanBoundary` inputs. */
     finish(inputs: number) {
         for (const q of this.pending) q.closed = true
         this.emitReady(inputs)
-        if (this.full && this.writer.length !== this.cleanLength)
-            this.writer = resumeBlock(this.writer.bytes().slice(0, this.cleanLength), BLOCK_BYTES, this.writer.serial)
     }
+
 
     private emitReady(nextInput: number) {
         while (!this.full && this.pending.length && this.pending[0].closed) {
@@ -219,28 +242,6 @@ interface MergeStep {
     taken: number
     /** Records read from both blocks that the new block holds. */
     inputs: number
-}
-
-/**
- * One block from the records of `first` (after `firstSkip`) and as many of `second` (after
- * `secondSkip`) as fit, merged at `level`; null when the first block's records alone do not fit
- * or a block is unreadable.
- */
-function mergeStep(first: Buffer, firstSkip: number, firstCount: number, second: Buffer, secondSkip: number, level: number, serial: number): MergeStep {
-    const out = new MergeOutput(level, serial)
-    let index = 0
-    for (let part = 0; part < 2 && !out.full; ++part) {
-        const reader = new BlockReader(part ? second : first)
-        const skip = part ? secondSkip : firstSkip
-        let k = 0
-        for (let r = reader.next(); r && !out.full; r = reader.next()) if (k++ >= skip) out.add(r, index++)
-        if (reader.error) return null
-    }
-    out.finish(index)
-    const inputs = out.full ? out.cleanBoundary : index
-    const firstInputs = firstCount - firstSkip
-    if (inputs < firstInputs) return null
-    return { writer: out.writer, taken: inputs - firstInputs, inputs }
 }
 
 // ---- the queue ------------------------------------------------------------------------------------
@@ -274,19 +275,50 @@ export class DurableQueue {
     /** The oldest block's bytes, so peek() does not read flash every time. */
     private headCache: Buffer = null
     private headCacheSerial = -1
+    readonly keyPrefix: string
+    private readonly pause: () => Promise<void>
+    private recordsSincePause = 0
 
-    /**
-     * `budgetBytes`: log bytes the queue's keys may hold in the store at most (see
-     * slotsForBudget()). `keyPrefix`: at most 6 characters, so keys stay within 9 characters and
-     * block values can be BLOCK_BYTES long.
-     */
-    constructor(private readonly store: KeyValueStore, readonly budgetBytes: number, readonly keyPrefix = "q.") {
+    /** `budgetBytes`: log bytes the queue's keys may hold in the store at most (see slotsForBudget()). */
+    constructor(private readonly store: KeyValueStore, readonly budgetBytes: number, options?: QueueOptions) {
+        const keyPrefix = options && options.keyPrefix ? options.keyPrefix : "q."
+        this.keyPrefix = keyPrefix
+        this.pause = options && options.pause ? options.pause : noPause
         if (keyPrefix.length > 6) throw new RangeError("queue key prefix " + keyPrefix + " is over 6 characters")
         this.slots = slotsForBudget(budgetBytes)
         if (this.slots < MIN_SLOTS)
             throw new RangeError("queue budget of " + budgetBytes + " bytes is under " + MIN_SLOTS + " blocks")
         for (let i = 0; i < this.slots; ++i) this.slotBytes.push(0)
         this.committedMeta = this.buildMeta(0)
+    }
+
+    /** Counts a record decoded or encoded; pauses every RECORDS_PER_PAUSE of them. */
+    private async tick() {
+        if (++this.recordsSincePause < RECORDS_PER_PAUSE) return
+        this.recordsSincePause = 0
+        await this.pause()
+    }
+
+    /** A writer holding the records of `bytes` (a block), to append after them. */
+    private async resumeWriter(bytes: Buffer, serial: number) {
+        const writer = new BlockWriter(BLOCK_BYTES, serial)
+        const reader = new BlockReader(bytes)
+        for (let r = reader.next(); r; r = reader.next()) {
+            writer.tryAppend(r)
+            await this.tick()
+        }
+        return writer
+    }
+
+    private async readingsAfter(bytes: Buffer, skip: number) {
+        const reader = new BlockReader(bytes)
+        let readings = 0
+        let index = 0
+        for (let r = reader.next(); r; r = reader.next()) {
+            if (index++ >= skip) readings += r.seq - r.firstSeq + 1
+            await this.tick()
+        }
+        return readings
     }
 
     private metaKey() {
@@ -359,7 +391,7 @@ export class DurableQueue {
         if (this.blocks.length) {
             // Appends continue in the newest block.
             const tail = this.blocks[this.blocks.length - 1]
-            tail.writer = resumeBlock(await this.store.get(this.blockKey(tail.slot)), BLOCK_BYTES, tail.serial)
+            tail.writer = await this.resumeWriter(await this.store.get(this.blockKey(tail.slot)), tail.serial)
             tail.open = true
         }
         return gaps ? "queue: blocks missing or unreadable, their readings are lost: " + gaps : ""
@@ -376,6 +408,7 @@ export class DurableQueue {
         for (let r = reader.next(); r; r = reader.next()) {
             count++
             if (!finest || r.durationS < finest) finest = r.durationS
+            await this.tick()
         }
         if (reader.error || !count) return null
         return {
@@ -442,7 +475,7 @@ export class DurableQueue {
         for (let i = 0; i < this.blocks.length; ++i) {
             const b = this.blocks[i]
             if (b.slot >= 0) continue
-            const lost = readingsIn(b.writer.bytes(), b.skip)
+            const lost = b.skip ? readingsIn(b.writer.bytes(), b.skip) : b.writer.readings
             removeAt(this.blocks, i)
             this.droppedReadings += lost
             return "queue: flash not written, dropped " + lost + " readings held in RAM"
@@ -458,15 +491,26 @@ export class DurableQueue {
         return n
     }
 
-    /** The oldest `n` records (fewer if the queue is shorter), oldest first. Reads ceil(n / records per block) + 1 blocks at most. */
-    async peek(n: number): Promise<ReadingRecord[]> {
+    /**
+     * `n` records from position `from` (0: the oldest), oldest first; fewer at the end of the
+     * queue. Reads only the blocks that hold them. Records are objects of about a dozen numbers:
+     * keep n small (tens) in the VM's 64 KB heap.
+     */
+    async peek(n: number, from = 0): Promise<ReadingRecord[]> {
         const out: ReadingRecord[] = []
         for (let i = 0; i < this.blocks.length && out.length < n; ++i) {
-            const bytes = await this.blockBytes(i)
-            const reader = new BlockReader(bytes)
-            const skip = this.blocks[i].skip
+            const b = this.blocks[i]
+            if (from >= b.count - b.skip) {
+                from -= b.count - b.skip
+                continue
+            }
+            const reader = new BlockReader(await this.blockBytes(i))
             let index = 0
-            for (let r = reader.next(); r && out.length < n; r = reader.next()) if (index++ >= skip) out.push(r)
+            for (let r = reader.next(); r && out.length < n; r = reader.next()) {
+                if (index++ >= b.skip + from) out.push(r)
+                await this.tick()
+            }
+            from = 0
         }
         return out
     }
@@ -664,7 +708,7 @@ export class DurableQueue {
             const a = this.blocks[i]
             const b = this.blocks[i + 1]
             const second = await this.store.get(this.blockKey(b.slot))
-            const step = mergeStep(first, firstSkip, a.count, second, b.skip, level, this.nextSerial)
+            const step = await this.mergeStep(first, firstSkip, a.count, second, b.skip, level, this.nextSerial)
             const freed = step && b.skip + step.taken >= b.count
             // A block that takes nothing from the next is left as it is: rewriting it would not
             // bring a free slot closer.
@@ -677,6 +721,41 @@ export class DurableQueue {
             firstSkip = dryRun && step ? b.skip + step.taken : b.skip
         }
         return "no"
+    }
+
+    /**
+     * One block from the records of `first` (after `firstSkip`) and as many of `second` (after
+     * `secondSkip`) as fit, merged at `level`; null when the first block's records alone do not
+     * fit or a block is unreadable.
+     */
+    private async mergeStep(
+        first: Buffer,
+        firstSkip: number,
+        firstCount: number,
+        second: Buffer,
+        secondSkip: number,
+        level: number,
+        serial: number
+    ): Promise<MergeStep> {
+        const out = new MergeOutput(level, serial)
+        let index = 0
+        for (let part = 0; part < 2 && !out.full; ++part) {
+            const reader = new BlockReader(part ? second : first)
+            const skip = part ? secondSkip : firstSkip
+            let k = 0
+            for (let r = reader.next(); r && !out.full; r = reader.next()) {
+                if (k++ >= skip) out.add(r, index++)
+                await this.tick()
+            }
+            if (reader.error) return null
+        }
+        out.finish(index)
+        let writer = out.writer
+        if (out.full && writer.length !== out.cleanLength) writer = await this.resumeWriter(writer.bytes().slice(0, out.cleanLength), serial)
+        const inputs = out.full ? out.cleanBoundary : index
+        const firstInputs = firstCount - firstSkip
+        if (inputs < firstInputs) return null
+        return { writer, taken: inputs - firstInputs, inputs }
     }
 
     /** Writes a merge step's block to a free slot, then the meta that puts it in place of block i. */
@@ -728,7 +807,7 @@ export class DurableQueue {
     private async dropOldest(): Promise<string> {
         if (!this.blocks.length || !this.isSettled(this.blocks[0])) return "queue: no room and nothing to drop"
         const head = this.blocks[0]
-        const readings = readingsIn(await this.blockBytes(0), head.skip)
+        const readings = await this.readingsAfter(await this.blockBytes(0), head.skip)
         removeAt(this.blocks, 0)
         this.droppedReadings += readings
         const error = await this.writeMeta()

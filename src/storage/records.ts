@@ -412,10 +412,11 @@ function findRef(refs: ReadingRecord[], meter: number) {
     return -1
 }
 
+/** Makes `r` (kept as is, not copied) the reference for the next record of its meter. */
 function setRef(refs: ReadingRecord[], r: ReadingRecord) {
     const i = findRef(refs, r.meter)
-    if (i < 0) refs.push(copyRecord(r))
-    else refs[i] = copyRecord(r)
+    if (i < 0) refs.push(r)
+    else refs[i] = r
 }
 
 /**
@@ -513,6 +514,8 @@ export class BlockWriter {
     private scratch = new ByteWriter(Buffer.alloc(MAX_RECORD_BYTES))
     length = BLOCK_HEADER_BYTES
     count = 0
+    /** Readings the records cover (a merged record covers several). */
+    readings = 0
     /** Shortest interval in the block, s (0 while empty). */
     finestDurationS = 0
 
@@ -533,8 +536,10 @@ export class BlockWriter {
         for (let i = 0; i < s.pos; ++i) this.buf[this.length + i] = s.buf[i]
         this.length += s.pos
         this.count++
-        setRef(this.refs, r)
+        // A copy: the caller may change its record afterwards.
+        setRef(this.refs, copyRecord(r))
         this.lastMeter = r.meter
+        this.readings += r.seq - r.firstSeq + 1
         if (!this.finestDurationS || r.durationS < this.finestDurationS) this.finestDurationS = r.durationS
         return true
     }
@@ -544,7 +549,10 @@ export class BlockWriter {
     }
 }
 
-/** Reads a block's records in order; `error` says why it stopped early. */
+/**
+ * Reads a block's records in order; `error` says why it stopped early. Each record returned is
+ * also the reader's reference for the next one: copy it before changing it while still reading.
+ */
 export class BlockReader {
     private rd: ByteReader
     private refs: ReadingRecord[] = []

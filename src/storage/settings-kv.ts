@@ -2,13 +2,19 @@
 // flash with compaction). Values are raw bytes, unlike @devicescript/settings, which stores JSON.
 // Platform code: DeviceScript only.
 import * as ds from "@devicescript/core"
+import { settings as sharedSettings } from "@devicescript/settings"
 import { entryError, keyError, KeyValueStore } from "./kv"
 
 export class SettingsKeyValueStore implements KeyValueStore {
     private readonly settings: ds.Settings
 
+    /**
+     * By default the Settings client of @devicescript/settings, which the firmware already has:
+     * a client created later, inside a running program, may never be bound to the service, and
+     * its commands then wait forever.
+     */
     constructor(settings?: ds.Settings) {
-        this.settings = settings || new ds.Settings()
+        this.settings = settings || sharedSettings
     }
 
     async get(key: string): Promise<Buffer | null> {
