@@ -40,6 +40,7 @@ import {
     ReadingRecord,
     recordError,
     copyRecord,
+    BLOCK_HEADER_BYTES,
 } from "./records"
 import { removeAt } from "../util/arrays"
 
@@ -63,6 +64,8 @@ export const MERGE_LEVELS_S = [0, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600,
  */
 export const BUDGET_FOR_8K_STORE_BYTES = 4608
 
+/** Bytes a moved record can gain or lose when it becomes the full first record of a block, or stops being one. */
+const FULL_RECORD_SLACK_BYTES = 32
 /** A block with less room than this left is treated as full when merging: few records are that short. */
 const FULL_SLACK_BYTES = 4
 /** Records decoded or encoded between two calls of the pause option: about 25K VM operations. */
@@ -243,6 +246,12 @@ interface MergeStep {
     taken: number
     /** Records read from both blocks that the new block holds. */
     inputs: number
+}
+
+interface PlannedStep {
+    /** The step replaces the block at this position and takes records from the next. */
+    index: number
+    step: MergeStep
 }
 
 // ---- the queue ------------------------------------------------------------------------------------
@@ -680,14 +689,33 @@ export class DurableQueue {
      */
     private async makeRoom(): Promise<string> {
         for (const level of MERGE_LEVELS_S) {
-            if (level && !this.hasFinerThan(level)) continue
-            const planned = await this.sweep(level, true)
-            if (planned !== "freed") continue
-            const done = await this.sweep(level, false)
-            if (done === "freed") return ""
-            if (done !== "no") return done
+            if (level ? !this.hasFinerThan(level) : !this.mayPack()) continue
+            const plan = await this.planSweep(level)
+            if (!plan) continue
+            for (const planned of plan) {
+                const error = await this.commitStep(planned.index, planned.step)
+                if (error) return error
+            }
+            return ""
         }
         return await this.dropOldest()
+    }
+
+    /**
+     * Whether packing without coarsening could empty a block: the room left in the others
+     * (free bytes, and records at their start that are gone) must about hold its records.
+     */
+    private mayPack() {
+        let room = 0
+        let smallest = BLOCK_BYTES
+        for (const b of this.blocks) {
+            if (!this.isSettled(b)) continue
+            const gone = Math.floor(((b.length - BLOCK_HEADER_BYTES) * b.skip) / b.count)
+            room += BLOCK_BYTES - b.length + gone
+            smallest = Math.min(smallest, b.length - BLOCK_HEADER_BYTES - gone)
+        }
+        // The room counted includes the smallest block's own; re-encoding moves a few bytes either way.
+        return room + FULL_RECORD_SLACK_BYTES >= 2 * smallest
     }
 
     private hasFinerThan(level: number) {
@@ -696,13 +724,15 @@ export class DurableQueue {
     }
 
     /**
-     * Walks the settled blocks from the oldest: block i, merged at `level`, takes in the records
-     * of block i + 1 that fit after it. Stops at the first block emptied that way ("freed"), or
-     * at the end ("no"). A dry run only reads; a real one writes each changed block to a free
-     * slot and commits the meta after each step, so every crash point is a consistent queue.
+     * Plans a sweep over the settled blocks from the oldest: block i, merged at `level`, takes in
+     * the records of block i + 1 that fit after it. Returns the steps that change a block, up to
+     * the first that leaves the next block empty, or null when no block would be emptied. Only
+     * reads; committing the steps in order (each a block write, then the meta) keeps every crash
+     * point a consistent queue.
      */
-    private async sweep(level: number, dryRun: boolean): Promise<string> {
-        if (!this.blocks.length || !this.isSettled(this.blocks[0])) return "no"
+    private async planSweep(level: number): Promise<PlannedStep[]> {
+        if (!this.blocks.length || !this.isSettled(this.blocks[0])) return null
+        const plan: PlannedStep[] = []
         let first: Buffer = null
         let firstSkip = this.blocks[0].skip
         for (let i = 0; i + 1 < this.blocks.length && this.isSettled(this.blocks[i + 1]); ++i) {
@@ -717,19 +747,16 @@ export class DurableQueue {
             }
             if (!first) first = i ? await this.store.get(this.blockKey(a.slot)) : await this.blockBytes(0)
             const second = await this.store.get(this.blockKey(b.slot))
-            const step = await this.mergeStep(first, firstSkip, a.count, second, b.skip, level, this.nextSerial)
-            const freed = step && b.skip + step.taken >= b.count
+            // Steps take serials in order when committed.
+            const step = await this.mergeStep(first, firstSkip, a.count, second, b.skip, level, this.nextSerial + plan.length)
             // A block that takes nothing from the next is left as it is: rewriting it would not
             // bring a free slot closer.
-            if (step && step.taken && !dryRun) {
-                const error = await this.commitStep(i, step)
-                if (error) return error
-            }
-            if (freed) return "freed"
+            if (step && step.taken) plan.push({ index: i, step })
+            if (step && b.skip + step.taken >= b.count) return plan
             first = second
-            firstSkip = dryRun && step ? b.skip + step.taken : b.skip
+            firstSkip = step ? b.skip + step.taken : b.skip
         }
-        return "no"
+        return null
     }
 
     /**
@@ -772,7 +799,7 @@ export class DurableQueue {
         const slot = this.freeSlot()
         if (slot < 0) return "queue: no free slot to merge into"
         const writer = step.writer.serial === this.nextSerial ? step.writer : null
-        if (!writer) return "queue: merge out of step"
+        if (!writer) return "queue: merge planned with serial " + step.writer.serial + ", next is " + this.nextSerial
         this.takeSerial()
         let error = ""
         if (writer.serial >= this.serialLimit) error = await this.writeMeta(writer.serial)
