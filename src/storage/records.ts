@@ -88,23 +88,6 @@ export function copyRecord(r: ReadingRecord): ReadingRecord {
     }
 }
 
-export function sameRecord(a: ReadingRecord, b: ReadingRecord) {
-    return (
-        a.meter === b.meter &&
-        a.flags === b.flags &&
-        a.firstSeq === b.firstSeq &&
-        a.seq === b.seq &&
-        a.boot === b.boot &&
-        a.startS === b.startS &&
-        a.durationS === b.durationS &&
-        a.deltaMilliWh === b.deltaMilliWh &&
-        a.totalMilliWh === b.totalMilliWh &&
-        a.minMilli === b.minMilli &&
-        a.meanMilli === b.meanMilli &&
-        a.maxMilli === b.maxMilli
-    )
-}
-
 export function isAdditive(r: ReadingRecord) {
     return (r.flags & FLAG_NON_ADDITIVE) === 0
 }
@@ -582,12 +565,4 @@ export class BlockReader {
         this.lastMeter = r.meter
         return r
     }
-}
-
-/** A writer holding the records of `bytes` (a block), to append after them. */
-export function resumeBlock(bytes: Buffer, capacityBytes: number, serial: number) {
-    const writer = new BlockWriter(capacityBytes, serial)
-    const reader = new BlockReader(bytes)
-    for (let r = reader.next(); r; r = reader.next()) writer.tryAppend(r)
-    return writer
 }
