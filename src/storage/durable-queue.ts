@@ -646,7 +646,8 @@ export class DurableQueue {
      */
     private async writeMeta(serialToWrite = -1): Promise<string> {
         const limit = this.serialLimit
-        for (const b of this.blocks) if (b.slot >= 0 && b.serial >= this.serialLimit) serialToWrite = Math.max(serialToWrite, b.serial)
+        for (const b of this.blocks)
+            if (b.slot >= 0 && b.serial >= this.serialLimit) serialToWrite = Math.max(serialToWrite, b.serial)
         if (serialToWrite >= this.serialLimit) this.serialLimit = serialToWrite + SERIAL_RESERVE
         const meta = this.buildMeta(this.generation + 1)
         const old = this.committedMeta
@@ -671,7 +672,8 @@ export class DurableQueue {
         this.flashBytesWritten += entryCostBytes(value.length)
         const back = await this.store.get(key)
         if (!sameBytes(back, value)) return "queue: writing " + key + " did not persist (settings store full?)"
-        for (let slot = 0; slot < this.slots; ++slot) if (this.blockKey(slot) === key) this.slotBytes[slot] = entryCostBytes(value.length)
+        for (let slot = 0; slot < this.slots; ++slot)
+            if (this.blockKey(slot) === key) this.slotBytes[slot] = entryCostBytes(value.length)
         return ""
     }
 
@@ -748,7 +750,8 @@ export class DurableQueue {
             if (!first) first = i ? await this.store.get(this.blockKey(a.slot)) : await this.blockBytes(0)
             const second = await this.store.get(this.blockKey(b.slot))
             // Steps take serials in order when committed.
-            const step = await this.mergeStep(first, firstSkip, a.count, second, b.skip, level, this.nextSerial + plan.length)
+            const serial = this.nextSerial + plan.length
+            const step = await this.mergeStep(first, firstSkip, a.count, second, b.skip, level, serial)
             // A block that takes nothing from the next is left as it is: rewriting it would not
             // bring a free slot closer.
             if (step && step.taken) plan.push({ index: i, step })
@@ -787,7 +790,8 @@ export class DurableQueue {
         }
         out.finish(index)
         let writer = out.writer
-        if (out.full && writer.length !== out.cleanLength) writer = await this.resumeWriter(writer.bytes().slice(0, out.cleanLength), serial)
+        if (out.full && writer.length !== out.cleanLength)
+            writer = await this.resumeWriter(writer.bytes().slice(0, out.cleanLength), serial)
         const inputs = out.full ? out.cleanBoundary : index
         const firstInputs = firstCount - firstSkip
         if (inputs < firstInputs) return null

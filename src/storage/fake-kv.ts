@@ -49,7 +49,8 @@ export class FakeSettingsStore implements KeyValueStore {
     /** An independent copy: the same flash contents and counters. */
     clone() {
         const copy = new FakeSettingsStore(this.capacityBytes, this.reservedBytes)
-        for (const e of this.log) copy.log.push({ key: e.key, value: e.value.slice(0, e.value.length), truncated: e.truncated })
+        for (const e of this.log)
+            copy.log.push({ key: e.key, value: e.value.slice(0, e.value.length), truncated: e.truncated })
         copy.logBytes = this.logBytes
         copy.bytesWritten = this.bytesWritten
         copy.compactions = this.compactions

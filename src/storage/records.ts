@@ -123,7 +123,8 @@ export function energyRecord(
 export function recordError(r: ReadingRecord) {
     if (!isWhole(r.meter, 255)) return "meter index " + r.meter + " is not 0..255"
     if (!isWhole(r.flags, 255)) return "flags " + r.flags + " are not 0..255"
-    if (!isWhole(r.seq, 4294967295) || !isWhole(r.firstSeq, r.seq)) return "seq " + r.firstSeq + ".." + r.seq + " out of range"
+    if (!isWhole(r.seq, 4294967295) || !isWhole(r.firstSeq, r.seq))
+        return "seq " + r.firstSeq + ".." + r.seq + " out of range"
     if (!isWhole(r.boot, 65535)) return "boot " + r.boot + " is not 0..65535"
     if (!isWhole(r.startS, 4294967295)) return "start " + r.startS + " s out of range"
     if (!isWhole(r.durationS, MAX_DURATION_S)) return "duration " + r.durationS + " s out of range"

@@ -72,7 +72,8 @@ function assertContinuous(records: ReadingRecord[], what: string) {
         const b = records[i]
         assert.equal(b.firstSeq, a.seq + 1, `${what}: seq ${a.seq} then ${b.firstSeq}`)
         assert.equal(b.startS, a.startS + a.durationS, `${what}: time gap before seq ${b.firstSeq}`)
-        assert.equal(b.totalMilliWh - b.deltaMilliWh, a.totalMilliWh, `${what}: total does not continue at seq ${b.firstSeq}`)
+        const message = `${what}: total does not continue at seq ${b.firstSeq}`
+        assert.equal(b.totalMilliWh - b.deltaMilliWh, a.totalMilliWh, message)
     }
 }
 
@@ -137,7 +138,10 @@ describe("reading records", () => {
         assert.equal(reader.error, "")
         assert.deepEqual(back, written)
         const perRecord = (w.length - BLOCK_HEADER_BYTES - 26) / (written.length - 1)
-        console.log(`  block: ${written.length} one-minute readings in ${w.length} bytes, ${perRecord.toFixed(2)} bytes each after the first`)
+        console.log(
+            `  block: ${written.length} one-minute readings in ${w.length} bytes, ` +
+                `${perRecord.toFixed(2)} bytes each after the first`
+        )
         assert.ok(written.length >= 85, `${written.length} records per block`)
     })
 
@@ -208,8 +212,9 @@ describe("reading records", () => {
         assert.equal(merged.durationS, 120)
         assert.ok(merged.flags & FLAG_MERGED)
 
-        const x = { ...newRecord(), flags: FLAG_NON_ADDITIVE, seq: 1, firstSeq: 1, durationS: 60, minMilli: 1, meanMilli: 10, maxMilli: 20 }
-        const y = { ...newRecord(), flags: FLAG_NON_ADDITIVE, seq: 2, firstSeq: 2, startS: 60, durationS: 180, minMilli: 5, meanMilli: 30, maxMilli: 25 }
+        const level = { ...newRecord(), flags: FLAG_NON_ADDITIVE }
+        const x = { ...level, seq: 1, firstSeq: 1, durationS: 60, minMilli: 1, meanMilli: 10, maxMilli: 20 }
+        const y = { ...level, seq: 2, firstSeq: 2, startS: 60, durationS: 180, minMilli: 5, meanMilli: 30, maxMilli: 25 }
         assert.ok(canMerge(x, y, 300))
         mergeInto(x, y)
         assert.deepEqual([x.minMilli, x.meanMilli, x.maxMilli, x.durationS], [1, 25, 25, 240])
@@ -359,7 +364,8 @@ describe("durable queue", () => {
                 assert.equal((e as Error).message, "power cut")
                 cut = true
             }
-            return { inner, cut, writes: store.writes, confirmedFirstSeq, removedFirstSeq, confirmedLastSeq, appendedLastSeq, merges: q.stats().merges }
+            const merges = q.stats().merges
+            return { inner, cut, writes: store.writes, confirmedFirstSeq, removedFirstSeq, confirmedLastSeq, appendedLastSeq, merges }
         }
 
         const full = await run(0, false)
@@ -384,7 +390,10 @@ describe("durable queue", () => {
                 assert.equal(await q.flush(), "", what)
                 checked++
             }
-        console.log(`  power cut at each of ${full.writes} writes, before and after the write landed: ${checked} reopened queues consistent`)
+        console.log(
+            `  power cut at each of ${full.writes} writes, before and after the write landed: ` +
+                `${checked} reopened queues consistent`
+        )
     })
 
     test("missing or unreadable blocks are reported as a gap; an unreadable meta as lost", async () => {
