@@ -150,19 +150,30 @@ export function remainingLengthSize(length: number): number {
  * Throws when the length is not an integer 0..268435455.
  */
 export function encodeRemainingLength(length: number): Buffer {
+    checkRemainingLength(length)
+    const bytes = Buffer.alloc(remainingLengthSize(length))
+    writeRemainingLength(bytes, 0, length)
+    return bytes
+}
+
+function checkRemainingLength(length: number) {
     if (!isInteger(length, 0, MAX_REMAINING_LENGTH))
         throw new Error(
             `[MQTT-2.2.3] remaining length must be an integer 0..${MAX_REMAINING_LENGTH}, got ${length}`
         )
-    const bytes = Buffer.alloc(remainingLengthSize(length))
+}
+
+/** Writes the length's 1 to 4 digits at `offset`, [MQTT-2.2.3]; returns the offset after them. */
+function writeRemainingLength(bytes: Buffer, offset: number, length: number) {
     let rest = length
-    for (let i = 0; i < bytes.length; i++) {
+    // A for loop: DeviceScript has no do-while.
+    for (;;) {
         let digit = rest % 128
         rest = Math.floor(rest / 128)
         if (rest > 0) digit = digit | 0x80
-        bytes[i] = digit
+        bytes[offset++] = digit
+        if (rest === 0) return offset
     }
-    return bytes
 }
 
 /** Writes one packet into a buffer allocated once at its final size. */
@@ -171,21 +182,11 @@ class PacketWriter {
     private offset = 0
 
     constructor(firstByte: number, remainingLength: number) {
-        if (!isInteger(remainingLength, 0, MAX_REMAINING_LENGTH))
-            throw new Error(
-                `[MQTT-2.2.3] remaining length must be an integer 0..${MAX_REMAINING_LENGTH}, got ${remainingLength}`
-            )
-        const lengthSize = remainingLengthSize(remainingLength)
-        this.bytes = Buffer.alloc(1 + lengthSize + remainingLength)
+        checkRemainingLength(remainingLength)
+        this.bytes = Buffer.alloc(1 + remainingLengthSize(remainingLength) + remainingLength)
         this.writeByte(firstByte)
         // The length digits go straight into the packet: no separate buffer per packet.
-        let rest = remainingLength
-        for (let i = 0; i < lengthSize; i++) {
-            let digit = rest % 128
-            rest = Math.floor(rest / 128)
-            if (rest > 0) digit = digit | 0x80
-            this.writeByte(digit)
-        }
+        this.offset = writeRemainingLength(this.bytes, this.offset, remainingLength)
     }
 
     writeByte(value: number) {
@@ -324,17 +325,9 @@ function encodePublish(p: PublishPacket): Buffer {
         )
     // Written by hand rather than through PacketWriter: PUBLISH is the packet a node encodes
     // most, and every method call counts in the VM (about 1 us each).
-    const lengthSize = remainingLengthSize(remainingLength)
-    const bytes = Buffer.alloc(1 + lengthSize + remainingLength)
+    const bytes = Buffer.alloc(1 + remainingLengthSize(remainingLength) + remainingLength)
     bytes[0] = firstByte
-    let offset = 1
-    let rest = remainingLength
-    for (let i = 0; i < lengthSize; i++) {
-        let digit = rest % 128
-        rest = Math.floor(rest / 128)
-        if (rest > 0) digit = digit | 0x80
-        bytes[offset++] = digit
-    }
+    let offset = writeRemainingLength(bytes, 1, remainingLength)
     bytes[offset++] = topic.length >> 8
     bytes[offset++] = topic.length & 0xff
     bytes.set(topic, offset)
