@@ -58,11 +58,16 @@ class Node {
     private stopping = false
     /** Emits the token of every acknowledged publish, for code that waits on one. */
     private delivered = ds.emitter<number>()
+    /** Built once: the reading topic is used for every publish and every acknowledgement. */
+    private readonly readingTopic: string
+    private readonly statusTopic: string
 
     constructor(
         readonly config: NodeConfig,
         state: PersistentState
     ) {
+        this.readingTopic = readingTopic(config.topicPrefix, config.nodeId, config.meterId)
+        this.statusTopic = statusTopic(config.topicPrefix, config.nodeId)
         this.boot = state.boot
         this.sequence = new SequenceAllocator(state.seq)
         this.meter = new SimulatedEnergyMeter(config.simSeed, config.simMeanW, state.total)
@@ -74,7 +79,6 @@ class Node {
         // Reserve the first block of sequence numbers together with the new boot count: one write.
         await this.persistReservation()
         console.log(`node: boot ${this.boot}, next seq ${this.sequence.peek()}, total ${this.meter.totalMilliWh} mWh`)
-        const status = statusTopic(c.topicPrefix, c.nodeId)
         // DeviceScript closures cannot capture `this`: they capture `self`.
         const self = this
         this.client = new MqttClient(
@@ -83,7 +87,7 @@ class Node {
                 clientId: `meternode-${c.nodeId}`,
                 keepaliveS: c.keepaliveS,
                 cleanSession: false,
-                will: { topic: status, payload: Buffer.from(WILL_PAYLOAD), qos: 1, retain: true },
+                will: { topic: this.statusTopic, payload: Buffer.from(WILL_PAYLOAD), qos: 1, retain: true },
                 username: c.username || undefined,
                 password: c.password ? Buffer.from(c.password) : undefined,
                 inflightWindow: c.inflightWindow,
@@ -103,7 +107,6 @@ class Node {
     }
 
     private async publishStatus() {
-        const c = this.config
         const payload = statusPayload({
             online: true,
             boot: this.boot,
@@ -112,7 +115,7 @@ class Node {
             dropped: this.dropped,
             lastError: this.lastError,
         })
-        await this.client.publish(statusTopic(c.topicPrefix, c.nodeId), Buffer.from(payload), 1, true)
+        await this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
     }
 
     /**
@@ -155,9 +158,8 @@ class Node {
     async stopGracefully(reason: string, restart: boolean) {
         if (this.stopping) return
         this.stopping = true
-        const c = this.config
         const payload = statusPayload({ online: false, reason, boot: this.boot, uptimeS: 0, queued: 0, dropped: 0, lastError: "" })
-        const token = await this.client.publish(statusTopic(c.topicPrefix, c.nodeId), Buffer.from(payload), 1, true)
+        const token = await this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
         const deadline = ds.millis() + SHUTDOWN_ACK_TIMEOUT_MS
         while (ds.millis() < deadline) {
             const acked = await ds.wait(this.delivered, deadline - ds.millis())
@@ -180,7 +182,6 @@ class Node {
 
     private async readingLoop() {
         const c = this.config
-        const topic = readingTopic(c.topicPrefix, c.nodeId, c.meterId)
         let startMs = ds.millis()
         let nextMs = startMs + c.readingIntervalMs
         while (!this.stopping) {
@@ -206,7 +207,7 @@ class Node {
             startMs = endMs
             this.enqueue({ seq, payload, token: 0 })
             console.log(`reading: seq ${seq} ${payload.length} bytes, queued ${this.queue.length}`)
-            await this.submit(topic)
+            await this.submit()
         }
     }
 
@@ -225,7 +226,7 @@ class Node {
     }
 
     /** Hands queued readings to the client, oldest first, while its window has room. */
-    private async submit(topic: string) {
+    private async submit() {
         if (this.stopping) return
         let submitted = 0
         for (;;) {
@@ -239,7 +240,7 @@ class Node {
                     break
                 }
             if (!next) break
-            next.token = await this.client.publish(topic, Buffer.from(next.payload), 1, false)
+            next.token = await this.client.publish(this.readingTopic, Buffer.from(next.payload), 1, false)
             if (++submitted % SUBMITS_PER_YIELD === 0) await ds.sleep(0)
         }
     }
@@ -251,8 +252,7 @@ class Node {
                 removeAt(this.queue, i)
                 break
             }
-        const c = this.config
-        await this.submit(readingTopic(c.topicPrefix, c.nodeId, c.meterId))
+        await this.submit()
     }
 
     private reportError(text: string) {
