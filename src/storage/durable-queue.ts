@@ -288,6 +288,8 @@ export class DurableQueue {
     readonly keyPrefix: string
     private readonly pause: () => Promise<void>
     private recordsSincePause = 0
+    /** Records at the head that flush() must leave alone (see flush()). */
+    private pinned = 0
 
     /** `budgetBytes`: log bytes the queue's keys may hold in the store at most (see slotsForBudget()). */
     constructor(private readonly store: KeyValueStore, readonly budgetBytes: number, options?: QueueOptions) {
@@ -495,6 +497,13 @@ export class DurableQueue {
 
     // ---- reading and removing -------------------------------------------------------------------------
 
+    /** Blocks closed for appends whose records are not all in flash yet: a reason to flush now. */
+    closedUnflushedBlocks() {
+        let n = 0
+        for (const b of this.blocks) if (!b.open && b.flushedLength !== b.length) n++
+        return n
+    }
+
     size() {
         let n = 0
         for (const b of this.blocks) n += b.count - b.skip
@@ -576,8 +585,13 @@ export class DurableQueue {
      * Writes staged records and removals to flash, merging or, as a last resort, dropping old
      * records when the slots run out. Returns "" once everything queued is in flash, else what
      * failed (what is not written stays in RAM for the next try).
+     *
+     * `pinned`: the oldest records that are out for delivery (published, PUBACK awaited). Their
+     * blocks are neither merged nor dropped, so remove(n) after the acknowledgement still removes
+     * exactly the records that were sent. Do not call append() or remove() while a flush runs.
      */
-    async flush(): Promise<string> {
+    async flush(pinned = 0): Promise<string> {
+        this.pinned = pinned
         for (let round = 0; round <= MAX_SLOTS + 1; ++round) {
             // Slots for staged blocks, always keeping one free for merges to write into.
             let waiting = 0
@@ -591,10 +605,12 @@ export class DurableQueue {
             if (error) return error
             for (const b of this.blocks) {
                 if (b.slot < 0 || b.flushedLength === b.length) continue
+                // Taken before the write: a record appended meanwhile is not in flash yet.
+                const length = b.length
                 error = await this.writeVerified(this.blockKey(b.slot), b.writer.bytes())
                 if (error) return error
-                b.flushedLength = b.length
-                if (!b.open) b.writer = null
+                b.flushedLength = length
+                if (!b.open && b.flushedLength === b.length) b.writer = null
             }
             if (!waiting) return ""
             // Slots the previous meta still listed are free now that the new one is written.
@@ -684,6 +700,17 @@ export class DurableQueue {
         return b.slot >= 0 && !b.open && b.flushedLength === b.length
     }
 
+    /** Position of the oldest block holding no pinned record: merges and drops start there. */
+    private firstMovable() {
+        let pinned = this.pinned
+        let i = 0
+        while (i < this.blocks.length && pinned > 0) {
+            pinned -= this.blocks[i].count - this.blocks[i].skip
+            i++
+        }
+        return i
+    }
+
     /**
      * Frees a slot by merging: at the finest level where it works, a sweep from the oldest block
      * lets each block take in as much of the next as fits, until one block is left empty. Drops
@@ -710,7 +737,8 @@ export class DurableQueue {
     private mayPack() {
         let room = 0
         let smallest = BLOCK_BYTES
-        for (const b of this.blocks) {
+        for (let i = this.firstMovable(); i < this.blocks.length; ++i) {
+            const b = this.blocks[i]
             if (!this.isSettled(b)) continue
             const gone = Math.floor(((b.length - BLOCK_HEADER_BYTES) * b.skip) / b.count)
             room += BLOCK_BYTES - b.length + gone
@@ -721,7 +749,10 @@ export class DurableQueue {
     }
 
     private hasFinerThan(level: number) {
-        for (const b of this.blocks) if (this.isSettled(b) && b.finestDurationS < level) return true
+        for (let i = this.firstMovable(); i < this.blocks.length; ++i) {
+            const b = this.blocks[i]
+            if (this.isSettled(b) && b.finestDurationS < level) return true
+        }
         return false
     }
 
@@ -733,11 +764,12 @@ export class DurableQueue {
      * point a consistent queue.
      */
     private async planSweep(level: number): Promise<PlannedStep[]> {
-        if (!this.blocks.length || !this.isSettled(this.blocks[0])) return null
+        const start = this.firstMovable()
+        if (start >= this.blocks.length || !this.isSettled(this.blocks[start])) return null
         const plan: PlannedStep[] = []
         let first: Buffer = null
-        let firstSkip = this.blocks[0].skip
-        for (let i = 0; i + 1 < this.blocks.length && this.isSettled(this.blocks[i + 1]); ++i) {
+        let firstSkip = this.blocks[start].skip
+        for (let i = start; i + 1 < this.blocks.length && this.isSettled(this.blocks[i + 1]); ++i) {
             const a = this.blocks[i]
             const b = this.blocks[i + 1]
             // A full block with nothing to merge or leave out cannot take anything in: skip the
@@ -843,16 +875,17 @@ export class DurableQueue {
         return ""
     }
 
-    /** The last resort: forgets the oldest block, counting its readings as dropped. */
+    /** The last resort: forgets the oldest block not out for delivery, counting its readings as dropped. */
     private async dropOldest(): Promise<string> {
-        if (!this.blocks.length || !this.isSettled(this.blocks[0])) return "queue: no room and nothing to drop"
-        const head = this.blocks[0]
-        const readings = await this.readingsAfter(await this.blockBytes(0), head.skip)
-        removeAt(this.blocks, 0)
+        const i = this.firstMovable()
+        if (i >= this.blocks.length || !this.isSettled(this.blocks[i])) return "queue: no room and nothing to drop"
+        const head = this.blocks[i]
+        const readings = await this.readingsAfter(await this.blockBytes(i), head.skip)
+        removeAt(this.blocks, i)
         this.droppedReadings += readings
         const error = await this.writeMeta()
         if (error) {
-            insertAt(this.blocks, 0, head)
+            insertAt(this.blocks, i, head)
             this.droppedReadings -= readings
             return error
         }

@@ -509,6 +509,51 @@ describe("durable queue", () => {
     })
 })
 
+describe("records out for delivery (pinned)", () => {
+    test("merging and dropping never touch them, so remove(n) after the PUBACK removes exactly what was sent", async () => {
+        const store = new FakeSettingsStore(8192, 2048)
+        const readings = new MinuteReadings()
+        const q = new DurableQueue(store, BUDGET_FOR_8K_STORE_BYTES)
+        await q.open()
+        // Published just before the link went down: 30 readings in 3 messages of 10, unacknowledged.
+        for (let i = 0; i < 30; i++) q.append(readings.take())
+        assert.equal(await q.flush(), "")
+        const sent = await q.peek(30)
+        // Three days without a broker: far more than fits, so merging runs many times.
+        for (let i = 0; i < 3 * READINGS_PER_DAY; i++) {
+            q.append(readings.take())
+            if (i % 10 === 9) assert.equal(await q.flush(30), "")
+        }
+        assert.ok(q.stats().merges > 0, "the outage made the queue merge")
+        assert.deepEqual(await q.peek(30), sent, "the records out for delivery are unchanged")
+        // The broker is back and acknowledges the three messages: exactly those 30 go.
+        q.remove(30)
+        assert.equal(await q.flush(), "")
+        const rest = await readAll(q)
+        assert.equal(rest[0].firstSeq, 31, "the next record starts right after what was acknowledged")
+        assertContinuous(rest, "after the pinned head")
+        assert.equal(sumDeltas(sent) + sumDeltas(rest), readings.totalMilliWh - readings.startTotalMilliWh)
+    })
+
+    test("with everything pinned and no room, flush reports an error and keeps every record", async () => {
+        const store = new FakeSettingsStore(8192, 2048)
+        const readings = new MinuteReadings()
+        const q = new DurableQueue(store, 3 * 256 + 64)
+        await q.open()
+        const all: ReadingRecord[] = []
+        let error = ""
+        for (let i = 0; i < 400 && !error; i++) {
+            const r = readings.take()
+            all.push(r)
+            q.append(r)
+            if (i % 10 === 9) error = await q.flush(q.size())
+        }
+        assert.match(error, /no room/)
+        assert.equal(q.stats().droppedReadings, 0)
+        assert.deepEqual(await readAll(q), all)
+    })
+})
+
 describe("capacity in an 8 KB store with 2 KB used by others (one meter, one reading a minute)", () => {
     const slots = slotsForBudget(BUDGET_FOR_8K_STORE_BYTES)
 
