@@ -19,8 +19,14 @@ export interface NodeConfig {
     meterId: string
     meterKind: string
     readingIntervalMs: number
+    /** While readings wait for the broker, the longest they stay in RAM only before a flash write. */
+    flushIntervalMs: number
+    /** Log bytes of the Settings store the reading queue may hold. */
+    queueBytes: number
     simSeed: number
     simMeanW: number
+    /** Simulated meter: one-minute readings of history queued at boot, for drain benchmarks. */
+    simBacklog: number
 }
 
 export interface SettingSpec {
@@ -44,9 +50,12 @@ export const SETTINGS: SettingSpec[] = [
     { key: "INFLIGHT", default: 16, kind: "int", min: 1, max: 64, help: "QoS 1 publishes awaiting PUBACK at once" },
     { key: "METER_ID", default: "main", kind: "string", help: "meter id in topics" },
     { key: "METER_KIND", default: "sim", kind: "string", help: "meter driver: sim" },
-    { key: "READ_MS", default: 60000, kind: "int", min: 100, max: 86400000, help: "reading interval in ms" },
+    { key: "READ_MS", default: 60000, kind: "int", min: 1000, max: 86400000, help: "reading interval in ms (readings are stored to the second)" },
+    { key: "FLUSH_S", default: 600, kind: "int", min: 1, max: 86400, help: "longest time an unacknowledged reading stays in RAM only, s (the loss bound at a power cut)" },
+    { key: "QUEUE_BYTES", default: 4608, kind: "int", min: 800, max: 8928, help: "Settings-store bytes for queued readings (8 KB store: 4608; ESP32's 16 KB: up to 8928)" },
     { key: "SIM_SEED", default: 1, kind: "int", min: 1, max: 2147483646, help: "simulated meter: load profile seed" },
     { key: "SIM_MEAN_W", default: 800, kind: "int", min: 0, max: 1000000, help: "simulated meter: mean power in W" },
+    { key: "SIM_BACKLOG", default: 0, kind: "int", min: 0, max: 5000, help: "simulated meter: one-minute readings of history to queue at boot (benchmarks)" },
 ]
 
 export const METER_KINDS = ["sim"]
@@ -152,8 +161,11 @@ export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedC
             meterId,
             meterKind,
             readingIntervalMs: v.READ_MS,
+            flushIntervalMs: v.FLUSH_S * 1000,
+            queueBytes: v.QUEUE_BYTES,
             simSeed: v.SIM_SEED,
             simMeanW: v.SIM_MEAN_W,
+            simBacklog: v.SIM_BACKLOG,
         },
         errors,
     }
@@ -167,5 +179,6 @@ export function describeConfig(c: NodeConfig) {
     if (c.password) text += " password ***"
     text += `, node ${c.nodeId}, prefix ${c.topicPrefix}, keepalive ${c.keepaliveS} s`
     text += `, meter ${c.meterId} (${c.meterKind}) every ${c.readingIntervalMs} ms`
+    text += `, flush within ${c.flushIntervalMs / 1000} s, queue ${c.queueBytes} B`
     return text
 }

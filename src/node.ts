@@ -1,86 +1,99 @@
-// The metering node: reads its configuration, restores its persistent state, takes readings on
-// schedule and hands them to the uplink, which publishes them at QoS 1 and forgets a reading only
-// once the broker acknowledged it.
+// The metering node: reads its configuration, restores its persistent state and its queue of
+// readings from flash, takes readings on schedule and hands them to the uplink, which keeps
+// each one (in RAM, then in flash) until the broker acknowledged it.
 import * as ds from "@devicescript/core"
 import { readSetting } from "@devicescript/settings"
 import { describeConfig, NodeConfig, parseConfig, SETTINGS } from "./config"
 import { MqttClient } from "./mqtt/client"
 import { SequenceAllocator } from "./sequence"
 import { SimulatedEnergyMeter } from "./meters/simulated"
-import { readingPayload, readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
+import { readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
 import { PublishPacket } from "./mqtt/packets"
 import { readSettings, writeVerified } from "./platform/settings-store"
-import { removeAt } from "./util/arrays"
+import { gapRecord, initialState, lastKnown, NodeState, STATE_KEY, stateFromJson, stateToJson } from "./node-state"
+import { DurableQueue } from "./storage/durable-queue"
+import { SettingsKeyValueStore } from "./storage/settings-kv"
+import { energyRecord, ReadingRecord } from "./storage/records"
+import { Uplink } from "./uplink"
 
-/** Settings key of the node's persistent state: boot count, seq reservation, meter total. */
-const STATE_KEY = "mn_state"
-/** Readings kept in RAM while the broker is unreachable; the oldest is dropped (and counted) beyond. */
-export const MAX_RAM_READINGS = 120
 /** How long a planned stop waits for its offline status to be acknowledged before going anyway. */
 const SHUTDOWN_ACK_TIMEOUT_MS = 5000
-/** Publishes handed to the client in one go before yielding (the VM's op limit). */
-const SUBMITS_PER_YIELD = 8
+/** The one meter of this version: index 0 in the queue's records. */
+const METER_INDEX = 0
 
-interface PersistentState {
-    boot: number
-    /** Every seq up to this one may have been published. */
-    seq: number
-    /** Meter total in mWh at the time of the last write. */
-    total: number
+async function loadState(): Promise<NodeState> {
+    const raw = await readSetting<any>(STATE_KEY, undefined)
+    const s = stateFromJson(raw)
+    if (s) return s
+    if (raw !== undefined) console.log(`flash: ${STATE_KEY} unreadable, starting from zero`)
+    return initialState()
 }
 
-interface QueuedReading {
-    seq: number
-    payload: string
-    /** 0 while not yet handed to the client. */
-    token: number
-}
-
-function isWholeNumber(v: any) {
-    return typeof v === "number" && !isNaN(v) && Math.floor(v) === v && v >= 0
-}
-
-async function loadState(): Promise<PersistentState> {
-    const s = await readSetting<any>(STATE_KEY, undefined)
-    if (s && isWholeNumber(s.boot) && isWholeNumber(s.seq) && isWholeNumber(s.total)) return s
-    if (s !== undefined) console.log(`flash: ${STATE_KEY} unreadable, starting from zero`)
-    return { boot: 0, seq: 0, total: 0 }
+/** Lets other fibers run inside long queue operations: the VM stops a fiber after ~128K operations. */
+async function pause() {
+    await ds.sleep(0)
 }
 
 class Node {
     private client: MqttClient
-    private queue: QueuedReading[] = []
-    private dropped = 0
+    private uplink: Uplink
     private lastError = ""
     private sequence: SequenceAllocator
     private meter: SimulatedEnergyMeter
-    private boot: number
+    private readonly boot: number
     private stopping = false
     /** Emits the token of every acknowledged publish, for code that waits on one. */
     private delivered = ds.emitter<number>()
     /** Built once: the reading topic is used for every publish and every acknowledgement. */
     private readonly readingTopic: string
     private readonly statusTopic: string
+    /** As last written to flash. */
+    private state: NodeState
+    /** The newest reading taken, for the mark a planned stop writes. */
+    private newest: ReadingRecord = null
 
     constructor(
         readonly config: NodeConfig,
-        state: PersistentState
+        private readonly previous: NodeState,
+        private readonly queue: DurableQueue
     ) {
         this.readingTopic = readingTopic(config.topicPrefix, config.nodeId, config.meterId)
         this.statusTopic = statusTopic(config.topicPrefix, config.nodeId)
-        this.boot = state.boot
-        this.sequence = new SequenceAllocator(state.seq)
-        this.meter = new SimulatedEnergyMeter(config.simSeed, config.simMeanW, state.total)
+        this.boot = previous.boot + 1
+        this.sequence = new SequenceAllocator(previous.seq)
+        this.state = previous
     }
 
-    async start(configErrors: string[]) {
+    async start(errors: string[]) {
         const c = this.config
-        for (const e of configErrors) this.reportError(`config: ${e}`)
-        // Reserve the first block of sequence numbers together with the new boot count: one write.
-        await this.persistReservation()
-        console.log(`node: boot ${this.boot}, next seq ${this.sequence.peek()}, total ${this.meter.totalMilliWh} mWh`)
-        // DeviceScript closures cannot capture `this`: they capture `self`.
+        for (const e of errors) this.reportError(e)
         const self = this
+        this.uplink = new Uplink(this.queue, [c.meterId], [this.readingTopic], c.inflightWindow, c.flushIntervalMs, {
+            onError: text => self.reportError(text),
+            onFlushed: async newest => await self.markSafe(newest),
+        })
+        const newestQueued = this.queue.size() ? (await this.queue.peek(1, this.queue.size() - 1))[0] : null
+        const known = lastKnown(this.previous, newestQueued)
+        this.meter = new SimulatedEnergyMeter(c.simSeed, c.simMeanW, known.totalMilliWh)
+        // The new boot count and the first seq reservation in one write, before any seq is used.
+        this.state = {
+            boot: this.boot,
+            seq: this.previous.seq,
+            total: known.totalMilliWh,
+            markSeq: known.seq,
+            markEndS: 0,
+            clean: false,
+        }
+        await this.persistReservation(true)
+        const gap = gapRecord(this.previous, known, METER_INDEX, this.sequence.peek())
+        if (gap) {
+            this.sequence.take()
+            this.reportError(`node: boot ${this.previous.boot} did not stop as planned: readings after seq ${known.seq} (second ${known.endS} of that boot) are unaccounted for, reported as a gap`)
+            await this.uplink.append(gap)
+            await this.uplink.flush()
+        }
+        if (c.simBacklog && !this.queue.size()) await this.queueHistory(c.simBacklog)
+        console.log(`node: boot ${this.boot}, next seq ${this.sequence.peek()}, total ${this.meter.totalMilliWh} mWh, queued ${this.uplink.size()}`)
         this.client = new MqttClient(
             c.broker,
             {
@@ -94,25 +107,52 @@ class Node {
                 subscriptions: [{ topic: `${c.topicPrefix}/${c.nodeId}/cmd/+`, qos: 1 }],
             },
             {
-                onConnected: async () => await self.publishStatus(),
-                onDelivered: async token => await self.onDelivered(token),
+                onConnected: async () => {
+                    await self.publishStatus()
+                    await self.uplink.submit()
+                },
+                onDelivered: async token => {
+                    self.delivered.emit(token)
+                    await self.uplink.onDelivered(token)
+                },
                 onMessage: async message => await self.onCommand(message),
                 onError: text => {
                     self.lastError = text
                 },
             }
         )
+        this.uplink.attach(this.client)
         this.client.start()
         setTimeout(async () => await self.readingLoop(), 0)
+        setTimeout(async () => await self.uplink.flushLoop(), 0)
+    }
+
+    /**
+     * Simulated history for drain benchmarks: `count` one-minute readings of the previous boot,
+     * queued and flushed before the link comes up, as after a day without a broker.
+     */
+    private async queueHistory(count: number) {
+        const historyBoot = this.boot - 1
+        for (let i = 0; i < count; ++i) {
+            const r = this.meter.read(i * 60000, (i + 1) * 60000)
+            await this.persistReservation(false)
+            const seq = this.sequence.take()
+            await this.uplink.append(energyRecord(METER_INDEX, seq, historyBoot, i * 60000, (i + 1) * 60000, r.deltaMilliWh, this.meter.totalMilliWh))
+            if (i % 16 === 15) await ds.sleep(0)
+        }
+        await this.uplink.flush()
+        console.log(`node: queued ${count} readings of simulated history`)
     }
 
     private async publishStatus() {
+        const q = this.queue.stats()
         const payload = statusPayload({
             online: true,
             boot: this.boot,
             uptimeS: ds.millis() / 1000,
-            queued: this.queue.length,
-            dropped: this.dropped,
+            queued: this.uplink.size(),
+            dropped: q.droppedReadings,
+            merged: q.mergedRecords,
             lastError: this.lastError,
         })
         await this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
@@ -152,32 +192,67 @@ class Node {
     }
 
     /**
-     * A planned stop: the retained status says offline with the reason, then DISCONNECT, so the
-     * broker discards the will and no consumer reads "lost".
+     * A planned stop: the retained status says offline with the reason, the queue goes to flash
+     * and the state is marked clean (no gap at the next boot), then DISCONNECT, so the broker
+     * discards the will and no consumer reads "lost".
      */
     async stopGracefully(reason: string, restart: boolean) {
         if (this.stopping) return
         this.stopping = true
-        const payload = statusPayload({ online: false, reason, boot: this.boot, uptimeS: 0, queued: 0, dropped: 0, lastError: "" })
+        const payload = statusPayload({ online: false, reason, boot: this.boot, uptimeS: 0, queued: 0, dropped: 0, merged: 0, lastError: "" })
         const token = await this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
         const deadline = ds.millis() + SHUTDOWN_ACK_TIMEOUT_MS
         while (ds.millis() < deadline) {
             const acked = await ds.wait(this.delivered, deadline - ds.millis())
             if (acked === token) break
         }
+        await this.uplink.flush()
+        const s = this.nextState()
+        if (this.newest) {
+            s.markSeq = this.newest.seq
+            s.markEndS = this.newest.startS + this.newest.durationS
+            s.total = this.newest.totalMilliWh
+        }
+        s.clean = true
+        await this.writeState(s)
         await this.client.stop()
         console.log(`node: stopped (${reason})`)
         if (restart) ds.restart()
     }
 
-    private async persistReservation() {
-        const upTo = this.sequence.reservationNeeded()
-        if (upTo < 0) return
-        const error = await writeVerified(STATE_KEY, { boot: this.boot, seq: upTo, total: this.meter.totalMilliWh })
+    private nextState(): NodeState {
+        const s = this.state
+        return { boot: s.boot, seq: s.seq, total: s.total, markSeq: s.markSeq, markEndS: s.markEndS, clean: s.clean }
+    }
+
+    private async writeState(s: NodeState) {
+        const error = await writeVerified(STATE_KEY, stateToJson(s))
         if (error) this.reportError(error)
-        // Even if the write failed the numbers are used: a reading is worth more than a seq gap,
-        // and the error is on the status topic for a human to act on.
-        this.sequence.reserved(upTo)
+        // Kept even if the write failed: a reading is worth more than a seq gap, and the error is
+        // on the status topic for a human to act on.
+        this.state = s
+        return !error
+    }
+
+    /** Called after a flush: `newest` and every reading before it is in flash or acknowledged. */
+    private async markSafe(newest: ReadingRecord) {
+        const s = this.nextState()
+        if (newest.seq <= s.markSeq) return
+        s.markSeq = newest.seq
+        // A gap record belongs to the previous boot: this boot has accounted for nothing yet.
+        s.markEndS = newest.boot === this.boot ? newest.startS + newest.durationS : 0
+        s.total = newest.totalMilliWh
+        await this.writeState(s)
+    }
+
+    /** Persists a new seq reservation when the current one is used up (or `force`: the boot write). */
+    private async persistReservation(force: boolean) {
+        const upTo = this.sequence.reservationNeeded()
+        if (upTo < 0 && !force) return
+        const s = this.nextState()
+        if (upTo >= 0) s.seq = upTo
+        await this.writeState(s)
+        if (upTo >= 0) this.sequence.reserved(upTo)
     }
 
     private async readingLoop() {
@@ -187,72 +262,19 @@ class Node {
         while (!this.stopping) {
             const waitMs = nextMs - ds.millis()
             if (waitMs > 0) await ds.sleep(waitMs)
+            if (this.stopping) break
             const endMs = ds.millis()
             nextMs += c.readingIntervalMs
             // After a long stall, skip the missed slots rather than firing a burst.
             if (nextMs <= endMs) nextMs = endMs + c.readingIntervalMs
             const r = this.meter.read(startMs, endMs)
-            await this.persistReservation()
-            const seq = this.sequence.take()
-            const payload = readingPayload({
-                meterId: c.meterId,
-                seq,
-                boot: this.boot,
-                startMs,
-                endMs,
-                deltaMilliWh: r.deltaMilliWh,
-                totalMilliWh: this.meter.totalMilliWh,
-                powerW: r.powerW,
-            })
+            await this.persistReservation(false)
+            const record = energyRecord(METER_INDEX, this.sequence.take(), this.boot, startMs, endMs, r.deltaMilliWh, this.meter.totalMilliWh)
             startMs = endMs
-            this.enqueue({ seq, payload, token: 0 })
-            console.log(`reading: seq ${seq} ${payload.length} bytes, queued ${this.queue.length}`)
-            await this.submit()
+            this.newest = record
+            await this.uplink.append(record)
+            console.log(`reading: seq ${record.seq}, queued ${this.uplink.size()}`)
         }
-    }
-
-    private enqueue(r: QueuedReading) {
-        this.queue.push(r)
-        while (this.queue.length > MAX_RAM_READINGS) {
-            // Only readings not yet handed to the client can be dropped; those in flight are the client's.
-            let i = 0
-            while (i < this.queue.length && this.queue[i].token) i++
-            if (i >= this.queue.length) break
-            const lost = this.queue[i]
-            removeAt(this.queue, i)
-            this.dropped++
-            this.reportError(`queue: RAM queue full, dropped reading seq ${lost.seq}`)
-        }
-    }
-
-    /** Hands queued readings to the client, oldest first, while its window has room. */
-    private async submit() {
-        if (this.stopping) return
-        let submitted = 0
-        for (;;) {
-            const s = this.client.session
-            if (s.inflightCount() + s.pendingCount() >= this.config.inflightWindow) break
-            // Searched afresh each time: the queue can change while this fiber yields.
-            let next: QueuedReading = null
-            for (const r of this.queue)
-                if (!r.token) {
-                    next = r
-                    break
-                }
-            if (!next) break
-            next.token = await this.client.publish(this.readingTopic, Buffer.from(next.payload), 1, false)
-            if (++submitted % SUBMITS_PER_YIELD === 0) await ds.sleep(0)
-        }
-    }
-
-    private async onDelivered(token: number) {
-        this.delivered.emit(token)
-        for (let i = 0; i < this.queue.length; ++i)
-            if (this.queue[i].token === token) {
-                removeAt(this.queue, i)
-                break
-            }
-        await this.submit()
     }
 
     private reportError(text: string) {
@@ -271,8 +293,12 @@ export async function startNode(provisioned: Record<string, any>) {
     for (const key of Object.keys(provisioned)) raw[key] = provisioned[key]
     const { config, errors } = parseConfig(raw, ds.deviceIdentifier("self"))
     console.log(`meternode: ${describeConfig(config)}`)
-    const state = await loadState()
-    state.boot++
-    const node = new Node(config, state)
-    await node.start(errors)
+    const previous = await loadState()
+    const queue = new DurableQueue(new SettingsKeyValueStore(), config.queueBytes, { pause })
+    const lost = await queue.open()
+    const node = new Node(config, previous, queue)
+    const problems: string[] = []
+    for (const e of errors) problems.push(`config: ${e}`)
+    if (lost) problems.push(lost)
+    await node.start(problems)
 }

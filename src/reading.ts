@@ -1,19 +1,13 @@
-// The JSON payloads the node publishes: readings and status.
+// The JSON payloads the node publishes: readings (batches of stored records) and status.
 // Pure core: imports nothing from @devicescript.
+import { FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, FLAG_GAP, isAdditive, ReadingRecord } from "./storage/records"
 
 export const FIRMWARE_VERSION = "0.1.0"
 
-export interface EnergyReading {
-    meterId: string
-    seq: number
-    boot: number
-    /** Interval start and end, in ms since this boot (the node has no wall clock yet). */
-    startMs: number
-    endMs: number
-    deltaMilliWh: number
-    totalMilliWh: number
-    powerW: number
-}
+/** Largest reading message: Pico W and ESP32 TLS stacks stay safe under 1 KB. */
+export const MAX_READING_MESSAGE_BYTES = 1000
+/** Readings per message at most: the records are decoded into objects on a 64 KB heap. */
+export const MAX_READINGS_PER_MESSAGE = 12
 
 /** Formats whole thousandths as a decimal without float artefacts, in any runtime: 1234 -> "1.234". */
 export function formatMilli(milli: number) {
@@ -30,18 +24,67 @@ function jsonString(s: string) {
     return JSON.stringify(s)
 }
 
+/** What a reading's times count from: "uptime" = seconds since boot `boot`, "utc" = Unix seconds. */
+function timeBase(r: ReadingRecord) {
+    return r.flags & FLAG_CLOCK_NOT_SET ? "uptime" : "utc"
+}
+
 /**
- * One reading. `time` says what start/end count from: "uptime" = ms since boot number `boot`.
- * Energy in Wh with mWh resolution; `total` is the meter's cumulative register, so a consumer can
- * check that deltas add up (and a duplicate, recognised by seq, changes nothing).
+ * One element of a message's `readings` array.
+ * - A reading: seq, boot, start and end (s), then delta and total (Wh) for an amount, or min,
+ *   mean and max for a level. `first_seq` when merged: it covers first_seq..seq, all delivered
+ *   in this one element. `estimated` when the value is not measured.
+ * - A gap (`gap: true`): after second `start` of boot `boot` and until that boot ended, the node
+ *   cannot account for what happened (a power cut or crash): readings after `after_seq` may be
+ *   missing, and the meter total continued from `total` at the next boot.
  */
-export function readingPayload(r: EnergyReading) {
-    return (
-        `{"seq":${r.seq},"meter":${jsonString(r.meterId)},"quantity":"energy","unit":"Wh"` +
-        `,"start":${r.startMs},"end":${r.endMs},"time":"uptime","boot":${r.boot}` +
-        `,"delta":${formatMilli(r.deltaMilliWh)},"total":${formatMilli(r.totalMilliWh)}` +
-        `,"power_w":${formatMilli(Math.round(r.powerW * 1000))}}`
-    )
+export function readingElement(r: ReadingRecord) {
+    if (r.flags & FLAG_GAP && r.durationS === 0)
+        return (
+            '{"seq":' + r.seq + ',"gap":true,"boot":' + r.boot + ',"start":' + r.startS +
+            ',"after_seq":' + (r.firstSeq - 1) + ',"total":' + formatMilli(r.totalMilliWh) + "}"
+        )
+    let text = '{"seq":' + r.seq
+    if (r.firstSeq !== r.seq) text += ',"first_seq":' + r.firstSeq
+    text += ',"boot":' + r.boot + ',"start":' + r.startS + ',"end":' + (r.startS + r.durationS)
+    if (isAdditive(r)) text += ',"delta":' + formatMilli(r.deltaMilliWh) + ',"total":' + formatMilli(r.totalMilliWh)
+    else text += ',"min":' + formatMilli(r.minMilli) + ',"mean":' + formatMilli(r.meanMilli) + ',"max":' + formatMilli(r.maxMilli)
+    if (r.flags & FLAG_ESTIMATED) text += ',"estimated":true'
+    return text + "}"
+}
+
+export interface ReadingMessage {
+    /** Index into the node's meters. */
+    meter: number
+    payload: string
+    /** Records from the start of the list that the payload carries (at least 1). */
+    count: number
+}
+
+/**
+ * One message from the oldest records of `records`: consecutive records of the same meter and
+ * time base, as many as fit in MAX_READING_MESSAGE_BYTES and MAX_READINGS_PER_MESSAGE.
+ * `meterIds[r.meter]` names the meter; quantity and unit are the same for every element.
+ */
+export function readingMessage(records: ReadingRecord[], meterIds: string[]): ReadingMessage {
+    const first = records[0]
+    const base = timeBase(first)
+    const meterId = first.meter < meterIds.length ? meterIds[first.meter] : "meter" + first.meter
+    const additive = isAdditive(first)
+    const head =
+        '{"meter":' + jsonString(meterId) + ',"quantity":"energy","unit":"Wh","time":"' + base + '","readings":['
+    let body = ""
+    let count = 0
+    while (count < records.length && count < MAX_READINGS_PER_MESSAGE) {
+        const r = records[count]
+        if (r.meter !== first.meter || timeBase(r) !== base || isAdditive(r) !== additive) break
+        const element = readingElement(r)
+        // "]}" closes the message; a comma separates elements.
+        if (count && head.length + body.length + 1 + element.length + 2 > MAX_READING_MESSAGE_BYTES) break
+        body += (count ? "," : "") + element
+        count++
+    }
+    return { meter: first.meter, payload: head + body + "]}", count }
 }
 
 export interface NodeStatus {
@@ -49,8 +92,11 @@ export interface NodeStatus {
     reason?: string
     boot: number
     uptimeS: number
+    /** Readings waiting for the broker's acknowledgement. */
     queued: number
+    /** Since the queue began: readings dropped for lack of room, and merged into longer intervals. */
     dropped: number
+    merged: number
     lastError: string
 }
 
@@ -58,7 +104,7 @@ export function statusPayload(s: NodeStatus) {
     if (!s.online) return `{"state":"offline","reason":${jsonString(s.reason || "shutdown")},"boot":${s.boot}}`
     return (
         `{"state":"online","boot":${s.boot},"version":"${FIRMWARE_VERSION}","uptime_s":${Math.floor(s.uptimeS)}` +
-        `,"queued":${s.queued},"dropped":${s.dropped},"error":${jsonString(s.lastError || "")}}`
+        `,"queued":${s.queued},"dropped":${s.dropped},"merged":${s.merged},"error":${jsonString(s.lastError || "")}}`
     )
 }
 

@@ -4,7 +4,9 @@
 import { describe, test, expect } from "@devicescript/test"
 import { isValidId, parseConfig, describeConfig } from "../../src/config"
 import { SequenceAllocator } from "../../src/sequence"
-import { formatMilli, readingPayload } from "../../src/reading"
+import { formatMilli, readingMessage } from "../../src/reading"
+import { energyRecord } from "../../src/storage/records"
+import { gapRecord, lastKnown, stateFromJson, stateToJson } from "../../src/node-state"
 import { SeededRandom, SimulatedEnergyMeter } from "../../src/meters/simulated"
 import { parseBrokerUrl, BrokerAddress } from "../../src/mqtt/url"
 import { backoffDelayMs } from "../../src/mqtt/backoff"
@@ -38,13 +40,21 @@ describe("core in the VM", () => {
         expect(formatMilli(123456789)).toBe("123456.789")
     })
 
-    test("a reading payload is valid JSON in the VM too", () => {
-        const text = readingPayload({ meterId: "main", seq: 7, boot: 2, startMs: 1000, endMs: 2000, deltaMilliWh: 125, totalMilliWh: 5125, powerW: 450.25 })
-        const body = JSON.parse(text)
-        expect(body.seq).toBe(7)
-        expect(body.delta).toBe(0.125)
-        expect(body.total).toBe(5.125)
-        expect(body.power_w).toBe(450.25)
+    test("a reading message is valid JSON in the VM too, gaps included", () => {
+        const r = energyRecord(0, 7, 2, 1000, 61000, 125, 5125)
+        const prev = { boot: 1, seq: 1000, total: 5000, markSeq: 6, markEndS: 30, clean: false }
+        const gap = gapRecord(prev, lastKnown(prev, null), 0, 1001)
+        const body = JSON.parse(readingMessage([r, gap], ["main"]).payload)
+        expect(body.meter).toBe("main")
+        expect(body.readings[0].seq).toBe(7)
+        expect(body.readings[0].delta).toBe(0.125)
+        expect(body.readings[0].total).toBe(5.125)
+        expect(body.readings[0].start).toBe(1)
+        expect(body.readings[1].gap).toBe(true)
+        expect(body.readings[1].after_seq).toBe(6)
+        const back = stateFromJson(JSON.parse(JSON.stringify(stateToJson(prev))))
+        expect(back.markEndS).toBe(30)
+        expect(back.clean).toBe(false)
     })
 
     test("sequence numbers continue above the reservation after a reboot", () => {

@@ -1,10 +1,12 @@
-// The node's pure core outside MQTT: configuration, sequence numbers, payloads, the simulated
-// meter, broker URLs, backoff.
+// The node's pure core outside MQTT: configuration, sequence numbers, payloads, the persistent
+// state and gaps, the simulated meter, broker URLs, backoff.
 import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import { describeConfig, isValidId, parseConfig } from "../../src/config"
 import { SequenceAllocator } from "../../src/sequence"
-import { formatMilli, readingPayload, statusPayload, WILL_PAYLOAD } from "../../src/reading"
+import { formatMilli, MAX_READING_MESSAGE_BYTES, readingMessage, statusPayload, WILL_PAYLOAD } from "../../src/reading"
+import { energyRecord, FLAG_ESTIMATED, newRecord, FLAG_NON_ADDITIVE, FLAG_CLOCK_NOT_SET, ReadingRecord } from "../../src/storage/records"
+import { gapRecord, initialState, lastKnown, stateFromJson, stateToJson } from "../../src/node-state"
 import { SeededRandom, SimulatedEnergyMeter } from "../../src/meters/simulated"
 import { parseBrokerUrl } from "../../src/mqtt/url"
 import { backoffDelayMs } from "../../src/mqtt/backoff"
@@ -94,25 +96,102 @@ describe("payloads", () => {
         for (const [milli, text] of cases) assert.equal(formatMilli(milli), text)
     })
 
-    test("a reading is JSON with the documented fields", () => {
-        const body = JSON.parse(
-            readingPayload({ meterId: "main", seq: 7, boot: 2, startMs: 1000, endMs: 2000, deltaMilliWh: 125, totalMilliWh: 5125, powerW: 450.25 })
-        )
-        assert.deepEqual(body, {
-            seq: 7, meter: "main", quantity: "energy", unit: "Wh", start: 1000, end: 2000, time: "uptime", boot: 2,
-            delta: 0.125, total: 5.125, power_w: 450.25,
+    test("a reading message is JSON with the documented fields", () => {
+        const r = energyRecord(0, 7, 2, 1000, 61000, 125, 5125)
+        const m = readingMessage([r], ["main"])
+        assert.equal(m.count, 1)
+        assert.deepEqual(JSON.parse(m.payload), {
+            meter: "main", quantity: "energy", unit: "Wh", time: "uptime",
+            readings: [{ seq: 7, boot: 2, start: 1, end: 61, delta: 0.125, total: 5.125 }],
         })
     })
 
+    test("merged, estimated, level and gap records say so", () => {
+        const merged = energyRecord(0, 20, 2, 0, 3600_000, 50_000, 90_000)
+        merged.firstSeq = 11
+        merged.flags |= FLAG_ESTIMATED
+        const level = newRecord()
+        level.flags = FLAG_NON_ADDITIVE | FLAG_CLOCK_NOT_SET
+        Object.assign(level, { seq: 3, firstSeq: 3, boot: 1, startS: 60, durationS: 60, minMilli: -500, meanMilli: 1250, maxMilli: 4000 })
+        const prev = { ...initialState(), boot: 4, seq: 2000, total: 77_000, markSeq: 1500, markEndS: 3600, clean: false }
+        const gap = gapRecord(prev, lastKnown(prev, null), 0, 2001)!
+        assert.deepEqual(JSON.parse(readingMessage([merged], ["m"]).payload).readings[0], {
+            seq: 20, first_seq: 11, boot: 2, start: 0, end: 3600, delta: 50, total: 90, estimated: true,
+        })
+        assert.deepEqual(JSON.parse(readingMessage([level], ["m"]).payload).readings[0], {
+            seq: 3, boot: 1, start: 60, end: 120, min: -0.5, mean: 1.25, max: 4,
+        })
+        assert.deepEqual(JSON.parse(readingMessage([gap], ["m"]).payload).readings[0], {
+            seq: 2001, gap: true, boot: 4, start: 3600, after_seq: 1500, total: 77,
+        })
+    })
+
+    test("a backlog goes out in messages under 1 KB, in order, one meter and time base per message", () => {
+        const records: ReadingRecord[] = []
+        let total = 123_456_789_000
+        for (let i = 0; i < 40; i++) {
+            total += 99_999
+            records.push(energyRecord(i < 30 ? 0 : 1, 1000 + i, 65535, i * 60_000, (i + 1) * 60_000, 99_999, total))
+        }
+        const sent: number[] = []
+        let rest = records
+        const sizes: number[] = []
+        while (rest.length) {
+            const m = readingMessage(rest, ["a", "b"])
+            const body = JSON.parse(m.payload)
+            assert.ok(m.payload.length <= MAX_READING_MESSAGE_BYTES, `${m.payload.length} bytes`)
+            assert.equal(body.meter, ["a", "b"][rest[0].meter])
+            assert.equal(body.readings.length, m.count)
+            for (const e of body.readings) sent.push(e.seq)
+            sizes.push(m.count)
+            rest = rest.slice(m.count)
+        }
+        assert.deepEqual(sent, records.map(r => r.seq))
+        // The meter changes after 30 records: no message mixes them.
+        let at = 0
+        for (const n of sizes) {
+            assert.ok(at >= 30 || at + n <= 30, "a message holds one meter")
+            at += n
+        }
+        assert.ok(sizes[0] > 1, "a backlog is batched")
+    })
+
     test("status and will", () => {
-        const online = JSON.parse(statusPayload({ online: true, boot: 3, uptimeS: 12.7, queued: 2, dropped: 1, lastError: 'a "quoted" error' }))
+        const online = JSON.parse(statusPayload({ online: true, boot: 3, uptimeS: 12.7, queued: 2, dropped: 1, merged: 4, lastError: 'a "quoted" error' }))
         assert.equal(online.state, "online")
         assert.equal(online.uptime_s, 12)
         assert.equal(online.error, 'a "quoted" error')
+        assert.equal(online.merged, 4)
         assert.deepEqual(JSON.parse(WILL_PAYLOAD), { state: "offline", reason: "lost" })
-        assert.deepEqual(JSON.parse(statusPayload({ online: false, reason: "shutdown", boot: 3, uptimeS: 0, queued: 0, dropped: 0, lastError: "" })), {
+        assert.deepEqual(JSON.parse(statusPayload({ online: false, reason: "shutdown", boot: 3, uptimeS: 0, queued: 0, dropped: 0, merged: 0, lastError: "" })), {
             state: "offline", reason: "shutdown", boot: 3,
         })
+    })
+})
+
+describe("persistent state and gaps", () => {
+    test("the state round-trips through its flash form, which stays small; damage reads as none", () => {
+        const s = { boot: 65535, seq: 4_294_967_295, total: 281_474_976_710_655, markSeq: 4_294_967_000, markEndS: 16_777_215, clean: true }
+        assert.deepEqual(stateFromJson(JSON.parse(JSON.stringify(stateToJson(s)))), s)
+        assert.ok(JSON.stringify(stateToJson(s)).length < 120)
+        assert.equal(stateFromJson({ b: 1, s: "x" }), null)
+        assert.equal(stateFromJson(null), null)
+    })
+
+    test("a boot after a planned stop reports no gap; after a power cut, one from the last safe reading", () => {
+        const clean = { boot: 3, seq: 3000, total: 10, markSeq: 2500, markEndS: 900, clean: true }
+        assert.equal(gapRecord(clean, lastKnown(clean, null), 0, 3001), null)
+        assert.equal(gapRecord(initialState(), lastKnown(initialState(), null), 0, 1), null, "a new device has nothing to miss")
+        const cut = { ...clean, clean: false }
+        // The queue holds readings newer than the mark: the gap starts after the newest of them.
+        const queued = energyRecord(0, 2600, 3, 900_000, 960_000, 5, 25)
+        const known = lastKnown(cut, queued)
+        assert.deepEqual(known, { boot: 3, seq: 2600, endS: 960, totalMilliWh: 25 })
+        const gap = gapRecord(cut, known, 0, 3001)!
+        assert.equal(gap.firstSeq, 2601)
+        assert.equal(gap.seq, 3001)
+        assert.equal(gap.startS, 960)
+        assert.equal(gap.totalMilliWh, 25)
     })
 })
 

@@ -1,0 +1,84 @@
+// The node's persistent state, one small value in flash, and what a boot learns from it: the
+// boot count, the sequence-number reservation, the meter total, and the "mark": the last reading
+// the previous boot knew to be safe (in the flash queue or acknowledged by the broker). A boot
+// that did not end with a planned stop left everything after its mark unaccounted for; the next
+// boot says so with a gap record instead of skipping it silently.
+//
+// Pure core: imports nothing from @devicescript.
+import { FLAG_CLOCK_NOT_SET, FLAG_GAP, newRecord, ReadingRecord } from "./storage/records"
+
+/** Settings key of the state. */
+export const STATE_KEY = "mn_state"
+
+export interface NodeState {
+    boot: number
+    /** Every seq up to this one may have been used. */
+    seq: number
+    /** Meter total, mWh, at the mark. */
+    total: number
+    /** The last seq known safe, and the end of its interval in seconds since boot `boot`. */
+    markSeq: number
+    markEndS: number
+    /** This boot ended with a planned stop: everything it took is accounted for. */
+    clean: boolean
+}
+
+export function initialState(): NodeState {
+    return { boot: 0, seq: 0, total: 0, markSeq: 0, markEndS: 0, clean: true }
+}
+
+function isWholeNumber(v: any) {
+    return typeof v === "number" && !isNaN(v) && Math.floor(v) === v && v >= 0
+}
+
+/** The state in its flash form: short keys keep it far below the store's value limit. */
+export function stateToJson(s: NodeState): any {
+    return { b: s.boot, s: s.seq, t: s.total, ms: s.markSeq, me: s.markEndS, c: s.clean ? 1 : 0 }
+}
+
+/** The state read from flash, or null when it is missing or damaged. */
+export function stateFromJson(v: any): NodeState {
+    if (!v || typeof v !== "object") return null
+    if (!isWholeNumber(v.b) || !isWholeNumber(v.s) || !isWholeNumber(v.t)) return null
+    if (!isWholeNumber(v.ms) || !isWholeNumber(v.me)) return null
+    return { boot: v.b, seq: v.s, total: v.t, markSeq: v.ms, markEndS: v.me, clean: v.c === 1 }
+}
+
+/** Where the previous boot's accounted-for readings end: its mark, or a later record still queued. */
+export interface LastKnown {
+    boot: number
+    seq: number
+    endS: number
+    totalMilliWh: number
+}
+
+export function lastKnown(prev: NodeState, newestQueued: ReadingRecord): LastKnown {
+    const k: LastKnown = { boot: prev.boot, seq: prev.markSeq, endS: prev.markEndS, totalMilliWh: prev.total }
+    if (newestQueued && newestQueued.seq > k.seq) {
+        k.seq = newestQueued.seq
+        if (newestQueued.boot === prev.boot) k.endS = newestQueued.startS + newestQueued.durationS
+        if (newestQueued.totalMilliWh > k.totalMilliWh) k.totalMilliWh = newestQueued.totalMilliWh
+    }
+    return k
+}
+
+/**
+ * The gap record a boot appends when the previous boot did not stop as planned: from the end of
+ * the last reading known safe to the end of that boot (the node has no clock to say when that
+ * was), covering every seq after it. It carries its own seq `gapSeq` (from this boot's
+ * reservation) so consumers deduplicate it like any reading. Null when nothing is missing.
+ */
+export function gapRecord(prev: NodeState, known: LastKnown, meter: number, gapSeq: number): ReadingRecord {
+    if (prev.clean || prev.boot === 0) return null
+    const r = newRecord()
+    r.meter = meter
+    r.flags = FLAG_GAP | FLAG_CLOCK_NOT_SET
+    r.boot = known.boot
+    r.startS = known.endS
+    r.durationS = 0
+    r.firstSeq = known.seq + 1
+    r.seq = gapSeq
+    r.deltaMilliWh = 0
+    r.totalMilliWh = known.totalMilliWh
+    return r
+}

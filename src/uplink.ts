@@ -1,0 +1,194 @@
+// Store and forward: every reading goes into the durable queue first, and leaves it only when
+// the broker acknowledged the message that carried it. Oldest first, several readings per
+// message while there is a backlog, a bounded number of messages out at once.
+//
+// The queue is used by one fiber at a time: flush() merges and rewrites blocks across many
+// awaits, and a peek, an append or a removal in the middle of it could see blocks half merged.
+// While the queue is busy, appends and removals wait in RAM and are applied right after.
+//
+// Write policy: while the broker acknowledges promptly, a reading is removed before the next
+// flush and never touches flash. What is not yet acknowledged is written at the latest
+// `flushIntervalMs` after it was taken (sooner once two blocks of it pile up), so a power cut
+// loses at most that long of unacknowledged readings, and the next boot reports them as a gap.
+import * as ds from "@devicescript/core"
+import { MqttClient } from "./mqtt/client"
+import { SessionState } from "./mqtt/session"
+import { readingMessage } from "./reading"
+import { DurableQueue } from "./storage/durable-queue"
+import { ReadingRecord } from "./storage/records"
+import { removeAt } from "./util/arrays"
+
+/** Reading messages out at once: each holds up to 1 KB of heap until its PUBACK. */
+const MAX_MESSAGES_OUT = 8
+/** Messages handed to the client in one go before yielding (the VM's op limit). */
+const SUBMITS_PER_YIELD = 4
+
+interface OutMessage {
+    token: number
+    /** Queue records the message carries. */
+    count: number
+    acked: boolean
+}
+
+export interface UplinkEvents {
+    /** A flush or append problem, for the console and the status message. */
+    onError: (text: string) => void
+    /** After a flush that wrote new records: `newest` and everything before it is safe now. */
+    onFlushed: (newest: ReadingRecord) => ds.AsyncVoid
+}
+
+export class Uplink {
+    private client: MqttClient
+    private out: OutMessage[] = []
+    /** Records at the queue's head that messages in `out` carry. */
+    private pinned = 0
+    private busy = false
+    private deferredAppends: ReadingRecord[] = []
+    private deferredRemovals = 0
+    /** The newest record appended, and whether records came since the last flush. */
+    private newest: ReadingRecord = null
+    private appendedSinceFlush = false
+    private lastFlushMs = 0
+    private readonly window: number
+
+    constructor(
+        readonly queue: DurableQueue,
+        private readonly meterIds: string[],
+        private readonly topics: string[],
+        inflightWindow: number,
+        readonly flushIntervalMs: number,
+        private readonly events: UplinkEvents
+    ) {
+        this.window = Math.min(inflightWindow, MAX_MESSAGES_OUT)
+        this.lastFlushMs = ds.millis()
+    }
+
+    attach(client: MqttClient) {
+        this.client = client
+    }
+
+    /** Readings waiting for the broker, in the queue and about to be added to it. */
+    size() {
+        return this.queue.size() + this.deferredAppends.length - this.deferredRemovals
+    }
+
+    /** Queues a reading (or a gap); it is published when the link and the window allow. */
+    async append(record: ReadingRecord) {
+        this.newest = record
+        this.appendedSinceFlush = true
+        if (this.busy) this.deferredAppends.push(record)
+        else this.appendNow(record)
+        // Two closed blocks not in flash: the broker is not keeping up, so write them now rather
+        // than let RAM fill up.
+        if (this.queue.closedUnflushedBlocks() >= 2) await this.flush()
+        else await this.submit()
+    }
+
+    private appendNow(record: ReadingRecord) {
+        const error = this.queue.append(record)
+        if (error) this.events.onError(error)
+    }
+
+    /** Every flushIntervalMs: writes what is not acknowledged yet (nothing when all is). */
+    async flushLoop() {
+        for (;;) {
+            const dueMs = this.lastFlushMs + this.flushIntervalMs
+            const waitMs = dueMs - ds.millis()
+            if (waitMs > 0) await ds.sleep(waitMs)
+            else await this.flush()
+        }
+    }
+
+    /** Writes the queue to flash, then reports the newest reading as safe. */
+    async flush() {
+        if (!(await this.acquire())) return
+        this.lastFlushMs = ds.millis()
+        const newest = this.newest
+        const appended = this.appendedSinceFlush
+        this.appendedSinceFlush = false
+        let error = ""
+        try {
+            error = await this.queue.flush(this.pinned)
+        } finally {
+            this.release()
+        }
+        if (error) {
+            this.appendedSinceFlush = true
+            this.events.onError(error)
+            return
+        }
+        if (appended && newest) await this.events.onFlushed(newest)
+        await this.submit()
+    }
+
+    /** Takes the queue for this fiber; waits (bounded) while another has it. */
+    private async acquire() {
+        for (let i = 0; this.busy; ++i) {
+            if (i > 3000) {
+                this.events.onError("queue: busy for over a minute, flush skipped")
+                return false
+            }
+            await ds.sleep(20)
+        }
+        this.busy = true
+        return true
+    }
+
+    private release() {
+        this.busy = false
+        for (const r of this.deferredAppends) this.appendNow(r)
+        this.deferredAppends = []
+        if (this.deferredRemovals) {
+            this.queue.remove(this.deferredRemovals)
+            this.deferredRemovals = 0
+        }
+    }
+
+    private connected() {
+        return this.client && this.client.session.state === SessionState.Connected
+    }
+
+    /** Publishes the oldest readings not yet out, while the link is up and the window has room. */
+    async submit() {
+        if (this.busy || !this.connected()) return
+        this.busy = true
+        try {
+            let submitted = 0
+            while (this.out.length < this.window && this.pinned < this.queue.size() && this.connected()) {
+                const records = await this.queue.peek(12, this.pinned)
+                if (!records.length) break
+                const m = readingMessage(records, this.meterIds)
+                const message: OutMessage = { token: 0, count: m.count, acked: false }
+                this.out.push(message)
+                this.pinned += m.count
+                message.token = await this.client.publish(this.topics[m.meter], Buffer.from(m.payload), 1, false)
+                if (++submitted % SUBMITS_PER_YIELD === 0) await ds.sleep(0)
+            }
+        } finally {
+            this.release()
+        }
+    }
+
+    /** A PUBACK: returns whether it was for a reading message. Acknowledged records leave the queue in order. */
+    async onDelivered(token: number) {
+        let found = false
+        for (const m of this.out)
+            if (m.token === token) {
+                m.acked = true
+                found = true
+            }
+        if (!found) return false
+        // PUBACKs come in order (MQTT 3.1.1, 4.6), but the queue is FIFO either way: only an
+        // acknowledged head leaves it.
+        let removed = 0
+        while (this.out.length && this.out[0].acked) {
+            removed += this.out[0].count
+            removeAt(this.out, 0)
+        }
+        this.pinned -= removed
+        if (this.busy) this.deferredRemovals += removed
+        else this.queue.remove(removed)
+        await this.submit()
+        return true
+    }
+}
