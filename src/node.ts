@@ -141,7 +141,8 @@ class Node {
             if (i % 16 === 15) await ds.sleep(0)
         }
         await this.uplink.flush()
-        console.log(`node: queued ${count} readings of simulated history`)
+        const last = this.sequence.peek() - 1
+        console.log(`node: queued ${count} readings of simulated history, seq ${last - count + 1}..${last}`)
     }
 
     private async publishStatus() {

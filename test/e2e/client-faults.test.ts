@@ -90,12 +90,14 @@ function deliveredSeqs(recorder: Recorder) {
     return recorder.readings(READING_SUFFIX).map(r => r.seq as number)
 }
 
-/** Seqs of the readings the firmware created, from its console. */
+/** Seqs of the readings the firmware created (simulated history included), from its console. */
 function createdSeqs(node: NodeUnderTest) {
     const seqs: number[] = []
     for (const line of node.simulator!.lines) {
-        const m = line.match(/^reading: seq (\d+) /)
+        const m = line.match(/^reading: seq (\d+)\b/)
         if (m) seqs.push(Number(m[1]))
+        const h = line.match(/^node: queued \d+ readings of simulated history, seq (\d+)\.\.(\d+)/)
+        if (h) for (let seq = Number(h[1]); seq <= Number(h[2]); seq++) seqs.push(seq)
     }
     return seqs
 }
@@ -160,12 +162,14 @@ interface SentReading {
     connection: number
     packetId: number
     dup: boolean
+    /** The first reading the message carries, and all of them. */
     seq: number
+    seqs: number[]
     forwarded: boolean
     atMs: number
 }
 
-/** The reading PUBLISHes the firmware sent, as the proxy parsed them. */
+/** The reading PUBLISHes the firmware sent (each carries one or more readings), as the proxy parsed them. */
 function sentReadings(proxy: FaultProxy): SentReading[] {
     return proxy
         .clientPackets("publish")
@@ -176,7 +180,8 @@ function sentReadings(proxy: FaultProxy): SentReading[] {
                 connection: p.connection,
                 packetId: packet.messageId,
                 dup: !!packet.dup,
-                seq: JSON.parse(packet.payload.toString()).seq,
+                seq: JSON.parse(packet.payload.toString()).readings[0].seq,
+                seqs: JSON.parse(packet.payload.toString()).readings.map((e: any) => e.seq),
                 forwarded: p.forwarded,
                 atMs: p.atMs,
             }
@@ -241,7 +246,8 @@ test("consecutive QoS 1 publishes carry distinct, nonzero packet ids, never reus
     const rig = await startRig(
         t,
         "e2e-ids",
-        { READ_MS: 200, KEEPALIVE_S: 10 },
+        // A backlog to drain: many publishes, several in flight at once.
+        { READ_MS: 1000, KEEPALIVE_S: 10, SIM_BACKLOG: 300 },
         { proxy: true }
     )
     const proxy = rig.proxy!
@@ -310,7 +316,7 @@ test("broker killed and restarted with persistence: every reading delivered in o
     const rig = await startRig(
         t,
         "e2e-crash",
-        { READ_MS: 300, KEEPALIVE_S: 10 },
+        { READ_MS: 1000, KEEPALIVE_S: 10 },
         {
             broker: { persistence: true },
             proxy: true,
@@ -327,13 +333,13 @@ test("broker killed and restarted with persistence: every reading delivered in o
         r => r.readings(READING_SUFFIX).length >= 8,
         30_000
     )
-    proxy.delayBrokerToClient(700)
-    await sleep(1500)
+    proxy.delayBrokerToClient(2500)
+    await sleep(3000)
     const createdBeforeKill = createdSeqs(node).length
     const disconnected = sim.waitForLine(/mqtt: disconnected: (.*)/, 10_000)
     await broker.kill()
     const reason = (await disconnected)[1]
-    await sleep(3000)
+    await sleep(6000)
     const createdWhileDown = createdSeqs(node).length - createdBeforeKill
     const reconnected = sim.waitForLine(
         /mqtt: connected \(session present: (\w+)\)/,
@@ -372,7 +378,7 @@ test("connection cut in the middle of a PUBLISH: the reading is resent with DUP 
     const rig = await startRig(
         t,
         "e2e-cut",
-        { READ_MS: 300, KEEPALIVE_S: 10 },
+        { READ_MS: 1000, KEEPALIVE_S: 10 },
         { proxy: true }
     )
     const { recorder, node } = rig
@@ -417,7 +423,7 @@ test("half-open link: detected within 1.5 x keepalive, then delivery resumes wit
     const rig = await startRig(
         t,
         "e2e-halfopen",
-        { READ_MS: 300, KEEPALIVE_S },
+        { READ_MS: 1000, KEEPALIVE_S },
         { proxy: true }
     )
     const { recorder, node } = rig
@@ -486,7 +492,7 @@ test("bad credentials: the refusal is named, retries are 30 s apart, the passwor
     const rig = await startRig(
         t,
         "e2e-auth",
-        { READ_MS: 500, KEEPALIVE_S: 10, MQTT_USER: USER, MQTT_PASS: PASSWORD },
+        { READ_MS: 1000, KEEPALIVE_S: 10, MQTT_USER: USER, MQTT_PASS: PASSWORD },
         {
             broker: {
                 extraConfig: [
@@ -550,7 +556,7 @@ test("a graceful stop (restart command) sends DISCONNECT and leaves the retained
     const rig = await startRig(
         t,
         NODE_ID,
-        { READ_MS: 400, KEEPALIVE_S },
+        { READ_MS: 1000, KEEPALIVE_S },
         { proxy: true }
     )
     const { recorder, node } = rig
@@ -721,7 +727,7 @@ test("a graceful stop (restart command) sends DISCONNECT and leaves the retained
 })
 
 test("client take-over: another client with the same id is reported by name and does not make the node flap", async t => {
-    const rig = await startRig(t, "e2e-takeover", { READ_MS: 500, KEEPALIVE_S: 10 })
+    const rig = await startRig(t, "e2e-takeover", { READ_MS: 1000, KEEPALIVE_S: 10 })
     const { broker, recorder, node } = rig
     const sim = node.simulator!
     await recorder.waitFor("2 readings", r => r.readings(READING_SUFFIX).length >= 2, 30_000)

@@ -5,7 +5,7 @@ import { Broker } from "../../devs/lib/broker"
 import { NodeUnderTest, Recorder } from "./helpers"
 
 const NODE = "e2e-path"
-const READ_MS = 400
+const READ_MS = 1000
 const KEEPALIVE_S = 5
 
 describe("data path", () => {
@@ -44,6 +44,7 @@ describe("data path", () => {
             assert.equal(r.unit, "Wh")
             assert.equal(r.time, "uptime")
             assert.ok(Number.isInteger(r.seq) && r.seq > 0, `seq ${r.seq} is a positive integer`)
+            assert.ok(Number.isInteger(r.start) && Number.isInteger(r.end), "interval bounds are whole seconds")
             assert.ok(r.end > r.start, "interval has a positive length")
             assert.ok(r.delta > 0, "the simulated load always draws power")
         }
@@ -53,8 +54,8 @@ describe("data path", () => {
             const totalChange = Math.round((readings[i].total - readings[i - 1].total) * 1000)
             assert.equal(totalChange, Math.round(readings[i].delta * 1000), "total grows by exactly the delta")
         }
-        // With a 400 ms interval, 8 readings span about 3.2 s; each interval is close to READ_MS.
-        for (const r of readings.slice(1)) assert.ok(Math.abs(r.end - r.start - READ_MS) < 250, `interval ${r.end - r.start} ms`)
+        // Each interval is READ_MS long, to the second.
+        for (const r of readings.slice(1)) assert.ok(Math.abs((r.end - r.start) * 1000 - READ_MS) <= 1000, `interval ${r.end - r.start} s`)
     })
 
     test("the retained status says online", async () => {
@@ -74,7 +75,7 @@ describe("data path", () => {
         }
     })
 
-    test("after SIGKILL (power cut) the will says offline, and seq continues above the last one published", async () => {
+    test("after SIGKILL (power cut) the will says offline, the lost boot is reported as a gap, and seq continues above", async () => {
         const before = recorder.readings()
         const lastSeq = Math.max(...before.map(r => r.seq))
         const lastBoot = before.at(-1).boot
@@ -92,6 +93,12 @@ describe("data path", () => {
         const afterRestart = recorder.readings().slice(countBefore)
         assert.ok(afterRestart[0].seq > lastSeq, `first seq after restart ${afterRestart[0].seq} > ${lastSeq}`)
         assert.equal(afterRestart[0].boot, lastBoot + 1, "boot count increments")
+        // The boot that was cut off is reported as a gap: after its last reading known safe,
+        // with a seq of its own above everything published before.
+        await recorder.waitFor("the gap", r => r.gaps().length >= 1, 10_000)
+        const gap = recorder.gaps()[0]
+        assert.equal(gap.boot, lastBoot)
+        assert.ok(gap.after_seq <= lastSeq && gap.seq > lastSeq && gap.seq < afterRestart[0].seq, JSON.stringify(gap))
         const all = recorder.readings().map(r => r.seq)
         assert.equal(new Set(all).size, all.length, "no seq is ever published twice")
         await recorder.waitFor(
@@ -111,7 +118,7 @@ describe("commands", () => {
     before(async () => {
         broker = await new Broker({ persistence: false }).start()
         recorder = await new Recorder(broker.url, `meters/${NODE_CMD}/#`).start()
-        node = new NodeUnderTest({ MQTT_URL: broker.url, NODE_ID: NODE_CMD, READ_MS: 500, KEEPALIVE_S: 5 })
+        node = new NodeUnderTest({ MQTT_URL: broker.url, NODE_ID: NODE_CMD, READ_MS: 1000, KEEPALIVE_S: 5 })
         await node.start(true)
         await recorder.waitFor("the node online", r => r.messages.some(m => m.topic.endsWith("/status") && m.payload.includes('"online"')), 30_000)
     })

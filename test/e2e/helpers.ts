@@ -71,8 +71,27 @@ export class Recorder {
         return this
     }
 
+    /**
+     * The readings delivered, in order, one entry per element of each message's `readings`
+     * array, with the message's meter, quantity, unit and time base; gaps left out.
+     */
     readings(meterTopicSuffix = "/reading") {
-        return this.messages.filter(m => m.topic.endsWith(meterTopicSuffix)).map(m => JSON.parse(m.payload))
+        return this.elements(meterTopicSuffix).filter(e => !e.gap)
+    }
+
+    /** The gap elements delivered. */
+    gaps(meterTopicSuffix = "/reading") {
+        return this.elements(meterTopicSuffix).filter(e => e.gap)
+    }
+
+    private elements(meterTopicSuffix: string) {
+        const out: any[] = []
+        for (const m of this.messages) {
+            if (!m.topic.endsWith(meterTopicSuffix)) continue
+            const { readings, ...header } = JSON.parse(m.payload)
+            for (const e of readings) out.push({ ...header, ...e, atMs: m.atMs })
+        }
+        return out
     }
 
     /** Waits until `predicate` holds over the messages; fails with `what` after timeoutMs. */

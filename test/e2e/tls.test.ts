@@ -35,7 +35,7 @@ describe("TLS", { skip: findMosquitto() ? false : "needs Mosquitto for a TLS lis
     })
 
     test("readings arrive over mqtts:// when the simulator trusts the broker's CA", async () => {
-        node = new NodeUnderTest({ MQTT_URL: url, NODE_ID: NODE, READ_MS: 400 }, { NODE_EXTRA_CA_CERTS: certs.caFile })
+        node = new NodeUnderTest({ MQTT_URL: url, NODE_ID: NODE, READ_MS: 1000 }, { NODE_EXTRA_CA_CERTS: certs.caFile })
         await node.start(true)
         await recorder.waitFor("3 readings over TLS", r => r.readings().length >= 3, 30_000)
         const seqs = recorder.readings().map(r => r.seq)
@@ -46,7 +46,7 @@ describe("TLS", { skip: findMosquitto() ? false : "needs Mosquitto for a TLS lis
     test("without the CA the connection fails with a named error and nothing is published", async () => {
         await node.kill()
         const before = recorder.readings().length
-        const untrusting = new NodeUnderTest({ MQTT_URL: url, NODE_ID: NODE, READ_MS: 400 })
+        const untrusting = new NodeUnderTest({ MQTT_URL: url, NODE_ID: NODE, READ_MS: 1000 })
         try {
             const sim = await untrusting.start(true)
             const line = await sim.waitForLine(/mqtt: cannot reach 127\.0\.0\.1:\d+: .+/, 30_000)
