@@ -109,11 +109,11 @@ class Node {
             {
                 onConnected: async () => {
                     await self.publishStatus()
-                    await self.uplink.submit()
+                    self.uplink.kick()
                 },
-                onDelivered: async token => {
+                onDelivered: token => {
                     self.delivered.emit(token)
-                    await self.uplink.onDelivered(token)
+                    self.uplink.onDelivered(token)
                 },
                 onMessage: async message => await self.onCommand(message),
                 onError: text => {

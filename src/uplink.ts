@@ -49,6 +49,7 @@ export class Uplink {
     private newest: ReadingRecord = null
     private appendedSinceFlush = false
     private lastFlushMs = 0
+    private kicked = false
     private readonly window: number
 
     constructor(
@@ -144,6 +145,21 @@ export class Uplink {
         }
     }
 
+    /**
+     * Runs submit() in a fiber of its own, soon. Callbacks of the MQTT client run on the fiber
+     * that reads the socket, and a Settings-store read there (peek reads flash) gets resumed by
+     * the socket's next event with the wrong value.
+     */
+    kick() {
+        if (this.kicked) return
+        this.kicked = true
+        const self = this
+        setTimeout(async () => {
+            self.kicked = false
+            await self.submit()
+        }, 0)
+    }
+
     private connected() {
         return this.client && this.client.session.state === SessionState.Connected
     }
@@ -169,8 +185,11 @@ export class Uplink {
         }
     }
 
-    /** A PUBACK: returns whether it was for a reading message. Acknowledged records leave the queue in order. */
-    async onDelivered(token: number) {
+    /**
+     * A PUBACK: returns whether it was for a reading message. Acknowledged records leave the
+     * queue in order. Runs on the socket's fiber: no flash access here.
+     */
+    onDelivered(token: number) {
         let found = false
         for (const m of this.out)
             if (m.token === token) {
@@ -188,7 +207,7 @@ export class Uplink {
         this.pinned -= removed
         if (this.busy) this.deferredRemovals += removed
         else this.queue.remove(removed)
-        await this.submit()
+        this.kick()
         return true
     }
 }

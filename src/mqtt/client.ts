@@ -216,10 +216,14 @@ export class MqttClient {
     }
 
     private async execute(actions: Action[]) {
+        // onConnected runs after the batch: the batch holds the resends of the session, which
+        // must reach the wire before anything the callback publishes [MQTT-4.6.0-1].
+        let connected = false
+        let sessionPresent = false
         for (const a of actions) {
             switch (a.kind) {
                 case ActionKind.Send:
-                    await this.sendPacket(a)
+                    this.sendPacket(a)
                     break
                 case ActionKind.Close:
                     if (!this.closeReason) this.closeReason = a.reason
@@ -232,7 +236,8 @@ export class MqttClient {
                     this.refused = false
                     this.connectedAtMs = ds.millis()
                     console.log(`mqtt: connected (session present: ${a.sessionPresent})`)
-                    if (this.events.onConnected) await this.events.onConnected(a.sessionPresent)
+                    connected = true
+                    sessionPresent = a.sessionPresent
                     break
                 case ActionKind.Refused:
                     this.refused = true
@@ -249,15 +254,20 @@ export class MqttClient {
                     break
             }
         }
+        // A segment's worth waiting goes out now; less waits for the scheduled flush.
+        if (this.outboxBytes >= MAX_SEND_BYTES) await this.flush()
+        if (connected && this.events.onConnected) await this.events.onConnected(sessionPresent)
     }
 
-    /** Encodes a packet into the outbox; flushes early when a segment's worth is waiting. */
-    private async sendPacket(a: Action) {
+    /**
+     * Encodes a packet into the outbox. No await in here: the packets of one batch of actions
+     * (the resends after a CONNACK) enter the outbox together, before any other fiber's publish.
+     */
+    private sendPacket(a: Action) {
         if (!this.socket) return
         const bytes = encodePacket(a.packet)
         this.outbox.push(bytes)
         this.outboxBytes += bytes.length
-        if (this.outboxBytes >= MAX_SEND_BYTES) await this.flush()
     }
 
     private scheduleFlush() {
