@@ -2,14 +2,13 @@
 // readings from flash, takes readings on schedule and hands them to the uplink, which keeps
 // each one (in RAM, then in flash) until the broker acknowledged it.
 import * as ds from "@devicescript/core"
-import { readSetting } from "@devicescript/settings"
 import { describeConfig, NodeConfig, parseConfig, SETTINGS } from "./config"
 import { MqttClient } from "./mqtt/client"
 import { SequenceAllocator } from "./sequence"
 import { SimulatedEnergyMeter } from "./meters/simulated"
 import { readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
 import { PublishPacket } from "./mqtt/packets"
-import { readSettings, writeVerified } from "./platform/settings-store"
+import { readJsonSetting, readSettings, writeVerified } from "./platform/settings-store"
 import { gapRecord, initialState, lastKnown, NodeState, STATE_KEY, stateFromJson, stateToJson } from "./node-state"
 import { DurableQueue } from "./storage/durable-queue"
 import { SettingsKeyValueStore } from "./storage/settings-kv"
@@ -22,7 +21,7 @@ const SHUTDOWN_ACK_TIMEOUT_MS = 5000
 const METER_INDEX = 0
 
 async function loadState(): Promise<NodeState> {
-    const raw = await readSetting<any>(STATE_KEY, undefined)
+    const raw = await readJsonSetting(STATE_KEY, undefined)
     const s = stateFromJson(raw)
     if (s) return s
     if (raw !== undefined) console.log(`flash: ${STATE_KEY} unreadable, starting from zero`)
@@ -243,7 +242,7 @@ class Node {
         // A gap record belongs to the previous boot: this boot has accounted for nothing yet.
         s.markEndS = newest.boot === this.boot ? newest.startS + newest.durationS : 0
         s.total = newest.totalMilliWh
-        await this.writeState(s)
+        if (await this.writeState(s)) console.log(`flash: safe up to seq ${s.markSeq}`)
     }
 
     /** Persists a new seq reservation when the current one is used up (or `force`: the boot write). */

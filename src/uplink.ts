@@ -140,9 +140,18 @@ export class Uplink {
         for (const r of this.deferredAppends) this.appendNow(r)
         this.deferredAppends = []
         if (this.deferredRemovals) {
-            this.queue.remove(this.deferredRemovals)
+            this.removeAcknowledged(this.deferredRemovals)
             this.deferredRemovals = 0
         }
+    }
+
+    /**
+     * Removes acknowledged records from the queue's head. `pinned` counts positions in the queue
+     * as it is: it shrinks only together with the queue, never while a removal waits.
+     */
+    private removeAcknowledged(n: number) {
+        this.queue.remove(n)
+        this.pinned -= n
     }
 
     /**
@@ -204,9 +213,8 @@ export class Uplink {
             removed += this.out[0].count
             removeAt(this.out, 0)
         }
-        this.pinned -= removed
         if (this.busy) this.deferredRemovals += removed
-        else this.queue.remove(removed)
+        else this.removeAcknowledged(removed)
         this.kick()
         return true
     }

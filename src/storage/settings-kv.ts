@@ -5,6 +5,10 @@ import * as ds from "@devicescript/core"
 import { settings as sharedSettings } from "@devicescript/settings"
 import { entryError, keyError, KeyValueStore } from "./kv"
 
+/** A read is asked again after this long without an answer, this many times in all. */
+const GET_TIMEOUT_MS = 1000
+const GET_ATTEMPTS = 5
+
 export class SettingsKeyValueStore implements KeyValueStore {
     private readonly settings: ds.Settings
 
@@ -17,19 +21,34 @@ export class SettingsKeyValueStore implements KeyValueStore {
         this.settings = settings || sharedSettings
     }
 
+    /**
+     * The value arrives as a report to the get command. Not ds.actionReport: it resumes the
+     * waiting fiber from the report handler, and a report that comes back while the command is
+     * still being sent resumes a fiber that is not suspended yet, so the read waits forever.
+     * Here the handler keeps the report; the command is sent again if none came within a second.
+     */
     async get(key: string): Promise<Buffer | null> {
         const error = keyError(key)
         if (error) throw new RangeError(error)
         const settings = this.settings
-        // The value arrives as a report to the get command; the filter picks the one for our key.
-        const pkt = await ds.actionReport(
-            settings,
-            "get",
-            async () => await settings.get(key),
-            p => p.decode()[0] === key
-        )
-        const decoded = pkt.decode()
-        const value: Buffer = decoded[1]
+        const getCode = settings.spec.lookup("get").code
+        const box = { pkt: null as ds.Packet }
+        const arrived = ds.emitter<boolean>()
+        const unsubscribe = settings.report().subscribe(pkt => {
+            if (box.pkt || pkt.serviceCommand !== getCode || pkt.decode()[0] !== key) return
+            box.pkt = pkt
+            arrived.emit(true)
+        })
+        try {
+            for (let attempt = 0; attempt < GET_ATTEMPTS && !box.pkt; ++attempt) {
+                await settings.get(key)
+                if (!box.pkt) await ds.wait(arrived, GET_TIMEOUT_MS)
+            }
+        } finally {
+            unsubscribe()
+        }
+        if (!box.pkt) throw new Error("settings: no answer reading " + key)
+        const value: Buffer = box.pkt.decode()[1]
         if (!value || !value.length) return null
         return value
     }

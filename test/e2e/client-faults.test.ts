@@ -116,11 +116,18 @@ async function waitForReadingsBeyond(
 ) {
     const created = createdSeqs(rig.node)
     const target = created[created.length - 1] + more
-    await rig.recorder.waitFor(
-        `every reading from seq ${created[0]} to ${target}`,
-        r => hasEverySeq(r, created[0], target),
-        timeoutMs
-    )
+    try {
+        await rig.recorder.waitFor(
+            `every reading from seq ${created[0]} to ${target}`,
+            r => hasEverySeq(r, created[0], target),
+            timeoutMs
+        )
+    } catch (e) {
+        const seen = new Set(deliveredSeqs(rig.recorder))
+        const missing: number[] = []
+        for (let seq = created[0]; seq <= target; seq++) if (!seen.has(seq)) missing.push(seq)
+        throw new Error(`${(e as Error).message}; missing seq ${missing.slice(0, 40).join(" ")}`)
+    }
 }
 
 /**
