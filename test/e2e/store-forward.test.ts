@@ -104,8 +104,9 @@ test("broker down for 10 minutes at one reading a second: every reading delivere
     const all = recorder.readings(READING_SUFFIX)
     assert.ok(all.every(r => r.boot === 1), "no reboot: one boot, one seq range")
     assert.equal(recorder.gaps(READING_SUFFIX).length, 0, "no gap without a power cut")
-    // Every reading taken during the outage went through flash (the RAM stage holds far fewer).
-    assert.ok(sim.lines.some(l => l.startsWith("flash: safe up to seq")), "the queue was written while the broker was away")
+    // A long outage goes through flash: blocks fill up (about 96 readings each) and FLUSH_S passes.
+    if (outageMs >= 300_000)
+        assert.ok(sim.lines.some(l => l.startsWith("flash: safe up to seq")), "the queue was written while the broker was away")
     const firsts = new Map<number, any>()
     for (const r of all) if (!firsts.has(r.seq)) firsts.set(r.seq, r)
     const ordered = [...firsts.values()].sort((a, b) => a.seq - b.seq)
@@ -138,7 +139,7 @@ test("power cut at five random moments while offline: what was flushed is delive
         await sleep(afterMs)
         const lines = [...sim.lines]
         await node.kill()
-        const boot = Number(lines.find(l => l.startsWith("node: boot "))!.match(/^node: boot (\d+)/)![1])
+        const boot = Number(lines.find(l => /^node: boot \d+, next seq/.test(l))!.match(/^node: boot (\d+)/)![1])
         cuts.push({ boot, created: createdSeqs(lines), safe: lastSafeSeq(lines), afterMs })
         sim = await node.start(false)
         await sim.waitForLine(/^node: boot/, 30_000)
