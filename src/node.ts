@@ -69,7 +69,7 @@ class Node {
         const self = this
         this.uplink = new Uplink(this.queue, [c.meterId], [this.readingTopic], c.inflightWindow, c.flushIntervalMs, {
             onError: text => self.reportError(text),
-            onFlushed: async newest => await self.markSafe(newest),
+            onFlushed: async (newest, inFlash) => await self.markSafe(newest, inFlash),
         })
         const newestQueued = this.queue.size() ? (await this.queue.peek(1, this.queue.size() - 1))[0] : null
         const known = lastKnown(this.previous, newestQueued)
@@ -234,10 +234,17 @@ class Node {
         return !error
     }
 
-    /** Called after a flush: `newest` and every reading before it is in flash or acknowledged. */
-    private async markSafe(newest: ReadingRecord) {
+    /**
+     * Called after a flush: `newest` and every reading before it is in flash or acknowledged.
+     * While the queue in flash still holds `newest`, the next boot finds it there: no write.
+     */
+    private async markSafe(newest: ReadingRecord, inFlash: boolean) {
         const s = this.nextState()
         if (newest.seq <= s.markSeq) return
+        if (inFlash) {
+            console.log(`flash: safe up to seq ${newest.seq}`)
+            return
+        }
         s.markSeq = newest.seq
         // A gap record belongs to the previous boot: this boot has accounted for nothing yet.
         s.markEndS = newest.boot === this.boot ? newest.startS + newest.durationS : 0

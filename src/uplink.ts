@@ -25,16 +25,20 @@ const SUBMITS_PER_YIELD = 4
 
 interface OutMessage {
     token: number
-    /** Queue records the message carries. */
+    /** Queue records the message carries, and the seq of its last. */
     count: number
+    lastSeq: number
     acked: boolean
 }
 
 export interface UplinkEvents {
     /** A flush or append problem, for the console and the status message. */
     onError: (text: string) => void
-    /** After a flush that wrote new records: `newest` and everything before it is safe now. */
-    onFlushed: (newest: ReadingRecord) => ds.AsyncVoid
+    /**
+     * After a flush that followed new readings: `newest` and everything before it is safe now,
+     * in flash (`inFlash`: the queue still holds it) or acknowledged by the broker.
+     */
+    onFlushed: (newest: ReadingRecord, inFlash: boolean) => ds.AsyncVoid
 }
 
 export class Uplink {
@@ -50,6 +54,8 @@ export class Uplink {
     private appendedSinceFlush = false
     private lastFlushMs = 0
     private kicked = false
+    /** The highest seq the broker acknowledged. */
+    private acknowledgedSeq = 0
     private readonly window: number
 
     constructor(
@@ -118,7 +124,7 @@ export class Uplink {
             this.events.onError(error)
             return
         }
-        if (appended && newest) await this.events.onFlushed(newest)
+        if (appended && newest) await this.events.onFlushed(newest, newest.seq > this.acknowledgedSeq)
         await this.submit()
     }
 
@@ -183,7 +189,7 @@ export class Uplink {
                 const records = await this.queue.peek(12, this.pinned)
                 if (!records.length) break
                 const m = readingMessage(records, this.meterIds)
-                const message: OutMessage = { token: 0, count: m.count, acked: false }
+                const message: OutMessage = { token: 0, count: m.count, lastSeq: records[m.count - 1].seq, acked: false }
                 this.out.push(message)
                 this.pinned += m.count
                 message.token = await this.client.publish(this.topics[m.meter], Buffer.from(m.payload), 1, false)
@@ -211,6 +217,7 @@ export class Uplink {
         let removed = 0
         while (this.out.length && this.out[0].acked) {
             removed += this.out[0].count
+            if (this.out[0].lastSeq > this.acknowledgedSeq) this.acknowledgedSeq = this.out[0].lastSeq
             removeAt(this.out, 0)
         }
         if (this.busy) this.deferredRemovals += removed

@@ -1,0 +1,123 @@
+// Flash cost of the node's write policy, over simulated days: the firmware's own queue code
+// (DurableQueue, records, the node's state value) against the model of the Settings store
+// (FakeSettingsStore: jd_fstor's log, entry costs and compaction), driven the way uplink.ts and
+// node.ts drive them. Days of one-minute readings cannot be run in real time in the simulator;
+// the code that decides what is written is the same.
+//
+// The policy, as in uplink.ts: append every reading; remove it when acknowledged (online: before
+// the next flush); flush every FLUSH_S, or at once when two closed blocks wait in RAM; after a
+// flush that followed new readings, write the node's state (the mark) unless the queue in flash
+// holds the newest reading. The state is also written for every new block of 1,000 sequence numbers.
+import { FakeSettingsStore } from "../../src/storage/fake-kv"
+import { DurableQueue } from "../../src/storage/durable-queue"
+import { energyRecord } from "../../src/storage/records"
+import { SimulatedEnergyMeter } from "../../src/meters/simulated"
+import { NodeState, STATE_KEY, stateToJson } from "../../src/node-state"
+import { SEQ_BLOCK } from "../../src/sequence"
+
+/** Erase cycles a flash page is rated for (ESP32 and RP2040 datasheets' external flash). */
+export const ERASE_CYCLES = 100_000
+
+export interface FlashScenario {
+    name: string
+    /** 8192 in the simulator and on RP2040, 16384 on ESP32. */
+    storeBytes: number
+    /** Log bytes other users keep live (WiFi credentials, configuration, the program entry). */
+    othersBytes: number
+    queueBytes: number
+    flushS: number
+    readingS: number
+    /** Whether the broker acknowledges every reading before the next flush. */
+    online: boolean
+    days: number
+}
+
+export interface FlashResult {
+    scenario: FlashScenario
+    readings: number
+    bytesPerReading: number
+    writesPerDay: number
+    compactionsPerDay: number
+    /** Two regions alternate: a compaction erases one, so each is erased every other compaction. */
+    lifetimeYears: number
+    droppedWrites: number
+    droppedReadings: number
+    mergedRecords: number
+}
+
+export async function flashCost(s: FlashScenario): Promise<FlashResult> {
+    const store = new FakeSettingsStore(s.storeBytes, s.othersBytes)
+    const queue = new DurableQueue(store, s.queueBytes)
+    await queue.open()
+    const meter = new SimulatedEnergyMeter(1, 800, 0)
+    const state: NodeState = { boot: 1, seq: SEQ_BLOCK, total: 0, markSeq: 0, markEndS: 0, clean: false }
+    const writeState = async () => await store.set(STATE_KEY, Buffer.from(JSON.stringify(stateToJson(state))))
+
+    // The worst case for what follows: an earlier outage filled every queue slot, so the store
+    // holds the whole queue budget live and has the least room between compactions.
+    let seq = 0
+    const take = (i: number) => {
+        const startMs = i * s.readingS * 1000
+        const r = meter.read(startMs, startMs + s.readingS * 1000)
+        return energyRecord(0, ++seq, state.boot, startMs, startMs + s.readingS * 1000, r.deltaMilliWh, meter.totalMilliWh)
+    }
+    let i = 0
+    while (queue.stats().blocks < queue.slots - 1) {
+        queue.append(take(i++))
+        if (queue.closedUnflushedBlocks() >= 1) await queue.flush()
+    }
+    queue.remove(queue.size())
+    await queue.flush()
+    await writeState()
+
+    const bytesBefore = store.bytesWritten
+    const compactionsBefore = store.compactions
+    let writes = 0
+    const countingSet = store.set.bind(store)
+    store.set = async (key: string, value: Buffer) => {
+        writes++
+        await countingSet(key, value)
+    }
+    const readings = Math.round((s.days * 86400) / s.readingS)
+    let lastFlushS = 0
+    let appended = false
+    let newestSeq = 0
+    for (let n = 0; n < readings; n++, i++) {
+        const nowS = (n + 1) * s.readingS
+        if (seq + 1 > state.seq) {
+            state.seq += SEQ_BLOCK
+            await writeState()
+        }
+        const r = take(i)
+        queue.append(r)
+        appended = true
+        newestSeq = r.seq
+        if (s.online) queue.remove(1)
+        if (queue.closedUnflushedBlocks() >= 2 || nowS - lastFlushS >= s.flushS) {
+            await queue.flush()
+            lastFlushS = nowS
+            // Online the newest reading is acknowledged and gone from the queue: the state marks it.
+            // Offline the queue in flash holds it, and the next boot finds it there.
+            if (appended && newestSeq > state.markSeq && s.online) {
+                state.markSeq = newestSeq
+                state.markEndS = nowS
+                state.total = meter.totalMilliWh
+                await writeState()
+            }
+            appended = false
+        }
+    }
+    const compactionsPerDay = (store.compactions - compactionsBefore) / s.days
+    const q = queue.stats()
+    return {
+        scenario: s,
+        readings,
+        bytesPerReading: (store.bytesWritten - bytesBefore) / readings,
+        writesPerDay: writes / s.days,
+        compactionsPerDay,
+        lifetimeYears: compactionsPerDay > 0 ? (2 * ERASE_CYCLES) / compactionsPerDay / 365 : Infinity,
+        droppedWrites: store.droppedWrites,
+        droppedReadings: q.droppedReadings,
+        mergedRecords: q.mergedRecords,
+    }
+}
