@@ -67,10 +67,24 @@ class Node {
         const c = this.config
         for (const e of errors) this.reportError(e)
         const self = this
-        this.uplink = new Uplink(this.queue, [c.meterId], [this.readingTopic], c.inflightWindow, c.flushIntervalMs, {
-            onError: text => self.reportError(text),
-            onFlushed: async (newest, inFlash) => await self.markSafe(newest, inFlash),
-        })
+        this.uplink = new Uplink(
+            this.queue,
+            [c.meterId],
+            [this.readingTopic],
+            c.inflightWindow,
+            c.flushIntervalMs,
+            {
+                onError: text => self.reportError(text),
+                onFlushed: async (newest, inFlash) => await self.markSafe(newest, inFlash),
+            },
+            {
+                millis: () => ds.millis(),
+                sleep: async ms => await ds.sleep(ms),
+                spawn: fn => {
+                    setTimeout(fn, 0)
+                },
+            }
+        )
         const newestQueued = this.queue.size() ? (await this.queue.peek(1, this.queue.size() - 1))[0] : null
         const known = lastKnown(this.previous, newestQueued)
         this.meter = new SimulatedEnergyMeter(c.simSeed, c.simMeanW, known.totalMilliWh)

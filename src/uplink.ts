@@ -10,9 +10,9 @@
 // flush and never touches flash. What is not yet acknowledged is written at the latest
 // `flushIntervalMs` after it was taken (sooner once two blocks of it pile up), so a power cut
 // loses at most that long of unacknowledged readings, and the next boot reports them as a gap.
-import * as ds from "@devicescript/core"
-import { MqttClient } from "./mqtt/client"
-import { SessionState } from "./mqtt/session"
+//
+// Pure core: the clock, sleeping, new fibers and the MQTT client are passed in, so Node tests
+// drive it under random interleavings against the model of the Settings store.
 import { readingMessage } from "./reading"
 import { DurableQueue } from "./storage/durable-queue"
 import { ReadingRecord } from "./storage/records"
@@ -31,6 +31,21 @@ interface OutMessage {
     acked: boolean
 }
 
+/** What the uplink needs from the runtime: DeviceScript's on the device, the test's in Node. */
+export interface UplinkPlatform {
+    millis(): number
+    sleep(ms: number): Promise<void>
+    /** Runs `fn` soon, in a fiber of its own. */
+    spawn(fn: () => Promise<void>): void
+}
+
+/** What the uplink needs from the MQTT client. */
+export interface UplinkClient {
+    isConnected(): boolean
+    /** Queues a QoS 1 publish; resolves with the token that its acknowledgement reports. */
+    publish(topic: string, payload: Buffer, qos: number, retain: boolean): Promise<number>
+}
+
 export interface UplinkEvents {
     /** A flush or append problem, for the console and the status message. */
     onError: (text: string) => void
@@ -38,11 +53,11 @@ export interface UplinkEvents {
      * After a flush that followed new readings: `newest` and everything before it is safe now,
      * in flash (`inFlash`: the queue still holds it) or acknowledged by the broker.
      */
-    onFlushed: (newest: ReadingRecord, inFlash: boolean) => ds.AsyncVoid
+    onFlushed: (newest: ReadingRecord, inFlash: boolean) => Promise<void> | void
 }
 
 export class Uplink {
-    private client: MqttClient
+    private client: UplinkClient
     private out: OutMessage[] = []
     /** Records at the queue's head that messages in `out` carry. */
     private pinned = 0
@@ -54,6 +69,8 @@ export class Uplink {
     private appendedSinceFlush = false
     private lastFlushMs = 0
     private kicked = false
+    /** Acknowledgements that arrived before publish() returned their token. */
+    private earlyAcks: number[] = []
     /** The highest seq the broker acknowledged. */
     private acknowledgedSeq = 0
     private readonly window: number
@@ -64,13 +81,14 @@ export class Uplink {
         private readonly topics: string[],
         inflightWindow: number,
         readonly flushIntervalMs: number,
-        private readonly events: UplinkEvents
+        private readonly events: UplinkEvents,
+        private readonly platform: UplinkPlatform
     ) {
         this.window = Math.min(inflightWindow, MAX_MESSAGES_OUT)
-        this.lastFlushMs = ds.millis()
+        this.lastFlushMs = platform.millis()
     }
 
-    attach(client: MqttClient) {
+    attach(client: UplinkClient) {
         this.client = client
     }
 
@@ -100,8 +118,8 @@ export class Uplink {
     async flushLoop() {
         for (;;) {
             const dueMs = this.lastFlushMs + this.flushIntervalMs
-            const waitMs = dueMs - ds.millis()
-            if (waitMs > 0) await ds.sleep(waitMs)
+            const waitMs = dueMs - this.platform.millis()
+            if (waitMs > 0) await this.platform.sleep(waitMs)
             else await this.flush()
         }
     }
@@ -109,7 +127,7 @@ export class Uplink {
     /** Writes the queue to flash, then reports the newest reading as safe. */
     async flush() {
         if (!(await this.acquire())) return
-        this.lastFlushMs = ds.millis()
+        this.lastFlushMs = this.platform.millis()
         const newest = this.newest
         const appended = this.appendedSinceFlush
         this.appendedSinceFlush = false
@@ -135,7 +153,7 @@ export class Uplink {
                 this.events.onError("queue: busy for over a minute, flush skipped")
                 return false
             }
-            await ds.sleep(20)
+            await this.platform.sleep(20)
         }
         this.busy = true
         return true
@@ -143,12 +161,15 @@ export class Uplink {
 
     private release() {
         this.busy = false
+        const changed = this.deferredAppends.length > 0 || this.deferredRemovals > 0
         for (const r of this.deferredAppends) this.appendNow(r)
         this.deferredAppends = []
         if (this.deferredRemovals) {
             this.removeAcknowledged(this.deferredRemovals)
             this.deferredRemovals = 0
         }
+        // What arrived meanwhile found the queue busy: publish it now, not at the next reading.
+        if (changed) this.kick()
     }
 
     /**
@@ -169,14 +190,14 @@ export class Uplink {
         if (this.kicked) return
         this.kicked = true
         const self = this
-        setTimeout(async () => {
+        this.platform.spawn(async () => {
             self.kicked = false
             await self.submit()
-        }, 0)
+        })
     }
 
     private connected() {
-        return this.client && this.client.session.state === SessionState.Connected
+        return this.client && this.client.isConnected()
     }
 
     /** Publishes the oldest readings not yet out, while the link is up and the window has room. */
@@ -193,7 +214,13 @@ export class Uplink {
                 this.out.push(message)
                 this.pinned += m.count
                 message.token = await this.client.publish(this.topics[m.meter], Buffer.from(m.payload), 1, false)
-                if (++submitted % SUBMITS_PER_YIELD === 0) await ds.sleep(0)
+                // The PUBACK can come back while publish() is still writing: it waited here.
+                const early = this.earlyAcks.indexOf(message.token)
+                if (early >= 0) {
+                    removeAt(this.earlyAcks, early)
+                    this.acknowledge(message.token)
+                }
+                if (++submitted % SUBMITS_PER_YIELD === 0) await this.platform.sleep(0)
             }
         } finally {
             this.release()
@@ -205,6 +232,17 @@ export class Uplink {
      * queue in order. Runs on the socket's fiber: no flash access here.
      */
     onDelivered(token: number) {
+        if (this.acknowledge(token)) return true
+        // Not known yet: a message whose publish() has not returned its token may be this one.
+        let waiting = false
+        for (const m of this.out) if (!m.token) waiting = true
+        if (!waiting) return false
+        this.earlyAcks.push(token)
+        if (this.earlyAcks.length > MAX_MESSAGES_OUT) removeAt(this.earlyAcks, 0)
+        return true
+    }
+
+    private acknowledge(token: number) {
         let found = false
         for (const m of this.out)
             if (m.token === token) {

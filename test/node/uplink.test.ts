@@ -1,0 +1,199 @@
+// Store and forward under random interleavings: the uplink (src/uplink.ts) over the durable queue
+// on the model of the Settings store, with a store that answers after a random number of event
+// loop turns and a broker that acknowledges at random moments and drops the link at others.
+// Whatever the schedule, every reading taken must reach the broker (at least once), oldest first,
+// with its energy exact, and leave the queue only once acknowledged.
+import { describe, test } from "node:test"
+import assert from "node:assert/strict"
+import { FakeSettingsStore } from "../../src/storage/fake-kv"
+import { KeyValueStore } from "../../src/storage/kv"
+import { DurableQueue } from "../../src/storage/durable-queue"
+import { energyRecord, ReadingRecord } from "../../src/storage/records"
+import { SimulatedEnergyMeter } from "../../src/meters/simulated"
+import { Uplink, UplinkClient } from "../../src/uplink"
+
+class Random {
+    constructor(private state: number) {}
+    next() {
+        this.state = (this.state * 48271) % 2147483647
+        return this.state / 2147483647
+    }
+    below(n: number) {
+        return Math.floor(this.next() * n)
+    }
+}
+
+const turn = () => new Promise<void>(resolve => setImmediate(resolve))
+
+async function turns(n: number) {
+    for (let i = 0; i < n; i++) await turn()
+}
+
+/** The Settings store model, answering after 0..3 event loop turns so that fibers interleave. */
+class SlowStore implements KeyValueStore {
+    constructor(readonly inner: FakeSettingsStore, private readonly random: Random) {}
+    async get(key: string) {
+        await turns(this.random.below(4))
+        return await this.inner.get(key)
+    }
+    async set(key: string, value: Buffer) {
+        await turns(this.random.below(4))
+        await this.inner.set(key, value)
+    }
+}
+
+interface Sent {
+    token: number
+    payload: string
+    acked: boolean
+}
+
+/** The client and the broker in one: it keeps what was published until the test acknowledges it. */
+class FakeBroker implements UplinkClient {
+    connected = true
+    sent: Sent[] = []
+    /** Payloads in the order the broker received them, resends included. */
+    received: string[] = []
+    private nextToken = 1
+    constructor(private readonly random: Random) {}
+    isConnected() {
+        return this.connected
+    }
+    async publish(_topic: string, payload: Buffer, qos: number) {
+        assert.equal(qos, 1)
+        assert.ok(payload.length < 1000, `message of ${payload.length} bytes`)
+        const s = { token: this.nextToken++, payload: payload.toString(), acked: false }
+        this.sent.push(s)
+        if (this.connected) this.received.push(s.payload)
+        await turns(this.random.below(2))
+        return s.token
+    }
+    /** The oldest unacknowledged message, as the session would resend it after a reconnect. */
+    oldestUnacked() {
+        return this.sent.find(s => !s.acked)
+    }
+}
+
+/** `outagePerMille`: chance per step that the link goes down or comes back; low = long outages. */
+async function runSchedule(seed: number, steps: number, budgetBytes: number, outagePerMille: number) {
+    const random = new Random(seed)
+    const store = new SlowStore(new FakeSettingsStore(8192, 2048), random)
+    const queue = new DurableQueue(store, budgetBytes)
+    assert.equal(await queue.open(), "")
+    const broker = new FakeBroker(random)
+    const errors: string[] = []
+    const uplink = new Uplink(
+        queue,
+        ["main"],
+        ["meters/n/main/reading"],
+        8,
+        3_600_000,
+        { onError: text => errors.push(text), onFlushed: () => {} },
+        {
+            millis: () => Date.now(),
+            sleep: async ms => (ms > 0 ? await new Promise<void>(r => setTimeout(r, Math.min(ms, 5))) : await turn()),
+            spawn: fn => {
+                setImmediate(() => void fn())
+            },
+        }
+    )
+    uplink.attach(broker)
+    const meter = new SimulatedEnergyMeter(seed, 800, 1_000_000)
+    const startTotal = meter.totalMilliWh
+    const taken: ReadingRecord[] = []
+    const running: Promise<unknown>[] = []
+    let seq = 0
+    for (let step = 0; step < steps; step++) {
+        const dice = random.below(1000)
+        if (dice < 450) {
+            const i = seq
+            const r = meter.read(i * 60_000, (i + 1) * 60_000)
+            const record = energyRecord(0, ++seq, 1, i * 60_000, (i + 1) * 60_000, r.deltaMilliWh, meter.totalMilliWh)
+            taken.push(record)
+            running.push(uplink.append(record))
+        } else if (dice < 750) {
+            // The broker acknowledges the oldest message in flight (MQTT acknowledges in order).
+            const s = broker.oldestUnacked()
+            if (broker.connected && s) {
+                s.acked = true
+                uplink.onDelivered(s.token)
+            }
+        } else if (dice < 800) {
+            running.push(uplink.flush())
+        } else if (dice < 800 + outagePerMille) {
+            broker.connected = !broker.connected
+            if (broker.connected) {
+                // The session resends what is unacknowledged, then the node is told it is connected.
+                for (const s of broker.sent) if (!s.acked) broker.received.push(s.payload)
+                uplink.kick()
+            }
+        }
+        if (random.below(4) === 0) await turns(1 + random.below(3))
+    }
+    // The broker comes back for good and acknowledges everything, as it arrives.
+    broker.connected = true
+    for (const s of broker.sent) if (!s.acked) broker.received.push(s.payload)
+    uplink.kick()
+    await Promise.all(running)
+    for (let rounds = 0; rounds < 100_000 && (uplink.size() > 0 || broker.oldestUnacked()); rounds++) {
+        const s = broker.oldestUnacked()
+        if (s) {
+            s.acked = true
+            uplink.onDelivered(s.token)
+        }
+        await turn()
+    }
+    await uplink.flush()
+    return { taken, broker, queue, uplink, errors, startTotal, endTotal: meter.totalMilliWh }
+}
+
+/** The readings the broker received, first copies only, in order of first arrival. */
+function firstDeliveries(received: string[]) {
+    const out: any[] = []
+    const seen = new Set<number>()
+    for (const payload of received)
+        for (const e of JSON.parse(payload).readings) {
+            if (seen.has(e.seq)) continue
+            seen.add(e.seq)
+            out.push(e)
+        }
+    return out
+}
+
+describe("uplink: store and forward under random interleavings", () => {
+    // Short outages with the default budget; long outages in small budgets, so that the queue
+    // merges while messages are out for delivery.
+    for (const [seed, budget, outage] of [
+        [1, 4608, 30],
+        [2, 4608, 30],
+        [3, 1600, 2],
+        [4, 1100, 2],
+        [5, 1100, 1],
+    ] as const) {
+        test(`seed ${seed}, queue budget ${budget} bytes, link flips ${outage}/1000 steps: every reading delivered, in order, energy exact`, async () => {
+            const run = await runSchedule(seed, 4000, budget, outage)
+            const { taken, broker, queue, uplink } = run
+            assert.equal(uplink.size(), 0, "the queue is empty once everything is acknowledged")
+            assert.equal(queue.size(), 0)
+            const delivered = firstDeliveries(broker.received)
+            // Merged readings stand for first_seq..seq: together they cover every seq taken, once.
+            let next = 1
+            let energy = 0
+            for (const e of delivered) {
+                const first = e.first_seq ?? e.seq
+                assert.equal(first, next, `reading ${first}..${e.seq} follows ${next - 1}`)
+                next = e.seq + 1
+                energy += Math.round(e.delta * 1000)
+            }
+            assert.equal(next - 1, taken.length, "the last reading taken was delivered")
+            assert.equal(energy, run.endTotal - run.startTotal, "delivered energy equals the meter's change")
+            const stats = queue.stats()
+            assert.equal(stats.droppedReadings, 0)
+            const merged = delivered.filter(e => e.first_seq !== undefined).length
+            console.log(
+                `  seed ${seed}: ${taken.length} readings in ${delivered.length} elements (${merged} merged), ` +
+                    `${broker.sent.length} messages, ${broker.received.length - broker.sent.length} resends, ${stats.merges} merge steps`
+            )
+        })
+    }
+})
