@@ -11,6 +11,8 @@ import { SeededRandom, SimulatedEnergyMeter } from "../../src/meters/simulated"
 import { parseBrokerUrl, BrokerAddress } from "../../src/mqtt/url"
 import { backoffDelayMs } from "../../src/mqtt/backoff"
 import { removeAt } from "../../src/util/arrays"
+import { PulseFilter } from "../../src/meters/pulse-filter"
+import { PULSE_OPTIONS, PULSE_TABLE } from "../fixtures/pulse-table"
 
 describe("core in the VM", () => {
     test("configuration parses .env strings and reports bad settings by name", () => {
@@ -81,6 +83,19 @@ describe("core in the VM", () => {
         expect(typeof parseBrokerUrl("mqtt://h:0")).toBe("string")
         expect(backoffDelayMs(3, 1000, 60000, 0, 0.5)).toBe(4000)
         expect(backoffDelayMs(30, 1000, 60000, 30000, 0)).toBe(30000)
+    })
+
+    test("the S0 pulse filter's truth table gives the same counts in the VM", () => {
+        for (const c of PULSE_TABLE) {
+            const f = new PulseFilter(PULSE_OPTIONS)
+            for (const e of c.edges) {
+                if (e[1] === "v") f.onFall(e[0])
+                else f.onRise(e[0])
+            }
+            if (c.pollMs >= 0) f.poll(c.pollMs)
+            if (f.count !== c.pulses || f.glitches !== c.glitches)
+                throw new Error(c.name + ": " + f.count + " pulses, " + f.glitches + " glitches")
+        }
     })
 
     test("removeAt", () => {
