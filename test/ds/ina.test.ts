@@ -1,0 +1,137 @@
+// The INA219 and INA226 drivers in the VM, against a fake I2C bus that models the chips at
+// register level (the arithmetic of ina2xx.ts, checked against the datasheets in Node).
+import * as ds from "@devicescript/core"
+import { describe, test, expect } from "@devicescript/test"
+import { I2C, I2CError } from "@devicescript/i2c"
+import { InaDriver } from "../../src/meters/ina-driver"
+import { chipCurrentRegister, chipPowerRegister, EnergyIntegrator, INA219, INA226, InaChip } from "../../src/meters/ina2xx"
+
+/** A chip on a bus: 16-bit registers, a register pointer, current and power computed on read. */
+class FakeInaBus extends I2C {
+    regs: number[] = []
+    pointer = 0
+    failNext = false
+    overflow = false
+    transactions = 0
+
+    constructor(readonly chip: InaChip, readonly address: number) {
+        super()
+        for (let i = 0; i < 256; ++i) this.regs.push(0)
+        this.regs[0xfe] = 0x5449
+        this.regs[0xff] = 0x2260
+    }
+
+    /** What the chip measured: the raw shunt register and the bus voltage in its LSBs. */
+    measure(shuntReg: number, busCounts: number) {
+        this.regs[1] = shuntReg
+        this.regs[2] = this.chip === INA219 ? (busCounts << 3) | 0x02 | (this.overflow ? 1 : 0) : busCounts
+        this.regs[6] = 0x08 | (this.overflow ? 0x04 : 0)
+        const current = chipCurrentRegister(this.chip, shuntReg, this.regs[5])
+        this.regs[4] = current < 0 ? current + 0x10000 : current
+        this.regs[3] = chipPowerRegister(this.chip, this.regs[4], this.regs[2])
+    }
+
+    override async xfer(devAddr: number, writeBuf: Buffer, numRead?: number): Promise<Buffer> {
+        this.transactions++
+        if (devAddr !== this.address) throw new I2CError("no device at " + devAddr, ds.I2CStatus.NAckAddr)
+        if (this.failNext) {
+            this.failNext = false
+            throw new I2CError("bus error", ds.I2CStatus.NAckData)
+        }
+        if (writeBuf.length) this.pointer = writeBuf[0]
+        if (writeBuf.length === 3) {
+            let v = writeBuf[1] * 256 + writeBuf[2]
+            // INA219: bit 0 of the calibration register is void.
+            if (this.pointer === 5 && this.chip === INA219) v = v - (v % 2)
+            this.regs[this.pointer] = v
+        }
+        if (!numRead) return Buffer.alloc(0)
+        const v = this.regs[this.pointer]
+        return Buffer.from([(v >> 8) & 0xff, v & 0xff])
+    }
+}
+
+describe("INA drivers on a fake I2C bus", () => {
+    test("INA226: configuration, calibration 2560, and the datasheet example read as 10 A, 11.98 V, 119.8 W", async () => {
+        const bus = new FakeInaBus(INA226, 0x40)
+        // Current_LSB = max / 2^15: 32.768 A gives exactly 1 mA, as in the datasheet example.
+        const d = new InaDriver({ chip: INA226, shuntOhms: 0.002, maxCurrentA: 32.768, client: bus })
+        await d.configure()
+        expect(bus.regs[0]).toBe(0x4527)
+        expect(bus.regs[5]).toBe(2560)
+        bus.measure(0x1f40, 0x2570)
+        expect(bus.regs[4]).toBe(0x2710)
+        expect(bus.regs[3]).toBe(0x12b8)
+        const r = await d.read()
+        expect(Math.abs(r.currentA - 10) < 1e-9).toBe(true)
+        expect(Math.abs(r.busV - 11.98) < 1e-9).toBe(true)
+        expect(Math.abs(r.powerW - 119.8) < 1e-9).toBe(true)
+        expect(r.overflow).toBe(false)
+    })
+
+    test("INA219: calibration 4096 for 0.1 Ohm, 1.5 A at 12 V reads as 18 W; overflow is flagged", async () => {
+        const bus = new FakeInaBus(INA219, 0x41)
+        const d = new InaDriver({ chip: INA219, address: 0x41, shuntOhms: 0.1, maxCurrentA: 3.2768, client: bus })
+        await d.configure()
+        expect(bus.regs[5]).toBe(4096)
+        bus.measure(15000, 3000)
+        const r = await d.read()
+        expect(Math.abs(r.currentA - 1.5) < 1e-9).toBe(true)
+        expect(Math.abs(r.busV - 12) < 1e-9).toBe(true)
+        expect(Math.abs(r.powerW - 18) < 1e-9).toBe(true)
+        bus.overflow = true
+        bus.measure(15000, 3000)
+        expect((await d.read()).overflow).toBe(true)
+    })
+
+    test("a bus error is an I2CError the caller catches, and the next read works", async () => {
+        const bus = new FakeInaBus(INA226, 0x40)
+        const d = new InaDriver({ chip: INA226, shuntOhms: 0.002, maxCurrentA: 32.768, client: bus })
+        await d.configure()
+        bus.measure(0x1f40, 0x2570)
+        bus.failNext = true
+        let error = ""
+        try {
+            await d.read()
+        } catch (e) {
+            error = (e as Error).message
+        }
+        expect(error).toBe("bus error")
+        expect(Math.abs((await d.read()).currentA - 10) < 1e-9).toBe(true)
+    })
+
+    test("a chip that is not an INA226 is refused by its manufacturer id; a wrong address by the bus", async () => {
+        const bus = new FakeInaBus(INA226, 0x40)
+        bus.regs[0xfe] = 0x1234
+        let error = ""
+        try {
+            await new InaDriver({ chip: INA226, shuntOhms: 0.002, maxCurrentA: 32.768, client: bus }).configure()
+        } catch (e) {
+            error = (e as Error).message
+        }
+        expect(error.indexOf("manufacturer id") > 0).toBe(true)
+        let noDevice = ""
+        try {
+            await new InaDriver({ chip: INA226, address: 0x45, shuntOhms: 0.002, maxCurrentA: 32.768, client: bus }).configure()
+        } catch (e) {
+            noDevice = (e as Error).message
+        }
+        expect(noDevice.indexOf("no device") >= 0).toBe(true)
+    })
+
+    test("100 W for an hour of one-second samples through the driver integrates to 100 Wh within 0.1 %", async () => {
+        const bus = new FakeInaBus(INA226, 0x40)
+        const d = new InaDriver({ chip: INA226, shuntOhms: 0.002, maxCurrentA: 32.768, client: bus })
+        await d.configure()
+        // 100 W at 12 V: 8.333 A, 16.67 mV across 2 mOhm = 6667 x 2.5 uV; 12 V = 9600 x 1.25 mV.
+        bus.measure(6667, 9600)
+        const integrator = new EnergyIntegrator(5000)
+        for (let s = 0; s <= 3600; ++s) {
+            integrator.add((await d.read()).powerW, s * 1000)
+            if (s % 50 === 0) await ds.sleep(0)
+        }
+        const wh = integrator.milliWh / 1000
+        console.log("    100 W for 3600 s: " + wh + " Wh")
+        expect(Math.abs(wh - 100) < 0.1).toBe(true)
+    })
+})
