@@ -136,7 +136,7 @@ for (const suite of suites) {
     if (suite === "e2e")
         add(
             "e2e",
-            await runNodeTests("e2e", listTests("test/e2e"), ["--test-concurrency=1", "--test-timeout=600000"])
+            await runNodeTests("e2e", listTests("test/e2e"), ["--test-concurrency=1", "--test-timeout=1500000"])
         )
 }
 
