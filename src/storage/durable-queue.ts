@@ -285,6 +285,8 @@ export class DurableQueue {
     /** The oldest block's bytes, so peek() does not read flash every time. */
     private headCache: Buffer = null
     private headCacheSerial = -1
+    private readCache: Buffer = null
+    private readCacheSerial = -1
     readonly keyPrefix: string
     private readonly pause: () => Promise<void>
     private recordsSincePause = 0
@@ -534,15 +536,24 @@ export class DurableQueue {
         return out
     }
 
-    /** The bytes of the block at position i: from RAM while staged or open, else from flash. */
+    /**
+     * The bytes of the block at position i: from RAM while staged or open, else from flash. The
+     * head block and the last other block read are kept: a drain peeks the same block a dozen
+     * times in a row, and a Settings read costs about 20 ms in the simulator. A serial names
+     * one content for good (a rewrite takes a new serial), so the copies never go stale.
+     */
     private async blockBytes(i: number): Promise<Buffer> {
         const b = this.blocks[i]
         if (b.writer) return b.writer.bytes()
         if (b.serial === this.headCacheSerial && this.headCache) return this.headCache
+        if (b.serial === this.readCacheSerial && this.readCache) return this.readCache
         const bytes = await this.store.get(this.blockKey(b.slot))
         if (i === 0) {
             this.headCache = bytes
             this.headCacheSerial = b.serial
+        } else {
+            this.readCache = bytes
+            this.readCacheSerial = b.serial
         }
         return bytes
     }
