@@ -23,6 +23,11 @@ export interface NodeConfig {
     flushIntervalMs: number
     /** Log bytes of the Settings store the reading queue may hold. */
     queueBytes: number
+    /** INA219/INA226: shunt in micro-ohm, largest expected current in mA, I2C address, sampling interval. */
+    inaShuntMicroOhm: number
+    inaMaxMilliA: number
+    inaAddress: number
+    sampleMs: number
     simSeed: number
     simMeanW: number
     /** Simulated meter: one-minute readings of history queued at boot, for drain benchmarks. */
@@ -49,7 +54,11 @@ export const SETTINGS: SettingSpec[] = [
     { key: "KEEPALIVE_S", default: 30, kind: "int", min: 5, max: 65535, help: "MQTT keepalive in seconds" },
     { key: "INFLIGHT", default: 16, kind: "int", min: 1, max: 64, help: "QoS 1 publishes awaiting PUBACK at once" },
     { key: "METER_ID", default: "main", kind: "string", help: "meter id in topics" },
-    { key: "METER_KIND", default: "sim", kind: "string", help: "meter driver: sim" },
+    { key: "METER_KIND", default: "sim", kind: "string", help: "meter driver: sim, ina219 or ina226" },
+    { key: "INA_SHUNT_UO", default: 100000, kind: "int", min: 100, max: 100000000, help: "INA219/INA226: shunt resistance in micro-ohm (100000 = 0.1 ohm)" },
+    { key: "INA_MAX_MA", default: 3200, kind: "int", min: 1, max: 1000000, help: "INA219/INA226: largest expected current in mA (sets the current LSB)" },
+    { key: "INA_ADDR", default: 64, kind: "int", min: 64, max: 79, help: "INA219/INA226: 7-bit I2C address (64 = 0x40)" },
+    { key: "SAMPLE_MS", default: 1000, kind: "int", min: 50, max: 60000, help: "INA219/INA226: power sampling interval in ms" },
     { key: "READ_MS", default: 60000, kind: "int", min: 1000, max: 86400000, help: "reading interval in ms (readings are stored to the second)" },
     { key: "FLUSH_S", default: 600, kind: "int", min: 1, max: 86400, help: "longest time an unacknowledged reading stays in RAM only, s (the loss bound at a power cut)" },
     { key: "QUEUE_BYTES", default: 4608, kind: "int", min: 800, max: 8928, help: "Settings-store bytes for queued readings (8 KB store: 4608; ESP32's 16 KB: up to 8928)" },
@@ -58,7 +67,7 @@ export const SETTINGS: SettingSpec[] = [
     { key: "SIM_BACKLOG", default: 0, kind: "int", min: 0, max: 5000, help: "simulated meter: one-minute readings of history to queue at boot (benchmarks)" },
 ]
 
-export const METER_KINDS = ["sim"]
+export const METER_KINDS = ["sim", "ina219", "ina226"]
 
 const ID_PATTERN_TEXT = "letters, digits, '-' and '_'"
 
@@ -163,6 +172,10 @@ export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedC
             readingIntervalMs: v.READ_MS,
             flushIntervalMs: v.FLUSH_S * 1000,
             queueBytes: v.QUEUE_BYTES,
+            inaShuntMicroOhm: v.INA_SHUNT_UO,
+            inaMaxMilliA: v.INA_MAX_MA,
+            inaAddress: v.INA_ADDR,
+            sampleMs: v.SAMPLE_MS,
             simSeed: v.SIM_SEED,
             simMeanW: v.SIM_MEAN_W,
             simBacklog: v.SIM_BACKLOG,

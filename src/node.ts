@@ -6,13 +6,17 @@ import { describeConfig, NodeConfig, parseConfig, SETTINGS } from "./config"
 import { MqttClient } from "./mqtt/client"
 import { SequenceAllocator } from "./sequence"
 import { SimulatedEnergyMeter } from "./meters/simulated"
+import { EnergyMeter } from "./meters/meter"
+import { InaDriver } from "./meters/ina-driver"
+import { INA219, INA226 } from "./meters/ina2xx"
+import { InaEnergyMeter } from "./meters/ina-meter"
 import { readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
 import { PublishPacket } from "./mqtt/packets"
 import { readJsonSetting, readSettings, writeVerified } from "./platform/settings-store"
 import { gapRecord, initialState, lastKnown, NodeState, STATE_KEY, stateFromJson, stateToJson } from "./node-state"
 import { DurableQueue } from "./storage/durable-queue"
 import { SettingsKeyValueStore } from "./storage/settings-kv"
-import { energyRecord, ReadingRecord } from "./storage/records"
+import { energyRecord, FLAG_ESTIMATED, ReadingRecord } from "./storage/records"
 import { Uplink } from "./uplink"
 
 /** How long a planned stop waits for its offline status to be acknowledged before going anyway. */
@@ -38,7 +42,8 @@ class Node {
     private uplink: Uplink
     private lastError = ""
     private sequence: SequenceAllocator
-    private meter: SimulatedEnergyMeter
+    /** Null when the meter's configuration is unusable: the node stays up and says why. */
+    private meter: EnergyMeter = null
     private readonly boot: number
     private stopping = false
     /** Emits the token of every acknowledged publish, for code that waits on one. */
@@ -87,7 +92,7 @@ class Node {
         )
         const newestQueued = this.queue.size() ? (await this.queue.peek(1, this.queue.size() - 1))[0] : null
         const known = lastKnown(this.previous, newestQueued)
-        this.meter = new SimulatedEnergyMeter(c.simSeed, c.simMeanW, known.totalMilliWh)
+        this.meter = await this.createMeter(known.totalMilliWh)
         // The new boot count and the first seq reservation in one write, before any seq is used.
         this.state = {
             boot: this.boot,
@@ -105,8 +110,9 @@ class Node {
             await this.uplink.append(gap)
             await this.uplink.flush()
         }
-        if (c.simBacklog && !this.queue.size()) await this.queueHistory(c.simBacklog)
-        console.log(`node: boot ${this.boot}, next seq ${this.sequence.peek()}, total ${this.meter.totalMilliWh} mWh, queued ${this.uplink.size()}`)
+        if (c.simBacklog && c.meterKind === "sim" && !this.queue.size()) await this.queueHistory(c.simBacklog)
+        const total = this.meter ? this.meter.totalMilliWh : known.totalMilliWh
+        console.log(`node: boot ${this.boot}, next seq ${this.sequence.peek()}, total ${total} mWh, queued ${this.uplink.size()}`)
         this.client = new MqttClient(
             c.broker,
             {
@@ -136,8 +142,29 @@ class Node {
         )
         this.uplink.attach(this.client)
         this.client.start()
-        setTimeout(async () => await self.readingLoop(), 0)
+        if (this.meter) setTimeout(async () => await self.readingLoop(), 0)
         setTimeout(async () => await self.uplink.flushLoop(), 0)
+    }
+
+    /** The configured meter, started; null (and the reason reported) when it cannot be built. */
+    private async createMeter(totalMilliWh: number): Promise<EnergyMeter> {
+        const c = this.config
+        if (c.meterKind === "sim") return new SimulatedEnergyMeter(c.simSeed, c.simMeanW, totalMilliWh)
+        const self = this
+        try {
+            const driver = new InaDriver({
+                chip: c.meterKind === "ina219" ? INA219 : INA226,
+                address: c.inaAddress,
+                shuntOhms: c.inaShuntMicroOhm / 1000000,
+                maxCurrentA: c.inaMaxMilliA / 1000,
+            })
+            const meter = new InaEnergyMeter(driver, totalMilliWh, c.sampleMs, text => self.reportError(text))
+            await meter.start()
+            return meter
+        } catch (e) {
+            this.reportError("meter " + c.meterId + " (" + c.meterKind + "): " + (e as Error).message + "; no readings until the configuration is fixed")
+            return null
+        }
     }
 
     /**
@@ -147,7 +174,7 @@ class Node {
     private async queueHistory(count: number) {
         const historyBoot = this.boot - 1
         for (let i = 0; i < count; ++i) {
-            const r = this.meter.read(i * 60000, (i + 1) * 60000)
+            const r = await this.meter.read(i * 60000, (i + 1) * 60000)
             await this.persistReservation(false)
             const seq = this.sequence.take()
             await this.uplink.append(energyRecord(METER_INDEX, seq, historyBoot, i * 60000, (i + 1) * 60000, r.deltaMilliWh, this.meter.totalMilliWh))
@@ -288,9 +315,10 @@ class Node {
             nextMs += c.readingIntervalMs
             // After a long stall, skip the missed slots rather than firing a burst.
             if (nextMs <= endMs) nextMs = endMs + c.readingIntervalMs
-            const r = this.meter.read(startMs, endMs)
+            const r = await this.meter.read(startMs, endMs)
             await this.persistReservation(false)
             const record = energyRecord(METER_INDEX, this.sequence.take(), this.boot, startMs, endMs, r.deltaMilliWh, this.meter.totalMilliWh)
+            if (r.estimated) record.flags |= FLAG_ESTIMATED
             startMs = endMs
             this.newest = record
             await this.uplink.append(record)

@@ -5,6 +5,7 @@ import { describe, test, expect } from "@devicescript/test"
 import { I2C, I2CError } from "@devicescript/i2c"
 import { InaDriver } from "../../src/meters/ina-driver"
 import { chipCurrentRegister, chipPowerRegister, EnergyIntegrator, INA219, INA226, InaChip } from "../../src/meters/ina2xx"
+import { InaEnergyMeter } from "../../src/meters/ina-meter"
 
 /** A chip on a bus: 16-bit registers, a register pointer, current and power computed on read. */
 class FakeInaBus extends I2C {
@@ -133,5 +134,31 @@ describe("INA drivers on a fake I2C bus", () => {
         const wh = integrator.milliWh / 1000
         console.log("    100 W for 3600 s: " + wh + " Wh")
         expect(Math.abs(wh - 100) < 0.1).toBe(true)
+    })
+
+    test("the INA energy meter: an hour at 100 W reads 99.975 Wh; a failed sample is reported and flags its interval", async () => {
+        const bus = new FakeInaBus(INA226, 0x40)
+        const driver = new InaDriver({ chip: INA226, shuntOhms: 0.002, maxCurrentA: 32.768, client: bus })
+        await driver.configure()
+        bus.measure(6667, 9600)
+        const errors: string[] = []
+        const meter = new InaEnergyMeter(driver, 5000000, 1000, text => errors.push(text))
+        for (let s = 0; s <= 3600; ++s) {
+            await meter.sample(s * 1000)
+            if (s % 50 === 0) await ds.sleep(0)
+        }
+        const hour = meter.read(0, 3600000)
+        expect(hour.deltaMilliWh).toBe(99975)
+        expect(hour.estimated).toBe(false)
+        expect(meter.totalMilliWh).toBe(5099975)
+        bus.failNext = true
+        for (let s = 3601; s <= 3660; ++s) await meter.sample(s * 1000)
+        const minute = meter.read(3600000, 3660000)
+        expect(minute.estimated).toBe(true)
+        expect(errors.length).toBe(1)
+        expect(errors[0].indexOf("INA226 at I2C address 64: bus error") >= 0).toBe(true)
+        // One missing sample is bridged: the minute still holds its 60 s of energy.
+        expect(Math.abs(minute.deltaMilliWh - 1666) <= 1).toBe(true)
+        expect(meter.read(3660000, 3660000).estimated).toBe(false)
     })
 })

@@ -159,3 +159,48 @@ describe("commands", () => {
         assert.deepEqual(JSON.parse(reply!.payload), { id: "r1", ok: true })
     })
 })
+
+describe("meter configuration", () => {
+    let broker: Broker
+    before(async () => {
+        broker = await new Broker({ persistence: false }).start()
+    })
+    after(async () => {
+        await broker?.dispose()
+    })
+
+    async function runNode(nodeId: string, settings: Record<string, string | number>, what: string, until: (r: Recorder) => boolean) {
+        const recorder = await new Recorder(broker.url, `meters/${nodeId}/#`).start()
+        const node = new NodeUnderTest({ MQTT_URL: broker.url, NODE_ID: nodeId, READ_MS: 1000, KEEPALIVE_S: 5, ...settings })
+        try {
+            await node.start(true)
+            await recorder.waitFor(what, until, 30_000)
+            return { recorder, lines: [...node.simulator!.lines] }
+        } finally {
+            await node.dispose()
+            await recorder.stop()
+        }
+    }
+
+    test("an INA226 the board does not have: the failing samples are named, readings are flagged estimated, the node stays up", async () => {
+        const { recorder, lines } = await runNode("e2e-ina", { METER_KIND: "ina226" }, "3 readings", r => r.readings().length >= 3)
+        const readings = recorder.readings()
+        assert.ok(readings.every(r => r.estimated === true && r.delta === 0), JSON.stringify(readings.slice(0, 3)))
+        const named = lines.filter(l => l.startsWith("meter: INA226 at I2C address 64:"))
+        assert.ok(named.length >= 1, "the failing chip is named on the console")
+        assert.equal(named.length, 1, "reported once a minute, not at every sample")
+        console.log(`# ina226 without I2C: ${named[0]}`)
+    })
+
+    test("a shunt the chip cannot be calibrated for: named in the status, no readings, commands still answered", async () => {
+        const { recorder } = await runNode(
+            "e2e-badmeter",
+            { METER_KIND: "ina219", INA_SHUNT_UO: 100, INA_MAX_MA: 1 },
+            "an online status",
+            r => r.messages.some(m => m.topic.endsWith("/status") && m.payload.includes('"online"'))
+        )
+        const status = JSON.parse(recorder.messages.find(m => m.topic.endsWith("/status"))!.payload)
+        assert.match(status.error, /^meter main \(ina219\): INA219: calibration .* out of 1\.\.65534/)
+        assert.equal(recorder.readings().length, 0)
+    })
+})

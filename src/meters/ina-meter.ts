@@ -1,0 +1,83 @@
+// An energy meter on an INA219 or INA226: power sampled every sampleMs, integrated by the
+// trapezoid rule. A failed sample (bus error, math overflow) is reported and leaves a hole that
+// is not guessed: the reading of that interval is flagged estimated.
+// Platform code: DeviceScript only.
+import * as ds from "@devicescript/core"
+import { InaDriver } from "./ina-driver"
+import { EnergyIntegrator } from "./ina2xx"
+import { EnergyMeter, MeterReading } from "./meter"
+
+/** Errors reported at most this often, so a missing chip does not flood the console. */
+const ERROR_REPORT_MS = 60000
+
+export class InaEnergyMeter implements EnergyMeter {
+    totalMilliWh: number
+    /** Samples taken and failed since boot. */
+    samples = 0
+    failures = 0
+    private readonly integrator: EnergyIntegrator
+    private readonly baseMilliWh: number
+    private failedSinceRead = false
+    private uncoveredAtRead = 0
+    private lastReportMs = -ERROR_REPORT_MS
+
+    constructor(
+        readonly driver: InaDriver,
+        totalMilliWh: number,
+        readonly sampleMs: number,
+        private readonly onError: (text: string) => void
+    ) {
+        this.totalMilliWh = totalMilliWh
+        this.baseMilliWh = totalMilliWh
+        // A gap of more than two sample periods is not bridged.
+        this.integrator = new EnergyIntegrator(sampleMs * 2 + 50)
+    }
+
+    /** Configures the chip, then samples in a fiber of its own. */
+    async start() {
+        try {
+            await this.driver.init()
+        } catch (e) {
+            this.report(this.driver.chip.name + ": " + (e as Error).message)
+        }
+        const self = this
+        setTimeout(async () => {
+            for (;;) {
+                await self.sample(ds.millis())
+                await ds.sleep(self.sampleMs)
+            }
+        }, 0)
+    }
+
+    /** One sample at nowMs (ms since boot). */
+    async sample(nowMs: number) {
+        this.samples++
+        try {
+            const r = await this.driver.read()
+            if (r.overflow) throw new Error("current or power overflowed: the shunt or INA_MAX_A does not fit the load")
+            this.integrator.add(r.powerW, nowMs)
+        } catch (e) {
+            this.failures++
+            this.failedSinceRead = true
+            this.report(this.driver.chip.name + " at I2C address " + this.driver.devAddr + ": " + (e as Error).message)
+        }
+    }
+
+    read(startMs: number, endMs: number): MeterReading {
+        // Rounded, not floored: 3,600 additions of 27.77 mWh sum to 99,974.9999.
+        const total = this.baseMilliWh + Math.round(this.integrator.milliWh)
+        const delta = total - this.totalMilliWh
+        this.totalMilliWh = total
+        const estimated = this.failedSinceRead || this.integrator.uncoveredMs > this.uncoveredAtRead
+        this.failedSinceRead = false
+        this.uncoveredAtRead = this.integrator.uncoveredMs
+        return { deltaMilliWh: delta, estimated }
+    }
+
+    private report(text: string) {
+        const now = ds.millis()
+        if (now - this.lastReportMs < ERROR_REPORT_MS) return
+        this.lastReportMs = now
+        this.onError("meter: " + text)
+    }
+}
