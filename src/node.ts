@@ -249,11 +249,7 @@ class Node {
         }
         await this.uplink.flush()
         const s = this.nextState()
-        if (this.newest) {
-            s.markSeq = this.newest.seq
-            s.markEndS = this.newest.startS + this.newest.durationS
-            s.total = this.newest.totalMilliWh
-        }
+        if (this.newest) this.markAt(s, this.newest)
         s.clean = true
         await this.writeState(s)
         await this.client.stop()
@@ -286,11 +282,16 @@ class Node {
             console.log(`flash: safe up to seq ${newest.seq}`)
             return
         }
-        s.markSeq = newest.seq
-        // A gap record belongs to the previous boot: this boot has accounted for nothing yet.
-        s.markEndS = newest.boot === this.boot ? newest.startS + newest.durationS : 0
-        s.total = newest.totalMilliWh
+        this.markAt(s, newest)
         if (await this.writeState(s)) console.log(`flash: safe up to seq ${s.markSeq}`)
+    }
+
+    /** Makes `r` the last safe reading of state `s`. */
+    private markAt(s: NodeState, r: ReadingRecord) {
+        s.markSeq = r.seq
+        // A gap record belongs to the previous boot: this boot has accounted for nothing yet.
+        s.markEndS = r.boot === this.boot ? r.startS + r.durationS : 0
+        s.total = r.totalMilliWh
     }
 
     /** Persists a new seq reservation when the current one is used up (or `force`: the boot write). */
