@@ -12,7 +12,7 @@ import { Broker, BrokerOptions } from "../../devs/lib/broker"
 import { FaultProxy, RecordedPacket } from "../../devs/lib/fault-proxy"
 import type { Settings, Simulator } from "../../devs/lib/simulator"
 import { sleep } from "../../devs/lib/process"
-import { NodeUnderTest, Recorder, RecorderOptions } from "./helpers"
+import { assertFirstDeliveriesInOrder, NodeUnderTest, Recorder, RecorderOptions } from "./helpers"
 
 const READING_SUFFIX = "/main/reading"
 
@@ -139,21 +139,7 @@ function assertDeliveredInOrder(rig: Rig) {
     const delivered = deliveredSeqs(rig.recorder)
     const created = createdSeqs(rig.node)
     assert.ok(delivered.length > 0, "readings were delivered")
-    const seen = new Set<number>()
-    let highest = -1
-    let duplicates = 0
-    for (const seq of delivered) {
-        if (seen.has(seq)) {
-            duplicates++
-            continue
-        }
-        assert.ok(
-            seq > highest,
-            `seq ${seq} first delivered after seq ${highest}: out of order (${delivered.join(" ")})`
-        )
-        highest = seq
-        seen.add(seq)
-    }
+    const { seen, duplicates, highest } = assertFirstDeliveriesInOrder(delivered)
     const first = Math.min(...seen)
     assert.equal(
         first,

@@ -1,6 +1,7 @@
 // Shared pieces of the end-to-end tests: a broker, the firmware in the simulator, and a
 // subscriber that records what the broker delivered.
 import mqtt from "mqtt"
+import assert from "node:assert/strict"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -162,4 +163,24 @@ export async function withBroker<T>(options: BrokerOptions, fn: (broker: Broker)
     } finally {
         await broker.dispose()
     }
+}
+
+/**
+ * At-least-once, in order: over the seqs in the order they were delivered, each seq's first
+ * delivery comes after every lower seq's, and a repeat (a duplicate QoS 1 allows) is counted.
+ */
+export function assertFirstDeliveriesInOrder(delivered: number[]) {
+    const seen = new Set<number>()
+    let highest = -1
+    let duplicates = 0
+    for (const seq of delivered) {
+        if (seen.has(seq)) {
+            duplicates++
+            continue
+        }
+        assert.ok(seq > highest, `seq ${seq} first delivered after seq ${highest}: out of order (${delivered.join(" ")})`)
+        highest = seq
+        seen.add(seq)
+    }
+    return { seen, duplicates, highest }
 }

@@ -6,7 +6,7 @@ import assert from "node:assert/strict"
 import { Broker } from "../../devs/lib/broker"
 import { sleep } from "../../devs/lib/process"
 import type { Settings } from "../../devs/lib/simulator"
-import { NodeUnderTest, Recorder } from "./helpers"
+import { assertFirstDeliveriesInOrder, NodeUnderTest, Recorder } from "./helpers"
 
 const READING_SUFFIX = "/main/reading"
 
@@ -44,27 +44,6 @@ function lastSafeSeq(lines: string[]) {
     return safe
 }
 
-/**
- * The readings delivered: each seq once at least, first deliveries in increasing seq, and
- * repeats only of seqs delivered before (the duplicates QoS 1 allows).
- */
-function deliveryOrder(recorder: Recorder) {
-    const seqs = recorder.readings(READING_SUFFIX).map(r => r.seq as number)
-    const seen = new Set<number>()
-    let highest = -1
-    let duplicates = 0
-    for (const seq of seqs) {
-        if (seen.has(seq)) {
-            duplicates++
-            continue
-        }
-        assert.ok(seq > highest, `seq ${seq} first delivered after seq ${highest}: out of order`)
-        highest = seq
-        seen.add(seq)
-    }
-    return { seen, duplicates }
-}
-
 /** Deterministic moments, so a failure can be replayed: a Park-Miller sequence from a seed. */
 function* moments(seed: number, fromMs: number, toMs: number) {
     let state = seed
@@ -99,7 +78,7 @@ test("broker down for 10 minutes at one reading a second: every reading delivere
         120_000
     )
     const drainedMs = Date.now() - upAt
-    const { seen, duplicates } = deliveryOrder(recorder)
+    const { seen, duplicates } = assertFirstDeliveriesInOrder(recorder.readings(READING_SUFFIX).map(r => r.seq as number))
     for (const seq of created) assert.ok(seen.has(seq), `seq ${seq} delivered`)
     const all = recorder.readings(READING_SUFFIX)
     assert.ok(all.every(r => r.boot === 1), "no reboot: one boot, one seq range")
@@ -160,7 +139,7 @@ test("power cut at five random moments while offline: what was flushed is delive
         },
         120_000
     )
-    deliveryOrder(recorder)
+    assertFirstDeliveriesInOrder(recorder.readings(READING_SUFFIX).map(r => r.seq as number))
     const seen = new Set(recorder.readings(READING_SUFFIX).map(r => r.seq))
     const gaps = recorder.gaps(READING_SUFFIX)
     const report: string[] = []
