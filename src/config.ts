@@ -18,6 +18,8 @@ export interface NodeConfig {
     inflightWindow: number
     meterId: string
     meterKind: string
+    /** Retained time topic the node takes UTC from; "" = none (then only the `time` command sets it). */
+    timeTopic: string
     readingIntervalMs: number
     /** While readings wait for the broker, the longest they stay in RAM only before a flash write. */
     flushIntervalMs: number
@@ -53,6 +55,7 @@ export const SETTINGS: SettingSpec[] = [
     { key: "TOPIC_PREFIX", default: "meters", kind: "string", help: "first topic level" },
     { key: "KEEPALIVE_S", default: 30, kind: "int", min: 5, max: 65535, help: "MQTT keepalive in seconds" },
     { key: "INFLIGHT", default: 16, kind: "int", min: 1, max: 64, help: "QoS 1 publishes awaiting PUBACK at once" },
+    { key: "TIME_TOPIC", default: "meters/time", kind: "string", help: "topic the node reads UTC from ({\"utc_ms\":...}); - = none" },
     { key: "METER_ID", default: "main", kind: "string", help: "meter id in topics" },
     { key: "METER_KIND", default: "sim", kind: "string", help: "meter driver: sim, ina219 or ina226" },
     { key: "INA_SHUNT_UO", default: 100000, kind: "int", min: 100, max: 100000000, help: "INA219/INA226: shunt resistance in micro-ohm (100000 = 0.1 ohm)" },
@@ -152,6 +155,12 @@ export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedC
         errors.push(`setting TOPIC_PREFIX: ${prefixError}`)
         prefix = "meters"
     }
+    let timeTopic: string = v.TIME_TOPIC === "-" ? "" : v.TIME_TOPIC
+    const timeTopicError = timeTopic ? validateTopicName(timeTopic) : null
+    if (timeTopicError) {
+        errors.push(`setting TIME_TOPIC: ${timeTopicError}`)
+        timeTopic = "meters/time"
+    }
     let meterKind: string = v.METER_KIND
     if (METER_KINDS.indexOf(meterKind) < 0) {
         errors.push(`setting METER_KIND: unknown meter kind ${meterKind} (known: ${METER_KINDS.join(", ")})`)
@@ -169,6 +178,7 @@ export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedC
             inflightWindow: v.INFLIGHT,
             meterId,
             meterKind,
+            timeTopic,
             readingIntervalMs: v.READ_MS,
             flushIntervalMs: v.FLUSH_S * 1000,
             queueBytes: v.QUEUE_BYTES,
@@ -192,6 +202,7 @@ export function describeConfig(c: NodeConfig) {
     if (c.password) text += " password ***"
     text += `, node ${c.nodeId}, prefix ${c.topicPrefix}, keepalive ${c.keepaliveS} s`
     text += `, meter ${c.meterId} (${c.meterKind}) every ${c.readingIntervalMs} ms`
+    text += `, time from ${c.timeTopic || "the time command only"}`
     text += `, flush within ${c.flushIntervalMs / 1000} s, queue ${c.queueBytes} B`
     return text
 }

@@ -6,6 +6,7 @@
 //
 // Pure core: imports nothing from @devicescript.
 import { FLAG_CLOCK_NOT_SET, FLAG_GAP, newRecord, ReadingRecord } from "./storage/records"
+import { BootOffset, KEPT_BOOT_OFFSETS } from "./clock"
 
 /** Settings key of the state. */
 export const STATE_KEY = "mn_state"
@@ -16,15 +17,18 @@ export interface NodeState {
     seq: number
     /** Meter total, mWh, at the mark. */
     total: number
-    /** The last seq known safe, and the end of its interval in seconds since boot `boot`. */
+    /** The last seq known safe, and the end of its interval: seconds since boot `boot`, or Unix seconds when markUtc. */
     markSeq: number
     markEndS: number
+    markUtc: boolean
+    /** UTC offsets (utcS - uptimeS) of recent boots that learned the time, oldest first. */
+    offsets: BootOffset[]
     /** This boot ended with a planned stop: everything it took is accounted for. */
     clean: boolean
 }
 
 export function initialState(): NodeState {
-    return { boot: 0, seq: 0, total: 0, markSeq: 0, markEndS: 0, clean: true }
+    return { boot: 0, seq: 0, total: 0, markSeq: 0, markEndS: 0, markUtc: false, offsets: [], clean: true }
 }
 
 function isWholeNumber(v: any) {
@@ -33,7 +37,21 @@ function isWholeNumber(v: any) {
 
 /** The state in its flash form: short keys keep it far below the store's value limit. */
 export function stateToJson(s: NodeState): any {
-    return { b: s.boot, s: s.seq, t: s.total, ms: s.markSeq, me: s.markEndS, c: s.clean ? 1 : 0 }
+    const k: number[] = []
+    for (const o of s.offsets) {
+        k.push(o.boot)
+        k.push(o.offsetS)
+    }
+    return { b: s.boot, s: s.seq, t: s.total, ms: s.markSeq, me: s.markEndS, mu: s.markUtc ? 1 : 0, k, c: s.clean ? 1 : 0 }
+}
+
+/** The offsets of a state read from flash: pairs of boot and offset; anything else is dropped. */
+function offsetsFromJson(k: any): BootOffset[] {
+    const out: BootOffset[] = []
+    if (!Array.isArray(k)) return out
+    for (let i = 0; i + 1 < k.length && out.length < KEPT_BOOT_OFFSETS; i += 2)
+        if (isWholeNumber(k[i]) && isWholeNumber(k[i + 1]) && k[i + 1] > 0) out.push({ boot: k[i], offsetS: k[i + 1] })
+    return out
 }
 
 /** The state read from flash, or null when it is missing or damaged. */
@@ -41,7 +59,7 @@ export function stateFromJson(v: any): NodeState {
     if (!v || typeof v !== "object") return null
     if (!isWholeNumber(v.b) || !isWholeNumber(v.s) || !isWholeNumber(v.t)) return null
     if (!isWholeNumber(v.ms) || !isWholeNumber(v.me)) return null
-    return { boot: v.b, seq: v.s, total: v.t, markSeq: v.ms, markEndS: v.me, clean: v.c === 1 }
+    return { boot: v.b, seq: v.s, total: v.t, markSeq: v.ms, markEndS: v.me, markUtc: v.mu === 1, offsets: offsetsFromJson(v.k), clean: v.c === 1 }
 }
 
 /** Where the previous boot's accounted-for readings end: its mark, or a later record still queued. */
@@ -49,14 +67,19 @@ export interface LastKnown {
     boot: number
     seq: number
     endS: number
+    /** endS is Unix seconds, not seconds since boot `boot`. */
+    endUtc: boolean
     totalMilliWh: number
 }
 
 export function lastKnown(prev: NodeState, newestQueued: ReadingRecord): LastKnown {
-    const k: LastKnown = { boot: prev.boot, seq: prev.markSeq, endS: prev.markEndS, totalMilliWh: prev.total }
+    const k: LastKnown = { boot: prev.boot, seq: prev.markSeq, endS: prev.markEndS, endUtc: prev.markUtc, totalMilliWh: prev.total }
     if (newestQueued && newestQueued.seq > k.seq) {
         k.seq = newestQueued.seq
-        if (newestQueued.boot === prev.boot) k.endS = newestQueued.startS + newestQueued.durationS
+        if (newestQueued.boot === prev.boot) {
+            k.endS = newestQueued.startS + newestQueued.durationS
+            k.endUtc = !(newestQueued.flags & FLAG_CLOCK_NOT_SET)
+        }
         if (newestQueued.totalMilliWh > k.totalMilliWh) k.totalMilliWh = newestQueued.totalMilliWh
     }
     return k
@@ -65,14 +88,14 @@ export function lastKnown(prev: NodeState, newestQueued: ReadingRecord): LastKno
 /**
  * The gap record a boot appends when the previous boot did not stop as planned: from the end of
  * the last reading known safe to the end of that boot (the node has no clock to say when that
- * was), covering every seq after it. It carries its own seq `gapSeq` (from this boot's
+ * was), covering every seq after it. Its start is in UTC when the last safe reading's end was. It carries its own seq `gapSeq` (from this boot's
  * reservation) so consumers deduplicate it like any reading. Null when nothing is missing.
  */
 export function gapRecord(prev: NodeState, known: LastKnown, meter: number, gapSeq: number): ReadingRecord {
     if (prev.clean || prev.boot === 0) return null
     const r = newRecord()
     r.meter = meter
-    r.flags = FLAG_GAP | FLAG_CLOCK_NOT_SET
+    r.flags = known.endUtc ? FLAG_GAP : FLAG_GAP | FLAG_CLOCK_NOT_SET
     r.boot = known.boot
     r.startS = known.endS
     r.durationS = 0

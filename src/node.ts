@@ -16,13 +16,16 @@ import { readJsonSetting, readSettings, writeVerified } from "./platform/setting
 import { gapRecord, initialState, lastKnown, NodeState, STATE_KEY, stateFromJson, stateToJson } from "./node-state"
 import { DurableQueue } from "./storage/durable-queue"
 import { SettingsKeyValueStore } from "./storage/settings-kv"
-import { energyRecord, FLAG_ESTIMATED, ReadingRecord } from "./storage/records"
+import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, ReadingRecord } from "./storage/records"
 import { Uplink } from "./uplink"
+import { nextBoundaryMs, offsetOfBoot, parseTimePayload, timeFromJson, WallClock, withBootOffset } from "./clock"
 
 /** How long a planned stop waits for its offline status to be acknowledged before going anyway. */
 const SHUTDOWN_ACK_TIMEOUT_MS = 5000
 /** The one meter of this version: index 0 in the queue's records. */
 const METER_INDEX = 0
+/** Commands on <prefix>/<node>/cmd/<name>. */
+const COMMANDS = ["restart", "status", "time"]
 
 async function loadState(): Promise<NodeState> {
     const raw = await readJsonSetting(STATE_KEY, undefined)
@@ -55,6 +58,8 @@ class Node {
     private state: NodeState
     /** The newest reading taken, for the mark a planned stop writes. */
     private newest: ReadingRecord = null
+    /** UTC, once a time message arrived. */
+    private readonly clock = new WallClock()
 
     constructor(
         readonly config: NodeConfig,
@@ -81,6 +86,7 @@ class Node {
             {
                 onError: text => self.reportError(text),
                 onFlushed: async (newest, inFlash) => await self.markSafe(newest, inFlash),
+                utcOffsetS: boot => (boot === self.boot ? self.clock.bootOffsetS : offsetOfBoot(self.state.offsets, boot)),
             },
             {
                 millis: () => ds.millis(),
@@ -100,6 +106,8 @@ class Node {
             total: known.totalMilliWh,
             markSeq: known.seq,
             markEndS: 0,
+            markUtc: false,
+            offsets: this.previous.offsets,
             clean: false,
         }
         await this.persistReservation(true)
@@ -123,7 +131,7 @@ class Node {
                 username: c.username || undefined,
                 password: c.password ? Buffer.from(c.password) : undefined,
                 inflightWindow: c.inflightWindow,
-                subscriptions: [{ topic: `${c.topicPrefix}/${c.nodeId}/cmd/+`, qos: 1 }],
+                subscriptions: this.subscriptions(),
             },
             {
                 onConnected: async () => {
@@ -134,7 +142,7 @@ class Node {
                     self.delivered.emit(token)
                     self.uplink.onDelivered(token)
                 },
-                onMessage: async message => await self.onCommand(message),
+                onMessage: async message => await self.onMessage(message),
                 onError: text => {
                     self.lastError = text
                 },
@@ -195,8 +203,51 @@ class Node {
             dropped: q.droppedReadings,
             merged: q.mergedRecords,
             lastError: this.lastError,
+            clock: this.clock.isSet() ? "set" : "unset",
         })
         await this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
+        return payload
+    }
+
+    /**
+     * Commands at QoS 1; the time topic at QoS 0, so that a broker keeping our session never
+     * queues time messages while the node is away and delivers them stale.
+     */
+    private subscriptions() {
+        const c = this.config
+        const subs = [{ topic: `${c.topicPrefix}/${c.nodeId}/cmd/+`, qos: 1 }]
+        if (c.timeTopic) subs.push({ topic: c.timeTopic, qos: 0 })
+        return subs
+    }
+
+    private async onMessage(message: PublishPacket) {
+        if (this.config.timeTopic && message.topic === this.config.timeTopic) {
+            // An empty retained message clears the topic (the time source went away): nothing to do.
+            if (!message.payload.length) return
+            const t = parseTimePayload(message.payload.toString())
+            if (t.error) this.reportError("time topic " + message.topic + ": " + t.error)
+            else await this.setTime(t.utcMs, "time topic", message.retain)
+            return
+        }
+        await this.onCommand(message)
+    }
+
+    /**
+     * A time arrived. The first one of a boot is written to the state with the boot's offset, so
+     * that readings of this boot still queued at the next boot are published in UTC too.
+     * Runs on the socket's fiber: the state write goes to a fiber of its own.
+     */
+    private async setTime(utcMs: number, source: string, retained: boolean) {
+        const wasSet = this.clock.isSet()
+        if (!this.clock.apply(ds.millis(), utcMs, source, retained)) return
+        console.log("time: " + this.clock.lastChange + ", offset " + this.clock.offsetS + " s")
+        if (wasSet) return
+        const self = this
+        setTimeout(async () => {
+            const s = self.nextState()
+            s.offsets = withBootOffset(s.offsets, self.boot, self.clock.bootOffsetS)
+            await self.writeState(s)
+        }, 0)
     }
 
     /**
@@ -219,10 +270,21 @@ class Node {
             }
             if (!error && (request === null || typeof request !== "object")) error = "payload must be a JSON object"
         }
-        if (!error && name !== "restart") error = `unknown command ${name}`
+        if (!error && COMMANDS.indexOf(name) < 0) error = `unknown command ${name} (known: ${COMMANDS.join(", ")})`
+        let time = { utcMs: 0, error: "" }
+        if (!error && name === "time" && request.utc_ms !== undefined) {
+            time = timeFromJson(request)
+            error = time.error
+        }
         const id = request && request.id !== undefined ? request.id : null
-        const reply = error ? { id, ok: false, error } : { id, ok: true }
+        const reply: any = error ? { id, ok: false, error } : { id, ok: true }
         console.log(`command: ${name}: ${error || "accepted"}`)
+        if (!error && name === "time") {
+            if (time.utcMs) await this.setTime(time.utcMs, "time command", false)
+            reply.clock = this.clock.isSet() ? "set" : "unset"
+            if (this.clock.isSet()) reply.utc_ms = this.clock.utcSeconds(ds.millis()) * 1000
+        }
+        if (!error && name === "status") reply.status = JSON.parse(await this.publishStatus())
         await this.client.publish(`${c.topicPrefix}/${c.nodeId}/reply/${name}`, Buffer.from(JSON.stringify(reply)), 1, false)
         if (!error && name === "restart") {
             // In a fiber of its own: this handler runs on the fiber that reads the socket, and the
@@ -259,7 +321,16 @@ class Node {
 
     private nextState(): NodeState {
         const s = this.state
-        return { boot: s.boot, seq: s.seq, total: s.total, markSeq: s.markSeq, markEndS: s.markEndS, clean: s.clean }
+        return {
+            boot: s.boot,
+            seq: s.seq,
+            total: s.total,
+            markSeq: s.markSeq,
+            markEndS: s.markEndS,
+            markUtc: s.markUtc,
+            offsets: s.offsets,
+            clean: s.clean,
+        }
     }
 
     private async writeState(s: NodeState) {
@@ -290,7 +361,9 @@ class Node {
     private markAt(s: NodeState, r: ReadingRecord) {
         s.markSeq = r.seq
         // A gap record belongs to the previous boot: this boot has accounted for nothing yet.
-        s.markEndS = r.boot === this.boot ? r.startS + r.durationS : 0
+        const ownBoot = r.boot === this.boot
+        s.markEndS = ownBoot ? r.startS + r.durationS : 0
+        s.markUtc = ownBoot && !(r.flags & FLAG_CLOCK_NOT_SET)
         s.total = r.totalMilliWh
     }
 
@@ -304,23 +377,41 @@ class Node {
         if (upTo >= 0) this.sequence.reserved(upTo)
     }
 
+    /**
+     * Takes a reading at every boundary: whole seconds of uptime, and once the clock is set,
+     * multiples of the interval in UTC. Each reading starts where the previous one ended, in the
+     * stored seconds, so intervals never overlap or leave holes, even across the moment the time
+     * arrives or the clock is re-anchored.
+     */
     private async readingLoop() {
         const c = this.config
-        let startMs = ds.millis()
-        let nextMs = startMs + c.readingIntervalMs
+        let startMs = Math.floor(ds.millis() / 1000) * 1000
+        let startS = startMs / 1000
+        let startUtc = false
         while (!this.stopping) {
-            const waitMs = nextMs - ds.millis()
+            let endMs = nextBoundaryMs(startMs, c.readingIntervalMs, this.clock)
+            const waitMs = endMs - ds.millis()
             if (waitMs > 0) await ds.sleep(waitMs)
             if (this.stopping) break
-            const endMs = ds.millis()
-            nextMs += c.readingIntervalMs
-            // After a long stall, skip the missed slots rather than firing a burst.
-            if (nextMs <= endMs) nextMs = endMs + c.readingIntervalMs
+            // After a long stall, end the reading now rather than firing a burst of missed ones.
+            if (ds.millis() - endMs >= 1000) endMs = Math.floor(ds.millis() / 1000) * 1000
             const r = await this.meter.read(startMs, endMs)
             await this.persistReservation(false)
             const record = energyRecord(METER_INDEX, this.sequence.take(), this.boot, startMs, endMs, r.deltaMilliWh, this.meter.totalMilliWh)
+            let endS = endMs / 1000
+            if (this.clock.isSet()) {
+                if (!startUtc) startS += this.clock.bootOffsetS
+                startUtc = true
+                endS = this.clock.utcSeconds(endMs)
+                record.flags &= ~FLAG_CLOCK_NOT_SET
+            }
+            // A clock re-anchored backwards by more than an interval: an empty reading, never a negative one.
+            if (endS < startS) endS = startS
+            record.startS = startS
+            record.durationS = endS - startS
             if (r.estimated) record.flags |= FLAG_ESTIMATED
             startMs = endMs
+            startS = endS
             this.newest = record
             await this.uplink.append(record)
             console.log(`reading: seq ${record.seq}, queued ${this.uplink.size()}`)

@@ -24,29 +24,37 @@ function jsonString(s: string) {
     return JSON.stringify(s)
 }
 
-/** What a reading's times count from: "uptime" = seconds since boot `boot`, "utc" = Unix seconds. */
+/**
+ * What a reading's times count from: "uptime_s" = seconds since boot `boot` (that boot never
+ * learned the time), "utc_ms" = Unix milliseconds (whole seconds: readings are timed to the second).
+ */
 function timeBase(r: ReadingRecord) {
-    return r.flags & FLAG_CLOCK_NOT_SET ? "uptime" : "utc"
+    return r.flags & FLAG_CLOCK_NOT_SET ? "uptime_s" : "utc_ms"
+}
+
+/** A stored time (seconds) in the unit of the message's time base. */
+function timeValue(r: ReadingRecord, seconds: number) {
+    return r.flags & FLAG_CLOCK_NOT_SET ? seconds : seconds * 1000
 }
 
 /**
  * One element of a message's `readings` array.
- * - A reading: seq, boot, start and end (s), then delta and total (Wh) for an amount, or min,
+ * - A reading: seq, boot, start and end (in the message's time base), then delta and total (Wh) for an amount, or min,
  *   mean and max for a level. `first_seq` when merged: it covers first_seq..seq, all delivered
  *   in this one element. `estimated` when the value is not measured.
- * - A gap (`gap: true`): after second `start` of boot `boot` and until that boot ended, the node
+ * - A gap (`gap: true`): after time `start` of boot `boot` and until that boot ended, the node
  *   cannot account for what happened (a power cut or crash): readings after `after_seq` may be
  *   missing, and the meter total continued from `total` at the next boot.
  */
 export function readingElement(r: ReadingRecord) {
     if (r.flags & FLAG_GAP && r.durationS === 0)
         return (
-            '{"seq":' + r.seq + ',"gap":true,"boot":' + r.boot + ',"start":' + r.startS +
+            '{"seq":' + r.seq + ',"gap":true,"boot":' + r.boot + ',"start":' + timeValue(r, r.startS) +
             ',"after_seq":' + (r.firstSeq - 1) + ',"total":' + formatMilli(r.totalMilliWh) + "}"
         )
     let text = '{"seq":' + r.seq
     if (r.firstSeq !== r.seq) text += ',"first_seq":' + r.firstSeq
-    text += ',"boot":' + r.boot + ',"start":' + r.startS + ',"end":' + (r.startS + r.durationS)
+    text += ',"boot":' + r.boot + ',"start":' + timeValue(r, r.startS) + ',"end":' + timeValue(r, r.startS + r.durationS)
     if (isAdditive(r)) text += ',"delta":' + formatMilli(r.deltaMilliWh) + ',"total":' + formatMilli(r.totalMilliWh)
     else text += ',"min":' + formatMilli(r.minMilli) + ',"mean":' + formatMilli(r.meanMilli) + ',"max":' + formatMilli(r.maxMilli)
     if (r.flags & FLAG_ESTIMATED) text += ',"estimated":true'
@@ -98,13 +106,16 @@ export interface NodeStatus {
     dropped: number
     merged: number
     lastError: string
+    /** The wall clock: "set" once UTC arrived this boot, else "unset" (readings are in uptime). */
+    clock?: string
 }
 
 export function statusPayload(s: NodeStatus) {
     if (!s.online) return `{"state":"offline","reason":${jsonString(s.reason || "shutdown")},"boot":${s.boot}}`
     return (
         `{"state":"online","boot":${s.boot},"version":"${FIRMWARE_VERSION}","uptime_s":${Math.floor(s.uptimeS)}` +
-        `,"queued":${s.queued},"dropped":${s.dropped},"merged":${s.merged},"error":${jsonString(s.lastError || "")}}`
+        `,"queued":${s.queued},"dropped":${s.dropped},"merged":${s.merged},"clock":"${s.clock || "unset"}"` +
+        `,"error":${jsonString(s.lastError || "")}}`
     )
 }
 

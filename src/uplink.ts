@@ -14,6 +14,7 @@
 // Pure core: the clock, sleeping, new fibers and the MQTT client are passed in, so Node tests
 // drive it under random interleavings against the model of the Settings store.
 import { readingMessage } from "./reading"
+import { recordInUtc } from "./clock"
 import { DurableQueue } from "./storage/durable-queue"
 import { ReadingRecord } from "./storage/records"
 import { removeAt } from "./util/arrays"
@@ -54,6 +55,11 @@ export interface UplinkEvents {
      * in flash (`inFlash`: the queue still holds it) or acknowledged by the broker.
      */
     onFlushed: (newest: ReadingRecord, inFlash: boolean) => Promise<void> | void
+    /**
+     * UTC offset (utcS - uptimeS) of boot `boot`, or 0 when that boot never learned the time.
+     * Readings stored in uptime seconds are published in UTC when their boot's offset is known.
+     */
+    utcOffsetS?: (boot: number) => number
 }
 
 export class Uplink {
@@ -209,6 +215,8 @@ export class Uplink {
             while (this.out.length < this.window && this.pinned < this.queue.size() && this.connected()) {
                 const records = await this.queue.peek(12, this.pinned)
                 if (!records.length) break
+                const offsetOf = this.events.utcOffsetS
+                if (offsetOf) for (let i = 0; i < records.length; ++i) records[i] = recordInUtc(records[i], offsetOf(records[i].boot))
                 const m = readingMessage(records, this.meterIds)
                 const message: OutMessage = { token: 0, count: m.count, lastSeq: records[m.count - 1].seq, acked: false }
                 this.out.push(message)

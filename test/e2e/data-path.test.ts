@@ -42,7 +42,7 @@ describe("data path", () => {
         for (const r of readings) {
             assert.equal(r.meter, "main")
             assert.equal(r.unit, "Wh")
-            assert.equal(r.time, "uptime")
+            assert.equal(r.time, "uptime_s")
             assert.ok(Number.isInteger(r.seq) && r.seq > 0, `seq ${r.seq} is a positive integer`)
             assert.ok(Number.isInteger(r.start) && Number.isInteger(r.end), "interval bounds are whole seconds")
             assert.ok(r.end > r.start, "interval has a positive length")

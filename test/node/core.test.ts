@@ -101,7 +101,7 @@ describe("payloads", () => {
         const m = readingMessage([r], ["main"])
         assert.equal(m.count, 1)
         assert.deepEqual(JSON.parse(m.payload), {
-            meter: "main", quantity: "energy", unit: "Wh", time: "uptime",
+            meter: "main", quantity: "energy", unit: "Wh", time: "uptime_s",
             readings: [{ seq: 7, boot: 2, start: 1, end: 61, delta: 0.125, total: 5.125 }],
         })
     })
@@ -171,22 +171,26 @@ describe("payloads", () => {
 
 describe("persistent state and gaps", () => {
     test("the state round-trips through its flash form, which stays small; damage reads as none", () => {
-        const s = { boot: 65535, seq: 4_294_967_295, total: 281_474_976_710_655, markSeq: 4_294_967_000, markEndS: 16_777_215, clean: true }
+        const offsets = [0, 1, 2, 3].map(i => ({ boot: 65532 + i, offsetS: 4_102_444_800 - i }))
+        const s = { boot: 65535, seq: 4_294_967_295, total: 281_474_976_710_655, markSeq: 4_294_967_000, markEndS: 4_102_444_800, markUtc: true, offsets, clean: true }
         assert.deepEqual(stateFromJson(JSON.parse(JSON.stringify(stateToJson(s)))), s)
-        assert.ok(JSON.stringify(stateToJson(s)).length < 120)
+        // The Settings store takes values up to about 218 bytes; the largest state stays well under.
+        assert.ok(JSON.stringify(stateToJson(s)).length < 200, `${JSON.stringify(stateToJson(s)).length} bytes`)
+        // A state written before the clock existed reads with no offsets.
+        assert.deepEqual(stateFromJson({ b: 1, s: 2, t: 3, ms: 1, me: 5, c: 0 })!.offsets, [])
         assert.equal(stateFromJson({ b: 1, s: "x" }), null)
         assert.equal(stateFromJson(null), null)
     })
 
     test("a boot after a planned stop reports no gap; after a power cut, one from the last safe reading", () => {
-        const clean = { boot: 3, seq: 3000, total: 10, markSeq: 2500, markEndS: 900, clean: true }
+        const clean = { ...initialState(), boot: 3, seq: 3000, total: 10, markSeq: 2500, markEndS: 900, clean: true }
         assert.equal(gapRecord(clean, lastKnown(clean, null), 0, 3001), null)
         assert.equal(gapRecord(initialState(), lastKnown(initialState(), null), 0, 1), null, "a new device has nothing to miss")
         const cut = { ...clean, clean: false }
         // The queue holds readings newer than the mark: the gap starts after the newest of them.
         const queued = energyRecord(0, 2600, 3, 900_000, 960_000, 5, 25)
         const known = lastKnown(cut, queued)
-        assert.deepEqual(known, { boot: 3, seq: 2600, endS: 960, totalMilliWh: 25 })
+        assert.deepEqual(known, { boot: 3, seq: 2600, endS: 960, endUtc: false, totalMilliWh: 25 })
         const gap = gapRecord(cut, known, 0, 3001)!
         assert.equal(gap.firstSeq, 2601)
         assert.equal(gap.seq, 3001)

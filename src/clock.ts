@@ -1,0 +1,142 @@
+// Wall-clock time for a board that has none. DeviceScript has no Date and no SNTP: UTC arrives
+// over MQTT (the time topic or the `time` command) and becomes an offset from the uptime clock.
+// Readings are timed to the whole second: utcS = uptimeS + offsetS with an integer offset, so
+// every reading of a boot converts with one constant and consecutive intervals stay contiguous.
+//
+// Pure core: imports nothing from @devicescript.
+import { FLAG_CLOCK_NOT_SET, copyRecord, ReadingRecord } from "./storage/records"
+
+/** Time messages before 2020 or from 2100 on are rejected as a broken source. */
+export const MIN_UTC_MS = 1577836800000
+export const MAX_UTC_MS = 4102444800000
+/** A live time message this far from the running clock re-anchors it (crystal drift, a wrong source). */
+export const RESYNC_THRESHOLD_MS = 1000
+/** Boots whose offsets the state keeps: records of older boots still queued publish in uptime. */
+export const KEPT_BOOT_OFFSETS = 4
+
+export interface TimeValue {
+    utcMs: number
+    /** Why the payload is not a time, or "". */
+    error: string
+}
+
+/** Reads a time payload: `{"utc_ms": 1763800000000}` or a bare number of Unix milliseconds. */
+export function parseTimePayload(text: string): TimeValue {
+    let v: any = null
+    try {
+        v = JSON.parse(text)
+    } catch (e) {
+        return { utcMs: 0, error: "time payload is not JSON" }
+    }
+    return timeFromJson(v)
+}
+
+/** The `utc_ms` of a parsed message (or the number itself), checked. */
+export function timeFromJson(v: any): TimeValue {
+    const ms = v !== null && typeof v === "object" ? v.utc_ms : v
+    if (typeof ms !== "number" || isNaN(ms) || Math.floor(ms) !== ms)
+        return { utcMs: 0, error: "time must be a whole number of Unix milliseconds in utc_ms" }
+    if (ms < MIN_UTC_MS || ms >= MAX_UTC_MS) return { utcMs: 0, error: "time " + ms + " ms is not between 2020 and 2100" }
+    return { utcMs: ms, error: "" }
+}
+
+/** One boot's offset, for converting that boot's readings. */
+export interface BootOffset {
+    boot: number
+    offsetS: number
+}
+
+/**
+ * The clock of the running boot. `offsetS` is 0 while the time is unknown (a real offset is about
+ * 1.7e9 s). `bootOffsetS` is the first offset learned: readings stored in uptime seconds before
+ * the time arrived convert with it, whatever re-anchoring happened since, so they join the first
+ * reading stored in UTC without overlap or hole.
+ */
+export class WallClock {
+    offsetS = 0
+    bootOffsetS = 0
+    /** Where the time came from, for the status message. */
+    source = ""
+    /** Set by `apply` when it changed the clock: what happened, for the log. */
+    lastChange = ""
+
+    isSet() {
+        return this.offsetS !== 0
+    }
+
+    /**
+     * A time message: `utcMs` was the time when the message left its source, `nowMs` is the uptime
+     * on receipt. A retained copy is as old as its source's publishing period: it sets a clock that
+     * is unset and is ignored otherwise. Returns true when the offset changed.
+     */
+    apply(nowMs: number, utcMs: number, source: string, retained: boolean): boolean {
+        this.lastChange = ""
+        const offsetMs = utcMs - nowMs
+        if (this.isSet()) {
+            if (retained) return false
+            const driftMs = offsetMs - this.offsetS * 1000
+            if (Math.abs(driftMs) < RESYNC_THRESHOLD_MS) return false
+            this.offsetS = Math.round(offsetMs / 1000)
+            this.source = source
+            this.lastChange = "clock re-anchored by " + Math.round(driftMs) + " ms (" + source + ")"
+            return true
+        }
+        this.offsetS = Math.round(offsetMs / 1000)
+        this.bootOffsetS = this.offsetS
+        this.source = source
+        this.lastChange = "clock set from " + source + (retained ? " (retained copy)" : "")
+        return true
+    }
+
+    /** UTC seconds of a moment given in uptime ms; only while set. */
+    utcSeconds(uptimeMs: number) {
+        return Math.round(uptimeMs / 1000) + this.offsetS
+    }
+
+    /** Uptime ms of a UTC second; only while set. */
+    uptimeMsOf(utcS: number) {
+        return (utcS - this.offsetS) * 1000
+    }
+}
+
+/** The offset recorded for `boot`, or 0. */
+export function offsetOfBoot(offsets: BootOffset[], boot: number) {
+    for (const o of offsets) if (o.boot === boot) return o.offsetS
+    return 0
+}
+
+/** `offsets` with `boot`'s offset set, newest last, at most KEPT_BOOT_OFFSETS boots. */
+export function withBootOffset(offsets: BootOffset[], boot: number, offsetS: number): BootOffset[] {
+    const out: BootOffset[] = []
+    for (const o of offsets) if (o.boot !== boot) out.push({ boot: o.boot, offsetS: o.offsetS })
+    out.push({ boot, offsetS })
+    while (out.length > KEPT_BOOT_OFFSETS) out.shift()
+    return out
+}
+
+/**
+ * `r` in UTC when its boot's offset is known (a copy: queued records may be shared), else `r`.
+ * A reading stored in uptime seconds keeps its interval; only the time base changes.
+ */
+export function recordInUtc(r: ReadingRecord, offsetS: number): ReadingRecord {
+    if (!(r.flags & FLAG_CLOCK_NOT_SET) || !offsetS) return r
+    const c = copyRecord(r)
+    c.flags = r.flags & ~FLAG_CLOCK_NOT_SET
+    c.startS = r.startS + offsetS
+    return c
+}
+
+/**
+ * The next reading boundary after uptime `nowMs`, in uptime ms. Boundaries fall on whole
+ * seconds; with the clock set and an interval that divides a day, on multiples of the interval
+ * in UTC (every 15 minutes: on the quarter hour), so readings of many nodes line up.
+ */
+export function nextBoundaryMs(nowMs: number, intervalMs: number, clock: WallClock): number {
+    const intervalS = Math.max(1, Math.round(intervalMs / 1000))
+    if (clock.isSet() && 86400 % intervalS === 0) {
+        const nowUtcS = Math.floor(nowMs / 1000) + clock.offsetS
+        const nextUtcS = (Math.floor(nowUtcS / intervalS) + 1) * intervalS
+        return clock.uptimeMsOf(nextUtcS)
+    }
+    return (Math.floor(nowMs / 1000) + intervalS) * 1000
+}

@@ -1,0 +1,139 @@
+// The wall clock: time payloads, the offset, re-anchoring, boundaries on the UTC grid, and
+// readings stored in uptime converted to UTC without overlap or hole.
+import { describe, test } from "node:test"
+import assert from "node:assert/strict"
+import {
+    KEPT_BOOT_OFFSETS,
+    nextBoundaryMs,
+    offsetOfBoot,
+    parseTimePayload,
+    recordInUtc,
+    WallClock,
+    withBootOffset,
+} from "../../src/clock"
+import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_GAP } from "../../src/storage/records"
+import { readingMessage } from "../../src/reading"
+import { gapRecord, initialState, lastKnown } from "../../src/node-state"
+
+/** 2026-11-22T09:00:00.000Z */
+const NINE_AM = Date.UTC(2026, 10, 22, 9, 0, 0)
+
+describe("time payloads", () => {
+    test("utc_ms in an object or a bare number; anything else is named", () => {
+        assert.deepEqual(parseTimePayload(`{"utc_ms":${NINE_AM}}`), { utcMs: NINE_AM, error: "" })
+        assert.deepEqual(parseTimePayload(`${NINE_AM}`), { utcMs: NINE_AM, error: "" })
+        assert.match(parseTimePayload("noon").error, /not JSON/)
+        assert.match(parseTimePayload(`{"utc":${NINE_AM}}`).error, /utc_ms/)
+        assert.match(parseTimePayload(`{"utc_ms":${NINE_AM + 0.5}}`).error, /whole number/)
+        assert.match(parseTimePayload(`{"utc_ms":1700}`).error, /between 2020 and 2100/, "seconds instead of ms")
+        assert.match(parseTimePayload(`{"utc_ms":"${NINE_AM}"}`).error, /whole number/)
+    })
+})
+
+describe("wall clock", () => {
+    test("the first time sets an integer offset; uptime converts to UTC within half a second", () => {
+        const c = new WallClock()
+        assert.equal(c.isSet(), false)
+        // 12.4 s after boot the source says 09:00:00.000.
+        assert.equal(c.apply(12_400, NINE_AM, "time topic", false), true)
+        assert.equal(c.isSet(), true)
+        assert.equal(c.offsetS, Math.round((NINE_AM - 12_400) / 1000))
+        assert.equal(c.bootOffsetS, c.offsetS)
+        assert.match(c.lastChange, /set from time topic/)
+        // 60 s later in uptime is 09:01:00 within 0.5 s.
+        assert.ok(Math.abs(c.utcSeconds(72_400) * 1000 - (NINE_AM + 60_000)) <= 500)
+        assert.equal(c.uptimeMsOf(c.utcSeconds(72_000)), 72_000)
+    })
+
+    test("small differences are ignored, a second or more re-anchors; a retained copy never overrides", () => {
+        const c = new WallClock()
+        c.apply(10_000, NINE_AM, "time topic", false)
+        const first = c.offsetS
+        assert.equal(c.apply(20_000, NINE_AM + 10_400, "time topic", false), false, "400 ms of jitter")
+        assert.equal(c.apply(30_000, NINE_AM + 25_000, "time topic", true), false, "a stale retained copy")
+        assert.equal(c.offsetS, first)
+        assert.equal(c.apply(40_000, NINE_AM + 32_000, "time command", false), true, "2 s off: re-anchor")
+        assert.equal(c.offsetS, first + 2)
+        assert.equal(c.bootOffsetS, first, "readings stored before the time keep the first offset")
+        assert.match(c.lastChange, /re-anchored by 2000 ms/)
+    })
+
+    test("a retained copy sets a clock that is not set yet", () => {
+        const c = new WallClock()
+        assert.equal(c.apply(5_000, NINE_AM, "time topic", true), true)
+        assert.match(c.lastChange, /retained copy/)
+    })
+})
+
+describe("reading boundaries", () => {
+    test("without a clock: whole seconds of uptime, one interval apart", () => {
+        const c = new WallClock()
+        assert.equal(nextBoundaryMs(3_000, 60_000, c), 63_000)
+        assert.equal(nextBoundaryMs(3_999, 60_000, c), 63_000)
+        assert.equal(nextBoundaryMs(3_000, 1_000, c), 4_000)
+    })
+
+    test("with a clock: on the UTC grid of the interval (15 minutes: the quarter hours)", () => {
+        const c = new WallClock()
+        c.apply(100_000, NINE_AM + 7 * 60_000 + 30_000, "t", false) // 09:07:30 at uptime 100 s
+        const next = nextBoundaryMs(100_000, 15 * 60_000, c)
+        assert.equal(c.utcSeconds(next) * 1000, NINE_AM + 15 * 60_000, "09:15:00")
+        const after = nextBoundaryMs(next, 15 * 60_000, c)
+        assert.equal(c.utcSeconds(after) * 1000, NINE_AM + 30 * 60_000, "09:30:00")
+        // 7 s does not divide a day: no grid, one interval after the last boundary.
+        assert.equal(nextBoundaryMs(100_000, 7_000, c), 107_000)
+    })
+})
+
+describe("readings in UTC", () => {
+    test("a reading stored in uptime converts with its boot's offset; the stored copy is untouched", () => {
+        const r = energyRecord(0, 5, 3, 60_000, 120_000, 10, 20)
+        const offsetS = Math.round(NINE_AM / 1000) - 60
+        const u = recordInUtc(r, offsetS)
+        assert.equal(u.flags & FLAG_CLOCK_NOT_SET, 0)
+        assert.equal(u.startS, 60 + offsetS)
+        assert.equal(u.durationS, 60)
+        assert.equal(r.flags & FLAG_CLOCK_NOT_SET, FLAG_CLOCK_NOT_SET)
+        assert.equal(recordInUtc(r, 0), r, "no offset: published in uptime")
+        const body = JSON.parse(readingMessage([u], ["main"]).payload)
+        assert.equal(body.time, "utc_ms")
+        assert.equal(body.readings[0].start, NINE_AM)
+        assert.equal(body.readings[0].end, NINE_AM + 60_000)
+    })
+
+    test("readings before and after the time arrived join without overlap or hole", () => {
+        const c = new WallClock()
+        const before = energyRecord(0, 1, 1, 0, 60_000, 1, 1) // uptime 0..60 s
+        c.apply(75_300, NINE_AM, "t", false)
+        // The node's reading loop: the next reading starts at the previous end, converted once.
+        const after = energyRecord(0, 2, 1, 60_000, 120_000, 1, 2)
+        after.flags &= ~FLAG_CLOCK_NOT_SET
+        after.startS = before.startS + before.durationS + c.bootOffsetS
+        after.durationS = c.utcSeconds(120_000) - after.startS
+        const b = recordInUtc(before, c.bootOffsetS)
+        assert.equal(b.startS + b.durationS, after.startS)
+        const body = JSON.parse(readingMessage([b, after], ["main"]).payload)
+        assert.equal(body.readings.length, 2, "one message: the same time base")
+        assert.equal(body.readings[0].end, body.readings[1].start)
+        // 60 s of uptime after the time arrived at 75.3 s is 09:00:44.7; published within 0.5 s.
+        assert.ok(Math.abs(body.readings[1].end - (NINE_AM + 44_700)) <= 500)
+    })
+
+    test("the state keeps the offsets of the last boots, newest last", () => {
+        let offsets = withBootOffset([], 1, 1000)
+        for (let boot = 2; boot <= 6; boot++) offsets = withBootOffset(offsets, boot, 1000 * boot)
+        assert.equal(offsets.length, KEPT_BOOT_OFFSETS)
+        assert.deepEqual(offsets.map(o => o.boot), [3, 4, 5, 6])
+        assert.equal(offsetOfBoot(offsets, 5), 5000)
+        assert.equal(offsetOfBoot(offsets, 1), 0, "too old: its readings stay in uptime")
+        assert.deepEqual(withBootOffset(offsets, 4, 7).map(o => o.boot), [3, 5, 6, 4])
+    })
+
+    test("a gap after a boot that knew the time starts in UTC", () => {
+        const prev = { ...initialState(), boot: 4, seq: 90, markSeq: 80, markEndS: 1_763_802_000, markUtc: true, clean: false }
+        const gap = gapRecord(prev, lastKnown(prev, null), 0, 91)!
+        assert.equal(gap.flags & FLAG_GAP, FLAG_GAP)
+        assert.equal(gap.flags & FLAG_CLOCK_NOT_SET, 0)
+        assert.equal(JSON.parse(readingMessage([gap], ["m"]).payload).readings[0].start, 1_763_802_000_000)
+    })
+})
