@@ -9,8 +9,18 @@ import { FLAG_CLOCK_NOT_SET, copyRecord, ReadingRecord } from "./storage/records
 /** Time messages before 2020 or from 2100 on are rejected as a broken source. */
 export const MIN_UTC_MS = 1577836800000
 export const MAX_UTC_MS = 4102444800000
-/** A live time message this far from the running clock re-anchors it (crystal drift, a wrong source). */
-export const RESYNC_THRESHOLD_MS = 1000
+/**
+ * The running clock is re-anchored when the best recent estimate is this far from it: an offset
+ * rounded to the second is within 500 ms, so this keeps the published times within about 600 ms
+ * while a drifting crystal moves by whole seconds a few times a day at most.
+ */
+export const RESYNC_THRESHOLD_MS = 600
+/**
+ * Live time messages the estimate looks back over. A message can only arrive late (network, a
+ * busy VM), never early, so the largest utc - uptime of recent messages is the best estimate,
+ * as NTP keeps the sample with the least delay.
+ */
+export const ESTIMATE_SAMPLES = 5
 /** Boots whose offsets the state keeps: records of older boots still queued publish in uptime. */
 export const KEPT_BOOT_OFFSETS = 4
 
@@ -59,6 +69,8 @@ export class WallClock {
     source = ""
     /** Set by `apply` when it changed the clock: what happened, for the log. */
     lastChange = ""
+    /** Recent live samples of utc - uptime, ms. */
+    private samples: number[] = []
 
     isSet() {
         return this.offsetS !== 0
@@ -67,25 +79,37 @@ export class WallClock {
     /**
      * A time message: `utcMs` was the time when the message left its source, `nowMs` is the uptime
      * on receipt. A retained copy is as old as its source's publishing period: it sets a clock that
-     * is unset and is ignored otherwise. Returns true when the offset changed.
+     * is unset and is ignored otherwise. Live messages refine the estimate (see ESTIMATE_SAMPLES)
+     * and re-anchor the clock when it is RESYNC_THRESHOLD_MS off. Returns true when the offset changed.
      */
     apply(nowMs: number, utcMs: number, source: string, retained: boolean): boolean {
         this.lastChange = ""
-        const offsetMs = utcMs - nowMs
+        const sampleMs = utcMs - nowMs
         if (this.isSet()) {
             if (retained) return false
-            const driftMs = offsetMs - this.offsetS * 1000
+            this.samples.push(sampleMs)
+            while (this.samples.length > ESTIMATE_SAMPLES) this.samples.shift()
+            let estimateMs = this.samples[0]
+            for (const x of this.samples) if (x > estimateMs) estimateMs = x
+            const driftMs = estimateMs - this.offsetS * 1000
             if (Math.abs(driftMs) < RESYNC_THRESHOLD_MS) return false
-            this.offsetS = Math.round(offsetMs / 1000)
+            this.offsetS = Math.round(estimateMs / 1000)
+            this.samples = [estimateMs]
             this.source = source
             this.lastChange = "clock re-anchored by " + Math.round(driftMs) + " ms (" + source + ")"
             return true
         }
-        this.offsetS = Math.round(offsetMs / 1000)
+        this.offsetS = Math.round(sampleMs / 1000)
         this.bootOffsetS = this.offsetS
+        this.samples = retained ? [] : [sampleMs]
         this.source = source
         this.lastChange = "clock set from " + source + (retained ? " (retained copy)" : "")
         return true
+    }
+
+    /** The node's UTC now in ms, for replies. */
+    utcMs(uptimeMs: number) {
+        return uptimeMs + this.offsetS * 1000
     }
 
     /** UTC seconds of a moment given in uptime ms; only while set. */

@@ -24,6 +24,8 @@ import { nextBoundaryMs, offsetOfBoot, parseTimePayload, timeFromJson, WallClock
 const SHUTDOWN_ACK_TIMEOUT_MS = 5000
 /** The one meter of this version: index 0 in the queue's records. */
 const METER_INDEX = 0
+/** After a connection, how long readings wait for the time when the clock is not set. */
+const TIME_WAIT_MS = 3000
 /** Commands on <prefix>/<node>/cmd/<name>. */
 const COMMANDS = ["restart", "status", "time"]
 
@@ -132,17 +134,21 @@ class Node {
                 password: c.password ? Buffer.from(c.password) : undefined,
                 inflightWindow: c.inflightWindow,
                 subscriptions: this.subscriptions(),
+                subscribeOnEveryConnect: !!c.timeTopic,
             },
             {
                 onConnected: async () => {
                     await self.publishStatus()
-                    self.uplink.kick()
+                    // Without the time, hold the readings briefly: the retained time usually
+                    // arrives right after the SUBACK, and readings that wait go out in UTC.
+                    if (self.clock.isSet() || !c.timeTopic) self.uplink.kick()
+                    else self.uplink.holdFor(TIME_WAIT_MS)
                 },
                 onDelivered: token => {
                     self.delivered.emit(token)
                     self.uplink.onDelivered(token)
                 },
-                onMessage: async message => await self.onMessage(message),
+                onMessage: async (message, receivedMs) => await self.onMessage(message, receivedMs),
                 onError: text => {
                     self.lastError = text
                 },
@@ -220,16 +226,16 @@ class Node {
         return subs
     }
 
-    private async onMessage(message: PublishPacket) {
+    private async onMessage(message: PublishPacket, receivedMs: number) {
         if (this.config.timeTopic && message.topic === this.config.timeTopic) {
             // An empty retained message clears the topic (the time source went away): nothing to do.
             if (!message.payload.length) return
             const t = parseTimePayload(message.payload.toString())
             if (t.error) this.reportError("time topic " + message.topic + ": " + t.error)
-            else await this.setTime(t.utcMs, "time topic", message.retain)
+            else await this.setTime(t.utcMs, receivedMs, "time topic", message.retain)
             return
         }
-        await this.onCommand(message)
+        await this.onCommand(message, receivedMs)
     }
 
     /**
@@ -237,16 +243,19 @@ class Node {
      * that readings of this boot still queued at the next boot are published in UTC too.
      * Runs on the socket's fiber: the state write goes to a fiber of its own.
      */
-    private async setTime(utcMs: number, source: string, retained: boolean) {
+    private async setTime(utcMs: number, receivedMs: number, source: string, retained: boolean) {
         const wasSet = this.clock.isSet()
-        if (!this.clock.apply(ds.millis(), utcMs, source, retained)) return
+        if (!this.clock.apply(receivedMs, utcMs, source, retained)) return
         console.log("time: " + this.clock.lastChange + ", offset " + this.clock.offsetS + " s")
         if (wasSet) return
         const self = this
+        this.uplink.holdFor(0)
         setTimeout(async () => {
             const s = self.nextState()
             s.offsets = withBootOffset(s.offsets, self.boot, self.clock.bootOffsetS)
             await self.writeState(s)
+            // The birth message said "clock":"unset": a consumer deciding whether to trust the times needs the news.
+            if (self.client.isConnected()) await self.publishStatus()
         }, 0)
     }
 
@@ -254,7 +263,7 @@ class Node {
      * Commands arrive on <prefix>/<node>/cmd/<name>; the reply goes to <prefix>/<node>/reply/<name>
      * with the request's `id`. A malformed or unknown command gets an error reply and changes nothing.
      */
-    private async onCommand(message: PublishPacket) {
+    private async onCommand(message: PublishPacket, receivedMs: number) {
         const c = this.config
         const base = `${c.topicPrefix}/${c.nodeId}/cmd/`
         if (message.topic.indexOf(base) !== 0) return
@@ -280,9 +289,9 @@ class Node {
         const reply: any = error ? { id, ok: false, error } : { id, ok: true }
         console.log(`command: ${name}: ${error || "accepted"}`)
         if (!error && name === "time") {
-            if (time.utcMs) await this.setTime(time.utcMs, "time command", false)
+            if (time.utcMs) await this.setTime(time.utcMs, receivedMs, "time command", false)
             reply.clock = this.clock.isSet() ? "set" : "unset"
-            if (this.clock.isSet()) reply.utc_ms = this.clock.utcSeconds(ds.millis()) * 1000
+            if (this.clock.isSet()) reply.utc_ms = this.clock.utcMs(ds.millis())
         }
         if (!error && name === "status") reply.status = JSON.parse(await this.publishStatus())
         await this.client.publish(`${c.topicPrefix}/${c.nodeId}/reply/${name}`, Buffer.from(JSON.stringify(reply)), 1, false)

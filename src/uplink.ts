@@ -75,6 +75,7 @@ export class Uplink {
     private appendedSinceFlush = false
     private lastFlushMs = 0
     private kicked = false
+    private heldUntilMs = 0
     /** Acknowledgements that arrived before publish() returned their token. */
     private earlyAcks: number[] = []
     /** The highest seq the broker acknowledged. */
@@ -206,9 +207,24 @@ export class Uplink {
         return this.client && this.client.isConnected()
     }
 
+    /**
+     * Holds publishing for `ms` (0 ends a hold), then publishes what waited. The node holds its
+     * readings for a moment after connecting while it has no time, so they go out in UTC.
+     */
+    holdFor(ms: number) {
+        this.heldUntilMs = ms > 0 ? this.platform.millis() + ms : 0
+        if (ms > 0) {
+            const self = this
+            this.platform.spawn(async () => {
+                await self.platform.sleep(ms)
+                self.kick()
+            })
+        } else this.kick()
+    }
+
     /** Publishes the oldest readings not yet out, while the link is up and the window has room. */
     async submit() {
-        if (this.busy || !this.connected()) return
+        if (this.busy || !this.connected() || this.platform.millis() < this.heldUntilMs) return
         this.busy = true
         try {
             let submitted = 0

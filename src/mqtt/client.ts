@@ -40,7 +40,8 @@ export interface ClientEvents {
     onConnected?: (sessionPresent: boolean) => ds.AsyncVoid
     onDisconnected?: (reason: string) => ds.AsyncVoid
     onDelivered?: (token: number) => ds.AsyncVoid
-    onMessage?: (message: PublishPacket) => ds.AsyncVoid
+    /** `receivedMs`: when the bytes of the message came off the socket, before any queueing in the VM. */
+    onMessage?: (message: PublishPacket, receivedMs: number) => ds.AsyncVoid
     onError?: (text: string) => void
 }
 
@@ -59,6 +60,7 @@ export class MqttClient {
     private outbox: Buffer[] = []
     private outboxBytes = 0
     private flushScheduled = false
+    private chunkReceivedMs = 0
     /** Connections made, for the status message and benchmarks. */
     connects = 0
     /** Traffic counters, for benchmarks: chunks and packets received, sends and bytes written. */
@@ -192,6 +194,7 @@ export class MqttClient {
 
     private async handleChunk(chunk: Buffer) {
         this.chunksReceived++
+        this.chunkReceivedMs = ds.millis()
         this.decoder.push(chunk)
         let handled = 0
         for (;;) {
@@ -247,7 +250,7 @@ export class MqttClient {
                     if (this.events.onDelivered) await this.events.onDelivered(a.token)
                     break
                 case ActionKind.Message:
-                    if (this.events.onMessage) await this.events.onMessage(a.message)
+                    if (this.events.onMessage) await this.events.onMessage(a.message, this.chunkReceivedMs)
                     break
                 case ActionKind.Log:
                     console.log(`mqtt: ${a.reason}`)

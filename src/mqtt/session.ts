@@ -37,6 +37,11 @@ export interface SessionOptions {
     inflightWindow: number
     /** Filters subscribed after every CONNACK that reports no session, or while a SUBSCRIBE is unacknowledged. */
     subscriptions: Subscription[]
+    /**
+     * Subscribe after every CONNACK, even when the broker kept the session: a SUBSCRIBE makes the
+     * broker send the retained messages again [MQTT-3.8.4-3] (the node's time topic).
+     */
+    subscribeOnEveryConnect?: boolean
 }
 
 export enum ActionKind {
@@ -258,7 +263,8 @@ export class Session {
         if (!sessionPresent) this.inboundQos2 = []
         // A SUBSCRIBE still unacknowledged is sent again even if a session is present: the
         // broker creates the session at CONNECT and may have lost the link before reading it.
-        if ((!sessionPresent || this.subscribeId !== 0) && this.options.subscriptions.length) {
+        const resubscribe = !sessionPresent || this.subscribeId !== 0 || this.options.subscribeOnEveryConnect
+        if (resubscribe && this.options.subscriptions.length) {
             if (this.subscribeId === 0) this.subscribeId = this.allocatePacketId()
             actions.push(
                 this.send(nowMs, {

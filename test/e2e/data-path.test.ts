@@ -135,7 +135,7 @@ describe("commands", () => {
         await recorder.publish(`meters/${NODE_CMD}/cmd/restart`, "{not json")
         await recorder.waitFor("two error replies", r => r.messages.filter(m => m.topic.includes("/reply/")).length >= 2, 10_000)
         const replies = recorder.messages.filter(m => m.topic.includes("/reply/")).map(m => ({ topic: m.topic, body: JSON.parse(m.payload) }))
-        assert.deepEqual(replies[0], { topic: `meters/${NODE_CMD}/reply/launch`, body: { id: "c1", ok: false, error: "unknown command launch" } })
+        assert.deepEqual(replies[0], { topic: `meters/${NODE_CMD}/reply/launch`, body: { id: "c1", ok: false, error: "unknown command launch (known: restart, status, time)" } })
         assert.deepEqual(replies[1], { topic: `meters/${NODE_CMD}/reply/restart`, body: { id: null, ok: false, error: "payload is not JSON" } })
         // Still the same boot, still publishing.
         await recorder.waitFor("more readings", r => r.readings().length >= readingsBefore + 2, 10_000)

@@ -45,17 +45,27 @@ describe("wall clock", () => {
         assert.equal(c.uptimeMsOf(c.utcSeconds(72_000)), 72_000)
     })
 
-    test("small differences are ignored, a second or more re-anchors; a retained copy never overrides", () => {
+    test("small differences are ignored, 600 ms or more re-anchors; late messages do not drag the clock back", () => {
         const c = new WallClock()
         c.apply(10_000, NINE_AM, "time topic", false)
         const first = c.offsetS
         assert.equal(c.apply(20_000, NINE_AM + 10_400, "time topic", false), false, "400 ms of jitter")
         assert.equal(c.apply(30_000, NINE_AM + 25_000, "time topic", true), false, "a stale retained copy")
+        // A message processed 900 ms late: the best recent sample still says the clock is right.
+        assert.equal(c.apply(40_900, NINE_AM + 30_000, "time topic", false), false, "a late message")
         assert.equal(c.offsetS, first)
-        assert.equal(c.apply(40_000, NINE_AM + 32_000, "time command", false), true, "2 s off: re-anchor")
+        assert.equal(c.apply(50_000, NINE_AM + 42_000, "time command", false), true, "2 s off: re-anchor")
         assert.equal(c.offsetS, first + 2)
         assert.equal(c.bootOffsetS, first, "readings stored before the time keep the first offset")
         assert.match(c.lastChange, /re-anchored by 2000 ms/)
+        assert.equal(c.utcMs(50_000), (first + 2) * 1000 + 50_000)
+    })
+
+    test("a first time that arrived late is corrected by the next prompt one", () => {
+        const c = new WallClock()
+        c.apply(10_800, NINE_AM, "time topic", true) // processed 800 ms after it was sent
+        assert.equal(c.apply(12_000, NINE_AM + 2_000, "time topic", false), true)
+        assert.equal(c.utcSeconds(12_000) * 1000, NINE_AM + 2_000)
     })
 
     test("a retained copy sets a clock that is not set yet", () => {

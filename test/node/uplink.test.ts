@@ -181,7 +181,7 @@ describe("uplink: store and forward under random interleavings", () => {
             let energy = 0
             for (const e of delivered) {
                 const first = e.first_seq ?? e.seq
-                assert.equal(first, next, `reading ${first}..${e.seq} follows ${next - 1}`)
+                assert.equal(first, next, `reading ${first}..${e.seq} follows ${next - 1} (queue stats: ${JSON.stringify(queue.stats())}, errors: ${run.errors.slice(0, 3).join("; ")})`)
                 next = e.seq + 1
                 energy += Math.round(e.delta * 1000)
             }
