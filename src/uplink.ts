@@ -139,11 +139,16 @@ export class Uplink {
         const appended = this.appendedSinceFlush
         this.appendedSinceFlush = false
         let error = ""
+        const droppedBefore = this.queue.stats().droppedReadings
         try {
             error = await this.queue.flush(this.pinned)
         } finally {
             this.release()
         }
+        const dropped = this.queue.stats().droppedReadings - droppedBefore
+        // The last resort of a full queue: never silent.
+        if (dropped > 0)
+            this.events.onError("queue: full, dropped the " + dropped + " oldest unacknowledged readings that were not out for delivery (raise QUEUE_BYTES, or restore the link)")
         if (error) {
             this.appendedSinceFlush = true
             this.events.onError(error)
