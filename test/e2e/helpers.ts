@@ -9,6 +9,7 @@ import { Broker, BrokerOptions } from "../../devs/lib/broker"
 import { buildFirmware, Simulator } from "../../devs/lib/simulator"
 import type { Settings } from "../../devs/lib/simulator"
 import { sleep } from "../../devs/lib/process"
+import { schemaViolation } from "./schemas"
 
 export interface Received {
     topic: string
@@ -31,6 +32,8 @@ export interface RecorderOptions {
 /** A QoS 1 subscriber (MQTT.js) that records every message the broker delivers. */
 export class Recorder {
     readonly messages: Received[] = []
+    /** Messages that break docs/asyncapi.yaml: stop() fails the test with them. */
+    readonly violations: string[] = []
     private client?: mqtt.MqttClient
 
     constructor(
@@ -51,6 +54,8 @@ export class Recorder {
             ca: this.options.ca,
         })
         this.client.on("message", (topic, payload, packet) => {
+            const violation = schemaViolation(topic, payload.toString())
+            if (violation) this.violations.push(violation)
             this.messages.push({
                 topic,
                 payload: payload.toString(),
@@ -111,6 +116,8 @@ export class Recorder {
 
     async stop() {
         await new Promise<void>(resolve => (this.client ? this.client.end(true, {}, () => resolve()) : resolve()))
+        const checked = this.messages.length
+        assert.deepEqual(this.violations, [], `payloads that break docs/asyncapi.yaml (of ${checked} received)`)
     }
 }
 
