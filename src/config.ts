@@ -20,6 +20,8 @@ export interface NodeConfig {
     meterKind: string
     /** Retained time topic the node takes UTC from; "" = none (then only the `time` command sets it). */
     timeTopic: string
+    /** Home Assistant discovery prefix; "" = no discovery. */
+    haPrefix: string
     readingIntervalMs: number
     /** While readings wait for the broker, the longest they stay in RAM only before a flash write. */
     flushIntervalMs: number
@@ -56,6 +58,7 @@ export const SETTINGS: SettingSpec[] = [
     { key: "KEEPALIVE_S", default: 30, kind: "int", min: 5, max: 65535, help: "MQTT keepalive in seconds" },
     { key: "INFLIGHT", default: 16, kind: "int", min: 1, max: 64, help: "QoS 1 publishes awaiting PUBACK at once" },
     { key: "TIME_TOPIC", default: "meters/time", kind: "string", help: "topic the node reads UTC from ({\"utc_ms\":...}); - = none" },
+    { key: "HA_PREFIX", default: "homeassistant", kind: "string", help: "Home Assistant discovery prefix; - = no discovery" },
     { key: "METER_ID", default: "main", kind: "string", help: "meter id in topics" },
     { key: "METER_KIND", default: "sim", kind: "string", help: "meter driver: sim, ina219 or ina226" },
     { key: "INA_SHUNT_UO", default: 100000, kind: "int", min: 100, max: 100000000, help: "INA219/INA226: shunt resistance in micro-ohm (100000 = 0.1 ohm)" },
@@ -161,6 +164,12 @@ export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedC
         errors.push(`setting TIME_TOPIC: ${timeTopicError}`)
         timeTopic = "meters/time"
     }
+    let haPrefix: string = v.HA_PREFIX === "-" ? "" : v.HA_PREFIX
+    const haPrefixError = haPrefix ? validateTopicName(haPrefix + "/x") : null
+    if (haPrefixError) {
+        errors.push(`setting HA_PREFIX: ${haPrefixError}`)
+        haPrefix = "homeassistant"
+    }
     let meterKind: string = v.METER_KIND
     if (METER_KINDS.indexOf(meterKind) < 0) {
         errors.push(`setting METER_KIND: unknown meter kind ${meterKind} (known: ${METER_KINDS.join(", ")})`)
@@ -179,6 +188,7 @@ export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedC
             meterId,
             meterKind,
             timeTopic,
+            haPrefix,
             readingIntervalMs: v.READ_MS,
             flushIntervalMs: v.FLUSH_S * 1000,
             queueBytes: v.QUEUE_BYTES,

@@ -18,6 +18,7 @@ import { DurableQueue } from "./storage/durable-queue"
 import { SettingsKeyValueStore } from "./storage/settings-kv"
 import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, ReadingRecord } from "./storage/records"
 import { Uplink } from "./uplink"
+import { ANNOUNCED_KEY, announcedFromJson, discoveryMessages } from "./discovery"
 import { nextBoundaryMs, offsetOfBoot, parseTimePayload, timeFromJson, WallClock, withBootOffset } from "./clock"
 
 /** How long a planned stop waits for its offline status to be acknowledged before going anyway. */
@@ -62,6 +63,8 @@ class Node {
     private newest: ReadingRecord = null
     /** UTC, once a time message arrived. */
     private readonly clock = new WallClock()
+    /** Meter ids with a Home Assistant config out, as stored in flash. */
+    private announced: string[] = []
 
     constructor(
         readonly config: NodeConfig,
@@ -98,6 +101,7 @@ class Node {
                 },
             }
         )
+        if (c.haPrefix) this.announced = announcedFromJson(await readJsonSetting(ANNOUNCED_KEY, []))
         const newestQueued = this.queue.size() ? (await this.queue.peek(1, this.queue.size() - 1))[0] : null
         const known = lastKnown(this.previous, newestQueued)
         this.meter = await this.createMeter(known.totalMilliWh)
@@ -139,6 +143,7 @@ class Node {
             {
                 onConnected: async () => {
                     await self.publishStatus()
+                    await self.publishDiscovery()
                     // Without the time, hold the readings briefly: the retained time usually
                     // arrives right after the SUBACK, and readings that wait go out in UTC.
                     if (self.clock.isSet() || !c.timeTopic) self.uplink.kick()
@@ -213,6 +218,26 @@ class Node {
         })
         await this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
         return payload
+    }
+
+    /**
+     * Home Assistant discovery, retained, after every connection (a broker may have lost its
+     * retained messages); configs of meters no longer configured are cleared. Runs on the socket's
+     * fiber: the flash write of the announced ids goes to a fiber of its own.
+     */
+    private async publishDiscovery() {
+        const c = this.config
+        if (!c.haPrefix) return
+        const ids = [c.meterId]
+        for (const m of discoveryMessages(c.haPrefix, c.topicPrefix, c.nodeId, ids, this.announced))
+            await this.client.publish(m.topic, Buffer.from(m.payload), 1, true)
+        if (JSON.stringify(this.announced) === JSON.stringify(ids)) return
+        this.announced = ids
+        const self = this
+        setTimeout(async () => {
+            const error = await writeVerified(ANNOUNCED_KEY, ids)
+            if (error) self.reportError(error)
+        }, 0)
     }
 
     /**

@@ -107,6 +107,35 @@ describe("data path", () => {
             10_000
         )
     })
+
+    test("Home Assistant discovery: a retained energy sensor config; a meter renamed has its old config cleared", async () => {
+        const ha = await new Recorder(broker.url, "homeassistant/#").start()
+        try {
+            // Retained: a subscriber arriving now gets it (and the Recorder checks it against docs/asyncapi.yaml).
+            await ha.waitFor("the discovery config", r => r.messages.some(m => m.topic.includes(`meternode_${NODE}_main_energy`)), 10_000)
+            const config = JSON.parse(ha.messages.find(m => m.topic === `homeassistant/sensor/meternode_${NODE}_main_energy/config`)!.payload)
+            assert.equal(config.device_class, "energy")
+            assert.equal(config.state_class, "total_increasing")
+            assert.equal(config.state_topic, `meters/${NODE}/main/reading`)
+            assert.equal(config.availability_topic, `meters/${NODE}/status`)
+            // The value template picks the newest total of a reading message, as Home Assistant's Jinja would.
+            const last = recorder.messages.filter(m => m.topic.endsWith("/reading")).at(-1)!
+            const readings = JSON.parse(last.payload).readings
+            assert.equal(config.value_template, "{{ value_json.readings[-1].total }}")
+            assert.ok(typeof readings[readings.length - 1].total === "number")
+            // Renamed meter: the next boot clears main's config and announces grid's.
+            const sentAt = Date.now()
+            await node.kill()
+            await node.reconfigure({ METER_ID: "grid" })
+            await node.start(false)
+            await ha.waitFor("main cleared and grid announced", r => {
+                const recent = r.messages.filter(m => m.atMs >= sentAt)
+                return recent.some(m => m.topic.includes("_main_energy") && m.payload === "") && recent.some(m => m.topic.includes("_grid_energy") && m.payload !== "")
+            }, 30_000)
+        } finally {
+            await ha.stop()
+        }
+    })
 })
 
 describe("commands", () => {

@@ -138,6 +138,12 @@ export class NodeUnderTest {
         return this
     }
 
+    /** Builds again with some settings changed; the flash (run directory) stays, as after a reconfiguration. */
+    async reconfigure(changes: Settings) {
+        Object.assign(this.settings, changes)
+        return await this.build()
+    }
+
     /** Starts (or restarts after a kill) the simulator; flash persists in runDir. */
     async start(clearFlash = false) {
         if (!this.bytecode) await this.build()

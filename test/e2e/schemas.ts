@@ -17,6 +17,7 @@ const validators = {
     status: ajv.getSchema("asyncapi#/components/schemas/Status")!,
     reply: ajv.getSchema("asyncapi#/components/schemas/Reply")!,
     time: ajv.getSchema("asyncapi#/components/schemas/Time")!,
+    homeAssistant: ajv.getSchema("asyncapi#/components/schemas/HomeAssistantSensorConfig")!,
 }
 
 /** Which schema a topic's payload must follow, or null for topics the document does not cover. */
@@ -26,6 +27,7 @@ function schemaOf(topic: string): keyof typeof validators | null {
     if (levels.length === 3 && levels[2] === "status") return "status"
     if (levels.length === 4 && levels[2] === "reply") return "reply"
     if (topic === "meters/time") return "time"
+    if (levels.length === 4 && levels[1] === "sensor" && levels[3] === "config") return "homeAssistant"
     return null
 }
 

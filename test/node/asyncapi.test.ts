@@ -7,6 +7,7 @@ import { readingMessage, statusPayload, WILL_PAYLOAD } from "../../src/reading"
 import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, FLAG_NON_ADDITIVE, newRecord } from "../../src/storage/records"
 import { gapRecord, initialState, lastKnown } from "../../src/node-state"
 import { recordInUtc } from "../../src/clock"
+import { announcedFromJson, discoveryMessages, discoveryTopic } from "../../src/discovery"
 
 const OFFSET_S = 1_763_802_000
 
@@ -35,5 +36,23 @@ describe("payloads follow docs/asyncapi.yaml", () => {
         assert.match(schemaViolation("meters/n/status", '{"state":"online"}'), /required property/)
         assert.match(schemaViolation("meters/n/reply/x", '{"id":1,"ok":false}'), /error/)
         assert.match(schemaViolation("meters/n/main/reading", '{"meter":"main"'), /not JSON/)
+    })
+
+    test("Home Assistant discovery: an energy sensor per meter; meters no longer configured are cleared", () => {
+        const first = discoveryMessages("homeassistant", "meters", "n1", ["main"], [])
+        assert.equal(first.length, 1)
+        assert.equal(first[0].topic, "homeassistant/sensor/meternode_n1_main_energy/config")
+        assert.equal(schemaViolation(first[0].topic, first[0].payload), "", first[0].payload)
+        const config = JSON.parse(first[0].payload)
+        assert.equal(config.state_topic, "meters/n1/main/reading")
+        assert.equal(config.availability_topic, "meters/n1/status")
+        // After METER_ID changed from main to grid: main's config is cleared first.
+        const next = discoveryMessages("homeassistant", "meters", "n1", ["grid"], announcedFromJson(["main"]))
+        assert.deepEqual(next.map(m => [m.topic, m.payload === ""]), [
+            [discoveryTopic("homeassistant", "n1", "main"), true],
+            [discoveryTopic("homeassistant", "n1", "grid"), false],
+        ])
+        assert.deepEqual(announcedFromJson({ not: "a list" }), [])
+        assert.match(schemaViolation(first[0].topic, JSON.stringify({ ...config, device_class: "power" })), /constant/)
     })
 })
