@@ -12,6 +12,8 @@ import { parseBrokerUrl, BrokerAddress } from "../../src/mqtt/url"
 import { backoffDelayMs } from "../../src/mqtt/backoff"
 import { removeAt } from "../../src/util/arrays"
 import { PulseFilter } from "../../src/meters/pulse-filter"
+import { nextBoundaryMs, parseTimePayload, recordInUtc, WallClock } from "../../src/clock"
+import { discoveryMessages } from "../../src/discovery"
 import { PULSE_OPTIONS, PULSE_TABLE } from "../fixtures/pulse-table"
 
 describe("core in the VM", () => {
@@ -44,7 +46,7 @@ describe("core in the VM", () => {
 
     test("a reading message is valid JSON in the VM too, gaps included", () => {
         const r = energyRecord(0, 7, 2, 1000, 61000, 125, 5125)
-        const prev = { boot: 1, seq: 1000, total: 5000, markSeq: 6, markEndS: 30, clean: false }
+        const prev = { boot: 1, seq: 1000, total: 5000, markSeq: 6, markEndS: 30, markUtc: false, offsets: [{ boot: 1, offsetS: 1763802000 }], clean: false }
         const gap = gapRecord(prev, lastKnown(prev, null), 0, 1001)
         const body = JSON.parse(readingMessage([r, gap], ["main"]).payload)
         expect(body.meter).toBe("main")
@@ -57,6 +59,33 @@ describe("core in the VM", () => {
         const back = stateFromJson(JSON.parse(JSON.stringify(stateToJson(prev))))
         expect(back.markEndS).toBe(30)
         expect(back.clean).toBe(false)
+        expect(back.offsets[0].offsetS).toBe(1763802000)
+    })
+
+    test("the wall clock in the VM: offset, UTC grid, uptime readings converted", () => {
+        // 2026-11-22T09:00:00Z; beyond 2^31 in ms, where the VM's integers end.
+        const nineAm = 1763802000000
+        expect(parseTimePayload('{"utc_ms":1763802000000}').utcMs).toBe(nineAm)
+        expect(parseTimePayload("noon").error.length > 0).toBe(true)
+        const c = new WallClock()
+        expect(c.apply(100000, nineAm + 450000, "t", false)).toBe(true)
+        // 09:07:30 at uptime 100 s: the next quarter hour is 09:15:00.
+        const next = nextBoundaryMs(100000, 900000, c)
+        expect(c.utcSeconds(next) * 1000).toBe(nineAm + 900000)
+        const r = recordInUtc(energyRecord(0, 5, 1, 40000, 100000, 10, 20), c.bootOffsetS)
+        const body = JSON.parse(readingMessage([r], ["main"]).payload)
+        expect(body.time).toBe("utc_ms")
+        expect(body.readings[0].end).toBe(nineAm + 450000)
+        expect(body.readings[0].end - body.readings[0].start).toBe(60000)
+    })
+
+    test("Home Assistant discovery payloads are JSON in the VM", () => {
+        const m = discoveryMessages("homeassistant", "meters", "n1", ["grid"], ["main"])
+        expect(m.length).toBe(2)
+        expect(m[0].payload).toBe("")
+        const config = JSON.parse(m[1].payload)
+        expect(config.device_class).toBe("energy")
+        expect(config.state_topic).toBe("meters/n1/grid/reading")
     })
 
     test("sequence numbers continue above the reservation after a reboot", () => {
