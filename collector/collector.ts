@@ -148,7 +148,7 @@ export class Collector {
                 this.log(`collector: connected to ${o.broker} (session present: ${connack.sessionPresent})`)
                 // Subscribing again on a kept session is harmless and covers a broker that lost it.
                 this.client!.subscribe(
-                    { [`${this.prefix}/+/+/reading`]: { qos: 1 }, [`${this.prefix}/+/status`]: { qos: 1 } },
+                    { [`${this.prefix}/+/+/reading`]: { qos: 1 }, [`${this.prefix}/+/+/replay`]: { qos: 1 }, [`${this.prefix}/+/status`]: { qos: 1 } },
                     err => (err ? reject(err) : resolve())
                 )
             })
@@ -222,7 +222,9 @@ export class Collector {
             this.statuses.set(levels[1], list)
             return
         }
-        if (levels.length !== 4 || levels[3] !== "reading") return
+        // Replayed history comes on its own topic; a reading the collector already has is a duplicate.
+        if (levels.length !== 4 || levels[2] === "cmd" || levels[2] === "reply") return
+        if (levels[3] !== "reading" && levels[3] !== "replay") return
         const node = levels[1]
         let body: any
         try {

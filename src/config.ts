@@ -27,6 +27,8 @@ export interface NodeConfig {
     flushIntervalMs: number
     /** Log bytes of the Settings store the reading queue may hold. */
     queueBytes: number
+    /** RAM bytes for recent history (the replay command); 0 = none. */
+    historyBytes: number
     /** INA219/INA226: shunt in micro-ohm, largest expected current in mA, I2C address, sampling interval. */
     inaShuntMicroOhm: number
     inaMaxMilliA: number
@@ -68,6 +70,7 @@ export const SETTINGS: SettingSpec[] = [
     { key: "READ_MS", default: 60000, kind: "int", min: 1000, max: 86400000, help: "reading interval in ms (readings are stored to the second)" },
     { key: "FLUSH_S", default: 600, kind: "int", min: 1, max: 86400, help: "longest time an unacknowledged reading stays in RAM only, s (the loss bound at a power cut)" },
     { key: "QUEUE_BYTES", default: 4608, kind: "int", min: 800, max: 8928, help: "Settings-store bytes for queued readings (8 KB store: 4608; ESP32's 16 KB: up to 8928)" },
+    { key: "HISTORY_BYTES", default: 2048, kind: "int", min: 0, max: 8192, help: "RAM bytes of recent readings kept for the replay command (0 = none)" },
     { key: "SIM_SEED", default: 1, kind: "int", min: 1, max: 2147483646, help: "simulated meter: load profile seed" },
     { key: "SIM_MEAN_W", default: 800, kind: "int", min: 0, max: 1000000, help: "simulated meter: mean power in W" },
     { key: "SIM_BACKLOG", default: 0, kind: "int", min: 0, max: 5000, help: "simulated meter: one-minute readings of history to queue at boot (benchmarks)" },
@@ -148,7 +151,8 @@ export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedC
         nodeId = deviceId
     }
     let meterId: string = v.METER_ID
-    if (!isValidId(meterId)) {
+    // "cmd" and "reply" are topic levels of the node's commands: a meter of that name would be ambiguous.
+    if (!isValidId(meterId) || meterId === "cmd" || meterId === "reply") {
         errors.push(`setting METER_ID: ${meterId} must be 1..32 of ${ID_PATTERN_TEXT}`)
         meterId = "main"
     }
@@ -169,6 +173,11 @@ export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedC
     if (haPrefixError) {
         errors.push(`setting HA_PREFIX: ${haPrefixError}`)
         haPrefix = "homeassistant"
+    }
+    let historyBytes: number = v.HISTORY_BYTES
+    if (historyBytes > 0 && historyBytes < 800) {
+        errors.push(`setting HISTORY_BYTES: ${historyBytes} is too small for three blocks; 0 (none) or 800..8192`)
+        historyBytes = 2048
     }
     let meterKind: string = v.METER_KIND
     if (METER_KINDS.indexOf(meterKind) < 0) {
@@ -192,6 +201,7 @@ export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedC
             readingIntervalMs: v.READ_MS,
             flushIntervalMs: v.FLUSH_S * 1000,
             queueBytes: v.QUEUE_BYTES,
+            historyBytes,
             inaShuntMicroOhm: v.INA_SHUNT_UO,
             inaMaxMilliA: v.INA_MAX_MA,
             inaAddress: v.INA_ADDR,

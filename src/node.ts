@@ -10,7 +10,8 @@ import { EnergyMeter } from "./meters/meter"
 import { InaDriver } from "./meters/ina-driver"
 import { INA219, INA226 } from "./meters/ina2xx"
 import { InaEnergyMeter } from "./meters/ina-meter"
-import { readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
+import { readingMessage, readingTopic, replayTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
+import { History, replayRangeError } from "./history"
 import { PublishPacket } from "./mqtt/packets"
 import { readJsonSetting, readSettings, writeVerified } from "./platform/settings-store"
 import { gapRecord, initialState, lastKnown, NodeState, STATE_KEY, stateFromJson, stateToJson } from "./node-state"
@@ -28,7 +29,10 @@ const METER_INDEX = 0
 /** After a connection, how long readings wait for the time when the clock is not set. */
 const TIME_WAIT_MS = 3000
 /** Commands on <prefix>/<node>/cmd/<name>. */
-const COMMANDS = ["restart", "status", "time"]
+const COMMANDS = ["replay", "restart", "status", "time"]
+/** How long a replayed message may wait for its PUBACK before the replay gives up. */
+const REPLAY_ACK_TIMEOUT_MS = 10000
+const RECENT_ACKS = 16
 
 async function loadState(): Promise<NodeState> {
     const raw = await readJsonSetting(STATE_KEY, undefined)
@@ -54,6 +58,8 @@ class Node {
     private stopping = false
     /** Emits the token of every acknowledged publish, for code that waits on one. */
     private delivered = ds.emitter<number>()
+    /** The last tokens acknowledged: a PUBACK can arrive while publish() is still writing, before anyone waits. */
+    private recentAcks: number[] = []
     /** Built once: the reading topic is used for every publish and every acknowledgement. */
     private readonly readingTopic: string
     private readonly statusTopic: string
@@ -65,6 +71,9 @@ class Node {
     private readonly clock = new WallClock()
     /** Meter ids with a Home Assistant config out, as stored in flash. */
     private announced: string[] = []
+    /** Recent readings for the replay command; null when HISTORY_BYTES is 0. */
+    private history: History = null
+    private replaying = false
 
     constructor(
         readonly config: NodeConfig,
@@ -102,6 +111,10 @@ class Node {
             }
         )
         if (c.haPrefix) this.announced = announcedFromJson(await readJsonSetting(ANNOUNCED_KEY, []))
+        if (c.historyBytes) {
+            this.history = new History(c.historyBytes, { sleep: async ms => await ds.sleep(ms), spawn: fn => { setTimeout(fn, 0) } }, pause)
+            await this.history.open()
+        }
         const newestQueued = this.queue.size() ? (await this.queue.peek(1, this.queue.size() - 1))[0] : null
         const known = lastKnown(this.previous, newestQueued)
         this.meter = await this.createMeter(known.totalMilliWh)
@@ -122,6 +135,7 @@ class Node {
             this.sequence.take()
             this.reportError(`node: boot ${this.previous.boot} did not stop as planned: readings after seq ${known.seq} (second ${known.endS} of that boot) are unaccounted for, reported as a gap`)
             await this.uplink.append(gap)
+            if (this.history) this.history.add(gap)
             await this.uplink.flush()
         }
         if (c.simBacklog && c.meterKind === "sim" && !this.queue.size()) await this.queueHistory(c.simBacklog)
@@ -150,6 +164,8 @@ class Node {
                     else self.uplink.holdFor(TIME_WAIT_MS)
                 },
                 onDelivered: token => {
+                    self.recentAcks.push(token)
+                    if (self.recentAcks.length > RECENT_ACKS) self.recentAcks.shift()
                     self.delivered.emit(token)
                     self.uplink.onDelivered(token)
                 },
@@ -319,6 +335,17 @@ class Node {
             if (this.clock.isSet()) reply.utc_ms = this.clock.utcMs(ds.millis())
         }
         if (!error && name === "status") reply.status = JSON.parse(await this.publishStatus())
+        if (!error && name === "replay") {
+            error = this.replayError(request)
+            if (!error) {
+                // In a fiber of its own: it reads history and waits for PUBACKs, which arrive on this fiber.
+                const self = this
+                setTimeout(async () => await self.replay(request, id), 0)
+                return
+            }
+            reply.ok = false
+            reply.error = error
+        }
         await this.client.publish(`${c.topicPrefix}/${c.nodeId}/reply/${name}`, Buffer.from(JSON.stringify(reply)), 1, false)
         if (!error && name === "restart") {
             // In a fiber of its own: this handler runs on the fiber that reads the socket, and the
@@ -326,6 +353,57 @@ class Node {
             const self = this
             setTimeout(async () => await self.stopGracefully("restart", true), 0)
         }
+    }
+
+    /** Why a replay cannot start, or "". */
+    private replayError(request: any) {
+        if (!this.history) return "replay: no history kept (HISTORY_BYTES is 0)"
+        if (this.replaying) return "replay: another replay is running"
+        if (request.meter !== undefined && request.meter !== this.config.meterId) return "replay: unknown meter " + request.meter
+        return replayRangeError(request)
+    }
+
+    /**
+     * Republishes the history that overlaps [from, to) on the replay topic, flagged "replay", one
+     * message at a time (each waits for its PUBACK, so heap stays bounded), then replies with the
+     * count. Readings of a boot that never learned the time cannot be placed in a range.
+     */
+    private async replay(request: any, id: any) {
+        const c = this.config
+        this.replaying = true
+        const self = this
+        const topic = replayTopic(c.topicPrefix, c.nodeId, c.meterId)
+        let messages = 0
+        let failure = ""
+        const result = await this.history.replay(
+            { fromMs: request.from, toMs: request.to },
+            boot => (boot === self.boot ? self.clock.bootOffsetS : offsetOfBoot(self.state.offsets, boot)),
+            async records => {
+                let rest = records
+                while (rest.length && !failure) {
+                    const m = readingMessage(rest, [c.meterId], true)
+                    rest = rest.slice(m.count)
+                    const token = await self.client.publish(topic, Buffer.from(m.payload), 1, false)
+                    messages++
+                    if (!(await self.waitForAck(token, REPLAY_ACK_TIMEOUT_MS))) failure = "replay: no PUBACK within " + REPLAY_ACK_TIMEOUT_MS + " ms"
+                }
+            }
+        )
+        this.replaying = false
+        const reply: any = failure ? { id, ok: false, error: failure } : { id, ok: true, count: result.sent, messages, untimed: result.untimed }
+        console.log("command: replay: " + (failure || result.sent + " readings in " + messages + " messages"))
+        await this.client.publish(`${c.topicPrefix}/${c.nodeId}/reply/replay`, Buffer.from(JSON.stringify(reply)), 1, false)
+    }
+
+    /** Whether the publish with `token` was acknowledged within `timeoutMs`. */
+    private async waitForAck(token: number, timeoutMs: number) {
+        const deadline = ds.millis() + timeoutMs
+        while (ds.millis() < deadline) {
+            if (this.recentAcks.indexOf(token) >= 0) return true
+            const acked = await ds.wait(this.delivered, deadline - ds.millis())
+            if (acked === token) return true
+        }
+        return false
     }
 
     /**
@@ -338,11 +416,7 @@ class Node {
         this.stopping = true
         const payload = statusPayload({ online: false, reason, boot: this.boot, uptimeS: 0, queued: 0, dropped: 0, merged: 0, lastError: "" })
         const token = await this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
-        const deadline = ds.millis() + SHUTDOWN_ACK_TIMEOUT_MS
-        while (ds.millis() < deadline) {
-            const acked = await ds.wait(this.delivered, deadline - ds.millis())
-            if (acked === token) break
-        }
+        await this.waitForAck(token, SHUTDOWN_ACK_TIMEOUT_MS)
         await this.uplink.flush()
         const s = this.nextState()
         if (this.newest) this.markAt(s, this.newest)
@@ -448,6 +522,7 @@ class Node {
             startS = endS
             this.newest = record
             await this.uplink.append(record)
+            if (this.history) this.history.add(record)
             console.log(`reading: seq ${record.seq}, queued ${this.uplink.size()}`)
         }
     }

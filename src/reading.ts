@@ -72,15 +72,16 @@ export interface ReadingMessage {
 /**
  * One message from the oldest records of `records`: consecutive records of the same meter and
  * time base, as many as fit in MAX_READING_MESSAGE_BYTES and MAX_READINGS_PER_MESSAGE.
- * `meterIds[r.meter]` names the meter; quantity and unit are the same for every element.
+ * `meterIds[r.meter]` names the meter; quantity and unit are the same for every element. `replay`
+ * marks readings republished from history by the replay command.
  */
-export function readingMessage(records: ReadingRecord[], meterIds: string[]): ReadingMessage {
+export function readingMessage(records: ReadingRecord[], meterIds: string[], replay?: boolean): ReadingMessage {
     const first = records[0]
     const base = timeBase(first)
     const meterId = first.meter < meterIds.length ? meterIds[first.meter] : "meter" + first.meter
     const additive = isAdditive(first)
     const head =
-        '{"meter":' + jsonString(meterId) + ',"quantity":"energy","unit":"Wh","time":"' + base + '","readings":['
+        '{"meter":' + jsonString(meterId) + ',"quantity":"energy","unit":"Wh","time":"' + base + (replay ? '","replay":true' : '"') + ',"readings":['
     let body = ""
     let count = 0
     while (count < records.length && count < MAX_READINGS_PER_MESSAGE) {
@@ -128,4 +129,9 @@ export function statusTopic(prefix: string, nodeId: string) {
 
 export function readingTopic(prefix: string, nodeId: string, meterId: string) {
     return `${prefix}/${nodeId}/${meterId}/reading`
+}
+
+/** Where replayed history goes: apart from live readings, so a dashboard's state never steps back. */
+export function replayTopic(prefix: string, nodeId: string, meterId: string) {
+    return `${prefix}/${nodeId}/${meterId}/replay`
 }

@@ -16,6 +16,7 @@ const validators = {
     reading: ajv.getSchema("asyncapi#/components/schemas/ReadingMessage")!,
     status: ajv.getSchema("asyncapi#/components/schemas/Status")!,
     reply: ajv.getSchema("asyncapi#/components/schemas/Reply")!,
+    command: ajv.getSchema("asyncapi#/components/schemas/Command")!,
     time: ajv.getSchema("asyncapi#/components/schemas/Time")!,
     homeAssistant: ajv.getSchema("asyncapi#/components/schemas/HomeAssistantSensorConfig")!,
 }
@@ -23,9 +24,10 @@ const validators = {
 /** Which schema a topic's payload must follow, or null for topics the document does not cover. */
 function schemaOf(topic: string): keyof typeof validators | null {
     const levels = topic.split("/")
-    if (levels.length === 4 && levels[3] === "reading") return "reading"
-    if (levels.length === 3 && levels[2] === "status") return "status"
     if (levels.length === 4 && levels[2] === "reply") return "reply"
+    if (levels.length === 4 && levels[2] === "cmd") return "command"
+    if (levels.length === 4 && (levels[3] === "reading" || levels[3] === "replay")) return "reading"
+    if (levels.length === 3 && levels[2] === "status") return "status"
     if (topic === "meters/time") return "time"
     if (levels.length === 4 && levels[1] === "sensor" && levels[3] === "config") return "homeAssistant"
     return null

@@ -97,6 +97,90 @@ describe("wall-clock time", () => {
     })
 })
 
+describe("replay", () => {
+    const NODE = "e2e-replay"
+    let broker: Broker
+    let recorder: Recorder
+    let collector: Collector
+    let node: NodeUnderTest
+    const dir = mkdtempSync(join(tmpdir(), "meternode-replay-"))
+
+    before(async () => {
+        broker = await new Broker({ persistence: false }).start()
+        console.log(`# broker: ${broker.describe()}`)
+        collector = await new Collector({ broker: broker.url, out: join(dir, "r.csv"), timeEveryS: 2, clientId: `replay-${process.pid}`, log: () => {} }).start()
+        recorder = await new Recorder(broker.url, `meters/${NODE}/#`).start()
+        node = new NodeUnderTest({ MQTT_URL: broker.url, NODE_ID: NODE, READ_MS, KEEPALIVE_S: 10, SIM_SEED: 11 })
+        await node.start(true)
+    })
+
+    after(async () => {
+        await node?.dispose()
+        await collector?.stop()
+        await recorder?.stop()
+        await broker?.dispose()
+        rmSync(dir, { recursive: true, force: true })
+    })
+
+    const replies = () => recorder.messages.filter(m => m.topic === `meters/${NODE}/reply/replay`).map(m => JSON.parse(m.payload))
+    const replayed = (since: number) =>
+        recorder.messages
+            .filter(m => m.topic === `meters/${NODE}/main/replay` && m.atMs >= since)
+            .flatMap(m => {
+                const body = JSON.parse(m.payload)
+                assert.equal(body.replay, true, "flagged as historical")
+                return body.readings
+            })
+
+    test("replay of a 24-hour range returns exactly the history held for it; a sub-range exactly its readings", async () => {
+        await recorder.waitFor("30 readings", r => r.readings().length >= 30, 90_000)
+        const live = recorder.readings()
+        const now = Date.now()
+        const sentAt = Date.now()
+        await recorder.publish(`meters/${NODE}/cmd/replay`, JSON.stringify({ id: "day", from: now - 86_400_000, to: now }))
+        await recorder.waitFor("the replay's reply", () => replies().some(r => r.id === "day"), 60_000)
+        const reply = replies().find(r => r.id === "day")
+        assert.equal(reply.ok, true, JSON.stringify(reply))
+        const day = replayed(sentAt)
+        assert.equal(day.length, reply.count)
+        // The history held: every reading taken since boot up to the replay, as delivered live.
+        const bySeq = new Map(recorder.readings().map(r => [r.seq, r]))
+        const maxSeq = Math.max(...day.map((r: any) => r.seq))
+        const expected = recorder.readings().filter(r => r.seq <= maxSeq && r.end <= now)
+        assert.deepEqual(day.map((r: any) => r.seq), expected.map(r => r.seq), "the same readings, in order")
+        for (const r of day) {
+            const l = bySeq.get(r.seq)!
+            assert.deepEqual([r.start, r.end, r.delta, r.total], [l.start, l.end, l.delta, l.total], `seq ${r.seq} as delivered live`)
+        }
+        assert.ok(day.length >= live.length - 2, `${day.length} replayed of ${live.length} delivered before the request`)
+        // A five-second range in the middle: the readings overlapping it, and no other.
+        const mid = live[Math.floor(live.length / 2)]
+        const from = mid.start
+        const to = mid.start + 5000
+        const subAt = Date.now()
+        await recorder.publish(`meters/${NODE}/cmd/replay`, JSON.stringify({ id: "five", from, to }))
+        await recorder.waitFor("the sub-range reply", () => replies().some(r => r.id === "five"), 30_000)
+        const five = replayed(subAt)
+        assert.deepEqual(five.map((r: any) => r.seq), live.filter(r => r.start < to && r.end > from).map(r => r.seq))
+        console.log(`# replay: ${day.length} readings in ${reply.messages} messages for the 24-hour range; ${five.length} for 5 s`)
+    })
+
+    test("a malformed replay is refused and changes nothing", async () => {
+        const before = recorder.readings().length
+        await recorder.publish(`meters/${NODE}/cmd/replay`, JSON.stringify({ id: "bad1", from: "yesterday", to: 5 }))
+        await recorder.publish(`meters/${NODE}/cmd/replay`, JSON.stringify({ id: "bad2", from: 10, to: 5 }))
+        await recorder.publish(`meters/${NODE}/cmd/replay`, JSON.stringify({ id: "bad3", from: 1, to: 5, meter: "water" }))
+        await recorder.waitFor("three refusals", () => ["bad1", "bad2", "bad3"].every(id => replies().some(r => r.id === id)), 15_000)
+        for (const id of ["bad1", "bad2", "bad3"]) assert.equal(replies().find(r => r.id === id).ok, false)
+        assert.match(replies().find(r => r.id === "bad3").error, /unknown meter water/)
+        await recorder.waitFor("readings continuing", r => r.readings().length >= before + 3, 15_000)
+        const seqs = recorder.readings().map(r => r.seq)
+        for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], seqs[i - 1] + 1, "same boot, no seq skipped")
+        // The collector took the replayed readings as the duplicates they are.
+        assert.ok(collector.duplicates > 0)
+    })
+})
+
 describe("reference collector", () => {
     const NODE = "e2e-collect"
     let broker: Broker
