@@ -16,7 +16,6 @@ const validators = {
     reading: ajv.getSchema("asyncapi#/components/schemas/ReadingMessage")!,
     status: ajv.getSchema("asyncapi#/components/schemas/Status")!,
     reply: ajv.getSchema("asyncapi#/components/schemas/Reply")!,
-    command: ajv.getSchema("asyncapi#/components/schemas/Command")!,
     time: ajv.getSchema("asyncapi#/components/schemas/Time")!,
     homeAssistant: ajv.getSchema("asyncapi#/components/schemas/HomeAssistantSensorConfig")!,
 }
@@ -25,7 +24,8 @@ const validators = {
 function schemaOf(topic: string): keyof typeof validators | null {
     const levels = topic.split("/")
     if (levels.length === 4 && levels[2] === "reply") return "reply"
-    if (levels.length === 4 && levels[2] === "cmd") return "command"
+    // Commands are what the tests send, malformed ones on purpose: only what nodes and the collector publish is checked.
+    if (levels.length === 4 && levels[2] === "cmd") return null
     if (levels.length === 4 && (levels[3] === "reading" || levels[3] === "replay")) return "reading"
     if (levels.length === 3 && levels[2] === "status") return "status"
     if (topic === "meters/time") return "time"
