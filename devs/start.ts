@@ -116,13 +116,27 @@ async function main() {
 
     const prefix = String(settings.TOPIC_PREFIX ?? "meters")
     const ca = process.env.NODE_EXTRA_CA_CERTS
+    // With its own broker the runner is also the node's time source, as the collector would be
+    // (--time-every): the retained time every 2 s, cleared by the will if the runner dies.
+    const timeTopic = String(settings.TIME_TOPIC ?? "meters/time")
+    const timeSource = !!broker && timeTopic !== "-"
     watcher = mqtt.connect(brokerUrl, {
         clientId: `meternode-watch-${process.pid}`,
         reconnectPeriod: 1000,
         ca: ca && existsSync(ca) ? readFileSync(ca) : undefined,
+        will: timeSource ? { topic: timeTopic, payload: Buffer.alloc(0), qos: 1, retain: true } : undefined,
     })
     watcher.on("connect", () => watcher!.subscribe(`${prefix}/#`, { qos: 1 }))
+    if (timeSource) {
+        const publishTime = () => {
+            if (watcher?.connected) watcher.publish(timeTopic, JSON.stringify({ utc_ms: Date.now() }), { qos: 0, retain: true })
+        }
+        watcher.on("connect", publishTime)
+        setInterval(publishTime, 2000).unref()
+        console.log(`[runner] publishing the time on ${timeTopic} every 2 s (not printed below)`)
+    }
     watcher.on("message", (topic, payload, packet) => {
+        if (timeSource && topic === timeTopic) return
         console.log(
             `${time()} ${topic}  qos=${packet.qos} retain=${packet.retain ? 1 : 0}  ${shorten(payload.toString())}`
         )

@@ -29,7 +29,7 @@ const METER_INDEX = 0
 /** After a connection, how long readings wait for the time when the clock is not set. */
 const TIME_WAIT_MS = 3000
 /** Commands on <prefix>/<node>/cmd/<name>. */
-const COMMANDS = ["replay", "restart", "status", "time"]
+const COMMANDS = ["replay", "restart", "shutdown", "status", "time"]
 /** How long a replayed message may wait for its PUBACK before the replay gives up. */
 const REPLAY_ACK_TIMEOUT_MS = 10000
 const RECENT_ACKS = 16
@@ -347,11 +347,11 @@ class Node {
             reply.error = error
         }
         await this.client.publish(`${c.topicPrefix}/${c.nodeId}/reply/${name}`, Buffer.from(JSON.stringify(reply)), 1, false)
-        if (!error && name === "restart") {
+        if (!error && (name === "restart" || name === "shutdown")) {
             // In a fiber of its own: this handler runs on the fiber that reads the socket, and the
             // command's PUBACK and the offline status's PUBACK must get through before the stop.
             const self = this
-            setTimeout(async () => await self.stopGracefully("restart", true), 0)
+            setTimeout(async () => await self.stopGracefully(name, name === "restart"), 0)
         }
     }
 

@@ -164,7 +164,7 @@ describe("commands", () => {
         await recorder.publish(`meters/${NODE_CMD}/cmd/restart`, "{not json")
         await recorder.waitFor("two error replies", r => r.messages.filter(m => m.topic.includes("/reply/")).length >= 2, 10_000)
         const replies = recorder.messages.filter(m => m.topic.includes("/reply/")).map(m => ({ topic: m.topic, body: JSON.parse(m.payload) }))
-        assert.deepEqual(replies[0], { topic: `meters/${NODE_CMD}/reply/launch`, body: { id: "c1", ok: false, error: "unknown command launch (known: restart, status, time)" } })
+        assert.deepEqual(replies[0], { topic: `meters/${NODE_CMD}/reply/launch`, body: { id: "c1", ok: false, error: "unknown command launch (known: replay, restart, shutdown, status, time)" } })
         assert.deepEqual(replies[1], { topic: `meters/${NODE_CMD}/reply/restart`, body: { id: null, ok: false, error: "payload is not JSON" } })
         // Still the same boot, still publishing.
         await recorder.waitFor("more readings", r => r.readings().length >= readingsBefore + 2, 10_000)
@@ -186,6 +186,26 @@ describe("commands", () => {
         assert.equal(statuses.at(-1).boot, 2)
         const reply = recorder.messages.find(m => m.topic === `meters/${NODE_CMD}/reply/restart` && m.payload.includes("r1"))
         assert.deepEqual(JSON.parse(reply!.payload), { id: "r1", ok: true })
+    })
+
+    test("shutdown is graceful and final: status offline (shutdown) outlives the keepalive, no will, no more readings", async () => {
+        await recorder.waitFor("readings of boot 2", r => r.readings().some(e => e.boot === 2), 30_000)
+        const sentAt = Date.now()
+        await recorder.publish(`meters/${NODE_CMD}/cmd/shutdown`, JSON.stringify({ id: "s1" }))
+        await recorder.waitFor("offline (shutdown)", r => r.messages.some(m => m.atMs > sentAt && m.topic.endsWith("/status") && m.payload.includes('"shutdown"')), 15_000)
+        const readingsAtStop = recorder.readings().length
+        // Past 1.5 x keepalive: a node that merely vanished would have its will published by now.
+        await new Promise(r => setTimeout(r, 5 * 1500 + 1000))
+        const statuses = recorder.messages.filter(m => m.atMs > sentAt && m.topic.endsWith("/status")).map(m => JSON.parse(m.payload))
+        assert.deepEqual(statuses, [{ state: "offline", reason: "shutdown", boot: 2 }])
+        assert.equal(recorder.readings().length, readingsAtStop, "no reading after the stop")
+        const late = await new Recorder(broker.url, `meters/${NODE_CMD}/status`).start()
+        try {
+            await late.waitFor("the retained status", r => r.messages.length > 0, 5000)
+            assert.deepEqual(JSON.parse(late.messages[0].payload), { state: "offline", reason: "shutdown", boot: 2 })
+        } finally {
+            await late.stop()
+        }
     })
 })
 
