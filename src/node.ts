@@ -100,7 +100,7 @@ class Node {
             {
                 onError: text => self.reportError(text),
                 onFlushed: async (newest, inFlash) => await self.markSafe(newest, inFlash),
-                utcOffsetS: boot => (boot === self.boot ? self.clock.bootOffsetS : offsetOfBoot(self.state.offsets, boot)),
+                utcOffsetS: boot => self.utcOffsetOfBoot(boot),
             },
             {
                 millis: () => ds.millis(),
@@ -377,7 +377,7 @@ class Node {
         let failure = ""
         const result = await this.history.replay(
             { fromMs: request.from, toMs: request.to },
-            boot => (boot === self.boot ? self.clock.bootOffsetS : offsetOfBoot(self.state.offsets, boot)),
+            boot => self.utcOffsetOfBoot(boot),
             async records => {
                 let rest = records
                 while (rest.length && !failure) {
@@ -393,6 +393,11 @@ class Node {
         const reply: any = failure ? { id, ok: false, error: failure } : { id, ok: true, count: result.sent, messages, untimed: result.untimed }
         console.log("command: replay: " + (failure || result.sent + " readings in " + messages + " messages"))
         await this.client.publish(`${c.topicPrefix}/${c.nodeId}/reply/replay`, Buffer.from(JSON.stringify(reply)), 1, false)
+    }
+
+    /** UTC offset of boot `boot` (0 when unknown): this boot's first one, or an earlier boot's from the state. */
+    private utcOffsetOfBoot(boot: number) {
+        return boot === this.boot ? this.clock.bootOffsetS : offsetOfBoot(this.state.offsets, boot)
     }
 
     /** Whether the publish with `token` was acknowledged within `timeoutMs`. */
