@@ -4,8 +4,10 @@
 // Setting names are at most 13 characters: the Settings store's key limit.
 //
 // Pure core: imports nothing from @devicescript.
+import { splitAt } from "./util/arrays"
 import { parseBrokerUrl, BrokerAddress } from "./mqtt/url"
 import { validateTopicName } from "./mqtt/topics"
+import { EXTRA_METER_KEYS, MAX_METERS, MeterDefaults, MeterSpec, parseMeterSetting } from "./meters/meter-spec"
 
 export interface NodeConfig {
     broker: BrokerAddress
@@ -16,8 +18,8 @@ export interface NodeConfig {
     topicPrefix: string
     keepaliveS: number
     inflightWindow: number
-    meterId: string
-    meterKind: string
+    /** By slot (index in records): null where no meter is configured or its configuration is invalid. */
+    meters: MeterSpec[]
     /** Retained time topic the node takes UTC from; "" = none (then only the `time` command sets it). */
     timeTopic: string
     /** Home Assistant discovery prefix; "" = no discovery. */
@@ -42,41 +44,61 @@ export interface NodeConfig {
 
 export interface SettingSpec {
     key: string
-    /** Default value; undefined = required or derived. */
-    default?: string | number
+    default: string | number
     kind: "string" | "int"
     min?: number
     max?: number
-    secret?: boolean
     help: string
 }
 
-export const SETTINGS: SettingSpec[] = [
-    { key: "MQTT_URL", default: "mqtt://127.0.0.1:1883", kind: "string", help: "broker, mqtt://host:port or mqtts://host:port" },
-    { key: "MQTT_USER", default: "", kind: "string", help: "user name (put it in .env.local)" },
-    { key: "MQTT_PASS", default: "", kind: "string", secret: true, help: "password (put it in .env.local)" },
-    { key: "NODE_ID", default: "", kind: "string", help: "node id in topics and the MQTT client id; default: the device id" },
-    { key: "TOPIC_PREFIX", default: "meters", kind: "string", help: "first topic level" },
-    { key: "KEEPALIVE_S", default: 30, kind: "int", min: 5, max: 65535, help: "MQTT keepalive in seconds" },
-    { key: "INFLIGHT", default: 16, kind: "int", min: 1, max: 64, help: "QoS 1 publishes awaiting PUBACK at once" },
-    { key: "TIME_TOPIC", default: "meters/time", kind: "string", help: "topic the node reads UTC from ({\"utc_ms\":...}); - = none" },
-    { key: "HA_PREFIX", default: "homeassistant", kind: "string", help: "Home Assistant discovery prefix; - = no discovery" },
-    { key: "METER_ID", default: "main", kind: "string", help: "meter id in topics" },
-    { key: "METER_KIND", default: "sim", kind: "string", help: "meter driver: sim, ina219 or ina226" },
-    { key: "INA_SHUNT_UO", default: 100000, kind: "int", min: 100, max: 100000000, help: "INA219/INA226: shunt resistance in micro-ohm (100000 = 0.1 ohm)" },
-    { key: "INA_MAX_MA", default: 3200, kind: "int", min: 1, max: 1000000, help: "INA219/INA226: largest expected current in mA (sets the current LSB)" },
-    { key: "INA_ADDR", default: 64, kind: "int", min: 64, max: 79, help: "INA219/INA226: 7-bit I2C address (64 = 0x40)" },
-    { key: "SAMPLE_MS", default: 1000, kind: "int", min: 50, max: 60000, help: "INA219/INA226: power sampling interval in ms" },
-    { key: "READ_MS", default: 60000, kind: "int", min: 1000, max: 86400000, help: "reading interval in ms (readings are stored to the second)" },
-    { key: "FLUSH_S", default: 600, kind: "int", min: 1, max: 86400, help: "longest time an unacknowledged reading stays in RAM only, s (the loss bound at a power cut)" },
-    { key: "QUEUE_BYTES", default: 4608, kind: "int", min: 800, max: 8928, help: "Settings-store bytes for queued readings (8 KB store: 4608; ESP32's 16 KB: up to 8928)" },
-    { key: "HISTORY_BYTES", default: 2048, kind: "int", min: 0, max: 8192, help: "RAM bytes of recent readings kept for the replay command (0 = none)" },
-    { key: "SIM_SEED", default: 1, kind: "int", min: 1, max: 2147483646, help: "simulated meter: load profile seed" },
-    { key: "SIM_MEAN_W", default: 800, kind: "int", min: 0, max: 1000000, help: "simulated meter: mean power in W" },
-    { key: "SIM_BACKLOG", default: 0, kind: "int", min: 0, max: 5000, help: "simulated meter: one-minute readings of history to queue at boot (benchmarks)" },
-]
+/**
+ * Every setting, one per line: "<KEY> <default> [<min> <max>] | <help>". A range makes it a whole
+ * number; "" is an empty default. One literal rather than an array of objects: the firmware's code
+ * section is limited to 64 KB, and every property of an object literal costs code.
+ */
+const SETTINGS_TABLE = `
+MQTT_URL mqtt://127.0.0.1:1883 | broker, mqtt://host:port or mqtts://host:port
+MQTT_USER "" | user name (put it in .env.local)
+MQTT_PASS "" | password (put it in .env.local)
+NODE_ID "" | node id in topics and the MQTT client id; default: the device id
+TOPIC_PREFIX meters | first topic level
+KEEPALIVE_S 30 5 65535 | MQTT keepalive in seconds
+INFLIGHT 16 1 64 | QoS 1 publishes awaiting PUBACK at once
+TIME_TOPIC meters/time | topic the node reads UTC from ({"utc_ms":...}); - = none
+HA_PREFIX homeassistant | Home Assistant discovery prefix; - = no discovery
+METER_ID main | meter id in topics
+METER_KIND sim | meter driver: sim, ina219, ina226, s0, temperature, humidity, dc-current, dc-voltage or water-level
+METER_OPTS "" | options of the first meter, as "imp=1000/kWh input=s0a" (see Meters)
+METER2 "" | a second meter: "<id> <kind> [option=value ...]"
+METER3 "" | a third meter, as METER2
+METER4 "" | a fourth meter, as METER2
+INA_SHUNT_UO 100000 100 100000000 | INA219/INA226: shunt resistance in micro-ohm (100000 = 0.1 ohm)
+INA_MAX_MA 3200 1 1000000 | INA219/INA226: largest expected current in mA (sets the current LSB)
+INA_ADDR 64 64 79 | INA219/INA226: 7-bit I2C address (64 = 0x40)
+SAMPLE_MS 1000 50 60000 | INA219/INA226: power sampling interval in ms
+READ_MS 60000 1000 86400000 | reading interval in ms (readings are stored to the second)
+FLUSH_S 600 1 86400 | longest time an unacknowledged reading stays in RAM only, s (the loss bound at a power cut)
+QUEUE_BYTES 4608 800 8928 | Settings-store bytes for queued readings (8 KB store: 4608; ESP32's 16 KB: up to 8928)
+HISTORY_BYTES 2048 0 8192 | RAM bytes of recent readings kept for the replay command (0 = none)
+SIM_SEED 1 1 2147483646 | simulated meter: load profile seed
+SIM_MEAN_W 800 0 1000000 | simulated meter: mean power in W
+SIM_BACKLOG 0 0 5000 | simulated meter: one-minute readings of history to queue at boot (benchmarks)
+`
 
-export const METER_KINDS = ["sim", "ina219", "ina226"]
+/** The settings of SETTINGS_TABLE. */
+export function settingSpecs(): SettingSpec[] {
+    const specs: SettingSpec[] = []
+    for (const line of splitAt(SETTINGS_TABLE, "\n")) {
+        const bar = line.indexOf(" | ")
+        if (bar < 0) continue
+        const f = splitAt(line.slice(0, bar), " ")
+        const help = line.slice(bar + 3)
+        const text = f[1] === '""' ? "" : f[1]
+        if (f.length > 2) specs.push({ key: f[0], default: parseInt(text), kind: "int", min: parseInt(f[2]), max: parseInt(f[3]), help })
+        else specs.push({ key: f[0], default: text, kind: "string", help })
+    }
+    return specs
+}
 
 const ID_PATTERN_TEXT = "letters, digits, '-' and '_'"
 
@@ -98,8 +120,8 @@ export function isValidId(id: string) {
     return true
 }
 
-function findSpec(key: string) {
-    for (const s of SETTINGS) if (s.key === key) return s
+function findSpec(specs: SettingSpec[], key: string) {
+    for (const s of specs) if (s.key === key) return s
     return undefined
 }
 
@@ -125,6 +147,66 @@ function readValue(raw: Record<string, any>, spec: SettingSpec, errors: string[]
     return n
 }
 
+/** "cmd" and "reply" are topic levels of the node's commands: a meter of that name would be ambiguous. */
+function meterIdError(id: string) {
+    if (!isValidId(id) || id === "cmd" || id === "reply") return `id ${id} must be 1..32 of ${ID_PATTERN_TEXT}, and not cmd or reply`
+    return ""
+}
+
+/**
+ * The meters by slot. An invalid meter is reported by name and its slot left empty: the other
+ * meters keep running. Two meters with one id would share a topic: the later one is refused.
+ */
+function parseMeters(v: any, errors: string[]): MeterSpec[] {
+    const defaults: MeterDefaults = {
+        readMs: v.READ_MS,
+        sampleMs: v.SAMPLE_MS,
+        seed: v.SIM_SEED,
+        meanW: v.SIM_MEAN_W,
+        shuntMicroOhm: v.INA_SHUNT_UO,
+        maxMilliA: v.INA_MAX_MA,
+        address: v.INA_ADDR,
+    }
+    const meters: MeterSpec[] = []
+    const ids: string[] = []
+    // S0 meters take the board's S0 inputs in order (s0a, s0b...); a Jacdac sensor binds to the role named by its kind.
+    let s0Inputs = 0
+    for (let slot = 0; slot < MAX_METERS; ++slot) {
+        meters.push(null)
+        // The first meter's three settings read as one "<id> <kind> [options]" line, like the others'.
+        const key = slot ? EXTRA_METER_KEYS[slot - 1] : "METER_ID/METER_KIND/METER_OPTS"
+        const text: string = slot ? v[EXTRA_METER_KEYS[slot - 1]] : v.METER_ID + " " + v.METER_KIND + (v.METER_OPTS ? " " + v.METER_OPTS : "")
+        if (!text) continue
+        const words = splitAt(text, " ")
+        const kind = words[1]
+        const parsed = parseMeterSetting(slot, text, defaults, kind === "s0" ? "s0" + String.fromCharCode(97 + s0Inputs) : kind)
+        const id = words[0]
+        const idError = meterIdError(id)
+        if (idError) parsed.errors.push(idError)
+        if (ids.indexOf(id) >= 0) parsed.errors.push("id " + id + " is already used by another meter")
+        if (parsed.errors.length) {
+            errors.push(`meter ${id} (${key}): ${parsed.errors.join("; ")}; this meter is off, the others run`)
+            continue
+        }
+        if (kind === "s0") s0Inputs++
+        ids.push(id)
+        meters[slot] = parsed.spec
+    }
+    return meters
+}
+
+/**
+ * A topic (or topic prefix, checked with `suffix` appended) setting: "-" = none (""); an invalid
+ * one is reported and its default used.
+ */
+function topicSetting(v: any, key: string, suffix: string, errors: string[]): string {
+    const value: string = v[key] === "-" ? "" : v[key]
+    const error = value ? validateTopicName(value + suffix) : null
+    if (!error) return value
+    errors.push(`setting ${key}: ${error}`)
+    return findSpec(settingSpecs(), key).default as string
+}
+
 export interface ParsedConfig {
     config: NodeConfig
     /** One text per invalid setting; the default was used instead. */
@@ -135,14 +217,15 @@ export interface ParsedConfig {
 export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedConfig {
     const errors: string[] = []
     const v: any = {}
-    for (const spec of SETTINGS) v[spec.key] = readValue(raw, spec, errors)
+    const specs = settingSpecs()
+    for (const spec of specs) v[spec.key] = readValue(raw, spec, errors)
     for (const key of Object.keys(raw))
-        if (!findSpec(key) && raw[key] !== undefined) errors.push(`setting ${key}: unknown setting (ignored)`)
+        if (!findSpec(specs, key) && raw[key] !== undefined) errors.push(`setting ${key}: unknown setting (ignored)`)
 
     let broker = parseBrokerUrl(v.MQTT_URL)
     if (typeof broker === "string") {
         errors.push(`setting MQTT_URL: ${broker}`)
-        v.MQTT_URL = findSpec("MQTT_URL").default
+        v.MQTT_URL = findSpec(specs, "MQTT_URL").default
         broker = parseBrokerUrl(v.MQTT_URL) as BrokerAddress
     }
     let nodeId: string = v.NODE_ID || deviceId
@@ -150,39 +233,14 @@ export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedC
         errors.push(`setting NODE_ID: ${nodeId} must be 1..32 of ${ID_PATTERN_TEXT}`)
         nodeId = deviceId
     }
-    let meterId: string = v.METER_ID
-    // "cmd" and "reply" are topic levels of the node's commands: a meter of that name would be ambiguous.
-    if (!isValidId(meterId) || meterId === "cmd" || meterId === "reply") {
-        errors.push(`setting METER_ID: ${meterId} must be 1..32 of ${ID_PATTERN_TEXT}`)
-        meterId = "main"
-    }
-    let prefix: string = v.TOPIC_PREFIX
-    const prefixError = validateTopicName(prefix + "/x")
-    if (prefixError) {
-        errors.push(`setting TOPIC_PREFIX: ${prefixError}`)
-        prefix = "meters"
-    }
-    let timeTopic: string = v.TIME_TOPIC === "-" ? "" : v.TIME_TOPIC
-    const timeTopicError = timeTopic ? validateTopicName(timeTopic) : null
-    if (timeTopicError) {
-        errors.push(`setting TIME_TOPIC: ${timeTopicError}`)
-        timeTopic = "meters/time"
-    }
-    let haPrefix: string = v.HA_PREFIX === "-" ? "" : v.HA_PREFIX
-    const haPrefixError = haPrefix ? validateTopicName(haPrefix + "/x") : null
-    if (haPrefixError) {
-        errors.push(`setting HA_PREFIX: ${haPrefixError}`)
-        haPrefix = "homeassistant"
-    }
+    const meters = parseMeters(v, errors)
+    const prefix = topicSetting(v, "TOPIC_PREFIX", "/x", errors)
+    const timeTopic = topicSetting(v, "TIME_TOPIC", "", errors)
+    const haPrefix = topicSetting(v, "HA_PREFIX", "/x", errors)
     let historyBytes: number = v.HISTORY_BYTES
     if (historyBytes > 0 && historyBytes < 800) {
         errors.push(`setting HISTORY_BYTES: ${historyBytes} is too small for three blocks; 0 (none) or 800..8192`)
         historyBytes = 2048
-    }
-    let meterKind: string = v.METER_KIND
-    if (METER_KINDS.indexOf(meterKind) < 0) {
-        errors.push(`setting METER_KIND: unknown meter kind ${meterKind} (known: ${METER_KINDS.join(", ")})`)
-        meterKind = "sim"
     }
     return {
         config: {
@@ -194,8 +252,7 @@ export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedC
             topicPrefix: prefix,
             keepaliveS: v.KEEPALIVE_S,
             inflightWindow: v.INFLIGHT,
-            meterId,
-            meterKind,
+            meters,
             timeTopic,
             haPrefix,
             readingIntervalMs: v.READ_MS,
@@ -221,8 +278,6 @@ export function describeConfig(c: NodeConfig) {
     if (c.username) text += " user " + c.username
     if (c.password) text += " password ***"
     text += `, node ${c.nodeId}, prefix ${c.topicPrefix}, keepalive ${c.keepaliveS} s`
-    text += `, meter ${c.meterId} (${c.meterKind}) every ${c.readingIntervalMs} ms`
-    text += `, time from ${c.timeTopic || "the time command only"}`
-    text += `, flush within ${c.flushIntervalMs / 1000} s, queue ${c.queueBytes} B`
-    return text
+    for (const m of c.meters) if (m) text += `, meter ${m.id} (${m.kind}) every ${m.readMs / 1000} s`
+    return text + `, time from ${c.timeTopic || "the time command only"}, flush within ${c.flushIntervalMs / 1000} s, queue ${c.queueBytes} B`
 }

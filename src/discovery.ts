@@ -1,11 +1,15 @@
-// Home Assistant MQTT discovery: one retained config per meter, so that Home Assistant creates an
-// energy sensor (usable in its Energy dashboard) without any YAML, with the node's status topic as
-// its availability. https://www.home-assistant.io/integrations/sensor.mqtt/
+// Home Assistant MQTT discovery: one retained config per meter, so that Home Assistant creates a
+// sensor without any YAML (energy, water and gas meters usable in its Energy dashboard), with the
+// node's status topic as its availability. https://www.home-assistant.io/integrations/sensor.mqtt/
 //
 // Pure core: imports nothing from @devicescript.
 import { FIRMWARE_VERSION, readingTopic, statusTopic } from "./reading"
+import { MeterLabel } from "./meters/meter-spec"
 
-/** Settings key holding the meter ids this node announced, so that removed ones are cleared. */
+/**
+ * Settings key holding the sensors this node announced, so that removed ones are cleared: each as
+ * "<meter id>:<quantity>" ("<meter id>" alone: an energy meter, as earlier versions stored it).
+ */
 export const ANNOUNCED_KEY = "mn_ha"
 
 export interface DiscoveryMessage {
@@ -14,30 +18,37 @@ export interface DiscoveryMessage {
     payload: string
 }
 
-function objectId(nodeId: string, meterId: string) {
-    return "meternode_" + nodeId + "_" + meterId + "_energy"
+function objectId(nodeId: string, meterId: string, quantity: string) {
+    return "meternode_" + nodeId + "_" + meterId + "_" + quantity
 }
 
-export function discoveryTopic(haPrefix: string, nodeId: string, meterId: string) {
-    return haPrefix + "/sensor/" + objectId(nodeId, meterId) + "/config"
+export function discoveryTopic(haPrefix: string, nodeId: string, meterId: string, quantity: string) {
+    return haPrefix + "/sensor/" + objectId(nodeId, meterId, quantity) + "/config"
+}
+
+/** How the announced list stores a meter's sensor. */
+export function announcedKey(m: MeterLabel) {
+    return m.quantity === "energy" ? m.id : m.id + ":" + m.quantity
 }
 
 /**
- * The config of one energy meter. The state is the `total` of the newest element of each reading
- * message (a gap carries one too), in Wh, always increasing: device class energy with state class
- * total_increasing is what the Energy dashboard accepts.
+ * The config of one meter. An amount's state is the `total` of the newest element of each reading
+ * message (a gap carries one too), always increasing: device class energy (water, gas) with state
+ * class total_increasing is what the Energy dashboard accepts. A level's state is the newest mean.
  */
-export function discoveryPayload(prefix: string, nodeId: string, meterId: string) {
-    const id = objectId(nodeId, meterId)
-    const config = {
-        name: "Energy " + meterId,
+export function discoveryPayload(prefix: string, nodeId: string, meter: MeterLabel) {
+    const meterId = meter.id
+    const id = objectId(nodeId, meterId, meter.quantity)
+    // Energy, water and gas are amounts: their device classes are named as our quantities.
+    const amount = ["energy", "water", "gas"].indexOf(meter.quantity) >= 0
+    const config: any = {
+        name: meter.quantity.charAt(0).toUpperCase() + meter.quantity.slice(1) + " " + meterId,
         unique_id: id,
         object_id: id,
         state_topic: readingTopic(prefix, nodeId, meterId),
-        value_template: "{{ value_json.readings[-1].total }}",
-        device_class: "energy",
-        state_class: "total_increasing",
-        unit_of_measurement: "Wh",
+        value_template: amount ? "{{ value_json.readings[-1].total }}" : "{{ value_json.readings[-1].mean }}",
+        state_class: amount ? "total_increasing" : "measurement",
+        unit_of_measurement: meter.unit === "m3" ? "m³" : meter.unit,
         availability_topic: statusTopic(prefix, nodeId),
         availability_template: "{{ value_json.state }}",
         payload_available: "online",
@@ -51,6 +62,8 @@ export function discoveryPayload(prefix: string, nodeId: string, meterId: string
             sw_version: FIRMWARE_VERSION,
         },
     }
+    // Home Assistant has device classes for these quantities, not for a generic level.
+    if (meter.quantity !== "level") config.device_class = meter.quantity
     return JSON.stringify(config)
 }
 
@@ -58,11 +71,17 @@ export function discoveryPayload(prefix: string, nodeId: string, meterId: string
  * What to publish after connecting: a config for every meter, and an empty retained message for
  * every meter announced before and no longer configured.
  */
-export function discoveryMessages(haPrefix: string, prefix: string, nodeId: string, meterIds: string[], announced: string[]): DiscoveryMessage[] {
+export function discoveryMessages(haPrefix: string, prefix: string, nodeId: string, meters: MeterLabel[], announced: string[]): DiscoveryMessage[] {
     const out: DiscoveryMessage[] = []
-    for (const old of announced)
-        if (meterIds.indexOf(old) < 0) out.push({ topic: discoveryTopic(haPrefix, nodeId, old), payload: "" })
-    for (const m of meterIds) out.push({ topic: discoveryTopic(haPrefix, nodeId, m), payload: discoveryPayload(prefix, nodeId, m) })
+    const keys: string[] = []
+    for (const m of meters) keys.push(announcedKey(m))
+    for (const old of announced) {
+        if (keys.indexOf(old) >= 0) continue
+        const colon = old.indexOf(":")
+        const topic = colon < 0 ? discoveryTopic(haPrefix, nodeId, old, "energy") : discoveryTopic(haPrefix, nodeId, old.slice(0, colon), old.slice(colon + 1))
+        out.push({ topic, payload: "" })
+    }
+    for (const m of meters) out.push({ topic: discoveryTopic(haPrefix, nodeId, m.id, m.quantity), payload: discoveryPayload(prefix, nodeId, m) })
     return out
 }
 

@@ -1,5 +1,5 @@
 // The node's persistent state, one small value in flash, and what a boot learns from it: the
-// boot count, the sequence-number reservation, the meter total, and the "mark": the last reading
+// boot count, the sequence-number reservation, the meters' totals, and the "mark": the last reading
 // the previous boot knew to be safe (in the flash queue or acknowledged by the broker). A boot
 // that did not end with a planned stop left everything after its mark unaccounted for; the next
 // boot says so with a gap record instead of skipping it silently.
@@ -15,8 +15,8 @@ export interface NodeState {
     boot: number
     /** Every seq up to this one may have been used. */
     seq: number
-    /** Meter total, mWh, at the mark. */
-    total: number
+    /** Each meter's total (thousandths of its unit) at the mark, by slot. */
+    totals: number[]
     /** The last seq known safe, and the end of its interval: seconds since boot `boot`, or Unix seconds when markUtc. */
     markSeq: number
     markEndS: number
@@ -28,7 +28,7 @@ export interface NodeState {
 }
 
 export function initialState(): NodeState {
-    return { boot: 0, seq: 0, total: 0, markSeq: 0, markEndS: 0, markUtc: false, offsets: [], clean: true }
+    return { boot: 0, seq: 0, totals: [], markSeq: 0, markEndS: 0, markUtc: false, offsets: [], clean: true }
 }
 
 function isWholeNumber(v: any) {
@@ -42,7 +42,7 @@ export function stateToJson(s: NodeState): any {
         k.push(o.boot)
         k.push(o.offsetS)
     }
-    return { b: s.boot, s: s.seq, t: s.total, ms: s.markSeq, me: s.markEndS, mu: s.markUtc ? 1 : 0, k, c: s.clean ? 1 : 0 }
+    return { b: s.boot, s: s.seq, t: s.totals, ms: s.markSeq, me: s.markEndS, mu: s.markUtc ? 1 : 0, k, c: s.clean ? 1 : 0 }
 }
 
 /** The offsets of a state read from flash: pairs of boot and offset; anything else is dropped. */
@@ -54,12 +54,39 @@ function offsetsFromJson(k: any): BootOffset[] {
     return out
 }
 
+/** Totals by slot; a single number is the one meter of a state written before several meters existed. */
+function totalsFromJson(t: any): number[] {
+    if (isWholeNumber(t)) return [t]
+    if (!Array.isArray(t)) return null
+    const out: number[] = []
+    for (const x of t) {
+        if (!isWholeNumber(x)) return null
+        out.push(x)
+    }
+    return out
+}
+
+/** A meter's total in `totals`, 0 when it has none yet. */
+export function totalOf(totals: number[], slot: number) {
+    return slot < totals.length && totals[slot] ? totals[slot] : 0
+}
+
+/** `totals` with the total of `slot` set: a new array, padded with zeros. */
+export function withTotal(totals: number[], slot: number, total: number) {
+    const out = totals.slice(0)
+    while (out.length <= slot) out.push(0)
+    out[slot] = total
+    return out
+}
+
 /** The state read from flash, or null when it is missing or damaged. */
 export function stateFromJson(v: any): NodeState {
     if (!v || typeof v !== "object") return null
-    if (!isWholeNumber(v.b) || !isWholeNumber(v.s) || !isWholeNumber(v.t)) return null
+    if (!isWholeNumber(v.b) || !isWholeNumber(v.s)) return null
     if (!isWholeNumber(v.ms) || !isWholeNumber(v.me)) return null
-    return { boot: v.b, seq: v.s, total: v.t, markSeq: v.ms, markEndS: v.me, markUtc: v.mu === 1, offsets: offsetsFromJson(v.k), clean: v.c === 1 }
+    const totals = totalsFromJson(v.t)
+    if (!totals) return null
+    return { boot: v.b, seq: v.s, totals, markSeq: v.ms, markEndS: v.me, markUtc: v.mu === 1, offsets: offsetsFromJson(v.k), clean: v.c === 1 }
 }
 
 /** Where the previous boot's accounted-for readings end: its mark, or a later record still queued. */
@@ -69,18 +96,26 @@ export interface LastKnown {
     endS: number
     /** endS is Unix seconds, not seconds since boot `boot`. */
     endUtc: boolean
-    totalMilliWh: number
+    /** Each meter's total, by slot. */
+    totals: number[]
 }
 
-export function lastKnown(prev: NodeState, newestQueued: ReadingRecord): LastKnown {
-    const k: LastKnown = { boot: prev.boot, seq: prev.markSeq, endS: prev.markEndS, endUtc: prev.markUtc, totalMilliWh: prev.total }
+/**
+ * `newestQueued` is the newest record in the queue; `newestByMeter` the newest of each meter
+ * (by slot, null where none), default newestQueued for its own meter. A meter's total is the
+ * larger of the mark's and its newest queued record's: records older than the mark hold smaller ones.
+ */
+export function lastKnown(prev: NodeState, newestQueued: ReadingRecord, newestByMeter?: ReadingRecord[]): LastKnown {
+    const k: LastKnown = { boot: prev.boot, seq: prev.markSeq, endS: prev.markEndS, endUtc: prev.markUtc, totals: prev.totals.slice(0) }
+    const byMeter = newestByMeter || [newestQueued]
+    for (const r of byMeter)
+        if (r && r.totalMilliWh > totalOf(k.totals, r.meter)) k.totals = withTotal(k.totals, r.meter, r.totalMilliWh)
     if (newestQueued && newestQueued.seq > k.seq) {
         k.seq = newestQueued.seq
         if (newestQueued.boot === prev.boot) {
             k.endS = newestQueued.startS + newestQueued.durationS
             k.endUtc = !(newestQueued.flags & FLAG_CLOCK_NOT_SET)
         }
-        if (newestQueued.totalMilliWh > k.totalMilliWh) k.totalMilliWh = newestQueued.totalMilliWh
     }
     return k
 }
@@ -102,6 +137,6 @@ export function gapRecord(prev: NodeState, known: LastKnown, meter: number, gapS
     r.firstSeq = known.seq + 1
     r.seq = gapSeq
     r.deltaMilliWh = 0
-    r.totalMilliWh = known.totalMilliWh
+    r.totalMilliWh = totalOf(known.totals, meter)
     return r
 }

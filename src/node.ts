@@ -2,30 +2,32 @@
 // readings from flash, takes readings on schedule and hands them to the uplink, which keeps
 // each one (in RAM, then in flash) until the broker acknowledged it.
 import * as ds from "@devicescript/core"
-import { describeConfig, NodeConfig, parseConfig, SETTINGS } from "./config"
+import { describeConfig, NodeConfig, parseConfig, settingSpecs } from "./config"
 import { MqttClient } from "./mqtt/client"
 import { SequenceAllocator } from "./sequence"
 import { SimulatedEnergyMeter } from "./meters/simulated"
-import { EnergyMeter } from "./meters/meter"
+import { EnergyMeter, MeterReading } from "./meters/meter"
 import { InaDriver } from "./meters/ina-driver"
 import { INA219, INA226 } from "./meters/ina2xx"
 import { InaEnergyMeter } from "./meters/ina-meter"
+import { MeterLabel, MeterSpec } from "./meters/meter-spec"
+import { SensorLevelMeter, startPulseMeter } from "./meters/jacdac-meters"
 import { readingMessage, readingTopic, replayTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
 import { History, replayRangeError } from "./history"
 import { PublishPacket } from "./mqtt/packets"
 import { readJsonSetting, readSettings, writeVerified } from "./platform/settings-store"
-import { gapRecord, initialState, lastKnown, NodeState, STATE_KEY, stateFromJson, stateToJson } from "./node-state"
+import { gapRecord, initialState, lastKnown, NodeState, STATE_KEY, stateFromJson, stateToJson, totalOf, withTotal } from "./node-state"
 import { DurableQueue } from "./storage/durable-queue"
 import { SettingsKeyValueStore } from "./storage/settings-kv"
-import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, ReadingRecord } from "./storage/records"
+import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, FLAG_NON_ADDITIVE, isAdditive, ReadingRecord } from "./storage/records"
 import { Uplink } from "./uplink"
-import { ANNOUNCED_KEY, announcedFromJson, discoveryMessages } from "./discovery"
+import { ANNOUNCED_KEY, announcedFromJson, announcedKey, discoveryMessages } from "./discovery"
 import { nextBoundaryMs, offsetOfBoot, parseTimePayload, timeFromJson, WallClock, withBootOffset } from "./clock"
 
 /** How long a planned stop waits for its offline status to be acknowledged before going anyway. */
 const SHUTDOWN_ACK_TIMEOUT_MS = 5000
-/** The one meter of this version: index 0 in the queue's records. */
-const METER_INDEX = 0
+/** Totals of recent readings kept for the mark: enough for every reading in flight. */
+const RECENT_TOTALS = 32
 /** After a connection, how long readings wait for the time when the clock is not set. */
 const TIME_WAIT_MS = 3000
 /** Commands on <prefix>/<node>/cmd/<name>. */
@@ -52,16 +54,20 @@ class Node {
     private uplink: Uplink
     private lastError = ""
     private sequence: SequenceAllocator
-    /** Null when the meter's configuration is unusable: the node stays up and says why. */
-    private meter: EnergyMeter = null
+    /** By slot; null where no meter runs (none configured, or unusable: the node stays up and says why). */
+    private meters: EnergyMeter[] = []
+    /** By slot: id, quantity and unit; null where no meter is configured. */
+    private readonly labels: MeterLabel[] = []
+    /** The totals of the last readings taken, as (seq, slot, total): the mark records each meter's. */
+    private recentTotals: number[][] = []
     private readonly boot: number
     private stopping = false
     /** Emits the token of every acknowledged publish, for code that waits on one. */
     private delivered = ds.emitter<number>()
     /** The last tokens acknowledged: a PUBACK can arrive while publish() is still writing, before anyone waits. */
     private recentAcks: number[] = []
-    /** Built once: the reading topic is used for every publish and every acknowledgement. */
-    private readonly readingTopic: string
+    /** By slot, built once: a reading topic is used for every publish. */
+    private readonly readingTopics: string[] = []
     private readonly statusTopic: string
     /** As last written to flash. */
     private state: NodeState
@@ -80,7 +86,11 @@ class Node {
         private readonly previous: NodeState,
         private readonly queue: DurableQueue
     ) {
-        this.readingTopic = readingTopic(config.topicPrefix, config.nodeId, config.meterId)
+        for (const m of config.meters) {
+            this.labels.push(m ? { id: m.id, quantity: m.quantity, unit: m.unit } : null)
+            // Records of a meter no longer configured may still be queued: they go out as "meter<slot>".
+            this.readingTopics.push(readingTopic(config.topicPrefix, config.nodeId, m ? m.id : "meter" + this.readingTopics.length))
+        }
         this.statusTopic = statusTopic(config.topicPrefix, config.nodeId)
         this.boot = previous.boot + 1
         this.sequence = new SequenceAllocator(previous.seq)
@@ -93,8 +103,8 @@ class Node {
         const self = this
         this.uplink = new Uplink(
             this.queue,
-            [c.meterId],
-            [this.readingTopic],
+            this.labels,
+            this.readingTopics,
             c.inflightWindow,
             c.flushIntervalMs,
             {
@@ -115,14 +125,18 @@ class Node {
             this.history = new History(c.historyBytes, { sleep: async ms => await ds.sleep(ms), spawn: fn => { setTimeout(fn, 0) } }, pause)
             await this.history.open()
         }
+        const newestByMeter = await this.newestQueuedByMeter()
         const newestQueued = this.queue.size() ? (await this.queue.peek(1, this.queue.size() - 1))[0] : null
-        const known = lastKnown(this.previous, newestQueued)
-        this.meter = await this.createMeter(known.totalMilliWh)
+        const known = lastKnown(this.previous, newestQueued, newestByMeter)
+        for (let slot = 0; slot < c.meters.length; ++slot) {
+            const spec = c.meters[slot]
+            this.meters.push(spec ? await this.createMeter(spec, totalOf(known.totals, slot)) : null)
+        }
         // The new boot count and the first seq reservation in one write, before any seq is used.
         this.state = {
             boot: this.boot,
             seq: this.previous.seq,
-            total: known.totalMilliWh,
+            totals: known.totals,
             markSeq: known.seq,
             markEndS: 0,
             markUtc: false,
@@ -130,17 +144,27 @@ class Node {
             clean: false,
         }
         await this.persistReservation(true)
-        const gap = gapRecord(this.previous, known, METER_INDEX, this.sequence.peek())
-        if (gap) {
+        // Every meter's readings after the mark are unaccounted for: each meter's topic gets a gap.
+        let gaps = 0
+        for (let slot = 0; slot < c.meters.length; ++slot) {
+            // Levels are not billing data: a temperature's missing minutes need no record.
+            const gap = c.meters[slot] && c.meters[slot].additive ? gapRecord(this.previous, known, slot, this.sequence.peek()) : null
+            if (!gap) continue
             this.sequence.take()
-            this.reportError(`node: boot ${this.previous.boot} did not stop as planned: readings after seq ${known.seq} (second ${known.endS} of that boot) are unaccounted for, reported as a gap`)
+            gaps++
             await this.uplink.append(gap)
             if (this.history) this.history.add(gap)
+        }
+        if (gaps) {
+            this.reportError(`node: boot ${this.previous.boot} did not stop as planned: readings after seq ${known.seq} (second ${known.endS} of that boot) are unaccounted for, reported as a gap`)
             await this.uplink.flush()
         }
-        if (c.simBacklog && c.meterKind === "sim" && !this.queue.size()) await this.queueHistory(c.simBacklog)
-        const total = this.meter ? this.meter.totalMilliWh : known.totalMilliWh
-        console.log(`node: boot ${this.boot}, next seq ${this.sequence.peek()}, total ${total} mWh, queued ${this.uplink.size()}`)
+        const first = c.meters[0]
+        if (c.simBacklog && first && first.kind === "sim" && this.meters[0] && !this.queue.size()) await this.queueHistory(c.simBacklog)
+        let totals = ""
+        for (let slot = 0; slot < c.meters.length; ++slot)
+            if (this.meters[slot]) totals += ", " + c.meters[slot].id + " total " + this.meters[slot].totalMilliWh
+        console.log(`node: boot ${this.boot}, next seq ${this.sequence.peek()}, queued ${this.uplink.size()}${totals}`)
         this.client = new MqttClient(
             c.broker,
             {
@@ -177,27 +201,66 @@ class Node {
         )
         this.uplink.attach(this.client)
         this.client.start()
-        if (this.meter) setTimeout(async () => await self.readingLoop(), 0)
+        for (let slot = 0; slot < this.meters.length; ++slot) if (this.meters[slot]) this.startReadingLoop(slot)
         setTimeout(async () => await self.uplink.flushLoop(), 0)
     }
 
-    /** The configured meter, started; null (and the reason reported) when it cannot be built. */
-    private async createMeter(totalMilliWh: number): Promise<EnergyMeter> {
+    private startReadingLoop(slot: number) {
+        const self = this
+        setTimeout(async () => await self.readingLoop(slot), 0)
+    }
+
+    /**
+     * The newest queued record of each meter, by slot: walks the queue back from its end until
+     * every configured meter has one (meters interleave, so usually a few records).
+     */
+    private async newestQueuedByMeter() {
         const c = this.config
-        if (c.meterKind === "sim") return new SimulatedEnergyMeter(c.simSeed, c.simMeanW, totalMilliWh)
+        const found: ReadingRecord[] = []
+        let missing = 0
+        for (const m of c.meters) {
+            found.push(null)
+            if (m) missing++
+        }
+        let end = this.queue.size()
+        while (end > 0 && missing > 0) {
+            const from = end > 12 ? end - 12 : 0
+            const records = await this.queue.peek(end - from, from)
+            for (let i = records.length - 1; i >= 0; --i) {
+                const r = records[i]
+                if (r.meter < found.length && c.meters[r.meter] && !found[r.meter]) {
+                    found[r.meter] = r
+                    missing--
+                }
+            }
+            end = from
+            await pause()
+        }
+        return found
+    }
+
+    /** A configured meter, started; null (and the reason reported) when it cannot be built. */
+    private async createMeter(spec: MeterSpec, totalMilli: number): Promise<EnergyMeter> {
         const self = this
         try {
-            const driver = new InaDriver({
-                chip: c.meterKind === "ina219" ? INA219 : INA226,
-                address: c.inaAddress,
-                shuntOhms: c.inaShuntMicroOhm / 1000000,
-                maxCurrentA: c.inaMaxMilliA / 1000,
-            })
-            const meter = new InaEnergyMeter(driver, totalMilliWh, c.sampleMs, text => self.reportError(text))
-            await meter.start()
-            return meter
+            if (spec.kind === "sim") return new SimulatedEnergyMeter(spec.seed, spec.meanW, totalMilli)
+            if (spec.kind === "s0") return startPulseMeter(spec, totalMilli)
+            if (spec.kind === "ina219" || spec.kind === "ina226") {
+                const driver = new InaDriver({
+                    chip: spec.kind === "ina219" ? INA219 : INA226,
+                    address: spec.address,
+                    shuntOhms: spec.shuntMicroOhm / 1000000,
+                    maxCurrentA: spec.maxMilliA / 1000,
+                })
+                const meter = new InaEnergyMeter(driver, totalMilli, spec.sampleMs, text => self.reportError(text))
+                await meter.start()
+                return meter
+            }
+            const level = new SensorLevelMeter(spec, text => self.reportError(text))
+            level.start()
+            return level
         } catch (e) {
-            this.reportError("meter " + c.meterId + " (" + c.meterKind + "): " + (e as Error).message + "; no readings until the configuration is fixed")
+            this.reportError("meter " + spec.id + " (" + spec.kind + "): " + (e as Error).message + "; no readings until the configuration is fixed")
             return null
         }
     }
@@ -208,11 +271,12 @@ class Node {
      */
     private async queueHistory(count: number) {
         const historyBoot = this.boot - 1
+        const meter = this.meters[0]
         for (let i = 0; i < count; ++i) {
-            const r = await this.meter.read(i * 60000, (i + 1) * 60000)
+            const r = await meter.read(i * 60000, (i + 1) * 60000)
             await this.persistReservation(false)
             const seq = this.sequence.take()
-            await this.uplink.append(energyRecord(METER_INDEX, seq, historyBoot, i * 60000, (i + 1) * 60000, r.deltaMilliWh, this.meter.totalMilliWh))
+            await this.uplink.append(energyRecord(0, seq, historyBoot, i * 60000, (i + 1) * 60000, r.deltaMilliWh, meter.totalMilliWh))
             if (i % 16 === 15) await ds.sleep(0)
         }
         await this.uplink.flush()
@@ -244,8 +308,14 @@ class Node {
     private async publishDiscovery() {
         const c = this.config
         if (!c.haPrefix) return
-        const ids = [c.meterId]
-        for (const m of discoveryMessages(c.haPrefix, c.topicPrefix, c.nodeId, ids, this.announced))
+        const labels: MeterLabel[] = []
+        const ids: string[] = []
+        for (const m of this.labels)
+            if (m) {
+                labels.push(m)
+                ids.push(announcedKey(m))
+            }
+        for (const m of discoveryMessages(c.haPrefix, c.topicPrefix, c.nodeId, labels, this.announced))
             await this.client.publish(m.topic, Buffer.from(m.payload), 1, true)
         if (JSON.stringify(this.announced) === JSON.stringify(ids)) return
         this.announced = ids
@@ -359,12 +429,19 @@ class Node {
     private replayError(request: any) {
         if (!this.history) return "replay: no history kept (HISTORY_BYTES is 0)"
         if (this.replaying) return "replay: another replay is running"
-        if (request.meter !== undefined && request.meter !== this.config.meterId) return "replay: unknown meter " + request.meter
+        if (request.meter !== undefined && this.slotOf(request.meter) < 0) return "replay: unknown meter " + request.meter
         return replayRangeError(request)
     }
 
+    /** The slot of the meter with id `id`, or -1. */
+    private slotOf(id: any) {
+        for (let slot = 0; slot < this.labels.length; ++slot) if (this.labels[slot] && this.labels[slot].id === id) return slot
+        return -1
+    }
+
     /**
-     * Republishes the history that overlaps [from, to) on the replay topic, flagged "replay", one
+     * Republishes the history that overlaps [from, to) on each meter's replay topic (only the
+     * requested meter's when the request names one), flagged "replay", one
      * message at a time (each waits for its PUBACK, so heap stays bounded), then replies with the
      * count. Readings of a boot that never learned the time cannot be placed in a range.
      */
@@ -372,17 +449,21 @@ class Node {
         const c = this.config
         this.replaying = true
         const self = this
-        const topic = replayTopic(c.topicPrefix, c.nodeId, c.meterId)
+        const only = request.meter === undefined ? -1 : this.slotOf(request.meter)
         let messages = 0
+        let sent = 0
         let failure = ""
         const result = await this.history.replay(
             { fromMs: request.from, toMs: request.to },
             boot => self.utcOffsetOfBoot(boot),
             async records => {
-                let rest = records
+                let rest: ReadingRecord[] = []
+                for (const r of records) if ((only < 0 || r.meter === only) && r.meter < self.labels.length && self.labels[r.meter]) rest.push(r)
+                sent += rest.length
                 while (rest.length && !failure) {
-                    const m = readingMessage(rest, [c.meterId], true)
+                    const m = readingMessage(rest, self.labels, true)
                     rest = rest.slice(m.count)
+                    const topic = replayTopic(c.topicPrefix, c.nodeId, self.labels[m.meter].id)
                     const token = await self.client.publish(topic, Buffer.from(m.payload), 1, false)
                     messages++
                     if (!(await self.waitForAck(token, REPLAY_ACK_TIMEOUT_MS))) failure = "replay: no PUBACK within " + REPLAY_ACK_TIMEOUT_MS + " ms"
@@ -390,8 +471,8 @@ class Node {
             }
         )
         this.replaying = false
-        const reply: any = failure ? { id, ok: false, error: failure } : { id, ok: true, count: result.sent, messages, untimed: result.untimed }
-        console.log("command: replay: " + (failure || result.sent + " readings in " + messages + " messages"))
+        const reply: any = failure ? { id, ok: false, error: failure } : { id, ok: true, count: sent, messages, untimed: result.untimed }
+        console.log("command: replay: " + (failure || sent + " readings in " + messages + " messages"))
         await this.client.publish(`${c.topicPrefix}/${c.nodeId}/reply/replay`, Buffer.from(JSON.stringify(reply)), 1, false)
     }
 
@@ -437,7 +518,7 @@ class Node {
         return {
             boot: s.boot,
             seq: s.seq,
-            total: s.total,
+            totals: s.totals,
             markSeq: s.markSeq,
             markEndS: s.markEndS,
             markUtc: s.markUtc,
@@ -477,7 +558,16 @@ class Node {
         const ownBoot = r.boot === this.boot
         s.markEndS = ownBoot ? r.startS + r.durationS : 0
         s.markUtc = ownBoot && !(r.flags & FLAG_CLOCK_NOT_SET)
-        s.total = r.totalMilliWh
+        // Every meter's total as of the mark: its newest reading up to r, among the recent ones.
+        for (let slot = 0; slot < this.meters.length; ++slot) {
+            let best = -1
+            for (let i = 0; i < this.recentTotals.length; ++i) {
+                const t = this.recentTotals[i]
+                if (t[1] === slot && t[0] <= r.seq) best = i
+            }
+            if (best >= 0) s.totals = withTotal(s.totals, slot, this.recentTotals[best][2])
+        }
+        if (isAdditive(r) && r.totalMilliWh > totalOf(s.totals, r.meter)) s.totals = withTotal(s.totals, r.meter, r.totalMilliWh)
     }
 
     /** Persists a new seq reservation when the current one is used up (or `force`: the boot write). */
@@ -491,45 +581,63 @@ class Node {
     }
 
     /**
-     * Takes a reading at every boundary: whole seconds of uptime, and once the clock is set,
-     * multiples of the interval in UTC. Each reading starts where the previous one ended, in the
-     * stored seconds, so intervals never overlap or leave holes, even across the moment the time
-     * arrives or the clock is re-anchored.
+     * Takes meter `slot`'s reading at every boundary: whole seconds of uptime, and once the clock
+     * is set, multiples of the meter's interval in UTC. Each reading starts where the previous one
+     * ended, in the stored seconds, so intervals never overlap or leave holes, even across the
+     * moment the time arrives or the clock is re-anchored. Each meter runs in a fiber of its own.
      */
-    private async readingLoop() {
-        const c = this.config
+    private async readingLoop(slot: number) {
+        const spec = this.config.meters[slot]
+        const meter = this.meters[slot]
         let startMs = Math.floor(ds.millis() / 1000) * 1000
         let startS = startMs / 1000
         let startUtc = false
         while (!this.stopping) {
-            let endMs = nextBoundaryMs(startMs, c.readingIntervalMs, this.clock)
+            let endMs = nextBoundaryMs(startMs, spec.readMs, this.clock)
             const waitMs = endMs - ds.millis()
             if (waitMs > 0) await ds.sleep(waitMs)
             if (this.stopping) break
             // After a long stall, end the reading now rather than firing a burst of missed ones.
             if (ds.millis() - endMs >= 1000) endMs = Math.floor(ds.millis() / 1000) * 1000
-            const r = await this.meter.read(startMs, endMs)
-            await this.persistReservation(false)
-            const record = energyRecord(METER_INDEX, this.sequence.take(), this.boot, startMs, endMs, r.deltaMilliWh, this.meter.totalMilliWh)
+            const r = await meter.read(startMs, endMs)
             let endS = endMs / 1000
             if (this.clock.isSet()) {
                 if (!startUtc) startS += this.clock.bootOffsetS
                 startUtc = true
                 endS = this.clock.utcSeconds(endMs)
-                record.flags &= ~FLAG_CLOCK_NOT_SET
             }
             // A clock re-anchored backwards by more than an interval: an empty reading, never a negative one.
             if (endS < startS) endS = startS
-            record.startS = startS
-            record.durationS = endS - startS
-            if (r.estimated) record.flags |= FLAG_ESTIMATED
+            // A level meter with no value yet has nothing to say about this interval.
+            if (r) await this.record(slot, r, startMs, endMs, startS, endS)
             startMs = endMs
             startS = endS
-            this.newest = record
-            await this.uplink.append(record)
-            if (this.history) this.history.add(record)
-            console.log(`reading: seq ${record.seq}, queued ${this.uplink.size()}`)
         }
+    }
+
+    /** Stores and queues one reading of meter `slot`, in stored seconds startS..endS. */
+    private async record(slot: number, r: MeterReading, startMs: number, endMs: number, startS: number, endS: number) {
+        const meter = this.meters[slot]
+        await this.persistReservation(false)
+        const record = energyRecord(slot, this.sequence.take(), this.boot, startMs, endMs, r.deltaMilliWh, meter.totalMilliWh)
+        if (this.clock.isSet()) record.flags &= ~FLAG_CLOCK_NOT_SET
+        record.startS = startS
+        record.durationS = endS - startS
+        if (r.level) {
+            record.flags |= FLAG_NON_ADDITIVE
+            record.deltaMilliWh = 0
+            record.totalMilliWh = 0
+            record.minMilli = r.level.minMilli
+            record.meanMilli = r.level.meanMilli
+            record.maxMilli = r.level.maxMilli
+        }
+        if (r.estimated) record.flags |= FLAG_ESTIMATED
+        this.newest = record
+        this.recentTotals.push([record.seq, slot, record.totalMilliWh])
+        if (this.recentTotals.length > RECENT_TOTALS) this.recentTotals.shift()
+        await this.uplink.append(record)
+        if (this.history) this.history.add(record)
+        console.log(`reading: ${this.labels[slot].id} seq ${record.seq}, queued ${this.uplink.size()}`)
     }
 
     private reportError(text: string) {
@@ -543,7 +651,7 @@ class Node {
  * they take precedence over the Settings store, which takes precedence over defaults.
  */
 export async function startNode(provisioned: Record<string, any>) {
-    const keys = SETTINGS.map(s => s.key)
+    const keys = settingSpecs().map(s => s.key)
     const raw = await readSettings(keys)
     for (const key of Object.keys(provisioned)) raw[key] = provisioned[key]
     const { config, errors } = parseConfig(raw, ds.deviceIdentifier("self"))

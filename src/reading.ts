@@ -1,6 +1,7 @@
 // The JSON payloads the node publishes: readings (batches of stored records) and status.
 // Pure core: imports nothing from @devicescript.
 import { FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, FLAG_GAP, isAdditive, ReadingRecord } from "./storage/records"
+import { MeterLabel } from "./meters/meter-spec"
 
 export const FIRMWARE_VERSION = "0.1.0"
 
@@ -8,6 +9,11 @@ export const FIRMWARE_VERSION = "0.1.0"
 export const MAX_READING_MESSAGE_BYTES = 1000
 /** Readings per message at most: the records are decoded into objects on a 64 KB heap. */
 export const MAX_READINGS_PER_MESSAGE = 12
+
+/** The label of an energy meter in Wh, the kind of every meter before several kinds existed. */
+export function energyLabel(id: string): MeterLabel {
+    return { id, quantity: "energy", unit: "Wh" }
+}
 
 /** Formats whole thousandths as a decimal without float artefacts, in any runtime: 1234 -> "1.234". */
 export function formatMilli(milli: number) {
@@ -72,16 +78,23 @@ export interface ReadingMessage {
 /**
  * One message from the oldest records of `records`: consecutive records of the same meter and
  * time base, as many as fit in MAX_READING_MESSAGE_BYTES and MAX_READINGS_PER_MESSAGE.
- * `meterIds[r.meter]` names the meter; quantity and unit are the same for every element. `replay`
- * marks readings republished from history by the replay command.
+ * `meters[r.meter]` names the meter and its quantity and unit (the same for every element); a
+ * record of a meter no longer configured is named "meter<index>". `replay` marks readings
+ * republished from history by the replay command.
  */
-export function readingMessage(records: ReadingRecord[], meterIds: string[], replay?: boolean): ReadingMessage {
+export function readingMessage(records: ReadingRecord[], meters: MeterLabel[], replay?: boolean): ReadingMessage {
     const first = records[0]
     const base = timeBase(first)
-    const meterId = first.meter < meterIds.length ? meterIds[first.meter] : "meter" + first.meter
     const additive = isAdditive(first)
+    const label = first.meter < meters.length ? meters[first.meter] : null
+    const meterId = label ? label.id : "meter" + first.meter
+    const quantity = label ? label.quantity : additive ? "energy" : "level"
+    const unit = label ? label.unit : additive ? "Wh" : ""
     const head =
-        '{"meter":' + jsonString(meterId) + ',"quantity":"energy","unit":"Wh","time":"' + base + (replay ? '","replay":true' : '"') + ',"readings":['
+        '{"meter":' + jsonString(meterId) + ',"quantity":' + jsonString(quantity) + ',"unit":' + jsonString(unit) +
+        ',"time":"' + base + (replay ? '","replay":true' : '"') + ',"readings":['
+    // In bytes: a unit such as °C is longer in UTF-8 than in characters. Elements are ASCII.
+    const headBytes = Buffer.from(head).length
     let body = ""
     let count = 0
     while (count < records.length && count < MAX_READINGS_PER_MESSAGE) {
@@ -89,7 +102,7 @@ export function readingMessage(records: ReadingRecord[], meterIds: string[], rep
         if (r.meter !== first.meter || timeBase(r) !== base || isAdditive(r) !== additive) break
         const element = readingElement(r)
         // "]}" closes the message; a comma separates elements.
-        if (count && head.length + body.length + 1 + element.length + 2 > MAX_READING_MESSAGE_BYTES) break
+        if (count && headBytes + body.length + 1 + element.length + 2 > MAX_READING_MESSAGE_BYTES) break
         body += (count ? "," : "") + element
         count++
     }

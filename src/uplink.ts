@@ -14,6 +14,7 @@
 // Pure core: the clock, sleeping, new fibers and the MQTT client are passed in, so Node tests
 // drive it under random interleavings against the model of the Settings store.
 import { readingMessage } from "./reading"
+import { MeterLabel } from "./meters/meter-spec"
 import { recordInUtc } from "./clock"
 import { DurableQueue } from "./storage/durable-queue"
 import { ReadingRecord } from "./storage/records"
@@ -84,7 +85,7 @@ export class Uplink {
 
     constructor(
         readonly queue: DurableQueue,
-        private readonly meterIds: string[],
+        private readonly meters: MeterLabel[],
         private readonly topics: string[],
         inflightWindow: number,
         readonly flushIntervalMs: number,
@@ -238,7 +239,7 @@ export class Uplink {
                 if (!records.length) break
                 const offsetOf = this.events.utcOffsetS
                 if (offsetOf) for (let i = 0; i < records.length; ++i) records[i] = recordInUtc(records[i], offsetOf(records[i].boot))
-                const m = readingMessage(records, this.meterIds)
+                const m = readingMessage(records, this.meters)
                 const message: OutMessage = { token: 0, count: m.count, lastSeq: records[m.count - 1].seq, acked: false }
                 this.out.push(message)
                 this.pinned += m.count

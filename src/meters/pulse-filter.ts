@@ -53,6 +53,18 @@ export class PulseFilter {
         return counted
     }
 
+    /**
+     * The raw line went high after being low for lowMs, as measured where it was sampled (a button
+     * `up` event says so). The measured start replaces the arrival time of the `down`, and stands
+     * in for a `down` that never arrived. Returns the pulses counted (0 or 1).
+     */
+    onRiseAfterLow(nowMs: number, lowMs: number) {
+        const fallMs = nowMs - lowMs
+        if (!this.rawLow) this.onFall(fallMs)
+        else if (!this.filteredLow) this.rawSinceMs = fallMs
+        return this.onRise(nowMs)
+    }
+
     /** Counts a pulse whose low period has lasted minPulseMs by now. Returns the pulses counted. */
     poll(nowMs: number) {
         if (!this.rawLow || this.filteredLow) return 0

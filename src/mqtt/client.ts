@@ -4,8 +4,8 @@
 // DeviceScript is a synchronous copy into the native queue, so sends never interleave).
 import * as ds from "@devicescript/core"
 import { connect, Socket } from "@devicescript/net"
-import { encodePacket } from "./codec"
-import { DecodeFailure, PacketDecoder, protocolErrorText } from "./decoder"
+import { encodeClientPacket } from "./codec"
+import { ClientPacketDecoder, DecodeFailure, protocolErrorText } from "./decoder"
 import { Action, ActionKind, connectReturnCodeText, Session, SessionOptions, SessionState } from "./session"
 import { backoffDelayMs } from "./backoff"
 import { BrokerAddress } from "./url"
@@ -48,7 +48,7 @@ export interface ClientEvents {
 export class MqttClient {
     readonly session: Session
     private socket: Socket
-    private decoder = new PacketDecoder(MAX_INBOUND_PACKET_BYTES)
+    private decoder = new ClientPacketDecoder(MAX_INBOUND_PACKET_BYTES)
     private stopped = false
     private attempt = 0
     private refused = false
@@ -268,7 +268,7 @@ export class MqttClient {
      */
     private sendPacket(a: Action) {
         if (!this.socket) return
-        const bytes = encodePacket(a.packet)
+        const bytes = encodeClientPacket(a.packet)
         this.outbox.push(bytes)
         this.outboxBytes += bytes.length
     }

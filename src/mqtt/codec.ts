@@ -455,26 +455,40 @@ function encodeEmpty(type: PacketType): Buffer {
 export function encodePacket(p: Packet): Buffer {
     if (!p) throw new Error("cannot encode a missing packet")
     switch (p.type) {
-        case PacketType.Connect:
-            return encodeConnect(p)
         case PacketType.Connack:
             return encodeConnack(p)
+        case PacketType.Suback:
+            return encodeSuback(p)
+        case PacketType.Unsuback:
+            return encodeAck(p.type, p.packetId)
+        case PacketType.Pingresp:
+            return encodeEmpty(p.type)
+        case PacketType.Unsubscribe:
+            return encodeUnsubscribe(p)
+        default:
+            return encodeClientPacket(p)
+    }
+}
+
+/**
+ * Encodes a packet the node sends, as encodePacket does; the packets only servers send, and
+ * UNSUBSCRIBE (the node never unsubscribes), are refused, and their encoders stay out of the firmware.
+ */
+export function encodeClientPacket(p: Packet): Buffer {
+    if (!p) throw new Error("cannot encode a missing packet")
+    switch (p.type) {
+        case PacketType.Connect:
+            return encodeConnect(p)
         case PacketType.Publish:
             return encodePublish(p)
         case PacketType.Puback:
         case PacketType.Pubrec:
         case PacketType.Pubrel:
         case PacketType.Pubcomp:
-        case PacketType.Unsuback:
             return encodeAck(p.type, p.packetId)
         case PacketType.Subscribe:
             return encodeSubscribe(p)
-        case PacketType.Suback:
-            return encodeSuback(p)
-        case PacketType.Unsubscribe:
-            return encodeUnsubscribe(p)
         case PacketType.Pingreq:
-        case PacketType.Pingresp:
         case PacketType.Disconnect:
             return encodeEmpty(p.type)
         default:

@@ -27,6 +27,7 @@
 // into one Buffer allocated at the announced length, which is never more than
 // maxPacketBytes.
 
+import { splitAt } from "../util/arrays"
 import {
     ConnackPacket,
     ConnectPacket,
@@ -104,66 +105,48 @@ export enum ProtocolError {
     InvalidSubscriptionOptions = 25,
     /** SUBACK return code not 0, 1, 2 or 0x80, [MQTT-3.9.3-2]. */
     InvalidSubackReturnCode = 26,
+    /** A packet only clients send (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT) came from the server. */
+    ClientOnlyPacket = 27,
 }
 
-/** One line describing each ProtocolError, citing the spec clause. */
+/**
+ * One line describing each ProtocolError, citing the spec clause, on the line of the error's value
+ * (line 0 is empty). One literal rather than a switch or an array: the firmware's code section has
+ * a hard 64 KB limit, and every literal in code costs bytes of it.
+ */
+const PROTOCOL_ERROR_TEXTS = splitAt(`
+[MQTT-2.2.1] reserved packet type 0 or 15
+[MQTT-2.2.2-1] fixed header flags differ from the required ones
+[MQTT-3.3.1-4] PUBLISH must not have both QoS bits set
+[MQTT-3.3.1-2] PUBLISH with qos 0 must not set dup
+[MQTT-2.2.3] remaining length longer than 4 bytes
+packet larger than the maximum this client accepts
+remaining length wrong for a fixed-size packet
+packet ends before its fields do
+[MQTT-1.5.3] length-prefixed field runs past the end of the packet
+bytes left after the last field of the packet
+[MQTT-1.5.3-1] string is not well-formed UTF-8
+[MQTT-1.5.3-2] string contains U+0000
+[MQTT-3.1.2-1] CONNECT protocol name is not "MQTT"
+[MQTT-3.1.2-2] CONNECT protocol level is not 4
+[MQTT-3.1.2-3] CONNECT reserved flag is set
+[MQTT-3.1.2-13] CONNECT will QoS or retain inconsistent with the will flag
+[MQTT-3.1.2-22] CONNECT password flag set without username flag
+[MQTT-3.2.2.1] CONNACK reserved flags are set
+[MQTT-3.2.2.3] CONNACK return code is reserved
+[MQTT-3.2.2-4] CONNACK refuses the connection but sets session present
+[MQTT-2.3.1-1] packet id must not be 0
+[MQTT-3.3.2-2] invalid topic name
+[MQTT-4.7.1] invalid topic filter
+[MQTT-3.8.3-3] packet must carry at least one entry
+[MQTT-3-8.3-4] SUBSCRIBE requested QoS has reserved bits set
+[MQTT-3.9.3-2] SUBACK return code is not 0, 1, 2 or 0x80
+a server sent a packet only clients send`, "\n")
+
+/** One line describing `error`, citing the spec clause. */
 export function protocolErrorText(error: ProtocolError): string {
-    switch (error) {
-        case ProtocolError.ReservedPacketType:
-            return "[MQTT-2.2.1] reserved packet type 0 or 15"
-        case ProtocolError.InvalidHeaderFlags:
-            return "[MQTT-2.2.2-1] fixed header flags differ from the required ones"
-        case ProtocolError.InvalidQos:
-            return "[MQTT-3.3.1-4] PUBLISH must not have both QoS bits set"
-        case ProtocolError.DupWithQos0:
-            return "[MQTT-3.3.1-2] PUBLISH with qos 0 must not set dup"
-        case ProtocolError.MalformedRemainingLength:
-            return "[MQTT-2.2.3] remaining length longer than 4 bytes"
-        case ProtocolError.PacketTooLarge:
-            return "packet larger than the maximum this client accepts"
-        case ProtocolError.UnexpectedRemainingLength:
-            return "remaining length wrong for a fixed-size packet"
-        case ProtocolError.PacketTruncated:
-            return "packet ends before its fields do"
-        case ProtocolError.FieldOverrunsPacket:
-            return "[MQTT-1.5.3] length-prefixed field runs past the end of the packet"
-        case ProtocolError.TrailingBytes:
-            return "bytes left after the last field of the packet"
-        case ProtocolError.InvalidUtf8:
-            return "[MQTT-1.5.3-1] string is not well-formed UTF-8"
-        case ProtocolError.NullCharacter:
-            return "[MQTT-1.5.3-2] string contains U+0000"
-        case ProtocolError.InvalidProtocolName:
-            return '[MQTT-3.1.2-1] CONNECT protocol name is not "MQTT"'
-        case ProtocolError.UnsupportedProtocolLevel:
-            return "[MQTT-3.1.2-2] CONNECT protocol level is not 4"
-        case ProtocolError.ConnectReservedFlag:
-            return "[MQTT-3.1.2-3] CONNECT reserved flag is set"
-        case ProtocolError.InvalidWillFlags:
-            return "[MQTT-3.1.2-13] CONNECT will QoS or retain inconsistent with the will flag"
-        case ProtocolError.PasswordWithoutUsername:
-            return "[MQTT-3.1.2-22] CONNECT password flag set without username flag"
-        case ProtocolError.ConnackReservedFlags:
-            return "[MQTT-3.2.2.1] CONNACK reserved flags are set"
-        case ProtocolError.InvalidConnackReturnCode:
-            return "[MQTT-3.2.2.3] CONNACK return code is reserved"
-        case ProtocolError.SessionPresentWithRefusal:
-            return "[MQTT-3.2.2-4] CONNACK refuses the connection but sets session present"
-        case ProtocolError.PacketIdZero:
-            return "[MQTT-2.3.1-1] packet id must not be 0"
-        case ProtocolError.InvalidTopicName:
-            return "[MQTT-3.3.2-2] invalid topic name"
-        case ProtocolError.InvalidTopicFilter:
-            return "[MQTT-4.7.1] invalid topic filter"
-        case ProtocolError.EmptyPayload:
-            return "[MQTT-3.8.3-3] packet must carry at least one entry"
-        case ProtocolError.InvalidSubscriptionOptions:
-            return "[MQTT-3-8.3-4] SUBSCRIBE requested QoS has reserved bits set"
-        case ProtocolError.InvalidSubackReturnCode:
-            return "[MQTT-3.9.3-2] SUBACK return code is not 0, 1, 2 or 0x80"
-        default:
-            return `unknown protocol error ${error}`
-    }
+    const text = error >= 1 && error < PROTOCOL_ERROR_TEXTS.length ? PROTOCOL_ERROR_TEXTS[error] : ""
+    return text || `unknown protocol error ${error}`
 }
 
 /**
@@ -615,12 +598,13 @@ function decodeUnsubscribe(reader: BodyReader): DecodeResult {
     })
 }
 
-/** Decodes a complete body whose fixed header was already checked. */
-function decodeBody(type: number, flags: number, body: Buffer): DecodeResult {
+/**
+ * Decodes a complete body whose fixed header was already checked: the packets a server sends.
+ * The ones only clients send are a protocol error, and their decoders stay out of the firmware.
+ */
+function decodeServerPacketBody(type: number, flags: number, body: Buffer): DecodeResult {
     const reader = new BodyReader(body, PACKET_NAMES[type])
     switch (type) {
-        case PacketType.Connect:
-            return decodeConnect(reader)
         case PacketType.Connack:
             return decodeConnack(reader)
         case PacketType.Publish:
@@ -633,18 +617,35 @@ function decodeBody(type: number, flags: number, body: Buffer): DecodeResult {
             const packetId = reader.readPacketId()
             return reader.finish({ type: type, packetId: packetId })
         }
-        case PacketType.Subscribe:
-            return decodeSubscribe(reader)
         case PacketType.Suback:
             return decodeSuback(reader)
-        case PacketType.Unsubscribe:
-            return decodeUnsubscribe(reader)
-        case PacketType.Pingreq:
         case PacketType.Pingresp:
-        case PacketType.Disconnect:
             return reader.finish({ type: type })
+        case PacketType.Connect:
+        case PacketType.Subscribe:
+        case PacketType.Unsubscribe:
+        case PacketType.Pingreq:
+        case PacketType.Disconnect:
+            return failure(ProtocolError.ClientOnlyPacket, PACKET_NAMES[type])
         default:
             return failure(ProtocolError.ReservedPacketType, `type ${type}`)
+    }
+}
+
+/** Decodes a complete body whose fixed header was already checked: any packet type. */
+function decodeAnyPacketBody(type: number, flags: number, body: Buffer): DecodeResult {
+    switch (type) {
+        case PacketType.Connect:
+            return decodeConnect(new BodyReader(body, PACKET_NAMES[type]))
+        case PacketType.Subscribe:
+            return decodeSubscribe(new BodyReader(body, PACKET_NAMES[type]))
+        case PacketType.Unsubscribe:
+            return decodeUnsubscribe(new BodyReader(body, PACKET_NAMES[type]))
+        case PacketType.Pingreq:
+        case PacketType.Disconnect:
+            return new BodyReader(body, PACKET_NAMES[type]).finish({ type: type })
+        default:
+            return decodeServerPacketBody(type, flags, body)
     }
 }
 
@@ -654,7 +655,11 @@ const PUBACK_FIRST_BYTE = 0x40
 /** Body parts up to this size are copied byte by byte instead of through a slice. */
 const SMALL_COPY_BYTES = 8
 
-export class PacketDecoder {
+/**
+ * A client's streaming decoder: the packets a server sends (CONNACK, PUBLISH, the acknowledgements,
+ * SUBACK, UNSUBACK, PINGRESP). PacketDecoder below decodes every type.
+ */
+export class ClientPacketDecoder {
     /** Largest whole packet (fixed header included) accepted, in bytes. */
     readonly maxPacketBytes: number
 
@@ -911,9 +916,20 @@ export class PacketDecoder {
     }
 
     private completePacket(): DecodeResult {
-        const result = decodeBody(this.packetType, this.headerFlags, this.body)
+        const result = this.decodeBody(this.packetType, this.headerFlags, this.body)
         if (result.error) return this.die(result as DecodeFailure)
         this.startPacket()
         return result
+    }
+
+    protected decodeBody(type: number, flags: number, body: Buffer): DecodeResult {
+        return decodeServerPacketBody(type, flags, body)
+    }
+}
+
+/** The streaming decoder for every packet type, both directions: for brokers and conformance tests. */
+export class PacketDecoder extends ClientPacketDecoder {
+    protected override decodeBody(type: number, flags: number, body: Buffer): DecodeResult {
+        return decodeAnyPacketBody(type, flags, body)
     }
 }

@@ -4,7 +4,7 @@
 import { describe, test, expect } from "@devicescript/test"
 import { isValidId, parseConfig, describeConfig } from "../../src/config"
 import { SequenceAllocator } from "../../src/sequence"
-import { formatMilli, readingMessage } from "../../src/reading"
+import { formatMilli, readingMessage, energyLabel } from "../../src/reading"
 import { energyRecord } from "../../src/storage/records"
 import { gapRecord, lastKnown, stateFromJson, stateToJson } from "../../src/node-state"
 import { SeededRandom, SimulatedEnergyMeter } from "../../src/meters/simulated"
@@ -46,9 +46,9 @@ describe("core in the VM", () => {
 
     test("a reading message is valid JSON in the VM too, gaps included", () => {
         const r = energyRecord(0, 7, 2, 1000, 61000, 125, 5125)
-        const prev = { boot: 1, seq: 1000, total: 5000, markSeq: 6, markEndS: 30, markUtc: false, offsets: [{ boot: 1, offsetS: 1763802000 }], clean: false }
+        const prev = { boot: 1, seq: 1000, totals: [5000], markSeq: 6, markEndS: 30, markUtc: false, offsets: [{ boot: 1, offsetS: 1763802000 }], clean: false }
         const gap = gapRecord(prev, lastKnown(prev, null), 0, 1001)
-        const body = JSON.parse(readingMessage([r, gap], ["main"]).payload)
+        const body = JSON.parse(readingMessage([r, gap], [energyLabel("main")]).payload)
         expect(body.meter).toBe("main")
         expect(body.readings[0].seq).toBe(7)
         expect(body.readings[0].delta).toBe(0.125)
@@ -73,14 +73,14 @@ describe("core in the VM", () => {
         const next = nextBoundaryMs(100000, 900000, c)
         expect(c.utcSeconds(next) * 1000).toBe(nineAm + 900000)
         const r = recordInUtc(energyRecord(0, 5, 1, 40000, 100000, 10, 20), c.bootOffsetS)
-        const body = JSON.parse(readingMessage([r], ["main"]).payload)
+        const body = JSON.parse(readingMessage([r], [energyLabel("main")]).payload)
         expect(body.time).toBe("utc_ms")
         expect(body.readings[0].end).toBe(nineAm + 450000)
         expect(body.readings[0].end - body.readings[0].start).toBe(60000)
     })
 
     test("Home Assistant discovery payloads are JSON in the VM", () => {
-        const m = discoveryMessages("homeassistant", "meters", "n1", ["grid"], ["main"])
+        const m = discoveryMessages("homeassistant", "meters", "n1", [energyLabel("grid")], ["main"])
         expect(m.length).toBe(2)
         expect(m[0].payload).toBe("")
         const config = JSON.parse(m[1].payload)

@@ -3,7 +3,7 @@
 import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import { schemaViolation } from "../e2e/schemas"
-import { readingMessage, statusPayload, WILL_PAYLOAD } from "../../src/reading"
+import { readingMessage, statusPayload, WILL_PAYLOAD, energyLabel } from "../../src/reading"
 import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, FLAG_NON_ADDITIVE, newRecord } from "../../src/storage/records"
 import { gapRecord, initialState, lastKnown } from "../../src/node-state"
 import { recordInUtc } from "../../src/clock"
@@ -19,10 +19,10 @@ describe("payloads follow docs/asyncapi.yaml", () => {
         merged.flags |= FLAG_ESTIMATED
         const level = newRecord()
         Object.assign(level, { flags: FLAG_NON_ADDITIVE | FLAG_CLOCK_NOT_SET, seq: 3, firstSeq: 3, boot: 1, startS: 60, durationS: 60, minMilli: -500, meanMilli: 1250, maxMilli: 4000 })
-        const prev = { ...initialState(), boot: 4, seq: 2000, total: 77_000, markSeq: 1500, markEndS: 3600, clean: false }
+        const prev = { ...initialState(), boot: 4, seq: 2000, totals: [77_000], markSeq: 1500, markEndS: 3600, clean: false }
         const gap = gapRecord(prev, lastKnown(prev, null), 0, 2001)!
         for (const records of [[plain, merged], [level], [gap], [recordInUtc(plain, OFFSET_S), recordInUtc(gap, OFFSET_S)]]) {
-            const payload = readingMessage(records, ["main"]).payload
+            const payload = readingMessage(records, [energyLabel("main")]).payload
             assert.equal(schemaViolation("meters/n/main/reading", payload), "", payload)
         }
     })
@@ -39,7 +39,7 @@ describe("payloads follow docs/asyncapi.yaml", () => {
     })
 
     test("Home Assistant discovery: an energy sensor per meter; meters no longer configured are cleared", () => {
-        const first = discoveryMessages("homeassistant", "meters", "n1", ["main"], [])
+        const first = discoveryMessages("homeassistant", "meters", "n1", [energyLabel("main")], [])
         assert.equal(first.length, 1)
         assert.equal(first[0].topic, "homeassistant/sensor/meternode_n1_main_energy/config")
         assert.equal(schemaViolation(first[0].topic, first[0].payload), "", first[0].payload)
@@ -47,10 +47,10 @@ describe("payloads follow docs/asyncapi.yaml", () => {
         assert.equal(config.state_topic, "meters/n1/main/reading")
         assert.equal(config.availability_topic, "meters/n1/status")
         // After METER_ID changed from main to grid: main's config is cleared first.
-        const next = discoveryMessages("homeassistant", "meters", "n1", ["grid"], announcedFromJson(["main"]))
+        const next = discoveryMessages("homeassistant", "meters", "n1", [energyLabel("grid")], announcedFromJson(["main"]))
         assert.deepEqual(next.map(m => [m.topic, m.payload === ""]), [
-            [discoveryTopic("homeassistant", "n1", "main"), true],
-            [discoveryTopic("homeassistant", "n1", "grid"), false],
+            [discoveryTopic("homeassistant", "n1", "main", "energy"), true],
+            [discoveryTopic("homeassistant", "n1", "grid", "energy"), false],
         ])
         assert.deepEqual(announcedFromJson({ not: "a list" }), [])
         assert.match(schemaViolation(first[0].topic, JSON.stringify({ ...config, device_class: "power" })), /constant/)

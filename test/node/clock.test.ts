@@ -12,7 +12,7 @@ import {
     withBootOffset,
 } from "../../src/clock"
 import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_GAP } from "../../src/storage/records"
-import { readingMessage } from "../../src/reading"
+import { readingMessage, energyLabel } from "../../src/reading"
 import { gapRecord, initialState, lastKnown } from "../../src/node-state"
 
 /** 2026-11-22T09:00:00.000Z */
@@ -105,7 +105,7 @@ describe("readings in UTC", () => {
         assert.equal(u.durationS, 60)
         assert.equal(r.flags & FLAG_CLOCK_NOT_SET, FLAG_CLOCK_NOT_SET)
         assert.equal(recordInUtc(r, 0), r, "no offset: published in uptime")
-        const body = JSON.parse(readingMessage([u], ["main"]).payload)
+        const body = JSON.parse(readingMessage([u], [energyLabel("main")]).payload)
         assert.equal(body.time, "utc_ms")
         assert.equal(body.readings[0].start, NINE_AM)
         assert.equal(body.readings[0].end, NINE_AM + 60_000)
@@ -122,7 +122,7 @@ describe("readings in UTC", () => {
         after.durationS = c.utcSeconds(120_000) - after.startS
         const b = recordInUtc(before, c.bootOffsetS)
         assert.equal(b.startS + b.durationS, after.startS)
-        const body = JSON.parse(readingMessage([b, after], ["main"]).payload)
+        const body = JSON.parse(readingMessage([b, after], [energyLabel("main")]).payload)
         assert.equal(body.readings.length, 2, "one message: the same time base")
         assert.equal(body.readings[0].end, body.readings[1].start)
         // 60 s of uptime after the time arrived at 75.3 s is 09:00:44.7; published within 0.5 s.
@@ -144,6 +144,6 @@ describe("readings in UTC", () => {
         const gap = gapRecord(prev, lastKnown(prev, null), 0, 91)!
         assert.equal(gap.flags & FLAG_GAP, FLAG_GAP)
         assert.equal(gap.flags & FLAG_CLOCK_NOT_SET, 0)
-        assert.equal(JSON.parse(readingMessage([gap], ["m"]).payload).readings[0].start, 1_763_802_000_000)
+        assert.equal(JSON.parse(readingMessage([gap], [energyLabel("m")]).payload).readings[0].start, 1_763_802_000_000)
     })
 })

@@ -4,7 +4,7 @@ import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import { describeConfig, isValidId, parseConfig } from "../../src/config"
 import { SequenceAllocator } from "../../src/sequence"
-import { formatMilli, MAX_READING_MESSAGE_BYTES, readingMessage, statusPayload, WILL_PAYLOAD } from "../../src/reading"
+import { formatMilli, MAX_READING_MESSAGE_BYTES, readingMessage, statusPayload, WILL_PAYLOAD, energyLabel } from "../../src/reading"
 import { energyRecord, FLAG_ESTIMATED, newRecord, FLAG_NON_ADDITIVE, FLAG_CLOCK_NOT_SET, ReadingRecord } from "../../src/storage/records"
 import { gapRecord, initialState, lastKnown, stateFromJson, stateToJson } from "../../src/node-state"
 import { SeededRandom, SimulatedEnergyMeter } from "../../src/meters/simulated"
@@ -36,8 +36,11 @@ describe("configuration", () => {
             "dev1"
         )
         const named = (key: string) => errors.some(e => e.startsWith(`setting ${key}:`))
-        for (const key of ["READ_MS", "KEEPALIVE_S", "MQTT_URL", "NODE_ID", "METER_KIND", "TOPIC_PREFIX", "BOGUS"])
+        for (const key of ["READ_MS", "KEEPALIVE_S", "MQTT_URL", "NODE_ID", "TOPIC_PREFIX", "BOGUS"])
             assert.ok(named(key), `${key} reported in ${JSON.stringify(errors)}`)
+        // A meter has no default to fall back on: it is off, named with the settings that configure it.
+        assert.ok(errors.some(e => e.startsWith("meter main (METER_ID/METER_KIND/METER_OPTS): unknown meter kind laser")), JSON.stringify(errors))
+        assert.equal(config.meters[0], null)
         assert.equal(config.readingIntervalMs, 60000)
         assert.equal(config.keepaliveS, 30)
         assert.equal(config.nodeId, "dev1")
@@ -98,7 +101,7 @@ describe("payloads", () => {
 
     test("a reading message is JSON with the documented fields", () => {
         const r = energyRecord(0, 7, 2, 1000, 61000, 125, 5125)
-        const m = readingMessage([r], ["main"])
+        const m = readingMessage([r], [energyLabel("main")])
         assert.equal(m.count, 1)
         assert.deepEqual(JSON.parse(m.payload), {
             meter: "main", quantity: "energy", unit: "Wh", time: "uptime_s",
@@ -113,15 +116,15 @@ describe("payloads", () => {
         const level = newRecord()
         level.flags = FLAG_NON_ADDITIVE | FLAG_CLOCK_NOT_SET
         Object.assign(level, { seq: 3, firstSeq: 3, boot: 1, startS: 60, durationS: 60, minMilli: -500, meanMilli: 1250, maxMilli: 4000 })
-        const prev = { ...initialState(), boot: 4, seq: 2000, total: 77_000, markSeq: 1500, markEndS: 3600, clean: false }
+        const prev = { ...initialState(), boot: 4, seq: 2000, totals: [77_000], markSeq: 1500, markEndS: 3600, clean: false }
         const gap = gapRecord(prev, lastKnown(prev, null), 0, 2001)!
-        assert.deepEqual(JSON.parse(readingMessage([merged], ["m"]).payload).readings[0], {
+        assert.deepEqual(JSON.parse(readingMessage([merged], [energyLabel("m")]).payload).readings[0], {
             seq: 20, first_seq: 11, boot: 2, start: 0, end: 3600, delta: 50, total: 90, estimated: true,
         })
-        assert.deepEqual(JSON.parse(readingMessage([level], ["m"]).payload).readings[0], {
+        assert.deepEqual(JSON.parse(readingMessage([level], [energyLabel("m")]).payload).readings[0], {
             seq: 3, boot: 1, start: 60, end: 120, min: -0.5, mean: 1.25, max: 4,
         })
-        assert.deepEqual(JSON.parse(readingMessage([gap], ["m"]).payload).readings[0], {
+        assert.deepEqual(JSON.parse(readingMessage([gap], [energyLabel("m")]).payload).readings[0], {
             seq: 2001, gap: true, boot: 4, start: 3600, after_seq: 1500, total: 77,
         })
     })
@@ -137,7 +140,7 @@ describe("payloads", () => {
         let rest = records
         const sizes: number[] = []
         while (rest.length) {
-            const m = readingMessage(rest, ["a", "b"])
+            const m = readingMessage(rest, [energyLabel("a"), energyLabel("b")])
             const body = JSON.parse(m.payload)
             assert.ok(m.payload.length <= MAX_READING_MESSAGE_BYTES, `${m.payload.length} bytes`)
             assert.equal(body.meter, ["a", "b"][rest[0].meter])
@@ -172,7 +175,7 @@ describe("payloads", () => {
 describe("persistent state and gaps", () => {
     test("the state round-trips through its flash form, which stays small; damage reads as none", () => {
         const offsets = [0, 1, 2, 3].map(i => ({ boot: 65532 + i, offsetS: 4_102_444_800 - i }))
-        const s = { boot: 65535, seq: 4_294_967_295, total: 281_474_976_710_655, markSeq: 4_294_967_000, markEndS: 4_102_444_800, markUtc: true, offsets, clean: true }
+        const s = { boot: 65535, seq: 4_294_967_295, totals: [281_474_976_710_655], markSeq: 4_294_967_000, markEndS: 4_102_444_800, markUtc: true, offsets, clean: true }
         assert.deepEqual(stateFromJson(JSON.parse(JSON.stringify(stateToJson(s)))), s)
         // The Settings store takes values up to about 218 bytes; the largest state stays well under.
         assert.ok(JSON.stringify(stateToJson(s)).length < 200, `${JSON.stringify(stateToJson(s)).length} bytes`)
@@ -183,14 +186,14 @@ describe("persistent state and gaps", () => {
     })
 
     test("a boot after a planned stop reports no gap; after a power cut, one from the last safe reading", () => {
-        const clean = { ...initialState(), boot: 3, seq: 3000, total: 10, markSeq: 2500, markEndS: 900, clean: true }
+        const clean = { ...initialState(), boot: 3, seq: 3000, totals: [10], markSeq: 2500, markEndS: 900, clean: true }
         assert.equal(gapRecord(clean, lastKnown(clean, null), 0, 3001), null)
         assert.equal(gapRecord(initialState(), lastKnown(initialState(), null), 0, 1), null, "a new device has nothing to miss")
         const cut = { ...clean, clean: false }
         // The queue holds readings newer than the mark: the gap starts after the newest of them.
         const queued = energyRecord(0, 2600, 3, 900_000, 960_000, 5, 25)
         const known = lastKnown(cut, queued)
-        assert.deepEqual(known, { boot: 3, seq: 2600, endS: 960, endUtc: false, totalMilliWh: 25 })
+        assert.deepEqual(known, { boot: 3, seq: 2600, endS: 960, endUtc: false, totals: [25] })
         const gap = gapRecord(cut, known, 0, 3001)!
         assert.equal(gap.firstSeq, 2601)
         assert.equal(gap.seq, 3001)

@@ -3,6 +3,7 @@
 // loop turns and a broker that acknowledges at random moments and drops the link at others.
 // Whatever the schedule, every reading taken must reach the broker (at least once), oldest first,
 // with its energy exact, and leave the queue only once acknowledged.
+import { energyLabel } from "../../src/reading"
 import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import { FakeSettingsStore } from "../../src/storage/fake-kv"
@@ -84,7 +85,7 @@ async function runSchedule(seed: number, steps: number, budgetBytes: number, out
     const errors: string[] = []
     const uplink = new Uplink(
         queue,
-        ["main"],
+        [energyLabel("main")],
         ["meters/n/main/reading"],
         8,
         3_600_000,
