@@ -637,7 +637,7 @@ class Node {
         if (this.recentTotals.length > RECENT_TOTALS) this.recentTotals.shift()
         await this.uplink.append(record)
         if (this.history) this.history.add(record)
-        console.log(`reading: ${this.labels[slot].id} seq ${record.seq}, queued ${this.uplink.size()}`)
+        console.log(`reading: seq ${record.seq} of ${this.labels[slot].id}, queued ${this.uplink.size()}`)
     }
 
     private reportError(text: string) {

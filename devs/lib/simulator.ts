@@ -97,9 +97,9 @@ let stubBusUsers = 0
 const stubSockets = new Set<Socket>()
 
 /**
- * `devs run --tcp` needs a Jacdac bus at 127.0.0.1:8082; the firmware uses none of it, so a
- * server that accepts and discards frames is enough. If the port is already taken by another
- * runner's stub bus, share it.
+ * `devs run --tcp` needs a Jacdac bus at 127.0.0.1:8082. The stub accepts the VM's frames and
+ * discards them; busSend() writes frames to every connected VM (a test's Jacdac device). If the
+ * port is already taken by another runner's stub bus, share it.
  */
 export async function acquireStubBus() {
     stubBusUsers++
@@ -124,6 +124,18 @@ export async function acquireStubBus() {
         s.once("error", () => resolve(false))
     })
     if (!reachable) throw new Error(`port ${STUB_BUS_PORT} is taken and does not accept connections`)
+}
+
+/** Writes one Jacdac frame to every simulator on the stub bus, framed as the bus expects. */
+export function busSend(frame: Buffer) {
+    const head = frame.length < 255 ? Buffer.from([frame.length]) : Buffer.from([255, frame.length & 0xff, frame.length >> 8])
+    const bytes = Buffer.concat([head, frame])
+    for (const s of stubSockets) s.write(bytes)
+}
+
+/** Simulators connected to the stub bus. */
+export function busClients() {
+    return stubSockets.size
 }
 
 export async function releaseStubBus() {

@@ -1,5 +1,5 @@
 // Meters on Jacdac services: an S0 pulse input as a button service (the board's native button
-// server samples the pin every few ms in C; the `up` event carries how long the pulse was low),
+// server samples the pin every few ms in C; each `up` event carries how long the input was low),
 // and any sensor service read as a level. Each binds to the role named by the meter's `input`.
 // Platform code: DeviceScript only.
 import * as ds from "@devicescript/core"
@@ -11,13 +11,10 @@ import { LevelAccumulator } from "./level"
 /** Problems are reported at most this often, so a missing sensor does not flood the console. */
 const REPORT_EVERY_MS = 60000
 
-/** An S0 meter on a button role: `down` starts a pulse, `up` (with the time it was low) ends it. */
+/** An S0 meter on a button role: each `up` says how long the input was low. */
 export function startPulseMeter(spec: MeterSpec, totalMilli: number): PulseMeter {
     const meter = new PulseMeter(spec, totalMilli)
     const button = new ds.Button(spec.input)
-    button.down.subscribe(() => {
-        meter.onFall(ds.millis())
-    })
     button.up.subscribe(heldMs => {
         meter.onRiseHeld(ds.millis(), heldMs)
     })

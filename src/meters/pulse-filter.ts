@@ -1,5 +1,6 @@
-// Counting S0 pulses from the edges a button input reports: a contact bounces, and wiring picks
-// up glitches, so the raw edges are not pulses. The filter keeps a debounced line state:
+// Counting S0 pulses from raw edges with their true times (an input that reports each edge as it
+// happens; the firmware's button inputs use PulseMeter, which needs only the low time of each
+// `up`): a contact bounces, and wiring picks up glitches, so the raw edges are not pulses. The filter keeps a debounced line state:
 // - it turns LOW (a pulse starts, and is counted) once the raw line stayed low for minPulseMs;
 // - it turns HIGH again once the raw line stayed high for minGapMs.
 // Bounce inside a pulse and glitches shorter than minPulseMs change nothing, and a pulse that
@@ -51,18 +52,6 @@ export class PulseFilter {
         this.rawLow = false
         this.rawSinceMs = nowMs
         return counted
-    }
-
-    /**
-     * The raw line went high after being low for lowMs, as measured where it was sampled (a button
-     * `up` event says so). The measured start replaces the arrival time of the `down`, and stands
-     * in for a `down` that never arrived. Returns the pulses counted (0 or 1).
-     */
-    onRiseAfterLow(nowMs: number, lowMs: number) {
-        const fallMs = nowMs - lowMs
-        if (!this.rawLow) this.onFall(fallMs)
-        else if (!this.filteredLow) this.rawSinceMs = fallMs
-        return this.onRise(nowMs)
     }
 
     /** Counts a pulse whose low period has lasted minPulseMs by now. Returns the pulses counted. */

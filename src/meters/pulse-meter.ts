@@ -1,12 +1,19 @@
-// An S0 (or reed contact) pulse meter: raw edges of a button input go through the pulse filter,
-// each pulse is a fixed amount (the meter's constant, 1000/kWh...), and the total is the pulse
-// count converted exactly, so the deltas of successive readings always sum to the total.
+// An S0 (or reed contact) pulse meter on a button service: each pulse is a fixed amount (the
+// meter's constant, 1000/kWh...), and the total is the pulse count converted exactly, so the
+// deltas of successive readings always sum to the total.
+//
+// Pulses are counted from `up` events alone, by the time the input was low, which the button
+// server measures at the pin (in C, every few ms, debounced). Arrival times are no use for timing:
+// events reach the VM in batches, so a down and the up before it can arrive in the same turn. A
+// low period shorter than minPulseMs is a glitch (DIN 43864 specifies S0 pulses of at least
+// 30 ms); a long one is one pulse, counted when it ends. Only `up` events are needed, so a lost
+// `down` loses nothing.
+//
 // The instantaneous rate (power or flow) comes from the period between the last two pulses; once
 // the time since the last pulse exceeds that period, the rate can be at most one pulse over that
 // time, so it decays towards zero when pulses stop, and is zero after RATE_TIMEOUT_MS.
 //
 // Pure core: imports nothing from @devicescript.
-import { PulseFilter } from "./pulse-filter"
 import { MeterSpec, milliToPulses, pulsesToMilli } from "./meter-spec"
 import { EnergyMeter, MeterReading } from "./meter"
 
@@ -15,56 +22,37 @@ export const RATE_TIMEOUT_MS = 3600000
 const MS_PER_HOUR = 3600000
 
 export class PulseMeter implements EnergyMeter {
-    readonly filter: PulseFilter
     totalMilliWh: number
-    /** Pulses since the meter's register was zero. */
-    private pulses: number
+    /** Pulses counted since boot, and low periods too short to be one. */
+    count = 0
+    glitches = 0
     /** When the last pulse started, and the period before it, ms (for pulseRate). */
     lastPulseMs = -1
     periodMs = 0
+    /** Pulses since the meter's register was zero, at boot. */
+    private readonly basePulses: number
 
     constructor(readonly spec: MeterSpec, startTotalMilli: number) {
-        this.filter = new PulseFilter({ minPulseMs: spec.minPulseMs, minGapMs: spec.minGapMs })
-        this.pulses = milliToPulses(spec, startTotalMilli)
+        this.basePulses = milliToPulses(spec, startTotalMilli)
         // The persisted total is what readings said: keep it, even if a changed constant makes it no multiple of a pulse.
         this.totalMilliWh = startTotalMilli
     }
 
-    /** The input went low (a button `down`). */
-    onFall(nowMs: number) {
-        this.filter.onFall(nowMs)
-    }
-
-    /** The input went high (a button `up`). */
-    onRise(nowMs: number) {
-        if (this.filter.onRise(nowMs)) this.counted()
-    }
-
-    /**
-     * A button `up` that says how long the input was low: the button server measured it at the
-     * pin, without the delay of the event's delivery. A `down` that never arrived is restored
-     * from it, so a lost `down` event loses no pulse.
-     */
-    onRiseHeld(nowMs: number, heldMs: number) {
-        const counted = typeof heldMs === "number" && heldMs >= 0 ? this.filter.onRiseAfterLow(nowMs, heldMs) : this.filter.onRise(nowMs)
-        if (counted) this.counted()
-    }
-
-    private counted() {
-        const start = this.filter.lastPulseStartMs
+    /** The input went high at nowMs after being low for lowMs (a button `up`). Returns the pulses counted. */
+    onRiseHeld(nowMs: number, lowMs: number) {
+        if (!(lowMs >= this.spec.minPulseMs)) {
+            this.glitches++
+            return 0
+        }
+        const start = nowMs - lowMs
         if (this.lastPulseMs >= 0) this.periodMs = start - this.lastPulseMs
         this.lastPulseMs = start
-    }
-
-    /** Pulses counted since boot. */
-    count() {
-        return this.filter.count
+        this.count++
+        return 1
     }
 
     read(startMs: number, endMs: number): MeterReading {
-        // A pulse still low at the boundary belongs to the interval it started in.
-        if (this.filter.poll(endMs)) this.counted()
-        const total = pulsesToMilli(this.spec, this.pulses + this.filter.count)
+        const total = pulsesToMilli(this.spec, this.basePulses + this.count)
         const delta = total > this.totalMilliWh ? total - this.totalMilliWh : 0
         if (delta) this.totalMilliWh = total
         return { deltaMilliWh: delta }
