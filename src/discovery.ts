@@ -48,7 +48,6 @@ export function discoveryPayload(prefix: string, nodeId: string, meter: MeterLab
         state_topic: readingTopic(prefix, nodeId, meterId),
         value_template: amount ? "{{ value_json.readings[-1].total }}" : "{{ value_json.readings[-1].mean }}",
         state_class: amount ? "total_increasing" : "measurement",
-        unit_of_measurement: meter.unit === "m3" ? "m³" : meter.unit,
         availability_topic: statusTopic(prefix, nodeId),
         availability_template: "{{ value_json.state }}",
         payload_available: "online",
@@ -64,7 +63,10 @@ export function discoveryPayload(prefix: string, nodeId: string, meter: MeterLab
     }
     // Home Assistant has device classes for these quantities, not for a generic level.
     if (meter.quantity !== "level") config.device_class = meter.quantity
-    return JSON.stringify(config)
+    // The unit is appended as it is: the VM's JSON.stringify escapes each byte of a non-ASCII
+    // character (m³, °C) as a character of its own.
+    const json = JSON.stringify(config)
+    return json.slice(0, json.length - 1) + ',"unit_of_measurement":"' + (meter.unit === "m3" ? "m³" : meter.unit) + '"}'
 }
 
 /**

@@ -91,7 +91,9 @@ export function readingMessage(records: ReadingRecord[], meters: MeterLabel[], r
     const quantity = label ? label.quantity : additive ? "energy" : "level"
     const unit = label ? label.unit : additive ? "Wh" : ""
     const head =
-        '{"meter":' + jsonString(meterId) + ',"quantity":' + jsonString(quantity) + ',"unit":' + jsonString(unit) +
+        // The unit goes in as it is: the VM's JSON.stringify escapes each byte of a non-ASCII
+        // character (°C) as a character of its own. Units come from our own table, without quotes.
+        '{"meter":' + jsonString(meterId) + ',"quantity":"' + quantity + '","unit":"' + unit + '"' +
         ',"time":"' + base + (replay ? '","replay":true' : '"') + ',"readings":['
     // In bytes: a unit such as °C is longer in UTF-8 than in characters. Elements are ASCII.
     const headBytes = Buffer.from(head).length

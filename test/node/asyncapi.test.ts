@@ -53,6 +53,6 @@ describe("payloads follow docs/asyncapi.yaml", () => {
             [discoveryTopic("homeassistant", "n1", "grid", "energy"), false],
         ])
         assert.deepEqual(announcedFromJson({ not: "a list" }), [])
-        assert.match(schemaViolation(first[0].topic, JSON.stringify({ ...config, device_class: "power" })), /constant/)
+        assert.match(schemaViolation(first[0].topic, JSON.stringify({ ...config, device_class: "power" })), /device_class must be equal to one of the allowed values/)
     })
 })
