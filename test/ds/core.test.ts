@@ -15,6 +15,10 @@ import { PulseFilter } from "../../src/meters/pulse-filter"
 import { nextBoundaryMs, parseTimePayload, recordInUtc, WallClock } from "../../src/clock"
 import { discoveryMessages } from "../../src/discovery"
 import { PULSE_OPTIONS, PULSE_TABLE } from "../fixtures/pulse-table"
+import { parsePulseConstant, pulsesToMilli, milliToPulses, PulseConstant } from "../../src/meters/meter-spec"
+import { PulseMeter } from "../../src/meters/pulse-meter"
+import { LevelAccumulator } from "../../src/meters/level"
+import { FLAG_NON_ADDITIVE } from "../../src/storage/records"
 
 describe("core in the VM", () => {
     test("configuration parses .env strings and reports bad settings by name", () => {
@@ -28,6 +32,63 @@ describe("core in the VM", () => {
         expect(bad.errors[0].indexOf("setting READ_MS:")).toBe(0)
         expect(bad.config.nodeId).toBe("dev")
         expect(describeConfig(parseConfig({ MQTT_PASS: "s3cret" }, "d").config).indexOf("s3cret")).toBe(-1)
+    })
+
+    test("several meters: settings parse in the VM, an invalid meter is named and its slot left empty", () => {
+        const r = parseConfig(
+            { METER_KIND: "s0", METER_OPTS: "imp=800/kWh", METER2: "water s0 imp=1/10L every=900", METER3: "gas s0 imp=0/m3", METER4: "boiler temperature" },
+            "dev"
+        )
+        expect(r.errors.length).toBe(1)
+        expect(r.errors[0].indexOf("meter gas (METER3): imp:")).toBe(0)
+        expect(r.config.meters[0].input).toBe("s0a")
+        expect(r.config.meters[1].input).toBe("s0b")
+        expect(r.config.meters[1].readMs).toBe(900000)
+        expect(r.config.meters[2]).toBe(null)
+        expect(r.config.meters[3].additive).toBe(false)
+        const water = r.config.meters[1]
+        expect(water.unit).toBe("L")
+        // 12,345 pulses of 10 L, converted back and forth exactly.
+        expect(pulsesToMilli(water, 12345)).toBe(123450000)
+        expect(milliToPulses(water, 123450000)).toBe(12345)
+        const c = parsePulseConstant("375/kWh") as PulseConstant
+        expect(c.milliNum).toBe(1000000)
+        expect(c.den).toBe(375)
+    })
+
+    test("an S0 meter counts up events by their low time, glitches left out, deltas summing to the total", () => {
+        const spec = parseConfig({ METER_KIND: "s0", METER_OPTS: "imp=800/kWh" }, "dev").config.meters[0]
+        const m = new PulseMeter(spec, 2500000)
+        let t = 0
+        for (let i = 0; i < 1000; i++) {
+            m.onRiseHeld((t += 50), 3)
+            m.onRiseHeld(t, 40)
+        }
+        expect(m.count).toBe(1000)
+        expect(m.glitches).toBe(1000)
+        expect(m.read(0, t).deltaMilliWh).toBe(1250000)
+        expect(m.totalMilliWh).toBe(3750000)
+    })
+
+    test("a level: min, time-weighted mean and max; a unit outside ASCII reaches the message intact", () => {
+        const a = new LevelAccumulator()
+        a.add(20, 0)
+        a.add(30, 750)
+        const closed = a.close(1000)
+        expect(closed.summary.meanMilli).toBe(22500)
+        expect(closed.summary.maxMilli).toBe(30000)
+        const r = energyRecord(0, 3, 1, 0, 1000, 0, 0)
+        r.flags |= FLAG_NON_ADDITIVE
+        r.minMilli = closed.summary.minMilli
+        r.meanMilli = closed.summary.meanMilli
+        r.maxMilli = closed.summary.maxMilli
+        const payload = readingMessage([r], [{ id: "boiler", quantity: "temperature", unit: "°C" }]).payload
+        const body = JSON.parse(payload)
+        expect(body.unit).toBe("°C")
+        expect(body.readings[0].mean).toBe(22.5)
+        expect(Buffer.from(payload).length <= 1000).toBe(true)
+        const ha = JSON.parse(discoveryMessages("ha", "meters", "n1", [{ id: "gas", quantity: "gas", unit: "m3" }], [])[0].payload)
+        expect(ha.unit_of_measurement).toBe("m³")
     })
 
     test("ids are checked by character code", () => {
