@@ -253,10 +253,19 @@ export class Collector {
     }
 
     /** The row for one element, or null for a duplicate (or something unreadable, logged). */
+    /** Meters whose readings are levels, named once in the log. */
+    private skippedLevels = new Set<string>()
+
     private admit(node: string, body: any, e: any): CollectedRow | null {
         const meter: string = body.meter
         if (typeof e?.seq !== "number" || typeof e.boot !== "number" || typeof e.start !== "number") {
             this.log(`collector: ${node}/${meter}: element without seq, boot or start, ignored`)
+            return null
+        }
+        // Levels (a temperature's min/mean/max) are not billing data: the files hold amounts.
+        if (typeof e.delta !== "number" && !e.gap) {
+            if (!this.skippedLevels.has(node + "/" + meter)) this.log(`collector: ${node}/${meter}: a level (${body.quantity}), not an amount: not collected`)
+            this.skippedLevels.add(node + "/" + meter)
             return null
         }
         const l = this.ledger(node, meter)
