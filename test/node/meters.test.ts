@@ -10,6 +10,7 @@ import { LevelAccumulator } from "../../src/meters/level"
 import { discoveryMessages } from "../../src/discovery"
 import { readingMessage } from "../../src/reading"
 import { energyRecord, FLAG_NON_ADDITIVE } from "../../src/storage/records"
+import { PULSE_WIDTH_TABLE } from "../fixtures/pulse-table"
 import { gapRecord, initialState, lastKnown, stateFromJson, stateToJson } from "../../src/node-state"
 
 function meters(settings: Record<string, any>) {
@@ -96,21 +97,12 @@ describe("S0 pulse meter", () => {
         assert.equal(m.read(2000, 3000).deltaMilliWh, 0)
     })
 
-    // The low time of each `up`, as the button server measured it, and what the meter makes of it.
-    const WIDTHS: [string, number[], number, number][] = [
-        ["clean 50 ms pulses", [50, 50, 50], 3, 0],
-        ["exactly the minimum width counts", [30], 1, 0],
-        ["one ms under the minimum is a glitch", [29], 0, 1],
-        ["bounce: short lows around a pulse are glitches, the pulse counts once", [2, 1, 55, 1, 3], 1, 4],
-        ["a pulse low for ten minutes is one pulse", [600_000], 1, 0],
-        ["an up without a time is not a pulse", [NaN], 0, 1],
-    ]
-    for (const [name, widths, pulses, glitches] of WIDTHS)
-        test(name, () => {
+    for (const c of PULSE_WIDTH_TABLE)
+        test(c.name, () => {
             const m = new PulseMeter(spec("imp=1000/kWh"), 0)
             let t = 1000
-            for (const w of widths) m.onRiseHeld((t += 1000), w)
-            assert.deepEqual([m.count, m.glitches], [pulses, glitches])
+            for (const w of c.lowMs) m.onRiseHeld((t += 1000), w)
+            assert.deepEqual([m.count, m.glitches], [c.pulses, c.glitches])
         })
 
     test("10,000 pulses at 20 Hz with bounce on every edge are counted exactly, whatever their arrival times", () => {
