@@ -15,6 +15,7 @@
 //   recover      seconds from the end of the fault to the first new reading delivered
 //   status       whether the retained status told the truth: "lost" after the node vanished, and
 //                online with the current boot at the end
+//   restarts     restarts of the program the node did not ask for (power cuts excluded): must be 0
 //
 // Exits non-zero on any unexplained loss, energy difference or untruthful status.
 // Options: --only a,b  --brokers mosquitto,aedes  --soak-min N (0: no soak)  --seed N  --json FILE
@@ -334,6 +335,8 @@ function analyse(rig: Rig, scenario: string, brokerKind: string): Result {
     const inGap = (s: number) => ranges.some(([a, b]) => s >= a && s <= b)
     let unexplained = lostSeqs.filter(s => !inGap(s)).length
     const statuses = rig.recorder.messages.filter(m => m.topic.endsWith("/status")).map(m => JSON.parse(m.payload))
+    const merged = Math.max(0, ...statuses.filter(s => s.state === "online").map(s => s.merged ?? 0))
+    if (merged) rig.notes.push(`${merged} readings merged into longer intervals to make room`)
     if (rig.dropsAllowed && unexplained) {
         const dropped = Math.max(0, ...statuses.filter(s => s.state === "online").map(s => s.dropped ?? 0))
         if (unexplained <= dropped) {
@@ -369,7 +372,7 @@ function analyse(rig: Rig, scenario: string, brokerKind: string): Result {
     const last = statuses[statuses.length - 1]
     let statusTruthful = !!last && last.state === "online" && last.boot === lastBoot
     if (rig.expectWill && !statuses.some(s => s.state === "offline" && s.reason === "lost")) statusTruthful = false
-    const boot1 = rig.lines.filter(l => /^node: boot \d+/.test(l)).length
+    const boots1 = rig.lines.filter(l => /^node: boot \d+, next seq/.test(l)).length
     const kills = scenario === "power-cut" ? 3 : 0
     return {
         scenario,
@@ -383,7 +386,7 @@ function analyse(rig: Rig, scenario: string, brokerKind: string): Result {
         energyDiffMilli,
         recoverS,
         statusTruthful,
-        restartsUnasked: Math.max(0, boot1 - 1 - kills),
+        restartsUnasked: Math.max(0, boots1 - 1 - kills),
         notes: rig.notes,
     }
 }
@@ -471,6 +474,7 @@ function row(r: Result) {
         String(r.energyDiffMilli).padStart(6),
         (r.recoverS === null ? "-" : r.recoverS.toFixed(1)).padStart(7),
         (r.statusTruthful ? "true" : "FALSE").padStart(6),
+        String(r.restartsUnasked).padStart(8),
     ]
     return cells.join(" ") + (r.notes.length ? "  " + r.notes.join("; ") : "")
 }
@@ -479,7 +483,7 @@ const only = values.only ? values.only.split(",") : null
 const brokers = values.brokers!.split(",") as BrokerKind[]
 const soakMin = Number(values["soak-min"])
 console.log(`meternode faults: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}; reading every ${READ_MS / 1000} s, keepalive ${KEEPALIVE_S} s, FLUSH_S ${FLUSH_S}, seed ${values.seed}`)
-console.log(["scenario".padEnd(26), "broker".padEnd(9), " taken", "delivered", " dup", "reord", " lost", "unexpl", "energy", "recover", "status"].join(" "))
+console.log(["scenario".padEnd(26), "broker".padEnd(9), " taken", "delivered", " dup", "reord", " lost", "unexpl", "energy", "recover", "status", "restarts"].join(" "))
 const results: Result[] = []
 let failed = false
 for (const kind of brokers) {
