@@ -4,23 +4,31 @@
 //   publish: N QoS 1 publishes through meternode's client, each acknowledged, against N
 //            fire-and-forget publishes (QoS 1, whose PUBACKs it ignores, and QoS 0) through
 //            DeviceScript's built-in @devicescript/net client.
-//   drain:   the firmware with 1,440 one-minute readings in its flash queue (a day without a
-//            broker) and a reading every second: the time from CONNACK until the whole backlog
-//            is acknowledged and delivered, against the built-in client sending 1,440
-//            single-reading messages from RAM, fire and forget.
+//   drain:   the firmware with 1,440 and 10,080 one-minute readings in its flash queue (a day
+//            and a week without a broker) and a reading every second: the time from CONNACK until
+//            the whole backlog is acknowledged and delivered, against the built-in client sending
+//            as many single-reading messages from RAM, fire and forget.
+//   online:  a reading a second while online: latency from the reading to its delivery at a
+//            subscriber (p50, p99) and wire bytes per reading (both directions, through a proxy
+//            that counts them), against the built-in client publishing each reading as it is taken.
+//   image:   the firmware image and its code section, against a minimal program that uses the
+//            built-in client.
+//   heap:    the largest ballast held out of the 64 KB heap with which the node still drains a
+//            day's backlog and keeps reading: its peak heap use is at most 64 KB minus that.
 //   flash:   bytes written to the Settings store per reading, compactions per day and the flash
 //            lifetime, online and offline, at the default configuration (the firmware's queue
 //            code on the model of the store, over simulated days: test/bench/flash-cost.ts).
-// Options: --only publish,drain,flash, --count N, --payload BYTES, --window N, --rounds N,
+// Options: --only publish,drain,online,image,heap,flash, --count N, --payload BYTES, --window N, --rounds N,
 //          --json FILE, --vm-costs.
 import mqtt from "mqtt"
 import { execFileSync } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { cpus, tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
 import { Broker, findMosquitto } from "./lib/broker"
-import { buildEntry, buildFirmware, PROJECT_ROOT, Simulator } from "./lib/simulator"
+import { buildEntry, buildFirmware, devsSync, PROJECT_ROOT, Simulator } from "./lib/simulator"
+import { FaultProxy } from "./lib/fault-proxy"
 import { flashCost, FlashScenario } from "../test/bench/flash-cost"
 import { sleep } from "./lib/process"
 
@@ -31,7 +39,7 @@ const { values } = parseArgs({
         window: { type: "string", default: "64" },
         rounds: { type: "string", default: "3" },
         "vm-costs": { type: "boolean", default: false },
-        only: { type: "string", default: "publish,drain,flash" },
+        only: { type: "string", default: "publish,drain,online,image,heap,flash" },
         json: { type: "string" },
     },
     strict: true,
@@ -181,7 +189,7 @@ async function publishBench() {
     return { count, payloadBytes, window, rounds, series }
 }
 
-const BACKLOG = 1440
+const BACKLOGS = [1440, 10080]
 
 interface DrainRound {
     /** From CONNACK to the last backlog reading at the subscriber. */
@@ -195,7 +203,7 @@ interface DrainRound {
 }
 
 /** One run of the firmware with BACKLOG readings queued before it connects. */
-async function drainRound(): Promise<DrainRound> {
+async function drainRound(BACKLOG: number): Promise<DrainRound> {
     const runDir = mkdtempSync(join(tmpdir(), "meternode-bench-"))
     const nodeId = "bench-drain"
     const arrivals: { atMs: number; seqs: number[]; boots: number[]; bytes: number }[] = []
@@ -203,7 +211,10 @@ async function drainRound(): Promise<DrainRound> {
     await new Promise<void>(resolve => sub.once("connect", () => sub.subscribe(`meters/${nodeId}/+/reading`, { qos: 1 }, () => resolve())))
     sub.on("message", (_topic, payload) => {
         const body = JSON.parse(payload.toString())
-        arrivals.push({ atMs: Date.now(), seqs: body.readings.map((e: any) => e.seq), boots: body.readings.map((e: any) => e.boot), bytes: payload.length })
+        // A merged reading stands for every seq from first_seq to seq.
+        const seqs: number[] = []
+        for (const e of body.readings) for (let q = e.first_seq ?? e.seq; q <= e.seq; q++) seqs.push(q)
+        arrivals.push({ atMs: Date.now(), seqs, boots: body.readings.map((e: any) => e.boot), bytes: payload.length })
     })
     let connackMs = 0
     try {
@@ -223,9 +234,10 @@ async function drainRound(): Promise<DrainRound> {
         })
         await sim.start()
         try {
-            const crashed = sim.waitForLine(CRASH_PATTERN, 180_000).then(m => m[0])
+            const crashed = sim.waitForLine(CRASH_PATTERN, 600_000).then(m => m[0])
             crashed.catch(() => {})
-            const deadline = Date.now() + 180_000
+            // Queueing a week of readings at boot takes a while: the drain is timed from CONNACK.
+            const deadline = Date.now() + 600_000
             const has = (seq: number) => arrivals.some(a => a.seqs.includes(seq))
             while (!has(BACKLOG) && Date.now() < deadline) {
                 const line = sim.lines.find(l => CRASH_PATTERN.test(l))
@@ -255,12 +267,12 @@ async function drainRound(): Promise<DrainRound> {
     }
 }
 
-async function drainBench() {
+async function drainBench(BACKLOG: number) {
     console.log(`\ndrain: ${BACKLOG} one-minute readings queued in flash, a new reading every second`)
     const ours: DrainRound[] = []
     const baseline: number[] = []
     for (let round = 0; round < rounds; round++) {
-        const r = await drainRound()
+        const r = await drainRound(BACKLOG)
         ours.push(r)
         if (r.crashed) console.log(`  round ${round + 1}: CRASH: ${r.crashed}`)
         else
@@ -316,6 +328,181 @@ async function flashBench() {
     return results
 }
 const ERASE_CYCLES_TEXT = "100,000"
+
+function percentile(xs: number[], p: number) {
+    const sorted = [...xs].sort((a, b) => a - b)
+    return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]
+}
+
+interface OnlineRun {
+    latencies: number[]
+    bytesPerReading: number
+    readings: number
+}
+
+/**
+ * Runs `start` (a simulator publishing a reading a second through `proxy`) and times each reading
+ * from its console line to its arrival at a subscriber. Wire bytes are counted between the 10th
+ * and the last reading, so the connection's setup is left out.
+ */
+async function onlineRun(topic: string, linePattern: RegExp, start: (proxy: FaultProxy) => Promise<Simulator>, n: number): Promise<OnlineRun> {
+    const proxy = await new FaultProxy({ targetPort: broker.port }).start()
+    const taken = new Map<number, number>()
+    const arrived = new Map<number, number>()
+    const bytesAt = new Map<number, number>()
+    const sub = mqtt.connect(broker.url, { clientId: `bench-online-${process.pid}-${Date.now()}`, clean: true })
+    await new Promise<void>(resolve => sub.once("connect", () => sub.subscribe(topic, { qos: 1 }, () => resolve())))
+    sub.on("message", (_t, payload) => {
+        const now = Date.now()
+        for (const e of JSON.parse(payload.toString()).readings) {
+            if (!arrived.has(e.seq)) arrived.set(e.seq, now)
+            bytesAt.set(arrived.size, proxy.bytesClientToBroker + proxy.bytesBrokerToClient)
+        }
+    })
+    const sim = await start(proxy)
+    sim.options.onLine = line => {
+        const m = line.match(linePattern)
+        if (m) taken.set(Number(m[1]), Date.now())
+    }
+    try {
+        const deadline = Date.now() + n * 1000 + 60_000
+        while (arrived.size < n && Date.now() < deadline) await sleep(200)
+        const latencies = [...taken].filter(([seq]) => arrived.has(seq)).map(([seq, at]) => arrived.get(seq)! - at)
+        const last = Math.min(arrived.size, n)
+        const bytes = (bytesAt.get(last) ?? 0) - (bytesAt.get(10) ?? 0)
+        return { latencies, bytesPerReading: bytes / Math.max(1, last - 10), readings: arrived.size }
+    } finally {
+        await sim.kill()
+        await new Promise<void>(r => sub.end(true, {}, () => r()))
+        await proxy.stop()
+    }
+}
+
+async function onlineBench() {
+    const n = 60
+    console.log(`\nonline: ${n} readings, one a second, through a byte-counting proxy`)
+    const runDir = mkdtempSync(join(tmpdir(), "meternode-bench-"))
+    try {
+        const ours = await onlineRun(
+            "meters/bench-online/+/reading",
+            /^reading: seq (\d+)\b/,
+            async proxy => {
+                const bytecode = await buildFirmware(
+                    { MQTT_URL: proxy.url, NODE_ID: "bench-online", READ_MS: 1000, KEEPALIVE_S: 30, TIME_TOPIC: "-", HA_PREFIX: "-" },
+                    runDir,
+                    "bench-online"
+                )
+                return await new Simulator({ bytecode, runDir, mode: "device", clearFlash: true }).start()
+            },
+            n
+        )
+        const builtin = await onlineRun(
+            "meters/bench-builtin/+/reading",
+            /^PUB (\d+)$/,
+            async proxy => {
+                const bytecode = await buildEntry("test/bench/online-builtin", "onlineBuiltin", { host: "127.0.0.1", port: proxy.port, count: n + 5, intervalMs: 1000 }, runDir, "bench-online-builtin")
+                return await new Simulator({ bytecode, runDir, mode: "device", clearFlash: true }).start()
+            },
+            n
+        )
+        const line = (name: string, r: OnlineRun) =>
+            console.log(
+                `  ${name.padEnd(44)} latency p50 ${percentile(r.latencies, 50).toFixed(0).padStart(4)} ms, p99 ${percentile(r.latencies, 99).toFixed(0).padStart(4)} ms; ` +
+                    `${r.bytesPerReading.toFixed(0).padStart(4)} wire bytes per reading (${r.readings} readings)`
+            )
+        line("meternode, QoS 1, acknowledged:", ours)
+        line("built-in client, QoS 1, fire-and-forget:", builtin)
+        console.log(
+            `  ratio, meternode / built-in: latency p50 ${(percentile(ours.latencies, 50) / percentile(builtin.latencies, 50)).toFixed(2)} x, wire bytes ${(ours.bytesPerReading / builtin.bytesPerReading).toFixed(2)} x`
+        )
+        return { ours: { ...ours, latencies: undefined, p50: percentile(ours.latencies, 50), p99: percentile(ours.latencies, 99) }, builtin: { ...builtin, latencies: undefined, p50: percentile(builtin.latencies, 50), p99: percentile(builtin.latencies, 99) } }
+    } finally {
+        rmSync(runDir, { recursive: true, force: true })
+    }
+}
+
+/** Image and code-section sizes of a compiled entry point, from the compiler's size report. */
+async function imageSize(entry: string) {
+    const runDir = mkdtempSync(join(tmpdir(), "meternode-bench-"))
+    try {
+        devsSync(["build", entry, "--stats"])
+        const sizes = readFileSync(join(PROJECT_ROOT, ".devicescript", "bin", "bytecode-sizes.md"), "utf-8")
+        const total = Number(sizes.match(/^(\d+) \| TOTAL/m)?.[1] ?? NaN)
+        const code = Number(sizes.match(/^(\d+) \| Function TOTAL/m)?.[1] ?? NaN)
+        return { total, code }
+    } finally {
+        rmSync(runDir, { recursive: true, force: true })
+    }
+}
+
+async function imageBench() {
+    console.log("\nimage: bytes of the program image (the runtime is flashed separately)")
+    const ours = await imageSize("src/main.ts")
+    // The compiler writes the size report only with --stats: build the baseline the same way.
+    const baselineEntry = join(PROJECT_ROOT, ".devicescript", "gen", "bench-image-builtin", "main.ts")
+    mkdirSync(join(PROJECT_ROOT, ".devicescript", "gen", "bench-image-builtin"), { recursive: true })
+    writeFileSync(baselineEntry, `import { onlineBuiltin } from "../../../test/bench/online-builtin"\nawait onlineBuiltin({ host: "127.0.0.1", port: 1883, count: 1, intervalMs: 1000 })\n`)
+    const builtin = await imageSize(".devicescript/gen/bench-image-builtin/main.ts")
+    const bytes = (n: number) => n.toLocaleString("en-US") + " bytes"
+    console.log(`  meternode firmware:                       image ${bytes(ours.total)} (${((100 * ours.total) / (110 * 1024)).toFixed(0)} % of the Pico W's 112,640), code section ${bytes(ours.code)} of the VM's 65,536`)
+    console.log(`  a minimal program on the built-in client: image ${bytes(builtin.total)}, code section ${bytes(builtin.code)}`)
+    console.log(`  ratio, meternode / minimal built-in: ${(ours.total / builtin.total).toFixed(1)} x`)
+    return { ours, builtin }
+}
+
+/** One heap probe: true when the node drains a day's backlog and reads on with `ballastKb` held. */
+async function heapProbe(ballastKb: number) {
+    const runDir = mkdtempSync(join(tmpdir(), "meternode-bench-"))
+    const nodeId = "bench-heap"
+    const seen = new Set<number>()
+    const sub = mqtt.connect(broker.url, { clientId: `bench-heap-${process.pid}-${Date.now()}`, clean: true })
+    await new Promise<void>(resolve => sub.once("connect", () => sub.subscribe(`meters/${nodeId}/+/reading`, { qos: 1 }, () => resolve())))
+    sub.on("message", (_t, payload) => {
+        for (const e of JSON.parse(payload.toString()).readings) for (let q = e.first_seq ?? e.seq; q <= e.seq; q++) seen.add(q)
+    })
+    try {
+        const settings = { MQTT_URL: broker.url, NODE_ID: nodeId, READ_MS: 1000, SIM_BACKLOG: 1440, KEEPALIVE_S: 30, TIME_TOPIC: "-" }
+        const bytecode = await buildEntry("test/bench/heap-ballast", "ballastNode", { ballastBytes: ballastKb * 1024, settings }, runDir, "bench-heap")
+        const sim = await new Simulator({ bytecode, runDir, mode: "device", clearFlash: true }).start()
+        try {
+            const deadline = Date.now() + 120_000
+            // The backlog, then 20 live readings.
+            while (Date.now() < deadline) {
+                if (sim.lines.some(l => CRASH_PATTERN.test(l)) || sim.exit) return false
+                if (seen.has(1440 + 20)) return true
+                await sleep(200)
+            }
+            return false
+        } finally {
+            await sim.kill()
+        }
+    } finally {
+        await new Promise<void>(r => sub.end(true, {}, () => r()))
+        rmSync(runDir, { recursive: true, force: true })
+    }
+}
+
+async function heapBench() {
+    console.log("\nheap: the largest ballast (KB of the 64 KB heap) with which the node drains 1,440 readings and reads on")
+    let ok = 0
+    let failed = 64
+    // Binary search to 2 KB; the node must work with no ballast at all.
+    if (!(await heapProbe(0))) {
+        console.log("  FAILED: the node does not run its workload even without ballast")
+        process.exitCode = 1
+        return { ballastKb: 0 }
+    }
+    while (failed - ok > 2) {
+        const mid = Math.floor((ok + failed) / 2)
+        const good = await heapProbe(mid)
+        console.log(`  ballast ${mid} KB: ${good ? "ran" : "ran out (or failed)"}`)
+        if (good) ok = mid
+        else failed = mid
+    }
+    console.log(`  meternode: ran with ${ok} KB held, not with ${failed} KB: peak heap use between ${64 - failed} and ${64 - ok} KB of 64 KB`)
+    console.log(`  (no baseline: the built-in client cannot run this workload; it has no queue)`)
+    return { ballastKb: ok, failedKb: failed }
+}
 const broker = await new Broker({ persistence: false }).start()
 const counter = await startCounter(broker.url)
 try {
@@ -323,7 +510,10 @@ try {
     console.log(`broker: ${broker.describe()}`)
     const report: Record<string, unknown> = { versions: versions(broker) }
     if (scenarios.includes("publish")) report.publish = await publishBench()
-    if (scenarios.includes("drain")) report.drain = await drainBench()
+    if (scenarios.includes("drain")) report.drain = [await drainBench(BACKLOGS[0]), await drainBench(BACKLOGS[1])]
+    if (scenarios.includes("online")) report.online = await onlineBench()
+    if (scenarios.includes("image")) report.image = await imageBench()
+    if (scenarios.includes("heap")) report.heap = await heapBench()
     if (scenarios.includes("flash")) report.flash = await flashBench()
     if (values.json)
         writeFileSync(values.json, JSON.stringify(report, null, 2))

@@ -82,7 +82,7 @@ QUEUE_BYTES 4608 800 8928 | Settings-store bytes for queued readings (8 KB store
 HISTORY_BYTES 2048 0 8192 | RAM bytes of recent readings kept for the replay command (0 = none)
 SIM_SEED 1 1 2147483646 | simulated meter: load profile seed
 SIM_MEAN_W 800 0 1000000 | simulated meter: mean power in W
-SIM_BACKLOG 0 0 5000 | simulated meter: one-minute readings of history to queue at boot (benchmarks)
+SIM_BACKLOG 0 0 10080 | simulated meter: one-minute readings of history to queue at boot (benchmarks)
 `
 
 /** The settings of SETTINGS_TABLE. */
