@@ -20,12 +20,12 @@
 // Exits non-zero on any unexplained loss, energy difference or untruthful status.
 // Options: --only a,b  --brokers mosquitto,aedes  --soak-min N (0: no soak)  --seed N  --json FILE
 import mqtt from "mqtt"
-import { createServer, Server, Socket } from "node:net"
 import { writeFileSync } from "node:fs"
 import { cpus } from "node:os"
 import { parseArgs } from "node:util"
 import { Broker, BrokerKind, findMosquitto } from "./lib/broker"
 import { FaultProxy } from "./lib/fault-proxy"
+import { HostileBroker } from "./lib/hostile-broker"
 import { sleep } from "./lib/process"
 import { NodeUnderTest, Recorder } from "../test/e2e/helpers"
 
@@ -108,65 +108,6 @@ async function takeOver(brokerUrl: string, clientId: string, holdMs: number) {
     })
     await sleep(holdMs)
     await new Promise<void>(r => twin.end(true, {}, () => r()))
-}
-
-/**
- * A hostile broker: accepts CONNECT with a CONNACK, then sends a burst of malformed packets
- * (reserved types, wrong flags, remaining lengths past the limit, truncated packets, random
- * bytes) and waits for the client to give up on it.
- */
-class HostileBroker {
-    server?: Server
-    port = 0
-    packetsSent = 0
-    connections = 0
-    private sockets = new Set<Socket>()
-
-    constructor(readonly perConnection: number) {}
-
-    malformed(): Buffer {
-        const kind = Math.floor(random() * 6)
-        switch (kind) {
-            case 0:
-                return Buffer.from([random() < 0.5 ? 0x00 : 0xf0, 0x00]) // reserved packet type
-            case 1:
-                return Buffer.from([0x42, 0x02, 0x00, 0x01]) // PUBACK with flags set
-            case 2:
-                return Buffer.from([0x30, 0xff, 0xff, 0xff, 0x7f]) // a 256 MB PUBLISH
-            case 3:
-                return Buffer.from([0x32, 0x0a, 0x00, 0x03, 0x61]) // truncated PUBLISH
-            case 4:
-                return Buffer.from([0x90, 0x03, 0x00, 0x00, 0x03]) // SUBACK id 0, bad code
-            default: {
-                const b = Buffer.alloc(1 + Math.floor(random() * 64))
-                for (let i = 0; i < b.length; i++) b[i] = Math.floor(random() * 256)
-                return b
-            }
-        }
-    }
-
-    async start() {
-        this.server = createServer(socket => {
-            this.connections++
-            this.sockets.add(socket)
-            socket.on("error", () => {})
-            socket.on("close", () => this.sockets.delete(socket))
-            socket.once("data", () => {
-                const parts = [Buffer.from([0x20, 0x02, 0x00, 0x00])]
-                for (let i = 0; i < this.perConnection; i++) parts.push(this.malformed())
-                this.packetsSent += this.perConnection
-                socket.write(Buffer.concat(parts))
-            })
-        })
-        await new Promise<void>(r => this.server!.listen(0, "127.0.0.1", () => r()))
-        this.port = (this.server.address() as { port: number }).port
-        return this
-    }
-
-    async stop() {
-        for (const s of this.sockets) s.destroy()
-        await new Promise<void>(r => this.server?.close(() => r()))
-    }
 }
 
 const SCENARIOS: Scenario[] = [
@@ -270,7 +211,7 @@ const SCENARIOS: Scenario[] = [
         name: "hostile-broker",
         what: "a broker sending malformed, truncated, oversized and random packets (10,000+)",
         async run(rig) {
-            const hostile = await new HostileBroker(250).start()
+            const hostile = await new HostileBroker(250, random).start()
             const real = rig.proxy.options.targetPort
             rig.proxy.options.targetPort = hostile.port
             rig.proxy.cutAll()

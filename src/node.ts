@@ -21,6 +21,7 @@ import { DurableQueue } from "./storage/durable-queue"
 import { SettingsKeyValueStore } from "./storage/settings-kv"
 import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, FLAG_NON_ADDITIVE, isAdditive, ReadingRecord } from "./storage/records"
 import { Uplink } from "./uplink"
+import { removeAt } from "./util/arrays"
 import { ANNOUNCED_KEY, announcedFromJson, announcedKey, discoveryMessages } from "./discovery"
 import { nextBoundaryMs, offsetOfBoot, parseTimePayload, timeFromJson, WallClock, withBootOffset } from "./clock"
 
@@ -80,6 +81,11 @@ class Node {
     /** Recent readings for the replay command; null when HISTORY_BYTES is 0. */
     private history: History = null
     private replaying = false
+    /** The birth status awaiting its PUBACK (0: none), and whether newer news waits behind it. */
+    private statusToken = 0
+    private statusStale = false
+    /** Discovery configs awaiting their PUBACK. */
+    private discoveryTokens: number[] = []
 
     constructor(
         readonly config: NodeConfig,
@@ -188,6 +194,12 @@ class Node {
                     else self.uplink.holdFor(TIME_WAIT_MS)
                 },
                 onDelivered: token => {
+                    if (token === self.statusToken) {
+                        self.statusToken = 0
+                        if (self.statusStale) setTimeout(async () => await self.publishStatus(), 0)
+                    }
+                    const d = self.discoveryTokens.indexOf(token)
+                    if (d >= 0) removeAt(self.discoveryTokens, d)
                     self.recentAcks.push(token)
                     if (self.recentAcks.length > RECENT_ACKS) self.recentAcks.shift()
                     self.delivered.emit(token)
@@ -296,7 +308,15 @@ class Node {
             lastError: this.lastError,
             clock: this.clock.isSet() ? "set" : "unset",
         })
-        await this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
+        // A status still waiting for its PUBACK goes out again at every reconnect (the session
+        // resends it): another one would pile up behind it on a link that drops each connection
+        // before the PUBACK, until the heap runs out. The newer news goes out once it is through.
+        if (this.statusToken) {
+            this.statusStale = true
+            return payload
+        }
+        this.statusStale = false
+        this.statusToken = await this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
         return payload
     }
 
@@ -315,8 +335,10 @@ class Node {
                 labels.push(m)
                 ids.push(announcedKey(m))
             }
+        // As for the status: configs still unacknowledged are resent by the session, not repeated.
+        if (this.discoveryTokens.length) return
         for (const m of discoveryMessages(c.haPrefix, c.topicPrefix, c.nodeId, labels, this.announced))
-            await this.client.publish(m.topic, Buffer.from(m.payload), 1, true)
+            this.discoveryTokens.push(await this.client.publish(m.topic, Buffer.from(m.payload), 1, true))
         if (JSON.stringify(this.announced) === JSON.stringify(ids)) return
         this.announced = ids
         const self = this

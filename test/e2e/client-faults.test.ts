@@ -10,6 +10,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Broker, BrokerOptions } from "../../devs/lib/broker"
 import { FaultProxy, RecordedPacket } from "../../devs/lib/fault-proxy"
+import { HostileBroker } from "../../devs/lib/hostile-broker"
 import type { Settings, Simulator } from "../../devs/lib/simulator"
 import { sleep } from "../../devs/lib/process"
 import { assertFirstDeliveriesInOrder, NodeUnderTest, Recorder, RecorderOptions } from "./helpers"
@@ -749,4 +750,34 @@ test("client take-over: another client with the same id is reported by name and 
         `# take-over named after ${connectsDuringTakeover} connections; next attempt ${delay[1]} ms later; back ${Math.round((Date.now() - namedAt) / 1000)} s after it was named: ${named[0].slice(0, 80)}...`
     )
     assertDeliveredInOrder(rig)
+})
+
+test("a hostile broker: 10,000 malformed packets over reconnects, no crash, the status does not pile up, no reading lost", async t => {
+    const rig = await startRig(t, "e2e-hostile", { READ_MS: 1000, KEEPALIVE_S: 5, FLUSH_S: 5 }, { proxy: true, recorder: { persistentSession: true } })
+    const { proxy, recorder, node } = rig
+    await recorder.waitFor("3 readings", r => r.readings(READING_SUFFIX).length >= 3, 30_000)
+    let seed = 11
+    const hostile = await new HostileBroker(250, () => (seed = (seed * 48271) % 2147483647) / 2147483647).start()
+    t.after(() => hostile.stop())
+    const real = proxy!.options.targetPort
+    proxy!.options.targetPort = hostile.port
+    proxy!.cutAll()
+    const deadline = Date.now() + 240_000
+    while (hostile.packetsSent < 10_000 && Date.now() < deadline) await sleep(250)
+    proxy!.options.targetPort = real
+    proxy!.cutAll()
+    assert.ok(hostile.packetsSent >= 10_000, `${hostile.packetsSent} malformed packets sent`)
+    // Every CONNACK from the hostile broker was followed by a birth status that never got its
+    // PUBACK: the node must not queue one per connection.
+    await waitForReadingsBeyond(rig, 3, 60_000)
+    const lines = node.simulator!.lines
+    assert.deepEqual(lines.filter(l => /Exception|OutOfMemory|PANIC/.test(l)), [], "no exception in the firmware")
+    assert.equal(lines.filter(l => /^node: boot \d+, next seq/.test(l)).length, 1, "the program never restarted")
+    const errors = lines.filter(l => l.startsWith("mqtt: protocol error from broker:"))
+    assert.ok(errors.length >= 10, `${errors.length} protocol errors named`)
+    assertDeliveredInOrder(rig)
+    const births = recorder.messages.filter(m => m.topic.endsWith("/status") && m.payload.includes('"online"'))
+    console.log(
+        `# hostile broker: ${hostile.packetsSent} malformed packets over ${hostile.connections} connections, ${errors.length} protocol errors named, e.g. "${errors[0]}"; ${births.length} birth statuses delivered`
+    )
 })
