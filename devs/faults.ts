@@ -110,6 +110,15 @@ async function takeOver(brokerUrl: string, clientId: string, holdMs: number) {
     await new Promise<void>(r => twin.end(true, {}, () => r()))
 }
 
+/** The broker unreachable for `ms`: open connections cut, new ones closed at accept. */
+async function refuseFor(rig: Rig, ms: number) {
+    rig.proxy.refuse(true)
+    rig.proxy.cutAll()
+    await sleep(ms)
+    rig.proxy.refuse(false)
+    rig.faultEndMs = Date.now()
+}
+
 const SCENARIOS: Scenario[] = [
     {
         name: "broker-restart-persistent",
@@ -165,11 +174,7 @@ const SCENARIOS: Scenario[] = [
         name: "refused",
         what: "connections refused (closed at accept) for 20 s",
         async run(rig) {
-            rig.proxy.refuse(true)
-            rig.proxy.cutAll()
-            await sleep(20_000)
-            rig.proxy.refuse(false)
-            rig.faultEndMs = Date.now()
+            await refuseFor(rig, 20_000)
         },
     },
     {
@@ -200,11 +205,7 @@ const SCENARIOS: Scenario[] = [
         settings: { QUEUE_BYTES: 900 },
         async run(rig) {
             rig.dropsAllowed = true
-            rig.proxy.refuse(true)
-            rig.proxy.cutAll()
-            await sleep(180_000)
-            rig.proxy.refuse(false)
-            rig.faultEndMs = Date.now()
+            await refuseFor(rig, 180_000)
         },
     },
     {
