@@ -31,13 +31,6 @@ export interface NodeConfig {
     queueBytes: number
     /** RAM bytes for recent history (the replay command); 0 = none. */
     historyBytes: number
-    /** INA219/INA226: shunt in micro-ohm, largest expected current in mA, I2C address, sampling interval. */
-    inaShuntMicroOhm: number
-    inaMaxMilliA: number
-    inaAddress: number
-    sampleMs: number
-    simSeed: number
-    simMeanW: number
     /** Simulated meter: one-minute readings of history queued at boot, for drain benchmarks. */
     simBacklog: number
 }
@@ -259,12 +252,6 @@ export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedC
             flushIntervalMs: v.FLUSH_S * 1000,
             queueBytes: v.QUEUE_BYTES,
             historyBytes,
-            inaShuntMicroOhm: v.INA_SHUNT_UO,
-            inaMaxMilliA: v.INA_MAX_MA,
-            inaAddress: v.INA_ADDR,
-            sampleMs: v.SAMPLE_MS,
-            simSeed: v.SIM_SEED,
-            simMeanW: v.SIM_MEAN_W,
             simBacklog: v.SIM_BACKLOG,
         },
         errors,

@@ -66,15 +66,7 @@ export function kindNames() {
 }
 
 /** Defaults every meter starts from: the single-meter settings of earlier versions. */
-export interface MeterDefaults {
-    readMs: number
-    sampleMs: number
-    seed: number
-    meanW: number
-    shuntMicroOhm: number
-    maxMilliA: number
-    address: number
-}
+export type MeterDefaults = Pick<MeterSpec, "readMs" | "sampleMs" | "seed" | "meanW" | "shuntMicroOhm" | "maxMilliA" | "address">
 
 /** The units a pulse constant may name: "<name> <unit reported> <factor to it> <quantity>". */
 const PULSE_UNITS = "kWh Wh 1000 energy,Wh Wh 1 energy,m3 m3 1 gas,L L 1 water"
