@@ -4,12 +4,12 @@
 // DeviceScript is a synchronous copy into the native queue, so sends never interleave).
 import * as ds from "@devicescript/core"
 import { connect, Socket } from "@devicescript/net"
-import { encodeClientPacket } from "./codec"
+import { encodeClientPacket, encodePublishInto } from "./codec"
 import { ClientPacketDecoder, DecodeFailure, protocolErrorText } from "./decoder"
 import { Action, ActionKind, connectReturnCodeText, Session, SessionOptions, SessionState } from "./session"
 import { backoffDelayMs } from "./backoff"
 import { BrokerAddress } from "./url"
-import { PublishPacket } from "./packets"
+import { PacketType, PublishPacket } from "./packets"
 
 /** Largest inbound packet accepted; larger ones are a protocol error (the node only receives commands). */
 export const MAX_INBOUND_PACKET_BYTES = 4096
@@ -56,9 +56,13 @@ export class MqttClient {
     /** Consecutive connections the broker closed within SHORT_CONNECTION_MS. */
     private shortClosures = 0
     private closeReason = ""
-    /** Encoded packets waiting for the next flush, in order. */
+    /**
+     * Packets are encoded straight into `segment` until the next one does not fit; the segment's
+     * bytes then move to `outbox`, sends waiting for the next flush, in order.
+     */
+    private segment = Buffer.alloc(MAX_SEND_BYTES)
+    private segmentBytes = 0
     private outbox: Buffer[] = []
-    private outboxBytes = 0
     private flushScheduled = false
     private chunkReceivedMs = 0
     /** Connections made, for the status message and benchmarks. */
@@ -97,8 +101,12 @@ export class MqttClient {
     async publish(topic: string, payload: Buffer, qos: number, retain: boolean) {
         const actions: Action[] = []
         const token = this.session.publish(ds.millis(), topic, payload, qos, retain, actions)
-        await this.execute(actions)
-        this.scheduleFlush()
+        // The usual outcome, a single send, skips the general loop.
+        if (actions.length === 1 && actions[0].kind === ActionKind.Send) {
+            this.sendPacket(actions[0])
+            if (this.outbox.length) await this.flush(true)
+        } else if (actions.length) await this.execute(actions)
+        if (!this.flushScheduled) this.scheduleFlush()
         return token
     }
 
@@ -195,24 +203,43 @@ export class MqttClient {
     private async handleChunk(chunk: Buffer) {
         this.chunksReceived++
         this.chunkReceivedMs = ds.millis()
-        this.decoder.push(chunk)
+        const decoder = this.decoder
+        const session = this.session
+        decoder.push(chunk)
+        // The PUBACKs of a burst share one action list, carried out before any other packet.
+        let acks: Action[] = []
         let handled = 0
         for (;;) {
-            const result = this.decoder.next()
-            if (!result) break
-            if (result.error) {
-                // No narrowing here: DeviceScript compiles without strictNullChecks.
-                const failure = result as DecodeFailure
-                this.reportError(`mqtt: protocol error from broker: ${protocolErrorText(failure.error)}: ${failure.message}`)
-                this.closeReason = "protocol error"
-                await this.closeSocket()
-                return
+            const packetId = session.state === SessionState.Connected ? decoder.nextPuback() : 0
+            if (packetId) {
+                session.onPuback(this.chunkReceivedMs, packetId, acks)
+            } else {
+                if (acks.length) {
+                    await this.execute(acks)
+                    acks = []
+                    if (!this.socket) return
+                }
+                const result = decoder.next()
+                if (!result) break
+                if (result.error) {
+                    // No narrowing here: DeviceScript compiles without strictNullChecks.
+                    const failure = result as DecodeFailure
+                    this.reportError(`mqtt: protocol error from broker: ${protocolErrorText(failure.error)}: ${failure.message}`)
+                    this.closeReason = "protocol error"
+                    await this.closeSocket()
+                    return
+                }
+                await this.execute(session.onPacket(ds.millis(), result.packet))
+                if (!this.socket) return
             }
             this.packetsReceived++
-            await this.execute(this.session.onPacket(ds.millis(), result.packet))
-            if (!this.socket) return
             if (++handled % PACKETS_PER_YIELD === 0) {
-                await this.flush()
+                if (acks.length) {
+                    await this.execute(acks)
+                    acks = []
+                    if (!this.socket) return
+                }
+                await this.flush(true)
                 await ds.sleep(0)
             }
         }
@@ -258,23 +285,51 @@ export class MqttClient {
             }
         }
         // A segment's worth waiting goes out now; less waits for the scheduled flush.
-        if (this.outboxBytes >= MAX_SEND_BYTES) await this.flush()
+        if (this.outbox.length) await this.flush(true)
         if (connected && this.events.onConnected) await this.events.onConnected(sessionPresent)
     }
 
     /**
-     * Encodes a packet into the outbox. No await in here: the packets of one batch of actions
+     * Encodes a packet into the segment. No await in here: the packets of one batch of actions
      * (the resends after a CONNACK) enter the outbox together, before any other fiber's publish.
      */
     private sendPacket(a: Action) {
         if (!this.socket) return
-        const bytes = encodeClientPacket(a.packet)
-        this.outbox.push(bytes)
-        this.outboxBytes += bytes.length
+        const packet = a.packet
+        let bytes: Buffer
+        if (packet.type === PacketType.Publish) {
+            // The packet a node sends most is encoded in place: no buffer of its own, no copy.
+            let end = encodePublishInto(packet, this.segment, this.segmentBytes)
+            if (end < 0 && this.segmentBytes) {
+                this.sealSegment()
+                end = encodePublishInto(packet, this.segment, 0)
+            }
+            if (end >= 0) {
+                this.segmentBytes = end
+                return
+            }
+            // Larger than a segment: a send of its own.
+            bytes = Buffer.alloc(-end)
+            encodePublishInto(packet, bytes, 0)
+        } else bytes = encodeClientPacket(packet)
+        if (this.segmentBytes + bytes.length > MAX_SEND_BYTES) this.sealSegment()
+        if (bytes.length > MAX_SEND_BYTES) {
+            this.outbox.push(bytes)
+            return
+        }
+        this.segment.blitAt(this.segmentBytes, bytes, 0, bytes.length)
+        this.segmentBytes += bytes.length
+    }
+
+    /** Moves the segment's bytes to the outbox, to be sent in order. */
+    private sealSegment() {
+        if (!this.segmentBytes) return
+        this.outbox.push(this.segment.slice(0, this.segmentBytes))
+        this.segmentBytes = 0
     }
 
     private scheduleFlush() {
-        if (this.flushScheduled || !this.outbox.length) return
+        if (this.flushScheduled || !(this.segmentBytes || this.outbox.length)) return
         this.flushScheduled = true
         const self = this
         setTimeout(async () => {
@@ -283,29 +338,19 @@ export class MqttClient {
         }, 0)
     }
 
-    /** Writes the outbox in order, packets joined into sends of at most MAX_SEND_BYTES. */
-    private async flush() {
+    /**
+     * Writes the outbox in order, one send each, and then the segment too unless `wholeSegmentsOnly`:
+     * a segment still filling goes out with the scheduled flush, so that sends stay segment-sized.
+     */
+    private async flush(wholeSegmentsOnly?: boolean) {
+        if (!wholeSegmentsOnly) this.sealSegment()
         while (this.outbox.length) {
             const socket = this.socket
             if (!socket) {
                 this.clearOutbox()
                 return
             }
-            let count = 0
-            let size = 0
-            while (count < this.outbox.length && (count === 0 || size + this.outbox[count].length <= MAX_SEND_BYTES))
-                size += this.outbox[count++].length
-            let data = this.outbox[0]
-            if (count > 1) {
-                data = Buffer.alloc(size)
-                let offset = 0
-                for (let i = 0; i < count; ++i) {
-                    data.set(this.outbox[i], offset)
-                    offset += this.outbox[i].length
-                }
-            }
-            this.outbox = this.outbox.slice(count)
-            this.outboxBytes -= size
+            const data = this.outbox.shift()
             this.sends++
             this.bytesSent += data.length
             try {
@@ -322,7 +367,7 @@ export class MqttClient {
     private clearOutbox() {
         // Nothing in here is lost: unacknowledged publishes stay in the session and are resent.
         this.outbox = []
-        this.outboxBytes = 0
+        this.segmentBytes = 0
     }
 
     private async closeSocket() {

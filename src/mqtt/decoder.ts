@@ -721,21 +721,9 @@ export class ClientPacketDecoder {
                 this.dropConsumedChunks()
                 return null
             }
+            const packetId = this.nextPuback()
+            if (packetId) return { packet: { type: PacketType.Puback, packetId: packetId } }
             const chunk = this.chunks[this.chunkIndex]
-            if (
-                this.state === DecoderState.FixedHeader &&
-                chunk[this.chunkOffset] === PUBACK_FIRST_BYTE &&
-                this.chunkOffset + 4 <= chunk.length &&
-                chunk[this.chunkOffset + 1] === 2
-            ) {
-                // Fast path for what a publishing node receives most: a whole PUBACK within one
-                // chunk needs no body buffer and no state machine. Same checks as the slow path.
-                const packetId = chunk[this.chunkOffset + 2] * 256 + chunk[this.chunkOffset + 3]
-                this.advance(4)
-                if (packetId === 0)
-                    return this.die(failure(ProtocolError.PacketIdZero, "packet id is 0"))
-                return { packet: { type: PacketType.Puback, packetId: packetId } }
-            }
             if (this.state === DecoderState.Body) {
                 this.collectBody(chunk)
             } else {
@@ -748,6 +736,30 @@ export class ClientPacketDecoder {
                 if (result !== null) return result
             }
         }
+    }
+
+    /**
+     * The fast path for what a publishing client receives most: when the next packet is a whole,
+     * valid PUBACK within one chunk, consumes it and returns its packet id, without a body buffer,
+     * a state machine or a packet object. Otherwise returns 0 and consumes nothing: next() then
+     * decodes whatever comes (a PUBACK split between chunks, or with id 0, included).
+     */
+    nextPuback(): number {
+        if (this.state !== DecoderState.FixedHeader || this.chunkIndex >= this.chunks.length) return 0
+        const chunk = this.chunks[this.chunkIndex]
+        const at = this.chunkOffset
+        if (chunk[at] !== PUBACK_FIRST_BYTE || at + 4 > chunk.length || chunk[at + 1] !== 2) return 0
+        const packetId = chunk[at + 2] * 256 + chunk[at + 3]
+        if (packetId === 0) return 0
+        // What advance(4) does, inline: this runs for every PUBACK.
+        this.pendingBytes -= 4
+        if (at + 4 < chunk.length) this.chunkOffset = at + 4
+        else {
+            this.chunks[this.chunkIndex] = null
+            this.chunkIndex++
+            this.chunkOffset = 0
+        }
+        return packetId
     }
 
     /**

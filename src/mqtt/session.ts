@@ -68,11 +68,16 @@ export interface Action {
     message?: PublishPacket
 }
 
-interface OutboundPublish {
-    token: number
+/**
+ * A publish the session holds until it is delivered. It is also the Send action that sends it,
+ * and sends it again after a reconnect: one object per publish instead of two.
+ */
+interface OutboundPublish extends Action {
+    kind: ActionKind.Send
     packet: PublishPacket
+    token: number
     /** Value of the id counter's step when this publish got its packet id (see allocatePacketId). */
-    idStep?: number
+    idStep: number
 }
 
 /** Seen inbound QoS 2 ids, kept until PUBREL; bounded so a hostile broker cannot grow it. */
@@ -168,9 +173,12 @@ export class Session {
      */
     publish(nowMs: number, topic: string, payload: Buffer, qos: number, retain: boolean, actions: Action[]) {
         const token = this.nextToken++
-        const packet: PublishPacket = { type: PacketType.Publish, topic, payload, qos, retain, dup: false }
-        this.pending.push({ token, packet })
-        this.pump(nowMs, actions)
+        // Every field set from the start (packetId too): adding one later grows the object in the VM.
+        const packet: PublishPacket = { type: PacketType.Publish, topic, payload, qos, retain, dup: false, packetId: undefined }
+        const entry: OutboundPublish = { kind: ActionKind.Send, packet, token, idStep: 0 }
+        if (this.pending.length === 0 && this.state === SessionState.Connected && this.inflight.length < this.options.inflightWindow)
+            this.transmit(nowMs, entry, actions)
+        else this.pending.push(entry)
         return token
     }
 
@@ -277,18 +285,24 @@ export class Session {
         // [MQTT-4.4.0-1]: resend every unacknowledged PUBLISH, in the original order, with DUP set.
         for (const p of this.inflight) {
             p.packet.dup = true
-            actions.push(this.send(nowMs, p.packet))
+            this.lastSentMs = nowMs
+            actions.push(p)
         }
         this.pump(nowMs, actions)
     }
 
-    private onPuback(nowMs: number, packetId: number, actions: Action[]) {
+    /**
+     * A PUBACK arrived while connected: what onPacket does with one, adding to `actions`. The
+     * client's fast path calls it for each PUBACK of a burst, which then share one action list.
+     */
+    onPuback(nowMs: number, packetId: number, actions: Action[]) {
+        this.lastReceivedMs = nowMs
         // Brokers acknowledge in order [MQTT-4.6.0-2]: the oldest is almost always the one, and
         // shift() is a native move in the VM where a removal by index is a loop.
         if (this.inflight.length && this.inflight[0].packet.packetId === packetId) {
             const oldest = this.inflight.shift()
             actions.push({ kind: ActionKind.Delivered, token: oldest.token })
-            this.pump(nowMs, actions)
+            if (this.pending.length) this.pump(nowMs, actions)
             return
         }
         let index = -1
@@ -332,18 +346,21 @@ export class Session {
     /** Moves pending publishes into the window while connected. */
     private pump(nowMs: number, actions: Action[]) {
         if (this.state !== SessionState.Connected) return
-        while (this.pending.length && this.inflight.length < this.options.inflightWindow) {
-            const p = this.pending.shift()
-            if (p.packet.qos > 0) {
-                p.packet.packetId = this.allocatePacketId()
-                p.idStep = this.idSteps
-                this.inflight.push(p)
-                actions.push(this.send(nowMs, p.packet))
-            } else {
-                actions.push(this.send(nowMs, p.packet))
-                actions.push({ kind: ActionKind.Delivered, token: p.token })
-            }
+        while (this.pending.length && this.inflight.length < this.options.inflightWindow)
+            this.transmit(nowMs, this.pending.shift(), actions)
+    }
+
+    /** Sends a publish the window has room for: QoS 1 gets its packet id and waits for its PUBACK. */
+    private transmit(nowMs: number, p: OutboundPublish, actions: Action[]) {
+        const packet = p.packet
+        if (packet.qos > 0) {
+            packet.packetId = this.allocatePacketId()
+            p.idStep = this.idSteps
+            this.inflight.push(p)
         }
+        this.lastSentMs = nowMs
+        actions.push(p)
+        if (packet.qos === 0) actions.push({ kind: ActionKind.Delivered, token: p.token })
     }
 
     /** Ids run 1..65535 and wrap, never 0 [MQTT-2.3.1-1], skipping ids still in flight. */
@@ -352,7 +369,11 @@ export class Session {
             const id = this.nextPacketId
             this.nextPacketId = id >= MAX_PACKET_ID ? 1 : id + 1
             this.idSteps++
-            if (id !== this.subscribeId && !this.isInflight(id)) return id
+            if (id === this.subscribeId) continue
+            // The oldest publish in flight got its id less than MAX_PACKET_ID steps ago, so none
+            // can hold this one: the usual case, decided without a call.
+            const oldest = this.inflight[0]
+            if (!oldest || this.idSteps - oldest.idStep < MAX_PACKET_ID || !this.isInflight(id)) return id
         }
         throw new Error("no free packet id")
     }

@@ -4,6 +4,7 @@ import mqttPacket from "mqtt-packet"
 
 import {
     encodePacket,
+    encodePublishInto,
     encodeRemainingLength,
     MAX_REMAINING_LENGTH,
 } from "../../src/mqtt/codec"
@@ -50,6 +51,28 @@ describe("mqtt-packet parses what we encode", () => {
             assert.deepEqual(fromMqttPacket(parsed), fixture.packet)
         })
     }
+})
+
+describe("encodePublishInto writes a PUBLISH into a buffer of the caller's", () => {
+    const publishes = PACKET_FIXTURES.filter(f => f.packet.type === PacketType.Publish)
+    for (const fixture of publishes) {
+        test(fixture.name, () => {
+            const expected = encodePacket(fixture.packet)
+            const room = Buffer.alloc(3 + expected.length + 5, 0xaa)
+            assert.equal(encodePublishInto(fixture.packet as any, room, 3), 3 + expected.length)
+            assert.ok(room.subarray(3, 3 + expected.length).equals(expected))
+            assert.ok(room.subarray(0, 3).equals(Buffer.alloc(3, 0xaa)), "nothing before the offset")
+            assert.ok(room.subarray(3 + expected.length).equals(Buffer.alloc(5, 0xaa)), "nothing after the packet")
+            // One byte short: minus the size, and not a byte written.
+            const short = Buffer.alloc(3 + expected.length - 1, 0xaa)
+            assert.equal(encodePublishInto(fixture.packet as any, short, 3), -expected.length)
+            assert.ok(short.equals(Buffer.alloc(short.length, 0xaa)))
+        })
+    }
+    test("an invalid PUBLISH throws before the room is looked at", () => {
+        const bad = { ...(publishes[0].packet as any), topic: "a/+/b" }
+        assert.throws(() => encodePublishInto(bad, Buffer.alloc(0), 0), /PUBLISH topic/)
+    })
 })
 
 describe("encodeRemainingLength", () => {

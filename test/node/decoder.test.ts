@@ -195,6 +195,71 @@ describe("several packets in one chunk", () => {
     })
 })
 
+describe("nextPuback, the client's fast path", () => {
+    /** Drains the way MqttClient does: nextPuback() first, next() when it says 0. */
+    function decodeWithFastPath(chunks: Buffer[]) {
+        const decoder = new PacketDecoder(LARGE_LIMIT)
+        const packets: Packet[] = []
+        let fast = 0
+        for (const chunk of chunks) {
+            decoder.push(chunk)
+            for (;;) {
+                const packetId = decoder.nextPuback()
+                if (packetId) {
+                    fast++
+                    packets.push({ type: PacketType.Puback, packetId })
+                    continue
+                }
+                const result = decoder.next()
+                if (result === null) break
+                if (result.error) assert.fail(`unexpected error: ${result.message}`)
+                packets.push(result.packet)
+            }
+        }
+        return { packets, fast }
+    }
+    const pubacks = [1, 2, 300, 65535].map(id => ({ type: PacketType.Puback, packetId: id }) as Packet)
+    const stream = [...pubacks.slice(0, 2), ...PACKET_FIXTURES.map(f => f.packet), ...pubacks.slice(2)]
+    const bytes = Buffer.concat(stream.map(referenceBytes))
+
+    test("a stream of PUBACKs and every other fixture decodes as next() alone decodes it", () => {
+        const { packets, fast } = decodeWithFastPath([bytes])
+        assert.deepEqual(packets, stream)
+        assert.ok(fast >= pubacks.length, `${fast} PUBACKs took the fast path`)
+    })
+    test("split at random points: the same packets, PUBACKs cut in two go through next()", () => {
+        const random = makeRandom(7)
+        for (let round = 0; round < 20; round++) {
+            const cuts: number[] = []
+            for (let i = 0; i < 100; i++) cuts.push(Math.floor(random() * bytes.length))
+            assert.deepEqual(decodeWithFastPath(splitAt(bytes, cuts)).packets, stream)
+        }
+    })
+    test("one byte at a time: nextPuback never consumes a partial PUBACK", () => {
+        const decoder = new PacketDecoder(LARGE_LIMIT)
+        for (const chunk of oneByteChunks(referenceBytes(pubacks[2]))) {
+            decoder.push(chunk)
+            assert.equal(decoder.nextPuback(), 0)
+        }
+        assert.deepEqual(packetsOf([decoder.next()!]), [pubacks[2]])
+    })
+    test("a PUBACK with packet id 0 is left to next(), which names the error", () => {
+        const decoder = new PacketDecoder(LARGE_LIMIT)
+        decoder.push(Buffer.from([0x40, 0x02, 0x00, 0x00]))
+        assert.equal(decoder.nextPuback(), 0)
+        const result = decoder.next()
+        assert.equal(result?.error, ProtocolError.PacketIdZero)
+    })
+    test("a PUBACK with wrong flags or length is left to next()", () => {
+        for (const raw of [[0x41, 0x02, 0x00, 0x01], [0x40, 0x03, 0x00, 0x01, 0x00]]) {
+            const decoder = new PacketDecoder(LARGE_LIMIT)
+            decoder.push(Buffer.from(raw))
+            assert.equal(decoder.nextPuback(), 0)
+            assert.ok(decoder.next()?.error)
+        }
+    })
+})
+
 describe("error text table", () => {
     test("every ProtocolError has its own text", () => {
         const texts = new Set<string>()
