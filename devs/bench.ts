@@ -13,13 +13,14 @@
 //            that counts them), against the built-in client publishing each reading as it is taken.
 //   image:   the firmware image and its code section, against a minimal program that uses the
 //            built-in client.
-//   heap:    the largest ballast held out of the 64 KB heap with which the node still drains a
-//            day's backlog and keeps reading: its peak heap use is at most 64 KB minus that.
+//   heap:    the largest ballast held out of the 64 KB heap with which a workload still runs: its
+//            peak heap use is at most 64 KB minus that. The node draining a day's backlog, the node
+//            online, and the baseline: the built-in client publishing the same readings.
 //   flash:   bytes written to the Settings store per reading, compactions per day and the flash
 //            lifetime, online and offline, at the default configuration (the firmware's queue
 //            code on the model of the store, over simulated days: test/bench/flash-cost.ts).
 // Options: --only publish,drain,online,image,heap,flash, --count N, --payload BYTES, --window N, --rounds N,
-//          --json FILE, --vm-costs.
+//          --json FILE, --vm-costs, --readme (write the output into the README's results section).
 import mqtt from "mqtt"
 import { execFileSync } from "node:child_process"
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -31,16 +32,18 @@ import { buildEntry, buildFirmware, devsSync, PROJECT_ROOT, Simulator } from "./
 import { FaultProxy } from "./lib/fault-proxy"
 import { flashCost, FlashScenario } from "../test/bench/flash-cost"
 import { sleep } from "./lib/process"
+import { print, writeReadmeSection } from "./lib/report"
 
 const { values } = parseArgs({
     options: {
         count: { type: "string", default: "10000" },
         payload: { type: "string", default: "100" },
-        window: { type: "string", default: "64" },
+        window: { type: "string", default: "128" },
         rounds: { type: "string", default: "3" },
         "vm-costs": { type: "boolean", default: false },
         only: { type: "string", default: "publish,drain,online,image,heap,flash" },
         json: { type: "string" },
+        readme: { type: "boolean", default: false },
     },
     strict: true,
 })
@@ -128,7 +131,7 @@ function rate(n: number, ms: number) {
 if (values["vm-costs"]) {
     const runDir = mkdtempSync(join(tmpdir(), "meternode-bench-"))
     const bytecode = await buildEntry("test/bench/vm-costs", "vmCosts", {}, runDir, "bench-vm-costs")
-    const sim = new Simulator({ bytecode, runDir, mode: "device", onLine: l => l.startsWith("COST") && console.log(l) })
+    const sim = new Simulator({ bytecode, runDir, mode: "device", onLine: l => l.startsWith("COST") && print(l) })
     await sim.start()
     await sim.waitForLine(/^COST done/, 120_000).finally(() => sim.kill())
     rmSync(runDir, { recursive: true, force: true })
@@ -136,7 +139,7 @@ if (values["vm-costs"]) {
 }
 
 async function publishBench() {
-    console.log(`\npublish: ${count} messages of ${payloadBytes} bytes`)
+    print(`\npublish: ${count} messages of ${payloadBytes} bytes`)
 
     // Rounds alternate the three programs so that a change in the machine's load hits all of them;
     // each figure is the median over the rounds, and the ratios are ratios of medians.
@@ -168,22 +171,22 @@ async function publishBench() {
             s.received.push((counter.counts.get(topics[i]) ?? 0) - before)
             s.done.push(`${n}`)
             if (i === 2)
-                console.log(
+                print(
                     `  round ${round + 1}: ${r.line.chunks} chunks received for ${r.line.packets} packets, ${r.line.sends} sends of ${r.line.bytes} bytes`
                 )
         }
     }
-    console.log(`  ${rounds} rounds; msg/s per round, then the median`)
+    print(`  ${rounds} rounds; msg/s per round, then the median`)
     for (const s of series)
-        console.log(
+        print(
             `  ${s.name.padEnd(52)} ${s.rates.map(r => r.toFixed(0).padStart(6)).join(" ")}  median ${median(s.rates).toFixed(0).padStart(6)} msg/s  broker got ${s.received.join("/")}  ${s.crashed ? "CRASH: " + s.crashed : "no crash"}`
         )
     const ours = series[2]
     for (const b of series.slice(0, 2))
-        console.log(`  ratio, meternode acknowledged QoS 1 / ${b.name}: ${(median(ours.rates) / median(b.rates)).toFixed(2)} x`)
+        print(`  ratio, meternode acknowledged QoS 1 / ${b.name}: ${(median(ours.rates) / median(b.rates)).toFixed(2)} x`)
     const failed = !!ours.crashed || ours.received.some(n => n < count) || ours.done.some(n => Number(n) !== count)
     if (failed) {
-        console.log("  FAILED: meternode did not get every publish acknowledged and delivered")
+        print("  FAILED: meternode did not get every publish acknowledged and delivered")
         process.exitCode = 1
     }
     return { count, payloadBytes, window, rounds, series }
@@ -270,15 +273,15 @@ async function drainRound(BACKLOG: number): Promise<DrainRound> {
 }
 
 async function drainBench(BACKLOG: number) {
-    console.log(`\ndrain: ${BACKLOG} one-minute readings queued in flash, a new reading every second`)
+    print(`\ndrain: ${BACKLOG} one-minute readings queued in flash, a new reading every second`)
     const ours: DrainRound[] = []
     const baseline: number[] = []
     for (let round = 0; round < rounds; round++) {
         const r = await drainRound(BACKLOG)
         ours.push(r)
-        if (r.crashed) console.log(`  round ${round + 1}: CRASH: ${r.crashed}`)
+        if (r.crashed) print(`  round ${round + 1}: CRASH: ${r.crashed}`)
         else
-            console.log(
+            print(
                 `  round ${round + 1}: backlog delivered ${(r.drainMs / 1000).toFixed(2)} s after CONNACK in ${r.messages} messages (largest ${r.largestBytes} bytes); ` +
                     `${r.liveDuring} new readings delivered meanwhile, ${r.liveAfter} in the 3 s after`
             )
@@ -288,18 +291,18 @@ async function drainBench(BACKLOG: number) {
     }
     const oursRate = median(ours.map(r => (r.crashed ? 0 : rate(BACKLOG, r.drainMs))))
     const drainS = median(ours.map(r => (r.crashed ? Infinity : r.drainMs))) / 1000
-    console.log(`  meternode, from flash, acknowledged:                    median ${drainS.toFixed(2)} s = ${oursRate.toFixed(0)} readings/s (goal: under 10 s)`)
-    console.log(`  built-in client, from RAM, QoS 1 fire-and-forget, 1 per message: median ${median(baseline).toFixed(0)} readings/s`)
-    console.log(`  ratio, meternode drain / built-in: ${(oursRate / median(baseline)).toFixed(2)} x`)
+    print(`  meternode, from flash, acknowledged:                    median ${drainS.toFixed(2)} s = ${oursRate.toFixed(0)} readings/s (goal: under 10 s)`)
+    print(`  built-in client, from RAM, QoS 1 fire-and-forget, 1 per message: median ${median(baseline).toFixed(0)} readings/s`)
+    print(`  ratio, meternode drain / built-in: ${(oursRate / median(baseline)).toFixed(2)} x`)
     if (ours.some(r => r.crashed) || !(drainS < 10)) {
-        console.log("  FAILED: the backlog did not drain in under 10 s without a crash")
+        print("  FAILED: the backlog did not drain in under 10 s without a crash")
         process.exitCode = 1
     }
     return { backlog: BACKLOG, rounds: ours, baselineRates: baseline, drainS, readingsPerS: oursRate }
 }
 
 async function flashBench() {
-    console.log(`\nflash: one reading a minute, default FLUSH_S 600 and QUEUE_BYTES 4608, 2 KB of the store used by others, 30 days`)
+    print(`\nflash: one reading a minute, default FLUSH_S 600 and QUEUE_BYTES 4608, 2 KB of the store used by others, 30 days`)
     const results = []
     for (const board of [
         { name: "RP2040 / simulator (8 KB store)", storeBytes: 8192 },
@@ -318,7 +321,7 @@ async function flashBench() {
             }
             const r = await flashCost(scenario)
             results.push(r)
-            console.log(
+            print(
                 `  ${board.name.padEnd(32)} ${online ? "online " : "offline"}: ${r.bytesPerReading.toFixed(1).padStart(5)} bytes written per reading, ` +
                     `${r.writesPerDay.toFixed(0).padStart(4)} writes and ${r.compactionsPerDay.toFixed(2).padStart(5)} compactions per day: ` +
                     `${r.lifetimeYears.toFixed(0)} years to ${ERASE_CYCLES_TEXT} erase cycles` +
@@ -326,7 +329,7 @@ async function flashBench() {
             )
             if (r.lifetimeYears < 20 || r.droppedWrites || r.droppedReadings) process.exitCode = 1
         }
-    console.log("  offline = a 30-day outage: the queue is full after a day and merges from then on (the worst case)")
+    print("  offline = a 30-day outage: the queue is full after a day and merges from then on (the worst case)")
     return results
 }
 const ERASE_CYCLES_TEXT = "100,000"
@@ -382,7 +385,7 @@ async function onlineRun(topic: string, linePattern: RegExp, start: (proxy: Faul
 
 async function onlineBench() {
     const n = 60
-    console.log(`\nonline: ${n} readings, one a second, through a byte-counting proxy`)
+    print(`\nonline: ${n} readings, one a second, through a byte-counting proxy`)
     const runDir = mkdtempSync(join(tmpdir(), "meternode-bench-"))
     try {
         const ours = await onlineRun(
@@ -408,13 +411,13 @@ async function onlineBench() {
             n
         )
         const line = (name: string, r: OnlineRun) =>
-            console.log(
+            print(
                 `  ${name.padEnd(44)} latency p50 ${percentile(r.latencies, 50).toFixed(0).padStart(4)} ms, p99 ${percentile(r.latencies, 99).toFixed(0).padStart(4)} ms; ` +
                     `${r.bytesPerReading.toFixed(0).padStart(4)} wire bytes per reading (${r.readings} readings)`
             )
         line("meternode, QoS 1, acknowledged:", ours)
         line("built-in client, QoS 1, fire-and-forget:", builtin)
-        console.log(
+        print(
             `  ratio, meternode / built-in: latency p50 ${(percentile(ours.latencies, 50) / percentile(builtin.latencies, 50)).toFixed(2)} x, wire bytes ${(ours.bytesPerReading / builtin.bytesPerReading).toFixed(2)} x`
         )
         return { ours: { ...ours, latencies: undefined, p50: percentile(ours.latencies, 50), p99: percentile(ours.latencies, 99) }, builtin: { ...builtin, latencies: undefined, p50: percentile(builtin.latencies, 50), p99: percentile(builtin.latencies, 99) } }
@@ -438,7 +441,7 @@ async function imageSize(entry: string) {
 }
 
 async function imageBench() {
-    console.log("\nimage: bytes of the program image (the runtime is flashed separately)")
+    print("\nimage: bytes of the program image (the runtime is flashed separately)")
     const ours = await imageSize("src/main.ts")
     // The compiler writes the size report only with --stats: build the baseline the same way.
     const baselineEntry = join(PROJECT_ROOT, ".devicescript", "gen", "bench-image-builtin", "main.ts")
@@ -446,16 +449,25 @@ async function imageBench() {
     writeFileSync(baselineEntry, `import { onlineBuiltin } from "../../../test/bench/online-builtin"\nawait onlineBuiltin({ host: "127.0.0.1", port: 1883, count: 1, intervalMs: 1000 })\n`)
     const builtin = await imageSize(".devicescript/gen/bench-image-builtin/main.ts")
     const bytes = (n: number) => n.toLocaleString("en-US") + " bytes"
-    console.log(`  meternode firmware:                       image ${bytes(ours.total)} (${((100 * ours.total) / (110 * 1024)).toFixed(0)} % of the Pico W's 112,640), code section ${bytes(ours.code)} of the VM's 65,536`)
-    console.log(`  a minimal program on the built-in client: image ${bytes(builtin.total)}, code section ${bytes(builtin.code)}`)
-    console.log(`  ratio, meternode / minimal built-in: ${(ours.total / builtin.total).toFixed(1)} x`)
+    print(`  meternode firmware:                       image ${bytes(ours.total)} (${((100 * ours.total) / (110 * 1024)).toFixed(0)} % of the Pico W's 112,640), code section ${bytes(ours.code)} of the VM's 65,536`)
+    print(`  a minimal program on the built-in client: image ${bytes(builtin.total)}, code section ${bytes(builtin.code)}`)
+    print(`  ratio, meternode / minimal built-in: ${(ours.total / builtin.total).toFixed(1)} x`)
     return { ours, builtin }
 }
 
-/** One heap probe: true when the node drains a day's backlog and reads on with `ballastKb` held. */
-async function heapProbe(ballastKb: number) {
+type HeapWorkload = "drain" | "online" | "builtin"
+
+const HEAP_WORKLOADS: Record<HeapWorkload, string> = {
+    drain: "meternode, a day's backlog (1,440 readings) drained, then 20 live readings",
+    online: "meternode, online: 20 readings, one a second",
+    builtin: "built-in client, online: 20 readings, one a second",
+}
+
+/** One heap probe: true when the workload runs to its end with `ballastKb` of the heap held. */
+async function heapProbe(ballastKb: number, workload: HeapWorkload) {
     const runDir = mkdtempSync(join(tmpdir(), "meternode-bench-"))
-    const nodeId = "bench-heap"
+    const nodeId = workload === "builtin" ? "bench-builtin" : "bench-heap"
+    const backlog = workload === "drain" ? 1440 : 0
     const seen = new Set<number>()
     const sub = mqtt.connect(broker.url, { clientId: `bench-heap-${process.pid}-${Date.now()}`, clean: true })
     await new Promise<void>(resolve => sub.once("connect", () => sub.subscribe(`meters/${nodeId}/+/reading`, { qos: 1 }, () => resolve())))
@@ -463,15 +475,17 @@ async function heapProbe(ballastKb: number) {
         for (const e of JSON.parse(payload.toString()).readings) for (let q = e.first_seq ?? e.seq; q <= e.seq; q++) seen.add(q)
     })
     try {
-        const settings = { MQTT_URL: broker.url, NODE_ID: nodeId, READ_MS: 1000, SIM_BACKLOG: 1440, KEEPALIVE_S: 30, TIME_TOPIC: "-" }
-        const bytecode = await buildEntry("test/bench/heap-ballast", "ballastNode", { ballastBytes: ballastKb * 1024, settings }, runDir, "bench-heap")
+        const settings = { MQTT_URL: broker.url, NODE_ID: nodeId, READ_MS: 1000, SIM_BACKLOG: backlog, KEEPALIVE_S: 30, TIME_TOPIC: "-" }
+        const bytecode =
+            workload === "builtin"
+                ? await buildEntry("test/bench/heap-ballast", "ballastBuiltin", { ballastBytes: ballastKb * 1024, online: { host: "127.0.0.1", port: broker.port, count: 25, intervalMs: 1000 } }, runDir, "bench-heap-builtin")
+                : await buildEntry("test/bench/heap-ballast", "ballastNode", { ballastBytes: ballastKb * 1024, settings }, runDir, "bench-heap")
         const sim = await new Simulator({ bytecode, runDir, mode: "device", clearFlash: true }).start()
         try {
             const deadline = Date.now() + 120_000
-            // The backlog, then 20 live readings.
             while (Date.now() < deadline) {
                 if (sim.lines.some(l => CRASH_PATTERN.test(l)) || sim.exit) return false
-                if (seen.has(1440 + 20)) return true
+                if (seen.has(backlog + 20)) return true
                 await sleep(200)
             }
             return false
@@ -484,32 +498,41 @@ async function heapProbe(ballastKb: number) {
     }
 }
 
-async function heapBench() {
-    console.log("\nheap: the largest ballast (KB of the 64 KB heap) with which the node drains 1,440 readings and reads on")
+/** Binary search to 2 KB for the largest ballast the workload runs with: its peak is at most 64 KB minus that. */
+async function heapSearch(workload: HeapWorkload) {
+    if (!(await heapProbe(0, workload))) {
+        print(`  ${HEAP_WORKLOADS[workload]}: FAILED even without ballast`)
+        process.exitCode = 1
+        return { workload, ballastKb: 0, failedKb: 0, peakKb: [64, 64] }
+    }
     let ok = 0
     let failed = 64
-    // Binary search to 2 KB; the node must work with no ballast at all.
-    if (!(await heapProbe(0))) {
-        console.log("  FAILED: the node does not run its workload even without ballast")
-        process.exitCode = 1
-        return { ballastKb: 0 }
-    }
+    const tried: string[] = []
     while (failed - ok > 2) {
         const mid = Math.floor((ok + failed) / 2)
-        const good = await heapProbe(mid)
-        console.log(`  ballast ${mid} KB: ${good ? "ran" : "ran out (or failed)"}`)
+        const good = await heapProbe(mid, workload)
+        tried.push(`${mid} KB ${good ? "ran" : "out"}`)
         if (good) ok = mid
         else failed = mid
     }
-    console.log(`  meternode: ran with ${ok} KB held, not with ${failed} KB: peak heap use between ${64 - failed} and ${64 - ok} KB of 64 KB`)
-    console.log(`  (no baseline: the built-in client cannot run this workload; it has no queue)`)
-    return { ballastKb: ok, failedKb: failed }
+    print(`  ${HEAP_WORKLOADS[workload].padEnd(76)} peak ${64 - failed}-${64 - ok} KB  (ballast ${tried.join(", ")})`)
+    return { workload, ballastKb: ok, failedKb: failed, peakKb: [64 - failed, 64 - ok] }
+}
+
+async function heapBench() {
+    print("\nheap: peak use of the 64 KB heap, from the largest ballast held out of it with which the workload still runs")
+    const drain = await heapSearch("drain")
+    const online = await heapSearch("online")
+    const builtin = await heapSearch("builtin")
+    const mid = (r: { peakKb: number[] }) => (r.peakKb[0] + r.peakKb[1]) / 2
+    print(`  ratio, meternode online / built-in online (peak, midpoints): ${(mid(online) / mid(builtin)).toFixed(2)} x; the built-in client has no queue, so the drain has no baseline`)
+    return { drain, online, builtin }
 }
 const broker = await new Broker({ persistence: false }).start()
 const counter = await startCounter(broker.url)
 try {
-    console.log(`meternode benchmarks: ${versions(broker)}`)
-    console.log(`broker: ${broker.describe()}`)
+    print(`meternode benchmarks: ${versions(broker)}`)
+    print(`broker: ${broker.describe()}`)
     const report: Record<string, unknown> = { versions: versions(broker) }
     if (scenarios.includes("publish")) report.publish = await publishBench()
     if (scenarios.includes("drain")) report.drain = [await drainBench(BACKLOGS[0]), await drainBench(BACKLOGS[1])]
@@ -517,8 +540,8 @@ try {
     if (scenarios.includes("image")) report.image = await imageBench()
     if (scenarios.includes("heap")) report.heap = await heapBench()
     if (scenarios.includes("flash")) report.flash = await flashBench()
-    if (values.json)
-        writeFileSync(values.json, JSON.stringify(report, null, 2))
+    if (values.json) writeFileSync(values.json, JSON.stringify(report, null, 2))
+    if (values.readme) writeReadmeSection("bench", ["npm run bench", ...process.argv.slice(2).filter(a => a !== "--readme")].join(" "))
 } finally {
     await counter.stop()
     await broker.dispose()

@@ -18,15 +18,19 @@
 //   restarts     restarts of the program the node did not ask for (power cuts excluded): must be 0
 //
 // Exits non-zero on any unexplained loss, energy difference or untruthful status.
-// Options: --only a,b  --brokers mosquitto,aedes  --soak-min N (0: no soak)  --seed N  --json FILE
+// Options: --only a,b  --brokers mosquitto,aedes  --soak-min N (0: no soak)  --soak-brokers a,b (default:
+// the first broker)  --seed N  --json FILE  --readme (write the output into the README's results section)
 import mqtt from "mqtt"
-import { writeFileSync } from "node:fs"
-import { cpus } from "node:os"
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { cpus, tmpdir } from "node:os"
+import { join } from "node:path"
 import { parseArgs } from "node:util"
 import { Broker, BrokerKind, findMosquitto } from "./lib/broker"
 import { FaultProxy } from "./lib/fault-proxy"
 import { HostileBroker } from "./lib/hostile-broker"
 import { sleep } from "./lib/process"
+import { print, writeReadmeSection } from "./lib/report"
+import { buildEntry, Simulator } from "./lib/simulator"
 import { NodeUnderTest, Recorder } from "../test/e2e/helpers"
 
 const { values } = parseArgs({
@@ -36,6 +40,8 @@ const { values } = parseArgs({
         "soak-min": { type: "string", default: "30" },
         seed: { type: "string", default: "1" },
         json: { type: "string" },
+        "soak-brokers": { type: "string" },
+        readme: { type: "boolean", default: false },
     },
     strict: true,
 })
@@ -67,6 +73,8 @@ interface Rig {
     dropsAllowed: boolean
     /** The scenario makes the node vanish: the will must be seen. */
     expectWill: boolean
+    /** The status must name the fault: some status's `error` matches. */
+    expectError?: RegExp
     notes: string[]
 }
 
@@ -77,6 +85,8 @@ interface Scenario {
     settings?: Record<string, string | number>
     /** Brokers it applies to (default all). */
     brokers?: BrokerKind[]
+    /** Runs before the node's first start, on its flash (which is then kept). */
+    prepare?(rig: Rig): Promise<void>
     run(rig: Rig): Promise<void>
 }
 
@@ -108,6 +118,28 @@ async function takeOver(brokerUrl: string, clientId: string, holdMs: number) {
     })
     await sleep(holdMs)
     await new Promise<void>(r => twin.end(true, {}, () => r()))
+}
+
+/**
+ * Fills the Settings store of the node's flash with other values, leaving `leaveBytes` of its
+ * log: a program of its own writes them in a simulator of its own, and its flash becomes the node's.
+ */
+async function fillStore(node: NodeUnderTest, leaveBytes: number) {
+    const fillDir = mkdtempSync(join(tmpdir(), "meternode-fill-"))
+    try {
+        const bytecode = await buildEntry("test/faults/fill-store", "fillStore", { leaveBytes }, fillDir, "faults-fill-store")
+        const sim = await new Simulator({ bytecode, runDir: fillDir, mode: "device", clearFlash: true }).start()
+        try {
+            await sim.waitForLine(/^FILLED/, 60_000)
+        } finally {
+            await sim.kill()
+        }
+        const target = join(node.runDir, ".devicescript", "flash")
+        mkdirSync(target, { recursive: true })
+        copyFileSync(sim.flashFile, join(target, "sim.bin"))
+    } finally {
+        rmSync(fillDir, { recursive: true, force: true })
+    }
 }
 
 /** The broker unreachable for `ms`: open connections cut, new ones closed at accept. */
@@ -178,6 +210,19 @@ const SCENARIOS: Scenario[] = [
         },
     },
     {
+        name: "connack-refused",
+        what: "every CONNECT answered with CONNACK 5 (not authorized) for 20 s",
+        async run(rig) {
+            rig.expectWill = true
+            rig.expectError = /refused the connection: not authorized/
+            rig.proxy.refuseWithConnack(5)
+            rig.proxy.cutAll()
+            await sleep(20_000)
+            rig.proxy.refuseWithConnack(null)
+            rig.faultEndMs = Date.now()
+        },
+    },
+    {
         name: "take-over",
         what: "a second client connects with the node's client id for 5 s",
         async run(rig) {
@@ -206,6 +251,17 @@ const SCENARIOS: Scenario[] = [
         async run(rig) {
             rig.dropsAllowed = true
             await refuseFor(rig, 180_000)
+        },
+    },
+    {
+        name: "store-full",
+        what: "the Settings store filled by other values to 350 bytes free, then a 2-minute outage",
+        async prepare(rig) {
+            await fillStore(rig.node, 350)
+        },
+        async run(rig) {
+            rig.expectError = /did not persist/
+            await refuseFor(rig, 120_000)
         },
     },
     {
@@ -314,6 +370,11 @@ function analyse(rig: Rig, scenario: string, brokerKind: string): Result {
     const last = statuses[statuses.length - 1]
     let statusTruthful = !!last && last.state === "online" && last.boot === lastBoot
     if (rig.expectWill && !statuses.some(s => s.state === "offline" && s.reason === "lost")) statusTruthful = false
+    if (rig.expectError) {
+        const named = statuses.find(s => rig.expectError!.test(s.error ?? ""))
+        if (named) rig.notes.push(`status error: ${named.error}`)
+        else statusTruthful = false
+    }
     const boots1 = rig.lines.filter(l => /^node: boot \d+, next seq/.test(l)).length
     const kills = scenario === "power-cut" ? 3 : 0
     return {
@@ -351,7 +412,8 @@ async function runScenario(s: Scenario, kind: BrokerKind): Promise<Result> {
     const rig: Rig = { broker, proxy, recorder, node, nodeId, lines: [], faultEndMs: 0, dropsAllowed: false, expectWill: false, notes: [] }
     try {
         await node.build()
-        await startNode(rig, true)
+        if (s.prepare) await s.prepare(rig)
+        await startNode(rig, !s.prepare)
         await waitDeliveries(rig, 5)
         await s.run(rig)
         // Readings go on for a while after the fault: then everything taken must arrive.
@@ -424,8 +486,10 @@ function row(r: Result) {
 const only = values.only ? values.only.split(",") : null
 const brokers = values.brokers!.split(",") as BrokerKind[]
 const soakMin = Number(values["soak-min"])
-console.log(`meternode faults: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}; reading every ${READ_MS / 1000} s, keepalive ${KEEPALIVE_S} s, FLUSH_S ${FLUSH_S}, seed ${values.seed}`)
-console.log(["scenario".padEnd(26), "broker".padEnd(9), " taken", "delivered", " dup", "reord", " lost", "unexpl", "energy", "recover", "status", "restarts"].join(" "))
+// The soak takes its full length on each broker it runs on: by default the first one only.
+const soakBrokers = (values["soak-brokers"] ?? brokers[0]).split(",")
+print(`meternode faults: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}; reading every ${READ_MS / 1000} s, keepalive ${KEEPALIVE_S} s, FLUSH_S ${FLUSH_S}, seed ${values.seed}`)
+print(["scenario".padEnd(26), "broker".padEnd(9), " taken", "delivered", " dup", "reord", " lost", "unexpl", "energy", "recover", "status", "restarts"].join(" "))
 const results: Result[] = []
 let failed = false
 for (const kind of brokers) {
@@ -439,19 +503,20 @@ for (const kind of brokers) {
             r = { scenario: s.name, broker: kind, taken: 0, delivered: 0, dup: 0, reord: 0, lost: 0, unexplained: 0, energyDiffMilli: 0, recoverS: null, statusTruthful: false, restartsUnasked: 0, notes: [`FAILED: ${(e as Error).message.split("\n")[0]}`] }
         }
         results.push(r)
-        console.log(row(r))
+        print(row(r))
     }
-    if (soakMin > 0 && (!only || only.includes("soak"))) {
+    if (soakMin > 0 && (!only || only.includes("soak")) && soakBrokers.includes(kind)) {
         const r = await soak(kind, soakMin).catch(
             e => ({ scenario: "soak", broker: kind, taken: 0, delivered: 0, dup: 0, reord: 0, lost: 0, unexplained: 0, energyDiffMilli: 0, recoverS: null, statusTruthful: false, restartsUnasked: 0, notes: [`FAILED: ${(e as Error).message.split("\n")[0]}`] }) as Result
         )
         if (r.restartsUnasked) r.notes.push(`FAILED: ${r.restartsUnasked} restarts the node did not ask for`)
         results.push(r)
-        console.log(row(r))
+        print(row(r))
     }
 }
 for (const r of results)
     if (r.unexplained || r.energyDiffMilli || !r.statusTruthful || r.restartsUnasked || r.notes.some(n => n.startsWith("FAILED"))) failed = true
 if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 2))
-console.log(failed ? "faults: FAILED (see the rows above)" : "faults: every scenario passed: no unexplained loss, energy exact, status truthful")
+print(failed ? "faults: FAILED (see the rows above)" : "faults: every scenario passed: no unexplained loss, energy exact, status truthful")
+if (values.readme) writeReadmeSection("faults", ["npm run faults", ...process.argv.slice(2).filter(a => a !== "--readme")].join(" "))
 process.exit(failed ? 1 : 0)

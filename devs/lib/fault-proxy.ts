@@ -124,6 +124,7 @@ export class FaultProxy {
     private nextId = 1
     private blackholing = false
     private refusing = false
+    private connackRefusal: number | null = null
     private delayMs = 0
     private pendingCut?: {
         filter: (chunk: Buffer) => boolean
@@ -219,6 +220,15 @@ export class FaultProxy {
         this.refusing = on
     }
 
+    /**
+     * A return code 1..5: the proxy answers each new connection's CONNECT itself with a CONNACK
+     * refusing it with that code, then closes, as a broker that rejects the node's credentials
+     * or client id does [MQTT-3.2.2-5]. null: connections reach the broker again.
+     */
+    refuseWithConnack(returnCode: number | null) {
+        this.connackRefusal = returnCode
+    }
+
     /** Parsed packets the firmware sent (client->broker), optionally only those of one type. */
     clientPackets(cmd?: mqttPacket.PacketCmd) {
         return this.packets.filter(
@@ -274,6 +284,15 @@ export class FaultProxy {
             info.closedAtMs = Date.now()
             info.closeReason = "refused"
             client.destroy()
+            return
+        }
+        if (this.connackRefusal !== null) {
+            const code = this.connackRefusal
+            client.once("data", () => {
+                client.end(Buffer.from([0x20, 0x02, 0x00, code]))
+                info.closedAtMs = Date.now()
+                info.closeReason = `CONNACK refused (${code})`
+            })
             return
         }
         const broker = connect(this.options.targetPort, "127.0.0.1")

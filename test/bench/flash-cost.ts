@@ -50,7 +50,8 @@ export async function flashCost(s: FlashScenario): Promise<FlashResult> {
     const queue = new DurableQueue(store, s.queueBytes)
     await queue.open()
     const meter = new SimulatedEnergyMeter(1, 800, 0)
-    const state: NodeState = { boot: 1, seq: SEQ_BLOCK, totals: [0], markSeq: 0, markEndS: 0, clean: false }
+    // A node that learned the time: its state carries the boot's UTC offset, as it does in the field.
+    const state: NodeState = { boot: 1, seq: SEQ_BLOCK, totals: [0], markSeq: 0, markEndS: 0, markUtc: true, offsets: [{ boot: 1, offsetS: 1763800000 }], clean: false }
     const writeState = async () => await store.set(STATE_KEY, Buffer.from(JSON.stringify(stateToJson(state))))
 
     // The worst case for what follows: an earlier outage filled every queue slot, so the store

@@ -1,8 +1,9 @@
 // Heap headroom probe (runs in the simulator): holds `ballastBytes` of the 64 KB heap in buffers
-// for the whole run, then starts the node. The largest ballast with which the node still runs its
+// for the whole run, then starts the node (or the baseline program on the built-in client). The largest ballast with which the node still runs its
 // workload without running out of memory bounds the node's peak heap use from above:
 // peak <= heap - ballast.
 import { startNode } from "../../src/node"
+import { onlineBuiltin, OnlineBenchOptions } from "./online-builtin"
 
 const held: Buffer[] = []
 
@@ -11,4 +12,11 @@ export async function ballastNode(o: { ballastBytes: number; settings: Record<st
     for (let n = 0; n < o.ballastBytes; n += 1024) held.push(Buffer.alloc(1024))
     console.log("BALLAST " + held.length + " KB")
     await startNode(o.settings)
+}
+
+/** The same probe for the baseline: the ballast, then a reading a second through the built-in client. */
+export async function ballastBuiltin(o: { ballastBytes: number; online: OnlineBenchOptions }) {
+    for (let n = 0; n < o.ballastBytes; n += 1024) held.push(Buffer.alloc(1024))
+    console.log("BALLAST " + held.length + " KB")
+    await onlineBuiltin(o.online)
 }
