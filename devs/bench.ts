@@ -32,7 +32,7 @@ import { buildEntry, buildFirmware, devsSync, PROJECT_ROOT, Simulator } from "./
 import { FaultProxy } from "./lib/fault-proxy"
 import { flashCost, FlashScenario } from "../test/bench/flash-cost"
 import { sleep } from "./lib/process"
-import { print, writeReadmeSection } from "./lib/report"
+import { npmCommand, print, writeReadmeSection } from "./lib/report"
 
 const { values } = parseArgs({
     options: {
@@ -541,7 +541,7 @@ try {
     if (scenarios.includes("heap")) report.heap = await heapBench()
     if (scenarios.includes("flash")) report.flash = await flashBench()
     if (values.json) writeFileSync(values.json, JSON.stringify(report, null, 2))
-    if (values.readme) writeReadmeSection("bench", ["npm run bench", ...process.argv.slice(2).filter(a => a !== "--readme")].join(" "))
+    if (values.readme) writeReadmeSection("bench", npmCommand("bench"))
 } finally {
     await counter.stop()
     await broker.dispose()

@@ -29,7 +29,7 @@ import { Broker, BrokerKind, findMosquitto } from "./lib/broker"
 import { FaultProxy } from "./lib/fault-proxy"
 import { HostileBroker } from "./lib/hostile-broker"
 import { sleep } from "./lib/process"
-import { print, writeReadmeSection } from "./lib/report"
+import { npmCommand, print, writeReadmeSection } from "./lib/report"
 import { buildEntry, Simulator } from "./lib/simulator"
 import { NodeUnderTest, Recorder } from "../test/e2e/helpers"
 
@@ -518,5 +518,5 @@ for (const r of results)
     if (r.unexplained || r.energyDiffMilli || !r.statusTruthful || r.restartsUnasked || r.notes.some(n => n.startsWith("FAILED"))) failed = true
 if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 2))
 print(failed ? "faults: FAILED (see the rows above)" : "faults: every scenario passed: no unexplained loss, energy exact, status truthful")
-if (values.readme) writeReadmeSection("faults", ["npm run faults", ...process.argv.slice(2).filter(a => a !== "--readme")].join(" "))
+if (values.readme) writeReadmeSection("faults", npmCommand("faults"))
 process.exit(failed ? 1 : 0)

@@ -36,3 +36,9 @@ export function writeReadmeSection(name: string, command: string) {
     ].join("\n")
     writeFileSync(path, readme.slice(0, from) + body + readme.slice(to))
 }
+
+/** The command line of this run as a reader would type it, without --readme. */
+export function npmCommand(script: string) {
+    const args = process.argv.slice(2).filter(a => a !== "--readme")
+    return ["npm run", script, ...(args.length ? ["--", ...args] : [])].join(" ")
+}
