@@ -484,6 +484,11 @@ function row(r: Result) {
 }
 
 const only = values.only ? values.only.split(",") : null
+const unknown = (only ?? []).filter(n => n !== "soak" && !SCENARIOS.some(s => s.name === n))
+if (unknown.length) {
+    console.error(`npm run faults: unknown scenario ${unknown.join(", ")} (known: ${[...SCENARIOS.map(s => s.name), "soak"].join(", ")})`)
+    process.exit(2)
+}
 const brokers = values.brokers!.split(",") as BrokerKind[]
 const soakMin = Number(values["soak-min"])
 // The soak takes its full length on each broker it runs on: by default the first one only.
