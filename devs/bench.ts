@@ -420,7 +420,8 @@ async function onlineBench() {
         print(
             `  ratio, meternode / built-in: latency p50 ${(percentile(ours.latencies, 50) / percentile(builtin.latencies, 50)).toFixed(2)} x, wire bytes ${(ours.bytesPerReading / builtin.bytesPerReading).toFixed(2)} x`
         )
-        return { ours: { ...ours, latencies: undefined, p50: percentile(ours.latencies, 50), p99: percentile(ours.latencies, 99) }, builtin: { ...builtin, latencies: undefined, p50: percentile(builtin.latencies, 50), p99: percentile(builtin.latencies, 99) } }
+        const summary = ({ latencies, ...rest }: OnlineRun) => ({ ...rest, p50: percentile(latencies, 50), p99: percentile(latencies, 99) })
+        return { ours: summary(ours), builtin: summary(builtin) }
     } finally {
         rmSync(runDir, { recursive: true, force: true })
     }

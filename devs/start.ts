@@ -33,22 +33,24 @@ function fail(message: string): never {
     process.exit(2)
 }
 
-let args
-try {
-    args = parseArgs({
-        options: {
-            broker: { type: "string" },
-            node: { type: "string", default: "demo" },
-            set: { type: "string", multiple: true, default: [] },
-            "clear-flash": { type: "boolean", default: false },
-            help: { type: "boolean", short: "h", default: false },
-        },
-        strict: true,
-        allowPositionals: false,
-    }).values
-} catch (e) {
-    fail((e as Error).message)
+function parseCommandLine() {
+    try {
+        return parseArgs({
+            options: {
+                broker: { type: "string" },
+                node: { type: "string", default: "demo" },
+                set: { type: "string", multiple: true, default: [] },
+                "clear-flash": { type: "boolean", default: false },
+                help: { type: "boolean", short: "h", default: false },
+            },
+            strict: true,
+            allowPositionals: false,
+        }).values
+    } catch (e) {
+        fail((e as Error).message)
+    }
 }
+const args = parseCommandLine()
 if (args.help) {
     console.log(HELP)
     process.exit(0)

@@ -99,7 +99,7 @@ async function runDeviceScriptTests(files: string[]): Promise<Counts> {
             const exit = await sim.waitForExit(180_000).catch(async e => {
                 await sim.kill()
                 console.log(`[ds] ${file}: ${(e as Error).message}`)
-                return { code: 1, signal: null }
+                return { code: 1, signal: null as NodeJS.Signals }
             })
             const summary = [...sim.lines].reverse().map(l => l.match(/^tests: (\d+), pass: (\d+), error: (\d+)/)).find(m => m)
             if (summary) {

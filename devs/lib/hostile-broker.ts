@@ -44,7 +44,7 @@ export class HostileBroker {
             socket.on("error", () => {})
             socket.on("close", () => this.sockets.delete(socket))
             socket.once("data", () => {
-                const parts = [Buffer.from([0x20, 0x02, 0x00, 0x00])]
+                const parts: Buffer[] = [Buffer.from([0x20, 0x02, 0x00, 0x00])]
                 for (let i = 0; i < this.perConnection; i++) parts.push(this.malformed())
                 this.packetsSent += this.perConnection
                 socket.write(Buffer.concat(parts))

@@ -102,7 +102,7 @@ export async function flashCost(s: FlashScenario): Promise<FlashResult> {
             if (appended && newestSeq > state.markSeq && s.online) {
                 state.markSeq = newestSeq
                 state.markEndS = nowS
-                state.total = meter.totalMilliWh
+                state.totals = [meter.totalMilliWh]
                 await writeState()
             }
             appended = false

@@ -9,7 +9,7 @@ import { SimulatedEnergyMeter } from "../../src/meters/simulated"
 const NINE_AM_S = Date.UTC(2026, 10, 22, 9, 0, 0) / 1000
 const platform = {
     sleep: (ms: number) => new Promise<void>(r => setTimeout(r, ms)),
-    spawn: (fn: () => Promise<void>) => void setImmediate(() => void fn()),
+    spawn: (fn: () => Promise<void>): void => void setImmediate(() => void fn()),
 }
 
 /** `count` one-minute readings of boot 1, taken in UTC from 09:00 (the clock was set at boot). */
