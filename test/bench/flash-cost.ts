@@ -12,7 +12,7 @@ import { FakeSettingsStore } from "../../src/storage/fake-kv"
 import { DurableQueue } from "../../src/storage/durable-queue"
 import { energyRecord } from "../../src/storage/records"
 import { SimulatedEnergyMeter } from "../../src/meters/simulated"
-import { NodeState, STATE_KEY, stateToJson } from "../../src/node-state"
+import { NodeState, STATE_KEY, stateToJson, withTotal } from "../../src/node-state"
 import { SEQ_BLOCK } from "../../src/sequence"
 
 /** Erase cycles a flash page is rated for (ESP32 and RP2040 datasheets' external flash). */
@@ -102,7 +102,7 @@ export async function flashCost(s: FlashScenario): Promise<FlashResult> {
             if (appended && newestSeq > state.markSeq && s.online) {
                 state.markSeq = newestSeq
                 state.markEndS = nowS
-                state.totals = [meter.totalMilliWh]
+                state.totals = withTotal(state.totals, 0, meter.totalMilliWh)
                 await writeState()
             }
             appended = false
