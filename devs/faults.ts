@@ -484,9 +484,10 @@ function row(r: Result) {
 }
 
 const only = values.only ? values.only.split(",") : null
-const unknown = (only ?? []).filter(n => n !== "soak" && !SCENARIOS.some(s => s.name === n))
+const knownScenarios = [...SCENARIOS.map(s => s.name), "soak"]
+const unknown = (only ?? []).filter(n => !knownScenarios.includes(n))
 if (unknown.length) {
-    console.error(`npm run faults: unknown scenario ${unknown.join(", ")} (known: ${[...SCENARIOS.map(s => s.name), "soak"].join(", ")})`)
+    console.error(`npm run faults: unknown scenario ${unknown.join(", ")} (known: ${knownScenarios.join(", ")})`)
     process.exit(2)
 }
 const brokers = values.brokers!.split(",") as BrokerKind[]
