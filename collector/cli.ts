@@ -68,4 +68,6 @@ process.on("SIGINT", stop)
 process.on("SIGTERM", stop)
 
 await collector.start()
-console.log(`collecting into ${values.out}${timeEveryS ? `, publishing the time every ${timeEveryS} s` : ""}; Ctrl-C stops`)
+console.log(
+    `collecting into ${values.out}${timeEveryS ? `, publishing the time every ${timeEveryS} s` : ""}; Ctrl-C stops`
+)

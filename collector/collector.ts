@@ -138,7 +138,9 @@ export class Collector {
             // A collector that vanishes clears the time it published: nodes never read a stale one.
             will: timeEveryS > 0 ? { topic: timeTopic, payload: Buffer.alloc(0), qos: 1, retain: true } : undefined,
         })
-        this.client.on("message", (topic, payload, packet) => this.onMessage(topic, payload.toString(), !!packet.retain))
+        this.client.on("message", (topic, payload, packet) =>
+            this.onMessage(topic, payload.toString(), !!packet.retain)
+        )
         this.client.on("error", e => this.log(`collector: ${e.message}`))
         this.client.on("reconnect", () => this.log("collector: reconnecting"))
         await new Promise<void>((resolve, reject) => {
@@ -148,7 +150,11 @@ export class Collector {
                 this.log(`collector: connected to ${o.broker} (session present: ${connack.sessionPresent})`)
                 // Subscribing again on a kept session is harmless and covers a broker that lost it.
                 this.client!.subscribe(
-                    { [`${this.prefix}/+/+/reading`]: { qos: 1 }, [`${this.prefix}/+/+/replay`]: { qos: 1 }, [`${this.prefix}/+/status`]: { qos: 1 } },
+                    {
+                        [`${this.prefix}/+/+/reading`]: { qos: 1 },
+                        [`${this.prefix}/+/+/replay`]: { qos: 1 },
+                        [`${this.prefix}/+/status`]: { qos: 1 },
+                    },
                     err => (err ? reject(err) : resolve())
                 )
             })
@@ -170,7 +176,9 @@ export class Collector {
         const client = this.client
         if (!client) return
         if (this.timer && client.connected)
-            await client.publishAsync(this.options.timeTopic ?? "meters/time", Buffer.alloc(0), { qos: 1, retain: true }).catch(() => {})
+            await client
+                .publishAsync(this.options.timeTopic ?? "meters/time", Buffer.alloc(0), { qos: 1, retain: true })
+                .catch(() => {})
         await new Promise<void>(resolve => client.end(false, {}, () => resolve()))
     }
 
@@ -264,7 +272,8 @@ export class Collector {
         }
         // Levels (a temperature's min/mean/max) are not billing data: the files hold amounts.
         if (typeof e.delta !== "number" && !e.gap) {
-            if (!this.skippedLevels.has(node + "/" + meter)) this.log(`collector: ${node}/${meter}: a level (${body.quantity}), not an amount: not collected`)
+            if (!this.skippedLevels.has(node + "/" + meter))
+                this.log(`collector: ${node}/${meter}: a level (${body.quantity}), not an amount: not collected`)
             this.skippedLevels.add(node + "/" + meter)
             return null
         }
@@ -274,7 +283,19 @@ export class Collector {
         if (e.gap) {
             if (l.seqs.has(e.seq)) return this.duplicate()
             this.remember(node, meter, e.seq, e.seq, 0)
-            return this.keep({ node, meter, seq: e.seq, firstSeq: e.after_seq + 1, boot: e.boot, time: body.time, start: e.start, end: null, deltaWh: null, totalWh: e.total, flags: "gap" })
+            return this.keep({
+                node,
+                meter,
+                seq: e.seq,
+                firstSeq: e.after_seq + 1,
+                boot: e.boot,
+                time: body.time,
+                start: e.start,
+                end: null,
+                deltaWh: null,
+                totalWh: e.total,
+                flags: "gap",
+            })
         }
         const firstSeq = typeof e.first_seq === "number" ? e.first_seq : e.seq
         // A merged reading may cover seqs delivered before (sent, then merged after a power cut
@@ -295,7 +316,19 @@ export class Collector {
         }
         if (e.estimated) flags.push("estimated")
         this.remember(node, meter, firstSeq, e.seq, delta)
-        return this.keep({ node, meter, seq: e.seq, firstSeq, boot: e.boot, time: body.time, start: e.start, end: e.end, deltaWh: delta, totalWh: e.total, flags: flags.join(" ") })
+        return this.keep({
+            node,
+            meter,
+            seq: e.seq,
+            firstSeq,
+            boot: e.boot,
+            time: body.time,
+            start: e.start,
+            end: e.end,
+            deltaWh: delta,
+            totalWh: e.total,
+            flags: flags.join(" "),
+        })
     }
 
     private duplicate(): null {
@@ -314,7 +347,14 @@ export class Collector {
      * lies between (energy counted in a lost interval).
      */
     summary() {
-        const out: { node: string; meter: string; readings: number; gaps: number; sumWh: number; totalChangeWh: number }[] = []
+        const out: {
+            node: string
+            meter: string
+            readings: number
+            gaps: number
+            sumWh: number
+            totalChangeWh: number
+        }[] = []
         const keys = new Set(this.rows.map(r => `${r.node}/${r.meter}`))
         for (const key of keys) {
             const [node, meter] = key.split("/")

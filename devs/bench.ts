@@ -54,16 +54,21 @@ const rounds = Number(values.rounds)
 const scenarios = values.only!.split(",")
 
 function versions(broker: Broker) {
-    const cli = JSON.parse(readFileSync(join(PROJECT_ROOT, "node_modules/@devicescript/cli/package.json"), "utf-8")).version
+    const cli = JSON.parse(
+        readFileSync(join(PROJECT_ROOT, "node_modules/@devicescript/cli/package.json"), "utf-8")
+    ).version
     let brokerVersion: string = broker.kind
     if (broker.kind === "mosquitto") {
         try {
             const out = execFileSync(findMosquitto()!, ["-h"], { encoding: "utf-8" }).toString()
             brokerVersion = out.match(/mosquitto version [\d.]+/)?.[0] ?? "mosquitto"
         } catch (e) {
-            brokerVersion = String((e as { stdout?: string }).stdout ?? "").match(/mosquitto version [\d.]+/)?.[0] ?? "mosquitto"
+            brokerVersion =
+                String((e as { stdout?: string }).stdout ?? "").match(/mosquitto version [\d.]+/)?.[0] ?? "mosquitto"
         }
-    } else brokerVersion = "aedes " + JSON.parse(readFileSync(join(PROJECT_ROOT, "node_modules/aedes/package.json"), "utf-8")).version
+    } else
+        brokerVersion =
+            "aedes " + JSON.parse(readFileSync(join(PROJECT_ROOT, "node_modules/aedes/package.json"), "utf-8")).version
     return `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}, DeviceScript ${cli}, ${brokerVersion}`
 }
 
@@ -72,7 +77,9 @@ async function startCounter(url: string) {
     const counts = new Map<string, number>()
     const client = mqtt.connect(url, { clientId: `bench-counter-${process.pid}` })
     client.on("message", topic => counts.set(topic, (counts.get(topic) ?? 0) + 1))
-    await new Promise<void>(resolve => client.once("connect", () => client.subscribe("bench/#", { qos: 0 }, () => resolve())))
+    await new Promise<void>(resolve =>
+        client.once("connect", () => client.subscribe("bench/#", { qos: 0 }, () => resolve()))
+    )
     return { counts, stop: () => new Promise<void>(r => client.end(true, {}, () => r())) }
 }
 
@@ -85,7 +92,12 @@ interface RunResult {
 const CRASH_PATTERN = /out of memory|OutOfMemory|InfiniteLoop|Unhandled exception|panic|RESTART/i
 
 /** Builds and runs one benchmark program; returns the numbers of its BENCH line, or the crash. */
-async function runProgram(module: string, fn: string, extra: Record<string, number>, broker: Broker): Promise<RunResult> {
+async function runProgram(
+    module: string,
+    fn: string,
+    extra: Record<string, number>,
+    broker: Broker
+): Promise<RunResult> {
     const runDir = mkdtempSync(join(tmpdir(), "meternode-bench-"))
     try {
         const bytecode = await buildEntry(
@@ -153,7 +165,13 @@ async function publishBench() {
     const series: Series[] = [
         { name: "built-in client, QoS 1, fire-and-forget", rates: [], received: [], crashed: "", done: [] },
         { name: "built-in client, QoS 0, fire-and-forget", rates: [], received: [], crashed: "", done: [] },
-        { name: `meternode client, QoS 1, window ${window}, acknowledged`, rates: [], received: [], crashed: "", done: [] },
+        {
+            name: `meternode client, QoS 1, window ${window}, acknowledged`,
+            rates: [],
+            received: [],
+            crashed: "",
+            done: [],
+        },
     ]
     const topics = ["bench/builtin1", "bench/builtin0", "bench/ours"]
     for (let round = 0; round < rounds; round++) {
@@ -183,7 +201,9 @@ async function publishBench() {
         )
     const ours = series[2]
     for (const b of series.slice(0, 2))
-        print(`  ratio, meternode acknowledged QoS 1 / ${b.name}: ${(median(ours.rates) / median(b.rates)).toFixed(2)} x`)
+        print(
+            `  ratio, meternode acknowledged QoS 1 / ${b.name}: ${(median(ours.rates) / median(b.rates)).toFixed(2)} x`
+        )
     const failed = !!ours.crashed || ours.received.some(n => n < count) || ours.done.some(n => Number(n) !== count)
     if (failed) {
         print("  FAILED: meternode did not get every publish acknowledged and delivered")
@@ -211,7 +231,9 @@ async function drainRound(BACKLOG: number): Promise<DrainRound> {
     const nodeId = "bench-drain"
     const arrivals: { atMs: number; seqs: number[]; boots: number[]; bytes: number }[] = []
     const sub = mqtt.connect(broker.url, { clientId: `bench-drain-${process.pid}`, clean: true })
-    await new Promise<void>(resolve => sub.once("connect", () => sub.subscribe(`meters/${nodeId}/+/reading`, { qos: 1 }, () => resolve())))
+    await new Promise<void>(resolve =>
+        sub.once("connect", () => sub.subscribe(`meters/${nodeId}/+/reading`, { qos: 1 }, () => resolve()))
+    )
     sub.on("message", (_topic, payload) => {
         const body = JSON.parse(payload.toString())
         // A merged reading stands for every seq from first_seq to seq.
@@ -224,7 +246,14 @@ async function drainRound(BACKLOG: number): Promise<DrainRound> {
         const bytecode = await buildFirmware(
             // No time topic: a node that has one but no time yet holds its readings up to 3 s
             // after connecting, so that they go out in UTC; that wait is not the drain's.
-            { MQTT_URL: broker.url, NODE_ID: nodeId, READ_MS: 1000, SIM_BACKLOG: BACKLOG, KEEPALIVE_S: 30, TIME_TOPIC: "-" },
+            {
+                MQTT_URL: broker.url,
+                NODE_ID: nodeId,
+                READ_MS: 1000,
+                SIM_BACKLOG: BACKLOG,
+                KEEPALIVE_S: 30,
+                TIME_TOPIC: "-",
+            },
             runDir,
             "bench-drain"
         )
@@ -246,14 +275,16 @@ async function drainRound(BACKLOG: number): Promise<DrainRound> {
             const has = (seq: number) => arrivals.some(a => a.seqs.includes(seq))
             while (!has(BACKLOG) && Date.now() < deadline) {
                 const line = sim.lines.find(l => CRASH_PATTERN.test(l))
-                if (line) return { drainMs: 0, messages: 0, largestBytes: 0, liveDuring: 0, liveAfter: 0, crashed: line }
+                if (line)
+                    return { drainMs: 0, messages: 0, largestBytes: 0, liveDuring: 0, liveAfter: 0, crashed: line }
                 await sleep(20)
             }
             const doneAt = arrivals.find(a => a.seqs.includes(BACKLOG))?.atMs ?? 0
             // Live readings keep coming after the drain.
             await sleep(3000)
             const seen = new Set(arrivals.flatMap(a => a.seqs))
-            for (let seq = 1; seq <= BACKLOG; seq++) if (!seen.has(seq)) throw new Error(`drain: seq ${seq} never delivered`)
+            for (let seq = 1; seq <= BACKLOG; seq++)
+                if (!seen.has(seq)) throw new Error(`drain: seq ${seq} never delivered`)
             const live = (a: (typeof arrivals)[number]) => a.seqs.filter(seq => seq > BACKLOG).length
             return {
                 drainMs: doneAt - connackMs,
@@ -286,13 +317,22 @@ async function drainBench(BACKLOG: number) {
                     `${r.liveDuring} new readings delivered meanwhile, ${r.liveAfter} in the 3 s after`
             )
         // A reading element is about 85 bytes; one per message, as a client without batching sends them.
-        const b = await runProgram("test/bench/publish-builtin", "benchBuiltin", { qos: 1, count: BACKLOG, payloadBytes: 85 }, broker)
+        const b = await runProgram(
+            "test/bench/publish-builtin",
+            "benchBuiltin",
+            { qos: 1, count: BACKLOG, payloadBytes: 85 },
+            broker
+        )
         baseline.push(b.crashed ? 0 : rate(b.line.accepted, b.line.ms))
     }
     const oursRate = median(ours.map(r => (r.crashed ? 0 : rate(BACKLOG, r.drainMs))))
     const drainS = median(ours.map(r => (r.crashed ? Infinity : r.drainMs))) / 1000
-    print(`  meternode, from flash, acknowledged:                    median ${drainS.toFixed(2)} s = ${oursRate.toFixed(0)} readings/s (goal: under 10 s)`)
-    print(`  built-in client, from RAM, QoS 1 fire-and-forget, 1 per message: median ${median(baseline).toFixed(0)} readings/s`)
+    print(
+        `  meternode, from flash, acknowledged:                    median ${drainS.toFixed(2)} s = ${oursRate.toFixed(0)} readings/s (goal: under 10 s)`
+    )
+    print(
+        `  built-in client, from RAM, QoS 1 fire-and-forget, 1 per message: median ${median(baseline).toFixed(0)} readings/s`
+    )
     print(`  ratio, meternode drain / built-in: ${(oursRate / median(baseline)).toFixed(2)} x`)
     if (ours.some(r => r.crashed) || !(drainS < 10)) {
         print("  FAILED: the backlog did not drain in under 10 s without a crash")
@@ -302,7 +342,9 @@ async function drainBench(BACKLOG: number) {
 }
 
 async function flashBench() {
-    print(`\nflash: one reading a minute, default FLUSH_S 600 and QUEUE_BYTES 4608, 2 KB of the store used by others, 30 days`)
+    print(
+        `\nflash: one reading a minute, default FLUSH_S 600 and QUEUE_BYTES 4608, 2 KB of the store used by others, 30 days`
+    )
     const results = []
     for (const board of [
         { name: "RP2040 / simulator (8 KB store)", storeBytes: 8192 },
@@ -325,7 +367,9 @@ async function flashBench() {
                 `  ${board.name.padEnd(32)} ${online ? "online " : "offline"}: ${r.bytesPerReading.toFixed(1).padStart(5)} bytes written per reading, ` +
                     `${r.writesPerDay.toFixed(0).padStart(4)} writes and ${r.compactionsPerDay.toFixed(2).padStart(5)} compactions per day: ` +
                     `${r.lifetimeYears.toFixed(0)} years to ${ERASE_CYCLES_TEXT} erase cycles` +
-                    (r.droppedWrites || r.droppedReadings ? `; DROPPED ${r.droppedWrites} writes, ${r.droppedReadings} readings` : "")
+                    (r.droppedWrites || r.droppedReadings
+                        ? `; DROPPED ${r.droppedWrites} writes, ${r.droppedReadings} readings`
+                        : "")
             )
             if (r.lifetimeYears < 20 || r.droppedWrites || r.droppedReadings) process.exitCode = 1
         }
@@ -350,7 +394,12 @@ interface OnlineRun {
  * from its console line to its arrival at a subscriber. Wire bytes are counted between the 10th
  * and the last reading, so the connection's setup is left out.
  */
-async function onlineRun(topic: string, linePattern: RegExp, start: (proxy: FaultProxy) => Promise<Simulator>, n: number): Promise<OnlineRun> {
+async function onlineRun(
+    topic: string,
+    linePattern: RegExp,
+    start: (proxy: FaultProxy) => Promise<Simulator>,
+    n: number
+): Promise<OnlineRun> {
     const proxy = await new FaultProxy({ targetPort: broker.port }).start()
     const taken = new Map<number, number>()
     const arrived = new Map<number, number>()
@@ -393,7 +442,14 @@ async function onlineBench() {
             /^reading: seq (\d+)\b/,
             async proxy => {
                 const bytecode = await buildFirmware(
-                    { MQTT_URL: proxy.url, NODE_ID: "bench-online", READ_MS: 1000, KEEPALIVE_S: 30, TIME_TOPIC: "-", HA_PREFIX: "-" },
+                    {
+                        MQTT_URL: proxy.url,
+                        NODE_ID: "bench-online",
+                        READ_MS: 1000,
+                        KEEPALIVE_S: 30,
+                        TIME_TOPIC: "-",
+                        HA_PREFIX: "-",
+                    },
                     runDir,
                     "bench-online"
                 )
@@ -405,7 +461,13 @@ async function onlineBench() {
             "meters/bench-builtin/+/reading",
             /^PUB (\d+)$/,
             async proxy => {
-                const bytecode = await buildEntry("test/bench/online-builtin", "onlineBuiltin", { host: "127.0.0.1", port: proxy.port, count: n + 5, intervalMs: 1000 }, runDir, "bench-online-builtin")
+                const bytecode = await buildEntry(
+                    "test/bench/online-builtin",
+                    "onlineBuiltin",
+                    { host: "127.0.0.1", port: proxy.port, count: n + 5, intervalMs: 1000 },
+                    runDir,
+                    "bench-online-builtin"
+                )
                 return await new Simulator({ bytecode, runDir, mode: "device", clearFlash: true }).start()
             },
             n
@@ -420,7 +482,11 @@ async function onlineBench() {
         print(
             `  ratio, meternode / built-in: latency p50 ${(percentile(ours.latencies, 50) / percentile(builtin.latencies, 50)).toFixed(2)} x, wire bytes ${(ours.bytesPerReading / builtin.bytesPerReading).toFixed(2)} x`
         )
-        const summary = ({ latencies, ...rest }: OnlineRun) => ({ ...rest, p50: percentile(latencies, 50), p99: percentile(latencies, 99) })
+        const summary = ({ latencies, ...rest }: OnlineRun) => ({
+            ...rest,
+            p50: percentile(latencies, 50),
+            p99: percentile(latencies, 99),
+        })
         return { ours: summary(ours), builtin: summary(builtin) }
     } finally {
         rmSync(runDir, { recursive: true, force: true })
@@ -447,11 +513,18 @@ async function imageBench() {
     // The compiler writes the size report only with --stats: build the baseline the same way.
     const baselineEntry = join(PROJECT_ROOT, ".devicescript", "gen", "bench-image-builtin", "main.ts")
     mkdirSync(join(PROJECT_ROOT, ".devicescript", "gen", "bench-image-builtin"), { recursive: true })
-    writeFileSync(baselineEntry, `import { onlineBuiltin } from "../../../test/bench/online-builtin"\nawait onlineBuiltin({ host: "127.0.0.1", port: 1883, count: 1, intervalMs: 1000 })\n`)
+    writeFileSync(
+        baselineEntry,
+        `import { onlineBuiltin } from "../../../test/bench/online-builtin"\nawait onlineBuiltin({ host: "127.0.0.1", port: 1883, count: 1, intervalMs: 1000 })\n`
+    )
     const builtin = await imageSize(".devicescript/gen/bench-image-builtin/main.ts")
     const bytes = (n: number) => n.toLocaleString("en-US") + " bytes"
-    print(`  meternode firmware:                       image ${bytes(ours.total)} (${((100 * ours.total) / (110 * 1024)).toFixed(0)} % of the Pico W's 112,640), code section ${bytes(ours.code)} of the VM's 65,536`)
-    print(`  a minimal program on the built-in client: image ${bytes(builtin.total)}, code section ${bytes(builtin.code)}`)
+    print(
+        `  meternode firmware:                       image ${bytes(ours.total)} (${((100 * ours.total) / (110 * 1024)).toFixed(0)} % of the Pico W's 112,640), code section ${bytes(ours.code)} of the VM's 65,536`
+    )
+    print(
+        `  a minimal program on the built-in client: image ${bytes(builtin.total)}, code section ${bytes(builtin.code)}`
+    )
     print(`  ratio, meternode / minimal built-in: ${(ours.total / builtin.total).toFixed(1)} x`)
     return { ours, builtin }
 }
@@ -471,16 +544,41 @@ async function heapProbe(ballastKb: number, workload: HeapWorkload) {
     const backlog = workload === "drain" ? 1440 : 0
     const seen = new Set<number>()
     const sub = mqtt.connect(broker.url, { clientId: `bench-heap-${process.pid}-${Date.now()}`, clean: true })
-    await new Promise<void>(resolve => sub.once("connect", () => sub.subscribe(`meters/${nodeId}/+/reading`, { qos: 1 }, () => resolve())))
+    await new Promise<void>(resolve =>
+        sub.once("connect", () => sub.subscribe(`meters/${nodeId}/+/reading`, { qos: 1 }, () => resolve()))
+    )
     sub.on("message", (_t, payload) => {
-        for (const e of JSON.parse(payload.toString()).readings) for (let q = e.first_seq ?? e.seq; q <= e.seq; q++) seen.add(q)
+        for (const e of JSON.parse(payload.toString()).readings)
+            for (let q = e.first_seq ?? e.seq; q <= e.seq; q++) seen.add(q)
     })
     try {
-        const settings = { MQTT_URL: broker.url, NODE_ID: nodeId, READ_MS: 1000, SIM_BACKLOG: backlog, KEEPALIVE_S: 30, TIME_TOPIC: "-" }
+        const settings = {
+            MQTT_URL: broker.url,
+            NODE_ID: nodeId,
+            READ_MS: 1000,
+            SIM_BACKLOG: backlog,
+            KEEPALIVE_S: 30,
+            TIME_TOPIC: "-",
+        }
         const bytecode =
             workload === "builtin"
-                ? await buildEntry("test/bench/heap-ballast", "ballastBuiltin", { ballastBytes: ballastKb * 1024, online: { host: "127.0.0.1", port: broker.port, count: 25, intervalMs: 1000 } }, runDir, "bench-heap-builtin")
-                : await buildEntry("test/bench/heap-ballast", "ballastNode", { ballastBytes: ballastKb * 1024, settings }, runDir, "bench-heap")
+                ? await buildEntry(
+                      "test/bench/heap-ballast",
+                      "ballastBuiltin",
+                      {
+                          ballastBytes: ballastKb * 1024,
+                          online: { host: "127.0.0.1", port: broker.port, count: 25, intervalMs: 1000 },
+                      },
+                      runDir,
+                      "bench-heap-builtin"
+                  )
+                : await buildEntry(
+                      "test/bench/heap-ballast",
+                      "ballastNode",
+                      { ballastBytes: ballastKb * 1024, settings },
+                      runDir,
+                      "bench-heap"
+                  )
         const sim = await new Simulator({ bytecode, runDir, mode: "device", clearFlash: true }).start()
         try {
             const deadline = Date.now() + 120_000
@@ -521,12 +619,16 @@ async function heapSearch(workload: HeapWorkload) {
 }
 
 async function heapBench() {
-    print("\nheap: peak use of the 64 KB heap, from the largest ballast held out of it with which the workload still runs")
+    print(
+        "\nheap: peak use of the 64 KB heap, from the largest ballast held out of it with which the workload still runs"
+    )
     const drain = await heapSearch("drain")
     const online = await heapSearch("online")
     const builtin = await heapSearch("builtin")
     const mid = (r: { peakKb: number[] }) => (r.peakKb[0] + r.peakKb[1]) / 2
-    print(`  ratio, meternode online / built-in online (peak, midpoints): ${(mid(online) / mid(builtin)).toFixed(2)} x; the built-in client has no queue, so the drain has no baseline`)
+    print(
+        `  ratio, meternode online / built-in online (peak, midpoints): ${(mid(online) / mid(builtin)).toFixed(2)} x; the built-in client has no queue, so the drain has no baseline`
+    )
     return { drain, online, builtin }
 }
 const broker = await new Broker({ persistence: false }).start()

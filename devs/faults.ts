@@ -127,7 +127,13 @@ async function takeOver(brokerUrl: string, clientId: string, holdMs: number) {
 async function fillStore(node: NodeUnderTest, leaveBytes: number) {
     const fillDir = mkdtempSync(join(tmpdir(), "meternode-fill-"))
     try {
-        const bytecode = await buildEntry("test/faults/fill-store", "fillStore", { leaveBytes }, fillDir, "faults-fill-store")
+        const bytecode = await buildEntry(
+            "test/faults/fill-store",
+            "fillStore",
+            { leaveBytes },
+            fillDir,
+            "faults-fill-store"
+        )
         const sim = await new Simulator({ bytecode, runDir: fillDir, mode: "device", clearFlash: true }).start()
         try {
             await sim.waitForLine(/^FILLED/, 60_000)
@@ -338,7 +344,9 @@ function analyse(rig: Rig, scenario: string, brokerKind: string): Result {
     if (rig.dropsAllowed && unexplained) {
         const dropped = Math.max(0, ...statuses.filter(s => s.state === "online").map(s => s.dropped ?? 0))
         if (unexplained <= dropped) {
-            rig.notes.push(`${unexplained} readings dropped for lack of room, reported in the status (dropped ${dropped})`)
+            rig.notes.push(
+                `${unexplained} readings dropped for lack of room, reported in the status (dropped ${dropped})`
+            )
             unexplained = 0
         }
     }
@@ -351,7 +359,9 @@ function analyse(rig: Rig, scenario: string, brokerKind: string): Result {
     const closeRun = () => {
         if (run.length > 1) {
             const sum = run.reduce((s, r) => s + Math.round(r.delta * 1000), 0)
-            const change = Math.round(run[run.length - 1].total * 1000) - (Math.round(run[0].total * 1000) - Math.round(run[0].delta * 1000))
+            const change =
+                Math.round(run[run.length - 1].total * 1000) -
+                (Math.round(run[0].total * 1000) - Math.round(run[0].delta * 1000))
             energyDiffMilli = Math.max(energyDiffMilli, Math.abs(sum - change))
         }
         run = []
@@ -409,7 +419,18 @@ async function runScenario(s: Scenario, kind: BrokerKind): Promise<Result> {
         HA_PREFIX: "-",
         ...s.settings,
     })
-    const rig: Rig = { broker, proxy, recorder, node, nodeId, lines: [], faultEndMs: 0, dropsAllowed: false, expectWill: false, notes: [] }
+    const rig: Rig = {
+        broker,
+        proxy,
+        recorder,
+        node,
+        nodeId,
+        lines: [],
+        faultEndMs: 0,
+        dropsAllowed: false,
+        expectWill: false,
+        notes: [],
+    }
     try {
         await node.build()
         if (s.prepare) await s.prepare(rig)
@@ -420,7 +441,12 @@ async function runScenario(s: Scenario, kind: BrokerKind): Promise<Result> {
         await sleep(10_000)
         const deadline = Date.now() + SETTLE_TIMEOUT_MS
         for (;;) {
-            const taken = new Set(rig.lines.map(l => l.match(/^reading: seq (\d+)\b/)?.[1]).filter(Boolean).map(Number))
+            const taken = new Set(
+                rig.lines
+                    .map(l => l.match(/^reading: seq (\d+)\b/)?.[1])
+                    .filter(Boolean)
+                    .map(Number)
+            )
             const got = new Set<number>()
             for (const r of recorder.readings()) for (let q = r.first_seq ?? r.seq; q <= r.seq; q++) got.add(q)
             const gaps = recorder.gaps().map(g => [g.after_seq + 1, g.seq])
@@ -444,7 +470,11 @@ async function runScenario(s: Scenario, kind: BrokerKind): Promise<Result> {
  * broker, refusal, take-over), one every 30 to 90 s, for `minutes`, at one reading a second.
  */
 async function soak(kind: BrokerKind, minutes: number): Promise<Result> {
-    const picks = SCENARIOS.filter(s => ["broker-restart-clean", "reset-mid-packet", "black-hole", "slow-broker", "refused", "take-over"].includes(s.name))
+    const picks = SCENARIOS.filter(s =>
+        ["broker-restart-clean", "reset-mid-packet", "black-hole", "slow-broker", "refused", "take-over"].includes(
+            s.name
+        )
+    )
     const s: Scenario = {
         name: "soak",
         what: `random faults for ${minutes} minutes`,
@@ -494,8 +524,25 @@ const brokers = values.brokers!.split(",") as BrokerKind[]
 const soakMin = Number(values["soak-min"])
 // The soak takes its full length on each broker it runs on: by default the first one only.
 const soakBrokers = (values["soak-brokers"] ?? brokers[0]).split(",")
-print(`meternode faults: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}; reading every ${READ_MS / 1000} s, keepalive ${KEEPALIVE_S} s, FLUSH_S ${FLUSH_S}, seed ${values.seed}`)
-print(["scenario".padEnd(26), "broker".padEnd(9), " taken", "delivered", " dup", "reord", " lost", "unexpl", "energy", "recover", "status", "restarts"].join(" "))
+print(
+    `meternode faults: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}; reading every ${READ_MS / 1000} s, keepalive ${KEEPALIVE_S} s, FLUSH_S ${FLUSH_S}, seed ${values.seed}`
+)
+print(
+    [
+        "scenario".padEnd(26),
+        "broker".padEnd(9),
+        " taken",
+        "delivered",
+        " dup",
+        "reord",
+        " lost",
+        "unexpl",
+        "energy",
+        "recover",
+        "status",
+        "restarts",
+    ].join(" ")
+)
 const results: Result[] = []
 let failed = false
 for (const kind of brokers) {
@@ -506,14 +553,43 @@ for (const kind of brokers) {
         try {
             r = await runScenario(s, kind)
         } catch (e) {
-            r = { scenario: s.name, broker: kind, taken: 0, delivered: 0, dup: 0, reord: 0, lost: 0, unexplained: 0, energyDiffMilli: 0, recoverS: null, statusTruthful: false, restartsUnasked: 0, notes: [`FAILED: ${(e as Error).message.split("\n")[0]}`] }
+            r = {
+                scenario: s.name,
+                broker: kind,
+                taken: 0,
+                delivered: 0,
+                dup: 0,
+                reord: 0,
+                lost: 0,
+                unexplained: 0,
+                energyDiffMilli: 0,
+                recoverS: null,
+                statusTruthful: false,
+                restartsUnasked: 0,
+                notes: [`FAILED: ${(e as Error).message.split("\n")[0]}`],
+            }
         }
         results.push(r)
         print(row(r))
     }
     if (soakMin > 0 && (!only || only.includes("soak")) && soakBrokers.includes(kind)) {
         const r = await soak(kind, soakMin).catch(
-            e => ({ scenario: "soak", broker: kind, taken: 0, delivered: 0, dup: 0, reord: 0, lost: 0, unexplained: 0, energyDiffMilli: 0, recoverS: null, statusTruthful: false, restartsUnasked: 0, notes: [`FAILED: ${(e as Error).message.split("\n")[0]}`] }) as Result
+            e =>
+                ({
+                    scenario: "soak",
+                    broker: kind,
+                    taken: 0,
+                    delivered: 0,
+                    dup: 0,
+                    reord: 0,
+                    lost: 0,
+                    unexplained: 0,
+                    energyDiffMilli: 0,
+                    recoverS: null,
+                    statusTruthful: false,
+                    restartsUnasked: 0,
+                    notes: [`FAILED: ${(e as Error).message.split("\n")[0]}`],
+                }) as Result
         )
         if (r.restartsUnasked) r.notes.push(`FAILED: ${r.restartsUnasked} restarts the node did not ask for`)
         results.push(r)
@@ -521,8 +597,19 @@ for (const kind of brokers) {
     }
 }
 for (const r of results)
-    if (r.unexplained || r.energyDiffMilli || !r.statusTruthful || r.restartsUnasked || r.notes.some(n => n.startsWith("FAILED"))) failed = true
+    if (
+        r.unexplained ||
+        r.energyDiffMilli ||
+        !r.statusTruthful ||
+        r.restartsUnasked ||
+        r.notes.some(n => n.startsWith("FAILED"))
+    )
+        failed = true
 if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 2))
-print(failed ? "faults: FAILED (see the rows above)" : "faults: every scenario passed: no unexplained loss, energy exact, status truthful")
+print(
+    failed
+        ? "faults: FAILED (see the rows above)"
+        : "faults: every scenario passed: no unexplained loss, energy exact, status truthful"
+)
 if (values.readme) writeReadmeSection("faults", npmCommand("faults"))
 process.exit(failed ? 1 : 0)

@@ -131,7 +131,8 @@ async function main() {
     watcher.on("connect", () => watcher!.subscribe(`${prefix}/#`, { qos: 1 }))
     if (timeSource) {
         const publishTime = () => {
-            if (watcher?.connected) watcher.publish(timeTopic, JSON.stringify({ utc_ms: Date.now() }), { qos: 0, retain: true })
+            if (watcher?.connected)
+                watcher.publish(timeTopic, JSON.stringify({ utc_ms: Date.now() }), { qos: 0, retain: true })
         }
         watcher.on("connect", publishTime)
         setInterval(publishTime, 2000).unref()
@@ -146,7 +147,9 @@ async function main() {
     watcher.on("error", e => console.log(`[runner] watcher: ${e.message}`))
 
     const runDir = join(PROJECT_ROOT, "run", nodeId)
-    console.log(`[runner] building firmware with ${JSON.stringify({ ...settings, MQTT_PASS: settings.MQTT_PASS ? "***" : undefined })}`)
+    console.log(
+        `[runner] building firmware with ${JSON.stringify({ ...settings, MQTT_PASS: settings.MQTT_PASS ? "***" : undefined })}`
+    )
     const bytecode = await buildFirmware(settings, runDir, `start-${nodeId}`)
     simulator = new Simulator({
         bytecode,

@@ -65,7 +65,11 @@ async function runNodeTests(name: string, files: string[], extra: string[]): Pro
     } catch {}
     rmSync(dir, { recursive: true, force: true })
     const count = (key: string) => Number(text.match(new RegExp(`^# ${key} (\\d+)$`, "m"))?.[1] ?? 0)
-    const counts = { passed: count("pass"), failed: count("fail") + count("cancelled"), skipped: count("skipped") + count("todo") }
+    const counts = {
+        passed: count("pass"),
+        failed: count("fail") + count("cancelled"),
+        skipped: count("skipped") + count("todo"),
+    }
     if (code !== 0 && counts.failed === 0) {
         console.log(`[${name}] node --test exited with ${code} without a failed test: counted as one failure`)
         counts.failed = 1
@@ -101,7 +105,10 @@ async function runDeviceScriptTests(files: string[]): Promise<Counts> {
                 console.log(`[ds] ${file}: ${(e as Error).message}`)
                 return { code: 1, signal: null as NodeJS.Signals }
             })
-            const summary = [...sim.lines].reverse().map(l => l.match(/^tests: (\d+), pass: (\d+), error: (\d+)/)).find(m => m)
+            const summary = [...sim.lines]
+                .reverse()
+                .map(l => l.match(/^tests: (\d+), pass: (\d+), error: (\d+)/))
+                .find(m => m)
             if (summary) {
                 counts.passed += Number(summary[2])
                 counts.failed += Number(summary[3])
@@ -134,10 +141,7 @@ for (const suite of suites) {
     if (suite === "node") add("node", await runNodeTests("node", listTests("test/node"), []))
     if (suite === "ds") add("ds", await runDeviceScriptTests(listTests("test/ds")))
     if (suite === "e2e")
-        add(
-            "e2e",
-            await runNodeTests("e2e", listTests("test/e2e"), ["--test-concurrency=1", "--test-timeout=1500000"])
-        )
+        add("e2e", await runNodeTests("e2e", listTests("test/e2e"), ["--test-concurrency=1", "--test-timeout=1500000"]))
 }
 
 console.log(`\n${perSuite.join("\n")}`)

@@ -46,7 +46,8 @@ export function timeFromJson(v: any): TimeValue {
     const ms = v !== null && typeof v === "object" ? v.utc_ms : v
     if (typeof ms !== "number" || isNaN(ms) || Math.floor(ms) !== ms)
         return { utcMs: 0, error: "time must be a whole number of Unix milliseconds in utc_ms" }
-    if (ms < MIN_UTC_MS || ms >= MAX_UTC_MS) return { utcMs: 0, error: "time " + ms + " ms is not between 2020 and 2100" }
+    if (ms < MIN_UTC_MS || ms >= MAX_UTC_MS)
+        return { utcMs: 0, error: "time " + ms + " ms is not between 2020 and 2100" }
     return { utcMs: ms, error: "" }
 }
 

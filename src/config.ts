@@ -87,7 +87,15 @@ export function settingSpecs(): SettingSpec[] {
         const f = splitAt(line.slice(0, bar), " ")
         const help = line.slice(bar + 3)
         const text = f[1] === '""' ? "" : f[1]
-        if (f.length > 2) specs.push({ key: f[0], default: parseInt(text), kind: "int", min: parseInt(f[2]), max: parseInt(f[3]), help })
+        if (f.length > 2)
+            specs.push({
+                key: f[0],
+                default: parseInt(text),
+                kind: "int",
+                min: parseInt(f[2]),
+                max: parseInt(f[3]),
+                help,
+            })
         else specs.push({ key: f[0], default: text, kind: "string", help })
     }
     return specs
@@ -142,7 +150,8 @@ function readValue(raw: Record<string, any>, spec: SettingSpec, errors: string[]
 
 /** "cmd" and "reply" are topic levels of the node's commands: a meter of that name would be ambiguous. */
 function meterIdError(id: string) {
-    if (!isValidId(id) || id === "cmd" || id === "reply") return `id ${id} must be 1..32 of ${ID_PATTERN_TEXT}, and not cmd or reply`
+    if (!isValidId(id) || id === "cmd" || id === "reply")
+        return `id ${id} must be 1..32 of ${ID_PATTERN_TEXT}, and not cmd or reply`
     return ""
 }
 
@@ -168,11 +177,18 @@ function parseMeters(v: any, errors: string[]): MeterSpec[] {
         meters.push(null)
         // The first meter's three settings read as one "<id> <kind> [options]" line, like the others'.
         const key = slot ? EXTRA_METER_KEYS[slot - 1] : "METER_ID/METER_KIND/METER_OPTS"
-        const text: string = slot ? v[EXTRA_METER_KEYS[slot - 1]] : v.METER_ID + " " + v.METER_KIND + (v.METER_OPTS ? " " + v.METER_OPTS : "")
+        const text: string = slot
+            ? v[EXTRA_METER_KEYS[slot - 1]]
+            : v.METER_ID + " " + v.METER_KIND + (v.METER_OPTS ? " " + v.METER_OPTS : "")
         if (!text) continue
         const words = splitAt(text, " ")
         const kind = words[1]
-        const parsed = parseMeterSetting(slot, text, defaults, kind === "s0" ? "s0" + String.fromCharCode(97 + s0Inputs) : kind)
+        const parsed = parseMeterSetting(
+            slot,
+            text,
+            defaults,
+            kind === "s0" ? "s0" + String.fromCharCode(97 + s0Inputs) : kind
+        )
         const id = words[0]
         const idError = meterIdError(id)
         if (idError) parsed.errors.push(idError)
@@ -266,5 +282,8 @@ export function describeConfig(c: NodeConfig) {
     if (c.password) text += " password ***"
     text += `, node ${c.nodeId}, prefix ${c.topicPrefix}, keepalive ${c.keepaliveS} s`
     for (const m of c.meters) if (m) text += `, meter ${m.id} (${m.kind}) every ${m.readMs / 1000} s`
-    return text + `, time from ${c.timeTopic || "the time command only"}, flush within ${c.flushIntervalMs / 1000} s, queue ${c.queueBytes} B`
+    return (
+        text +
+        `, time from ${c.timeTopic || "the time command only"}, flush within ${c.flushIntervalMs / 1000} s, queue ${c.queueBytes} B`
+    )
 }

@@ -66,24 +66,39 @@ export function discoveryPayload(prefix: string, nodeId: string, meter: MeterLab
     // The unit is appended as it is: the VM's JSON.stringify escapes each byte of a non-ASCII
     // character (m³, °C) as a character of its own.
     const json = JSON.stringify(config)
-    return json.slice(0, json.length - 1) + ',"unit_of_measurement":"' + (meter.unit === "m3" ? "m³" : meter.unit) + '"}'
+    return (
+        json.slice(0, json.length - 1) + ',"unit_of_measurement":"' + (meter.unit === "m3" ? "m³" : meter.unit) + '"}'
+    )
 }
 
 /**
  * What to publish after connecting: a config for every meter, and an empty retained message for
  * every meter announced before and no longer configured.
  */
-export function discoveryMessages(haPrefix: string, prefix: string, nodeId: string, meters: MeterLabel[], announced: string[]): DiscoveryMessage[] {
+export function discoveryMessages(
+    haPrefix: string,
+    prefix: string,
+    nodeId: string,
+    meters: MeterLabel[],
+    announced: string[]
+): DiscoveryMessage[] {
     const out: DiscoveryMessage[] = []
     const keys: string[] = []
     for (const m of meters) keys.push(announcedKey(m))
     for (const old of announced) {
         if (keys.indexOf(old) >= 0) continue
         const colon = old.indexOf(":")
-        const topic = colon < 0 ? discoveryTopic(haPrefix, nodeId, old, "energy") : discoveryTopic(haPrefix, nodeId, old.slice(0, colon), old.slice(colon + 1))
+        const topic =
+            colon < 0
+                ? discoveryTopic(haPrefix, nodeId, old, "energy")
+                : discoveryTopic(haPrefix, nodeId, old.slice(0, colon), old.slice(colon + 1))
         out.push({ topic, payload: "" })
     }
-    for (const m of meters) out.push({ topic: discoveryTopic(haPrefix, nodeId, m.id, m.quantity), payload: discoveryPayload(prefix, nodeId, m) })
+    for (const m of meters)
+        out.push({
+            topic: discoveryTopic(haPrefix, nodeId, m.id, m.quantity),
+            payload: discoveryPayload(prefix, nodeId, m),
+        })
     return out
 }
 

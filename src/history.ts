@@ -114,7 +114,11 @@ export class History {
      * REPLAY_CHUNK at a time (one message's worth, so memory stays bounded). Readings of a boot
      * whose UTC offset is unknown cannot be placed in a range: they are counted, not sent.
      */
-    async replay(range: ReplayRange, utcOffsetS: (boot: number) => number, send: (records: ReadingRecord[]) => Promise<void>) {
+    async replay(
+        range: ReplayRange,
+        utcOffsetS: (boot: number) => number,
+        send: (records: ReadingRecord[]) => Promise<void>
+    ) {
         while (this.busy) await this.platform.sleep(10)
         this.busy = true
         let sent = 0

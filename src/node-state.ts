@@ -42,7 +42,16 @@ export function stateToJson(s: NodeState): any {
         k.push(o.boot)
         k.push(o.offsetS)
     }
-    return { b: s.boot, s: s.seq, t: s.totals, ms: s.markSeq, me: s.markEndS, mu: s.markUtc ? 1 : 0, k, c: s.clean ? 1 : 0 }
+    return {
+        b: s.boot,
+        s: s.seq,
+        t: s.totals,
+        ms: s.markSeq,
+        me: s.markEndS,
+        mu: s.markUtc ? 1 : 0,
+        k,
+        c: s.clean ? 1 : 0,
+    }
 }
 
 /** The offsets of a state read from flash: pairs of boot and offset; anything else is dropped. */
@@ -86,7 +95,16 @@ export function stateFromJson(v: any): NodeState {
     if (!isWholeNumber(v.ms) || !isWholeNumber(v.me)) return null
     const totals = totalsFromJson(v.t)
     if (!totals) return null
-    return { boot: v.b, seq: v.s, totals, markSeq: v.ms, markEndS: v.me, markUtc: v.mu === 1, offsets: offsetsFromJson(v.k), clean: v.c === 1 }
+    return {
+        boot: v.b,
+        seq: v.s,
+        totals,
+        markSeq: v.ms,
+        markEndS: v.me,
+        markUtc: v.mu === 1,
+        offsets: offsetsFromJson(v.k),
+        clean: v.c === 1,
+    }
 }
 
 /** Where the previous boot's accounted-for readings end: its mark, or a later record still queued. */
@@ -106,7 +124,13 @@ export interface LastKnown {
  * larger of the mark's and its newest queued record's: records older than the mark hold smaller ones.
  */
 export function lastKnown(prev: NodeState, newestQueued: ReadingRecord, newestByMeter?: ReadingRecord[]): LastKnown {
-    const k: LastKnown = { boot: prev.boot, seq: prev.markSeq, endS: prev.markEndS, endUtc: prev.markUtc, totals: prev.totals.slice(0) }
+    const k: LastKnown = {
+        boot: prev.boot,
+        seq: prev.markSeq,
+        endS: prev.markEndS,
+        endUtc: prev.markUtc,
+        totals: prev.totals.slice(0),
+    }
     const byMeter = newestByMeter || [newestQueued]
     for (const r of byMeter)
         if (r && r.totalMilliWh > totalOf(k.totals, r.meter)) k.totals = withTotal(k.totals, r.meter, r.totalMilliWh)

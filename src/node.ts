@@ -16,10 +16,27 @@ import { readingMessage, readingTopic, replayTopic, statusPayload, statusTopic, 
 import { History, replayRangeError } from "./history"
 import { PublishPacket } from "./mqtt/packets"
 import { readJsonSetting, readSettings, writeVerified } from "./platform/settings-store"
-import { gapRecord, initialState, lastKnown, NodeState, STATE_KEY, stateFromJson, stateToJson, totalOf, withTotal } from "./node-state"
+import {
+    gapRecord,
+    initialState,
+    lastKnown,
+    NodeState,
+    STATE_KEY,
+    stateFromJson,
+    stateToJson,
+    totalOf,
+    withTotal,
+} from "./node-state"
 import { DurableQueue } from "./storage/durable-queue"
 import { SettingsKeyValueStore } from "./storage/settings-kv"
-import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, FLAG_NON_ADDITIVE, isAdditive, ReadingRecord } from "./storage/records"
+import {
+    energyRecord,
+    FLAG_CLOCK_NOT_SET,
+    FLAG_ESTIMATED,
+    FLAG_NON_ADDITIVE,
+    isAdditive,
+    ReadingRecord,
+} from "./storage/records"
 import { Uplink } from "./uplink"
 import { removeAt } from "./util/arrays"
 import { ANNOUNCED_KEY, announcedFromJson, announcedKey, discoveryMessages } from "./discovery"
@@ -95,7 +112,9 @@ class Node {
         for (const m of config.meters) {
             this.labels.push(m ? { id: m.id, quantity: m.quantity, unit: m.unit } : null)
             // Records of a meter no longer configured may still be queued: they go out as "meter<slot>".
-            this.readingTopics.push(readingTopic(config.topicPrefix, config.nodeId, m ? m.id : "meter" + this.readingTopics.length))
+            this.readingTopics.push(
+                readingTopic(config.topicPrefix, config.nodeId, m ? m.id : "meter" + this.readingTopics.length)
+            )
         }
         this.statusTopic = statusTopic(config.topicPrefix, config.nodeId)
         this.boot = previous.boot + 1
@@ -128,7 +147,16 @@ class Node {
         )
         if (c.haPrefix) this.announced = announcedFromJson(await readJsonSetting(ANNOUNCED_KEY, []))
         if (c.historyBytes) {
-            this.history = new History(c.historyBytes, { sleep: async ms => await ds.sleep(ms), spawn: fn => { setTimeout(fn, 0) } }, pause)
+            this.history = new History(
+                c.historyBytes,
+                {
+                    sleep: async ms => await ds.sleep(ms),
+                    spawn: fn => {
+                        setTimeout(fn, 0)
+                    },
+                },
+                pause
+            )
             await this.history.open()
         }
         const newestByMeter = await this.newestQueuedByMeter()
@@ -154,7 +182,10 @@ class Node {
         let gaps = 0
         for (let slot = 0; slot < c.meters.length; ++slot) {
             // Levels are not billing data: a temperature's missing minutes need no record.
-            const gap = c.meters[slot] && c.meters[slot].additive ? gapRecord(this.previous, known, slot, this.sequence.peek()) : null
+            const gap =
+                c.meters[slot] && c.meters[slot].additive
+                    ? gapRecord(this.previous, known, slot, this.sequence.peek())
+                    : null
             if (!gap) continue
             this.sequence.take()
             gaps++
@@ -162,11 +193,14 @@ class Node {
             if (this.history) this.history.add(gap)
         }
         if (gaps) {
-            this.reportError(`node: boot ${this.previous.boot} did not stop as planned: readings after seq ${known.seq} (second ${known.endS} of that boot) are unaccounted for, reported as a gap`)
+            this.reportError(
+                `node: boot ${this.previous.boot} did not stop as planned: readings after seq ${known.seq} (second ${known.endS} of that boot) are unaccounted for, reported as a gap`
+            )
             await this.uplink.flush()
         }
         const first = c.meters[0]
-        if (c.simBacklog && first && first.kind === "sim" && this.meters[0] && !this.queue.size()) await this.queueHistory(c.simBacklog)
+        if (c.simBacklog && first && first.kind === "sim" && this.meters[0] && !this.queue.size())
+            await this.queueHistory(c.simBacklog)
         let totals = ""
         for (let slot = 0; slot < c.meters.length; ++slot)
             if (this.meters[slot]) totals += ", " + c.meters[slot].id + " total " + this.meters[slot].totalMilliWh
@@ -272,7 +306,15 @@ class Node {
             level.start()
             return level
         } catch (e) {
-            this.reportError("meter " + spec.id + " (" + spec.kind + "): " + (e as Error).message + "; no readings until the configuration is fixed")
+            this.reportError(
+                "meter " +
+                    spec.id +
+                    " (" +
+                    spec.kind +
+                    "): " +
+                    (e as Error).message +
+                    "; no readings until the configuration is fixed"
+            )
             return null
         }
     }
@@ -288,7 +330,9 @@ class Node {
             const r = await meter.read(i * 60000, (i + 1) * 60000)
             await this.persistReservation(false)
             const seq = this.sequence.take()
-            await this.uplink.append(energyRecord(0, seq, historyBoot, i * 60000, (i + 1) * 60000, r.deltaMilliWh, meter.totalMilliWh))
+            await this.uplink.append(
+                energyRecord(0, seq, historyBoot, i * 60000, (i + 1) * 60000, r.deltaMilliWh, meter.totalMilliWh)
+            )
             if (i % 16 === 15) await ds.sleep(0)
         }
         await this.uplink.flush()
@@ -438,7 +482,12 @@ class Node {
             reply.ok = false
             reply.error = error
         }
-        await this.client.publish(`${c.topicPrefix}/${c.nodeId}/reply/${name}`, Buffer.from(JSON.stringify(reply)), 1, false)
+        await this.client.publish(
+            `${c.topicPrefix}/${c.nodeId}/reply/${name}`,
+            Buffer.from(JSON.stringify(reply)),
+            1,
+            false
+        )
         if (!error && (name === "restart" || name === "shutdown")) {
             // In a fiber of its own: this handler runs on the fiber that reads the socket, and the
             // command's PUBACK and the offline status's PUBACK must get through before the stop.
@@ -451,13 +500,15 @@ class Node {
     private replayError(request: any) {
         if (!this.history) return "replay: no history kept (HISTORY_BYTES is 0)"
         if (this.replaying) return "replay: another replay is running"
-        if (request.meter !== undefined && this.slotOf(request.meter) < 0) return "replay: unknown meter " + request.meter
+        if (request.meter !== undefined && this.slotOf(request.meter) < 0)
+            return "replay: unknown meter " + request.meter
         return replayRangeError(request)
     }
 
     /** The slot of the meter with id `id`, or -1. */
     private slotOf(id: any) {
-        for (let slot = 0; slot < this.labels.length; ++slot) if (this.labels[slot] && this.labels[slot].id === id) return slot
+        for (let slot = 0; slot < this.labels.length; ++slot)
+            if (this.labels[slot] && this.labels[slot].id === id) return slot
         return -1
     }
 
@@ -480,7 +531,9 @@ class Node {
             boot => self.utcOffsetOfBoot(boot),
             async records => {
                 let rest: ReadingRecord[] = []
-                for (const r of records) if ((only < 0 || r.meter === only) && r.meter < self.labels.length && self.labels[r.meter]) rest.push(r)
+                for (const r of records)
+                    if ((only < 0 || r.meter === only) && r.meter < self.labels.length && self.labels[r.meter])
+                        rest.push(r)
                 sent += rest.length
                 while (rest.length && !failure) {
                     const m = readingMessage(rest, self.labels, true)
@@ -488,14 +541,22 @@ class Node {
                     const topic = replayTopic(c.topicPrefix, c.nodeId, self.labels[m.meter].id)
                     const token = await self.client.publish(topic, Buffer.from(m.payload), 1, false)
                     messages++
-                    if (!(await self.waitForAck(token, REPLAY_ACK_TIMEOUT_MS))) failure = "replay: no PUBACK within " + REPLAY_ACK_TIMEOUT_MS + " ms"
+                    if (!(await self.waitForAck(token, REPLAY_ACK_TIMEOUT_MS)))
+                        failure = "replay: no PUBACK within " + REPLAY_ACK_TIMEOUT_MS + " ms"
                 }
             }
         )
         this.replaying = false
-        const reply: any = failure ? { id, ok: false, error: failure } : { id, ok: true, count: sent, messages, untimed: result.untimed }
+        const reply: any = failure
+            ? { id, ok: false, error: failure }
+            : { id, ok: true, count: sent, messages, untimed: result.untimed }
         console.log("command: replay: " + (failure || sent + " readings in " + messages + " messages"))
-        await this.client.publish(`${c.topicPrefix}/${c.nodeId}/reply/replay`, Buffer.from(JSON.stringify(reply)), 1, false)
+        await this.client.publish(
+            `${c.topicPrefix}/${c.nodeId}/reply/replay`,
+            Buffer.from(JSON.stringify(reply)),
+            1,
+            false
+        )
     }
 
     /** UTC offset of boot `boot` (0 when unknown): this boot's first one, or an earlier boot's from the state. */
@@ -522,7 +583,16 @@ class Node {
     async stopGracefully(reason: string, restart: boolean) {
         if (this.stopping) return
         this.stopping = true
-        const payload = statusPayload({ online: false, reason, boot: this.boot, uptimeS: 0, queued: 0, dropped: 0, merged: 0, lastError: "" })
+        const payload = statusPayload({
+            online: false,
+            reason,
+            boot: this.boot,
+            uptimeS: 0,
+            queued: 0,
+            dropped: 0,
+            merged: 0,
+            lastError: "",
+        })
         const token = await this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
         await this.waitForAck(token, SHUTDOWN_ACK_TIMEOUT_MS)
         await this.uplink.flush()
@@ -589,7 +659,8 @@ class Node {
             }
             if (best >= 0) s.totals = withTotal(s.totals, slot, this.recentTotals[best][2])
         }
-        if (isAdditive(r) && r.totalMilliWh > totalOf(s.totals, r.meter)) s.totals = withTotal(s.totals, r.meter, r.totalMilliWh)
+        if (isAdditive(r) && r.totalMilliWh > totalOf(s.totals, r.meter))
+            s.totals = withTotal(s.totals, r.meter, r.totalMilliWh)
     }
 
     /** Persists a new seq reservation when the current one is used up (or `force`: the boot write). */
@@ -641,7 +712,15 @@ class Node {
     private async record(slot: number, r: MeterReading, startMs: number, endMs: number, startS: number, endS: number) {
         const meter = this.meters[slot]
         await this.persistReservation(false)
-        const record = energyRecord(slot, this.sequence.take(), this.boot, startMs, endMs, r.deltaMilliWh, meter.totalMilliWh)
+        const record = energyRecord(
+            slot,
+            this.sequence.take(),
+            this.boot,
+            startMs,
+            endMs,
+            r.deltaMilliWh,
+            meter.totalMilliWh
+        )
         if (this.clock.isSet()) record.flags &= ~FLAG_CLOCK_NOT_SET
         record.startS = startS
         record.durationS = endS - startS

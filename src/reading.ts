@@ -55,14 +55,31 @@ function timeValue(r: ReadingRecord, seconds: number) {
 export function readingElement(r: ReadingRecord) {
     if (r.flags & FLAG_GAP && r.durationS === 0)
         return (
-            '{"seq":' + r.seq + ',"gap":true,"boot":' + r.boot + ',"start":' + timeValue(r, r.startS) +
-            ',"after_seq":' + (r.firstSeq - 1) + ',"total":' + formatMilli(r.totalMilliWh) + "}"
+            '{"seq":' +
+            r.seq +
+            ',"gap":true,"boot":' +
+            r.boot +
+            ',"start":' +
+            timeValue(r, r.startS) +
+            ',"after_seq":' +
+            (r.firstSeq - 1) +
+            ',"total":' +
+            formatMilli(r.totalMilliWh) +
+            "}"
         )
     let text = '{"seq":' + r.seq
     if (r.firstSeq !== r.seq) text += ',"first_seq":' + r.firstSeq
-    text += ',"boot":' + r.boot + ',"start":' + timeValue(r, r.startS) + ',"end":' + timeValue(r, r.startS + r.durationS)
+    text +=
+        ',"boot":' + r.boot + ',"start":' + timeValue(r, r.startS) + ',"end":' + timeValue(r, r.startS + r.durationS)
     if (isAdditive(r)) text += ',"delta":' + formatMilli(r.deltaMilliWh) + ',"total":' + formatMilli(r.totalMilliWh)
-    else text += ',"min":' + formatMilli(r.minMilli) + ',"mean":' + formatMilli(r.meanMilli) + ',"max":' + formatMilli(r.maxMilli)
+    else
+        text +=
+            ',"min":' +
+            formatMilli(r.minMilli) +
+            ',"mean":' +
+            formatMilli(r.meanMilli) +
+            ',"max":' +
+            formatMilli(r.maxMilli)
     if (r.flags & FLAG_ESTIMATED) text += ',"estimated":true'
     return text + "}"
 }
@@ -93,8 +110,17 @@ export function readingMessage(records: ReadingRecord[], meters: MeterLabel[], r
     const head =
         // The unit goes in as it is: the VM's JSON.stringify escapes each byte of a non-ASCII
         // character (°C) as a character of its own. Units come from our own table, without quotes.
-        '{"meter":' + jsonString(meterId) + ',"quantity":"' + quantity + '","unit":"' + unit + '"' +
-        ',"time":"' + base + (replay ? '","replay":true' : '"') + ',"readings":['
+        '{"meter":' +
+        jsonString(meterId) +
+        ',"quantity":"' +
+        quantity +
+        '","unit":"' +
+        unit +
+        '"' +
+        ',"time":"' +
+        base +
+        (replay ? '","replay":true' : '"') +
+        ',"readings":['
     // In bytes: a unit such as °C is longer in UTF-8 than in characters. Elements are ASCII.
     const headBytes = Buffer.from(head).length
     let body = ""

@@ -13,7 +13,10 @@ export class SequenceAllocator {
     private reservedUpTo: number
 
     /** `reservedUpTo`: the reservation persisted by the previous boot (0 on a new device). */
-    constructor(reservedUpTo: number, readonly blockSize = SEQ_BLOCK) {
+    constructor(
+        reservedUpTo: number,
+        readonly blockSize = SEQ_BLOCK
+    ) {
         this.reservedUpTo = reservedUpTo
         this.nextSeq = reservedUpTo + 1
     }
@@ -30,7 +33,8 @@ export class SequenceAllocator {
 
     /** The next number; only valid while reservationNeeded() is -1. */
     take() {
-        if (this.nextSeq > this.reservedUpTo) throw new Error("sequence numbers used before their reservation was persisted")
+        if (this.nextSeq > this.reservedUpTo)
+            throw new Error("sequence numbers used before their reservation was persisted")
         return this.nextSeq++
     }
 

@@ -149,7 +149,11 @@ export class Uplink {
         const dropped = this.queue.stats().droppedReadings - droppedBefore
         // The last resort of a full queue: never silent.
         if (dropped > 0)
-            this.events.onError("queue: full, dropped the " + dropped + " oldest unacknowledged readings that were not out for delivery (raise QUEUE_BYTES, or restore the link)")
+            this.events.onError(
+                "queue: full, dropped the " +
+                    dropped +
+                    " oldest unacknowledged readings that were not out for delivery (raise QUEUE_BYTES, or restore the link)"
+            )
         if (error) {
             this.appendedSinceFlush = true
             this.events.onError(error)
@@ -238,9 +242,16 @@ export class Uplink {
                 const records = await this.queue.peek(12, this.pinned)
                 if (!records.length) break
                 const offsetOf = this.events.utcOffsetS
-                if (offsetOf) for (let i = 0; i < records.length; ++i) records[i] = recordInUtc(records[i], offsetOf(records[i].boot))
+                if (offsetOf)
+                    for (let i = 0; i < records.length; ++i)
+                        records[i] = recordInUtc(records[i], offsetOf(records[i].boot))
                 const m = readingMessage(records, this.meters)
-                const message: OutMessage = { token: 0, count: m.count, lastSeq: records[m.count - 1].seq, acked: false }
+                const message: OutMessage = {
+                    token: 0,
+                    count: m.count,
+                    lastSeq: records[m.count - 1].seq,
+                    acked: false,
+                }
                 this.out.push(message)
                 this.pinned += m.count
                 message.token = await this.client.publish(this.topics[m.meter], Buffer.from(m.payload), 1, false)

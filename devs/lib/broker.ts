@@ -67,8 +67,7 @@ export class Broker {
 
     async start(): Promise<this> {
         if (!this.port) this.port = await freePort()
-        const child =
-            this.kind === "mosquitto" ? this.spawnMosquitto() : this.spawnAedes()
+        const child = this.kind === "mosquitto" ? this.spawnMosquitto() : this.spawnAedes()
         this.child = trackChild(child)
         const log = this.options.log
         const onData = (d: Buffer) => {

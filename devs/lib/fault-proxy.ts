@@ -81,19 +81,10 @@ class StreamRecorder {
         readonly connection: number,
         readonly direction: Direction
     ) {
-        this.parser.on("packet", packet =>
-            this.proxy.record(
-                this.connection,
-                this.direction,
-                this.forwarded,
-                packet
-            )
-        )
+        this.parser.on("packet", packet => this.proxy.record(this.connection, this.direction, this.forwarded, packet))
         this.parser.on("error", error => {
             this.broken = true
-            this.proxy.parseErrors.push(
-                `connection ${this.connection} ${this.direction}: ${error.message}`
-            )
+            this.proxy.parseErrors.push(`connection ${this.connection} ${this.direction}: ${error.message}`)
         })
     }
 
@@ -172,12 +163,10 @@ export class FaultProxy {
     }
 
     async stop() {
-        for (const pipe of [...this.pipes])
-            this.close(pipe, "proxy stopped", true)
+        for (const pipe of [...this.pipes]) this.close(pipe, "proxy stopped", true)
         const server = this.server
         this.server = undefined
-        if (server)
-            await new Promise<void>(resolve => server.close(() => resolve()))
+        if (server) await new Promise<void>(resolve => server.close(() => resolve()))
     }
 
     /** Resets every open connection (RST to both peers). */
@@ -190,9 +179,7 @@ export class FaultProxy {
      * (its first half, at least one byte withheld), then both sides are reset, so the broker sees
      * the connection die in the middle of a packet. Resolves once the cut happened.
      */
-    cutMidPacket(
-        filter: (chunk: Buffer) => boolean = () => true
-    ): Promise<CutReport> {
+    cutMidPacket(filter: (chunk: Buffer) => boolean = () => true): Promise<CutReport> {
         return new Promise(resolve => (this.pendingCut = { filter, resolve }))
     }
 
@@ -231,29 +218,16 @@ export class FaultProxy {
 
     /** Parsed packets the firmware sent (client->broker), optionally only those of one type. */
     clientPackets(cmd?: mqttPacket.PacketCmd) {
-        return this.packets.filter(
-            p =>
-                p.direction === "client->broker" &&
-                (!cmd || p.packet.cmd === cmd)
-        )
+        return this.packets.filter(p => p.direction === "client->broker" && (!cmd || p.packet.cmd === cmd))
     }
 
     /** Parsed packets the broker sent (broker->client), optionally only those of one type. */
     brokerPackets(cmd?: mqttPacket.PacketCmd) {
-        return this.packets.filter(
-            p =>
-                p.direction === "broker->client" &&
-                (!cmd || p.packet.cmd === cmd)
-        )
+        return this.packets.filter(p => p.direction === "broker->client" && (!cmd || p.packet.cmd === cmd))
     }
 
     /** @internal Called by the stream parsers. */
-    record(
-        connection: number,
-        direction: Direction,
-        forwarded: boolean,
-        packet: mqttPacket.Packet
-    ) {
+    record(connection: number, direction: Direction, forwarded: boolean, packet: mqttPacket.Packet) {
         this.packets.push({
             connection,
             direction,
@@ -262,8 +236,7 @@ export class FaultProxy {
             packet,
         })
         if (this.packets.length > this.maxRecordedPackets) {
-            const excess =
-                this.packets.length - Math.floor(this.maxRecordedPackets / 2)
+            const excess = this.packets.length - Math.floor(this.maxRecordedPackets / 2)
             this.packets.splice(0, excess)
             this.discardedPackets += excess
         }
@@ -307,16 +280,8 @@ export class FaultProxy {
             delayed: [],
             delayedBytes: 0,
             parsers: {
-                "client->broker": new StreamRecorder(
-                    this,
-                    info.id,
-                    "client->broker"
-                ),
-                "broker->client": new StreamRecorder(
-                    this,
-                    info.id,
-                    "broker->client"
-                ),
+                "client->broker": new StreamRecorder(this, info.id, "client->broker"),
+                "broker->client": new StreamRecorder(this, info.id, "broker->client"),
             },
             closed: false,
         }
@@ -326,8 +291,7 @@ export class FaultProxy {
 
         broker.on("connect", () => {
             pipe.brokerConnected = true
-            for (const chunk of pipe.early.splice(0))
-                this.fromClient(pipe, chunk)
+            for (const chunk of pipe.early.splice(0)) this.fromClient(pipe, chunk)
             client.resume()
         })
         client.on("data", chunk => {
@@ -341,16 +305,12 @@ export class FaultProxy {
         // A black-holed link must not carry a close either: each peer has to find out on its own.
         client.on("close", () => {
             if (!pipe.blackholed) this.close(pipe, "client closed", false)
-            else if (broker.destroyed)
-                this.close(pipe, "both peers gave up on the dead link", false)
+            else if (broker.destroyed) this.close(pipe, "both peers gave up on the dead link", false)
         })
         broker.on("close", () => {
-            const reason = pipe.brokerConnected
-                ? "broker closed"
-                : "broker unreachable"
+            const reason = pipe.brokerConnected ? "broker closed" : "broker unreachable"
             if (!pipe.blackholed) this.close(pipe, reason, true)
-            else if (client.destroyed)
-                this.close(pipe, "both peers gave up on the dead link", false)
+            else if (client.destroyed) this.close(pipe, "both peers gave up on the dead link", false)
         })
     }
 
@@ -400,9 +360,7 @@ export class FaultProxy {
             return
         }
         if (this.delayMs > 0 || pipe.delayed.length) {
-            const last = pipe.delayed.length
-                ? pipe.delayed[pipe.delayed.length - 1].dueMs
-                : 0
+            const last = pipe.delayed.length ? pipe.delayed[pipe.delayed.length - 1].dueMs : 0
             pipe.delayed.push({
                 dueMs: Math.max(last, Date.now() + this.delayMs),
                 data: chunk,
@@ -421,8 +379,7 @@ export class FaultProxy {
         if (!pipe.client.write(chunk)) {
             pipe.broker.pause()
             pipe.client.once("drain", () => {
-                if (pipe.delayedBytes <= this.maxDelayedBytes)
-                    pipe.broker.resume()
+                if (pipe.delayedBytes <= this.maxDelayedBytes) pipe.broker.resume()
             })
         }
     }
@@ -432,11 +389,7 @@ export class FaultProxy {
         const waitMs = Math.max(0, pipe.delayed[0].dueMs - Date.now())
         pipe.delayTimer = setTimeout(() => {
             pipe.delayTimer = undefined
-            while (
-                !pipe.closed &&
-                pipe.delayed.length &&
-                pipe.delayed[0].dueMs <= Date.now()
-            ) {
+            while (!pipe.closed && pipe.delayed.length && pipe.delayed[0].dueMs <= Date.now()) {
                 const { data } = pipe.delayed.shift()!
                 pipe.delayedBytes -= data.length
                 this.toClient(pipe, data)
@@ -466,8 +419,7 @@ export class FaultProxy {
         pipe.info.closedAtMs = Date.now()
         pipe.info.closeReason = reason
         for (const socket of [pipe.client, pipe.broker]) {
-            if (reset && !socket.destroyed && socket.readyState === "open")
-                socket.resetAndDestroy()
+            if (reset && !socket.destroyed && socket.readyState === "open") socket.resetAndDestroy()
             else socket.destroy()
         }
     }

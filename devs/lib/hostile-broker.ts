@@ -60,4 +60,3 @@ export class HostileBroker {
         await new Promise<void>(r => this.server?.close(() => r()))
     }
 }
-

@@ -43,11 +43,7 @@ function alive(child: ChildProcess) {
 }
 
 /** Sends the signal, waits up to graceMs for the exit, then SIGKILLs. */
-export async function stopProcess(
-    child: ChildProcess | undefined,
-    signal: NodeJS.Signals = "SIGTERM",
-    graceMs = 5000
-) {
+export async function stopProcess(child: ChildProcess | undefined, signal: NodeJS.Signals = "SIGTERM", graceMs = 5000) {
     if (!child || !child.pid || !alive(child)) return
     const exited = new Promise<void>(resolve => child.once("exit", () => resolve()))
     try {

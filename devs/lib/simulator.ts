@@ -70,7 +70,13 @@ export async function compile(entry: string, outFile: string) {
  * Builds a program whose entry calls `functionName(argument)` from `modulePath` (relative to the
  * project root, without extension), with the argument baked in as JSON. Returns the bytecode path.
  */
-export async function buildEntry(modulePath: string, functionName: string, argument: unknown, runDir: string, name: string) {
+export async function buildEntry(
+    modulePath: string,
+    functionName: string,
+    argument: unknown,
+    runDir: string,
+    name: string
+) {
     const genDir = join(PROJECT_ROOT, ".devicescript", "gen", name)
     mkdirSync(genDir, { recursive: true })
     mkdirSync(runDir, { recursive: true })
@@ -128,7 +134,8 @@ export async function acquireStubBus() {
 
 /** Writes one Jacdac frame to every simulator on the stub bus, framed as the bus expects. */
 export function busSend(frame: Buffer) {
-    const head = frame.length < 255 ? Buffer.from([frame.length]) : Buffer.from([255, frame.length & 0xff, frame.length >> 8])
+    const head =
+        frame.length < 255 ? Buffer.from([frame.length]) : Buffer.from([255, frame.length & 0xff, frame.length >> 8])
     const bytes = Buffer.concat([head, frame])
     for (const s of stubSockets) s.write(bytes)
 }
@@ -254,7 +261,10 @@ export class Simulator {
     waitForExit(timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
         if (this.exit) return Promise.resolve(this.exit)
         return new Promise((resolve, reject) => {
-            const timer = setTimeout(() => reject(new Error(`simulator still running after ${timeoutMs} ms`)), timeoutMs)
+            const timer = setTimeout(
+                () => reject(new Error(`simulator still running after ${timeoutMs} ms`)),
+                timeoutMs
+            )
             this.exitWaiters.push(() => (clearTimeout(timer), resolve(this.exit!)))
         })
     }

@@ -62,12 +62,14 @@ export class InaDriver extends I2CDriver {
         const chip = this.chip
         if (chip === INA226) {
             const id = await this.readWord(REG_MANUFACTURER_ID)
-            if (id !== TI_MANUFACTURER_ID) throw new DriverError(chip.name + ": manufacturer id " + id + ", expected " + TI_MANUFACTURER_ID)
+            if (id !== TI_MANUFACTURER_ID)
+                throw new DriverError(chip.name + ": manufacturer id " + id + ", expected " + TI_MANUFACTURER_ID)
         }
         await this.writeWord(REG_CONFIG, chip.config)
         await this.writeWord(REG_CALIBRATION, this.calibration)
         const back = await this.readWord(REG_CALIBRATION)
-        if (back !== this.calibration) throw new DriverError(chip.name + ": calibration reads back " + back + ", wrote " + this.calibration)
+        if (back !== this.calibration)
+            throw new DriverError(chip.name + ": calibration reads back " + back + ", wrote " + this.calibration)
     }
 
     async readWord(reg: number) {

@@ -96,7 +96,18 @@ export function calibrationValue(chip: InaChip, currentLsbA: number, shuntOhms: 
     // INA219: bit 0 is void and reads 0.
     if (chip.busShift) cal -= cal % 2
     if (cal < 1 || cal > chip.maxCalibration)
-        return chip.name + ": calibration " + cal + " out of 1.." + chip.maxCalibration + " for " + shuntOhms + " ohm and a current LSB of " + currentLsbA + " A"
+        return (
+            chip.name +
+            ": calibration " +
+            cal +
+            " out of 1.." +
+            chip.maxCalibration +
+            " for " +
+            shuntOhms +
+            " ohm and a current LSB of " +
+            currentLsbA +
+            " A"
+        )
     return cal
 }
 

@@ -39,7 +39,10 @@ export class SensorLevelMeter implements EnergyMeter {
     private readonly scale: number
     private lastReportMs = -REPORT_EVERY_MS
 
-    constructor(readonly spec: MeterSpec, private readonly onError: (text: string) => void) {
+    constructor(
+        readonly spec: MeterSpec,
+        private readonly onError: (text: string) => void
+    ) {
         const s = sensorOf(spec.kind, spec.input)
         this.sensor = s.sensor
         this.scale = s.scale
@@ -60,7 +63,15 @@ export class SensorLevelMeter implements EnergyMeter {
             const now = ds.millis()
             if (now - this.lastReportMs >= REPORT_EVERY_MS) {
                 this.lastReportMs = now
-                this.onError("meter " + this.spec.id + ": no reading from a " + this.spec.kind + " sensor on role " + this.spec.input + " yet")
+                this.onError(
+                    "meter " +
+                        this.spec.id +
+                        ": no reading from a " +
+                        this.spec.kind +
+                        " sensor on role " +
+                        this.spec.input +
+                        " yet"
+                )
             }
             return null
         }

@@ -46,7 +46,11 @@ export class LevelAccumulator {
         this.advance(endMs)
         const estimated = this.samples === 0
         const mean = this.coveredMs > 0 ? this.weighted / this.coveredMs : this.lastValue
-        const summary = { minMilli: Math.round(this.min * 1000), meanMilli: Math.round(mean * 1000), maxMilli: Math.round(this.max * 1000) }
+        const summary = {
+            minMilli: Math.round(this.min * 1000),
+            meanMilli: Math.round(mean * 1000),
+            maxMilli: Math.round(this.max * 1000),
+        }
         // The next interval starts with the value that holds now.
         this.min = this.lastValue
         this.max = this.lastValue

@@ -51,11 +51,13 @@ export interface MeterSpec extends MeterLabel {
  * sensors read as levels. One string, not objects: the firmware's code section is limited to 64 KB
  * and every literal costs code.
  */
-const KINDS = "sim energy Wh,ina219 energy Wh,ina226 energy Wh,s0 energy Wh,temperature temperature °C,humidity humidity %,dc-current current A,dc-voltage voltage V,water-level level %"
+const KINDS =
+    "sim energy Wh,ina219 energy Wh,ina226 energy Wh,s0 energy Wh,temperature temperature °C,humidity humidity %,dc-current current A,dc-voltage voltage V,water-level level %"
 const LEVEL_KINDS_FROM = 4
 
 /** Numeric options, with their ranges: name, min, max. */
-const NUMERIC_OPTIONS = "every 1 86400,sample_ms 50 60000,seed 1 2147483646,mean_w 0 1000000,shunt_uo 100 100000000,max_ma 1 1000000,addr 64 79,min_pulse_ms 1 10000,min_gap_ms 1 10000"
+const NUMERIC_OPTIONS =
+    "every 1 86400,sample_ms 50 60000,seed 1 2147483646,mean_w 0 1000000,shunt_uo 100 100000000,max_ma 1 1000000,addr 64 79,min_pulse_ms 1 10000,min_gap_ms 1 10000"
 /** Text options. */
 const TEXT_OPTIONS = ["imp", "input", "quantity"]
 
@@ -66,7 +68,10 @@ export function kindNames() {
 }
 
 /** Defaults every meter starts from: the single-meter settings of earlier versions. */
-export type MeterDefaults = Pick<MeterSpec, "readMs" | "sampleMs" | "seed" | "meanW" | "shuntMicroOhm" | "maxMilliA" | "address">
+export type MeterDefaults = Pick<
+    MeterSpec,
+    "readMs" | "sampleMs" | "seed" | "meanW" | "shuntMicroOhm" | "maxMilliA" | "address"
+>
 
 /** The units a pulse constant may name: "<name> <unit reported> <factor to it> <quantity>". */
 const PULSE_UNITS = "kWh Wh 1000 energy,Wh Wh 1 energy,m3 m3 1 gas,L L 1 water"
@@ -96,7 +101,11 @@ export function parsePulseConstant(text: string): PulseConstant | string {
         if (f[0] === unitName && impulses >= 1 && impulses <= 1000000 && amount >= 1 && amount <= 1000000)
             return { milliNum: amount * parseInt(f[2]) * 1000, den: impulses, unit: f[1], quantity: f[3] }
     }
-    return "imp: expected the pulse constant printed on the meter, impulses/[amount]unit with 1..1000000 and kWh, Wh, m3 or L, as 1000/kWh, 1/10L or 100/m3, not \"" + text + "\""
+    return (
+        'imp: expected the pulse constant printed on the meter, impulses/[amount]unit with 1..1000000 and kWh, Wh, m3 or L, as 1000/kWh, 1/10L or 100/m3, not "' +
+        text +
+        '"'
+    )
 }
 
 /** A whole number written in decimal digits only, or -1. */
@@ -133,10 +142,19 @@ export function parseOptions(words: string[], errors: string[]) {
             if (f[0] !== name) continue
             known = true
             const n = parseWholeNumber(text)
-            if (n < parseInt(f[1]) || n > parseInt(f[2])) errors.push(name + ": " + text + " is not a whole number in " + f[1] + ".." + f[2])
+            if (n < parseInt(f[1]) || n > parseInt(f[2]))
+                errors.push(name + ": " + text + " is not a whole number in " + f[1] + ".." + f[2])
             else options[name] = n
         }
-        if (!known) errors.push("option " + w + ": expected name=value with a name among " + TEXT_OPTIONS.join(", ") + ", " + NUMERIC_OPTIONS)
+        if (!known)
+            errors.push(
+                "option " +
+                    w +
+                    ": expected name=value with a name among " +
+                    TEXT_OPTIONS.join(", ") +
+                    ", " +
+                    NUMERIC_OPTIONS
+            )
     }
     return options
 }
@@ -156,7 +174,14 @@ function or(value: any, fallback: any) {
  * One meter from its id, kind and option words. `defaultInput` is the role an input-driven meter
  * binds to when no input= is given (the board files name S0 inputs s0a, s0b...).
  */
-export function buildMeterSpec(slot: number, id: string, kind: string, optionWords: string[], defaults: MeterDefaults, defaultInput: string): ParsedMeter {
+export function buildMeterSpec(
+    slot: number,
+    id: string,
+    kind: string,
+    optionWords: string[],
+    defaults: MeterDefaults,
+    defaultInput: string
+): ParsedMeter {
     const errors: string[] = []
     const kinds = splitAt(KINDS, ",")
     let info: string[] = null
@@ -198,16 +223,23 @@ export function buildMeterSpec(slot: number, id: string, kind: string, optionWor
             spec.pulseDen = pc.den
             spec.unit = pc.unit
             spec.quantity = o.quantity || pc.quantity
-            if (["energy", "water", "gas"].indexOf(spec.quantity) < 0) errors.push("quantity: " + spec.quantity + " is not energy, water or gas")
+            if (["energy", "water", "gas"].indexOf(spec.quantity) < 0)
+                errors.push("quantity: " + spec.quantity + " is not energy, water or gas")
         }
     }
     return { spec, errors }
 }
 
 /** Splits a METER2..METER4 value "<id> <kind> [options]" and builds its meter. */
-export function parseMeterSetting(slot: number, text: string, defaults: MeterDefaults, defaultInput: string): ParsedMeter {
+export function parseMeterSetting(
+    slot: number,
+    text: string,
+    defaults: MeterDefaults,
+    defaultInput: string
+): ParsedMeter {
     const words = splitAt(text, " ")
-    if (words.length < 2 || !words[0]) return { spec: null, errors: ["expected \"<id> <kind> [option=value ...]\", not \"" + text + "\""] }
+    if (words.length < 2 || !words[0])
+        return { spec: null, errors: ['expected "<id> <kind> [option=value ...]", not "' + text + '"'] }
     return buildMeterSpec(slot, words[0], words[1], words.slice(2), defaults, defaultInput)
 }
 

@@ -32,7 +32,10 @@ export class PulseMeter implements EnergyMeter {
     /** Pulses since the meter's register was zero, at boot. */
     private readonly basePulses: number
 
-    constructor(readonly spec: MeterSpec, startTotalMilli: number) {
+    constructor(
+        readonly spec: MeterSpec,
+        startTotalMilli: number
+    ) {
         this.basePulses = milliToPulses(spec, startTotalMilli)
         // The persisted total is what readings said: keep it, even if a changed constant makes it no multiple of a pulse.
         this.totalMilliWh = startTotalMilli

@@ -35,7 +35,11 @@ export class SimulatedEnergyMeter {
     /** Cumulative energy in whole mWh: integers, so the sum of deltas equals the total exactly. */
     totalMilliWh: number
 
-    constructor(seed: number, readonly meanW: number, startTotalMilliWh: number) {
+    constructor(
+        seed: number,
+        readonly meanW: number,
+        startTotalMilliWh: number
+    ) {
         this.random = new SeededRandom(seed)
         this.totalMilliWh = startTotalMilliWh
     }

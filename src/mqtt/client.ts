@@ -197,7 +197,10 @@ export class MqttClient {
             this.reportError(
                 `mqtt: client take-over: the broker closed ${this.shortClosures} connections in a row within ${SHORT_CONNECTION_MS} ms of accepting them; another client is using the client id ${id}. Retrying no sooner than ${REFUSED_FLOOR_MS} ms`
             )
-        else console.log(`mqtt: the broker closed the connection ${lastedMs} ms after accepting it (another client with id ${id}, or a broker restart)`)
+        else
+            console.log(
+                `mqtt: the broker closed the connection ${lastedMs} ms after accepting it (another client with id ${id}, or a broker restart)`
+            )
     }
 
     private async handleChunk(chunk: Buffer) {
@@ -224,7 +227,9 @@ export class MqttClient {
                 if (result.error) {
                     // No narrowing here: DeviceScript compiles without strictNullChecks.
                     const failure = result as DecodeFailure
-                    this.reportError(`mqtt: protocol error from broker: ${protocolErrorText(failure.error)}: ${failure.message}`)
+                    this.reportError(
+                        `mqtt: protocol error from broker: ${protocolErrorText(failure.error)}: ${failure.message}`
+                    )
                     this.closeReason = "protocol error"
                     await this.closeSocket()
                     return

@@ -17,11 +17,7 @@ import {
     SubscribePacket,
     UnsubscribePacket,
 } from "./packets"
-import {
-    MAX_STRING_BYTES,
-    validateTopicFilterBytes,
-    validateTopicNameBytes,
-} from "./topics"
+import { MAX_STRING_BYTES, validateTopicFilterBytes, validateTopicNameBytes } from "./topics"
 
 /** Largest value the variable-length "remaining length" can hold, [MQTT-2.2.3]. */
 export const MAX_REMAINING_LENGTH = 268435455
@@ -63,49 +59,34 @@ export const REQUIRED_HEADER_FLAGS: number[] = [
 ]
 
 function isInteger(value: number, min: number, max: number): boolean {
-    return (
-        typeof value === "number" &&
-        Math.floor(value) === value &&
-        value >= min &&
-        value <= max
-    )
+    return typeof value === "number" && Math.floor(value) === value && value >= min && value <= max
 }
 
 function checkPacketId(packetId: number, what: string) {
     if (!isInteger(packetId, 1, 65535))
-        throw new Error(
-            `[MQTT-2.3.1-1] ${what} packet id must be an integer 1..65535, got ${packetId}`
-        )
+        throw new Error(`[MQTT-2.3.1-1] ${what} packet id must be an integer 1..65535, got ${packetId}`)
 }
 
 function checkQos(qos: number, what: string) {
-    if (!isInteger(qos, 0, 2))
-        throw new Error(`${what} qos must be 0, 1 or 2, got ${qos}`)
+    if (!isInteger(qos, 0, 2)) throw new Error(`${what} qos must be 0, 1 or 2, got ${qos}`)
 }
 
 /** UTF-8 bytes of a string field, checked for length and U+0000, [MQTT-1.5.3]. */
 function encodeStringField(value: string, what: string): Buffer {
-    if (typeof value !== "string")
-        throw new Error(`${what} must be a string, got ${value}`)
+    if (typeof value !== "string") throw new Error(`${what} must be a string, got ${value}`)
     const bytes = Buffer.from(value)
     if (bytes.length > MAX_STRING_BYTES)
-        throw new Error(
-            `[MQTT-1.5.3] ${what} must be at most ${MAX_STRING_BYTES} bytes of UTF-8, got ${bytes.length}`
-        )
+        throw new Error(`[MQTT-1.5.3] ${what} must be at most ${MAX_STRING_BYTES} bytes of UTF-8, got ${bytes.length}`)
     for (let i = 0; i < bytes.length; i++) {
-        if (bytes[i] === 0)
-            throw new Error(`[MQTT-1.5.3-2] ${what} must not contain U+0000`)
+        if (bytes[i] === 0) throw new Error(`[MQTT-1.5.3-2] ${what} must not contain U+0000`)
     }
     return bytes
 }
 
 function checkBinaryField(value: Buffer, what: string) {
-    if (!value || typeof value.length !== "number")
-        throw new Error(`${what} must be a Buffer`)
+    if (!value || typeof value.length !== "number") throw new Error(`${what} must be a Buffer`)
     if (value.length > MAX_STRING_BYTES)
-        throw new Error(
-            `[MQTT-1.5.6] ${what} must be at most ${MAX_STRING_BYTES} bytes, got ${value.length}`
-        )
+        throw new Error(`[MQTT-1.5.6] ${what} must be at most ${MAX_STRING_BYTES} bytes, got ${value.length}`)
 }
 
 /**
@@ -117,8 +98,7 @@ let lastTopicName = ""
 let lastTopicBytes: Buffer = null
 
 function encodeTopicName(topic: string, what: string): Buffer {
-    if (typeof topic !== "string")
-        throw new Error(`${what} must be a string, got ${topic}`)
+    if (typeof topic !== "string") throw new Error(`${what} must be a string, got ${topic}`)
     if (topic === lastTopicName && lastTopicBytes !== null) return lastTopicBytes
     const bytes = Buffer.from(topic)
     const problem = validateTopicNameBytes(bytes)
@@ -129,8 +109,7 @@ function encodeTopicName(topic: string, what: string): Buffer {
 }
 
 function encodeTopicFilter(filter: string, what: string): Buffer {
-    if (typeof filter !== "string")
-        throw new Error(`${what} must be a string, got ${filter}`)
+    if (typeof filter !== "string") throw new Error(`${what} must be a string, got ${filter}`)
     const bytes = Buffer.from(filter)
     const problem = validateTopicFilterBytes(bytes)
     if (problem !== null) throw new Error(`${what}: ${problem}`)
@@ -158,9 +137,7 @@ export function encodeRemainingLength(length: number): Buffer {
 
 function checkRemainingLength(length: number) {
     if (!isInteger(length, 0, MAX_REMAINING_LENGTH))
-        throw new Error(
-            `[MQTT-2.2.3] remaining length must be an integer 0..${MAX_REMAINING_LENGTH}, got ${length}`
-        )
+        throw new Error(`[MQTT-2.2.3] remaining length must be an integer 0..${MAX_REMAINING_LENGTH}, got ${length}`)
 }
 
 /** Writes the length's 1 to 4 digits at `offset`, [MQTT-2.2.3]; returns the offset after them. */
@@ -214,26 +191,19 @@ class PacketWriter {
 
     finish(): Buffer {
         if (this.offset !== this.bytes.length)
-            throw new Error(
-                `internal encoder error: wrote ${this.offset} of ${this.bytes.length} bytes`
-            )
+            throw new Error(`internal encoder error: wrote ${this.offset} of ${this.bytes.length} bytes`)
         return this.bytes
     }
 }
 
 function encodeConnect(p: ConnectPacket): Buffer {
     const protocolName = Buffer.from(PROTOCOL_NAME)
-    if (typeof p.clientId !== "string")
-        throw new Error(`CONNECT client id must be a string, got ${p.clientId}`)
+    if (typeof p.clientId !== "string") throw new Error(`CONNECT client id must be a string, got ${p.clientId}`)
     const clientId = encodeStringField(p.clientId, "CONNECT client id")
     if (clientId.length === 0 && !p.cleanSession)
-        throw new Error(
-            "[MQTT-3.1.3-7] CONNECT with an empty client id must set clean session"
-        )
+        throw new Error("[MQTT-3.1.3-7] CONNECT with an empty client id must set clean session")
     if (!isInteger(p.keepaliveS, 0, 65535))
-        throw new Error(
-            `CONNECT keepalive must be an integer 0..65535 seconds, got ${p.keepaliveS}`
-        )
+        throw new Error(`CONNECT keepalive must be an integer 0..65535 seconds, got ${p.keepaliveS}`)
 
     let flags = 0
     if (p.cleanSession) flags |= CONNECT_FLAG_CLEAN_SESSION
@@ -259,10 +229,7 @@ function encodeConnect(p: ConnectPacket): Buffer {
     }
     const password = p.password
     if (password !== undefined && password !== null) {
-        if (username === null)
-            throw new Error(
-                "[MQTT-3.1.2-22] CONNECT password requires a username"
-            )
+        if (username === null) throw new Error("[MQTT-3.1.2-22] CONNECT password requires a username")
         checkBinaryField(password, "CONNECT password")
         flags |= CONNECT_FLAG_PASSWORD
         remainingLength += 2 + password.length
@@ -279,20 +246,15 @@ function encodeConnect(p: ConnectPacket): Buffer {
         writer.writeLengthPrefixed(will.payload)
     }
     if (username !== null) writer.writeLengthPrefixed(username)
-    if (password !== undefined && password !== null)
-        writer.writeLengthPrefixed(password)
+    if (password !== undefined && password !== null) writer.writeLengthPrefixed(password)
     return writer.finish()
 }
 
 function encodeConnack(p: ConnackPacket): Buffer {
     if (!isInteger(p.returnCode, 0, 5))
-        throw new Error(
-            `[MQTT-3.2.2.3] CONNACK return code must be 0..5, got ${p.returnCode}`
-        )
+        throw new Error(`[MQTT-3.2.2.3] CONNACK return code must be 0..5, got ${p.returnCode}`)
     if (p.sessionPresent && p.returnCode !== 0)
-        throw new Error(
-            "[MQTT-3.2.2-4] CONNACK with a non-zero return code must not set session present"
-        )
+        throw new Error("[MQTT-3.2.2-4] CONNACK with a non-zero return code must not set session present")
     const writer = new PacketWriter(PacketType.Connack << 4, 2)
     writer.writeByte(p.sessionPresent ? 1 : 0)
     writer.writeByte(p.returnCode)
@@ -318,23 +280,15 @@ export function encodePublishInto(p: PublishPacket, bytes: Buffer, offset: numbe
     if (!(qos === 0 || qos === 1 || qos === 2)) checkQos(qos, "PUBLISH")
     const packetId = p.packetId
     if (qos > 0) {
-        if (!(packetId >= 1 && packetId <= 65535 && (packetId | 0) === packetId))
-            checkPacketId(packetId, "PUBLISH")
+        if (!(packetId >= 1 && packetId <= 65535 && (packetId | 0) === packetId)) checkPacketId(packetId, "PUBLISH")
     } else if (packetId !== undefined && packetId !== null)
-        throw new Error(
-            "[MQTT-2.3.1-5] PUBLISH with qos 0 must not carry a packet id"
-        )
-    if (qos === 0 && p.dup)
-        throw new Error("[MQTT-3.3.1-2] PUBLISH with qos 0 must not set dup")
+        throw new Error("[MQTT-2.3.1-5] PUBLISH with qos 0 must not carry a packet id")
+    if (qos === 0 && p.dup) throw new Error("[MQTT-3.3.1-2] PUBLISH with qos 0 must not set dup")
     const payload = p.payload
-    if (!payload || typeof payload.length !== "number")
-        throw new Error("PUBLISH payload must be a Buffer")
-    const remainingLength =
-        2 + topic.length + (qos > 0 ? 2 : 0) + payload.length
+    if (!payload || typeof payload.length !== "number") throw new Error("PUBLISH payload must be a Buffer")
+    const remainingLength = 2 + topic.length + (qos > 0 ? 2 : 0) + payload.length
     if (remainingLength > MAX_REMAINING_LENGTH)
-        throw new Error(
-            `[MQTT-2.2.3] PUBLISH remaining length ${remainingLength} exceeds ${MAX_REMAINING_LENGTH}`
-        )
+        throw new Error(`[MQTT-2.2.3] PUBLISH remaining length ${remainingLength} exceeds ${MAX_REMAINING_LENGTH}`)
     const lengthBytes = remainingLength < 128 ? 1 : remainingLengthSize(remainingLength)
     const size = 1 + lengthBytes + remainingLength
     if (offset + size > bytes.length) return -size
@@ -390,10 +344,7 @@ function ackName(type: PacketType): string {
 
 function encodeAck(type: PacketType, packetId: number): Buffer {
     checkPacketId(packetId, ackName(type))
-    const writer = new PacketWriter(
-        (type << 4) | REQUIRED_HEADER_FLAGS[type],
-        2
-    )
+    const writer = new PacketWriter((type << 4) | REQUIRED_HEADER_FLAGS[type], 2)
     writer.writeUint16(packetId)
     return writer.finish()
 }
@@ -402,23 +353,17 @@ function encodeSubscribe(p: SubscribePacket): Buffer {
     checkPacketId(p.packetId, "SUBSCRIBE")
     const subscriptions = p.subscriptions
     if (!subscriptions || subscriptions.length < 1)
-        throw new Error(
-            "[MQTT-3.8.3-3] SUBSCRIBE must carry at least one subscription"
-        )
+        throw new Error("[MQTT-3.8.3-3] SUBSCRIBE must carry at least one subscription")
     const filters: Buffer[] = []
     let remainingLength = 2
     for (let i = 0; i < subscriptions.length; i++) {
-        const filter = encodeTopicFilter(
-            subscriptions[i].topic,
-            "SUBSCRIBE topic filter"
-        )
+        const filter = encodeTopicFilter(subscriptions[i].topic, "SUBSCRIBE topic filter")
         checkQos(subscriptions[i].qos, "SUBSCRIBE requested")
         filters.push(filter)
         remainingLength += 2 + filter.length + 1
     }
     const writer = new PacketWriter(
-        (PacketType.Subscribe << 4) |
-            REQUIRED_HEADER_FLAGS[PacketType.Subscribe],
+        (PacketType.Subscribe << 4) | REQUIRED_HEADER_FLAGS[PacketType.Subscribe],
         remainingLength
     )
     writer.writeUint16(p.packetId)
@@ -432,16 +377,11 @@ function encodeSubscribe(p: SubscribePacket): Buffer {
 function encodeSuback(p: SubackPacket): Buffer {
     checkPacketId(p.packetId, "SUBACK")
     const codes = p.returnCodes
-    if (!codes || codes.length < 1)
-        throw new Error(
-            "[MQTT-3.9.3] SUBACK must carry at least one return code"
-        )
+    if (!codes || codes.length < 1) throw new Error("[MQTT-3.9.3] SUBACK must carry at least one return code")
     for (let i = 0; i < codes.length; i++) {
         const code = codes[i]
         if (!isInteger(code, 0, 2) && code !== SUBACK_FAILURE)
-            throw new Error(
-                `[MQTT-3.9.3-2] SUBACK return code must be 0, 1, 2 or 0x80, got ${code}`
-            )
+            throw new Error(`[MQTT-3.9.3-2] SUBACK return code must be 0, 1, 2 or 0x80, got ${code}`)
     }
     const writer = new PacketWriter(PacketType.Suback << 4, 2 + codes.length)
     writer.writeUint16(p.packetId)
@@ -453,9 +393,7 @@ function encodeUnsubscribe(p: UnsubscribePacket): Buffer {
     checkPacketId(p.packetId, "UNSUBSCRIBE")
     const topics = p.topics
     if (!topics || topics.length < 1)
-        throw new Error(
-            "[MQTT-3.10.3-2] UNSUBSCRIBE must carry at least one topic filter"
-        )
+        throw new Error("[MQTT-3.10.3-2] UNSUBSCRIBE must carry at least one topic filter")
     const filters: Buffer[] = []
     let remainingLength = 2
     for (let i = 0; i < topics.length; i++) {
@@ -464,13 +402,11 @@ function encodeUnsubscribe(p: UnsubscribePacket): Buffer {
         remainingLength += 2 + filter.length
     }
     const writer = new PacketWriter(
-        (PacketType.Unsubscribe << 4) |
-            REQUIRED_HEADER_FLAGS[PacketType.Unsubscribe],
+        (PacketType.Unsubscribe << 4) | REQUIRED_HEADER_FLAGS[PacketType.Unsubscribe],
         remainingLength
     )
     writer.writeUint16(p.packetId)
-    for (let i = 0; i < filters.length; i++)
-        writer.writeLengthPrefixed(filters[i])
+    for (let i = 0; i < filters.length; i++) writer.writeLengthPrefixed(filters[i])
     return writer.finish()
 }
 
@@ -525,8 +461,6 @@ export function encodeClientPacket(p: Packet): Buffer {
         case PacketType.Disconnect:
             return encodeEmpty(p.type)
         default:
-            throw new Error(
-                `cannot encode unknown packet type ${(p as Packet).type}`
-            )
+            throw new Error(`cannot encode unknown packet type ${(p as Packet).type}`)
     }
 }

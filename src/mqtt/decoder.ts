@@ -114,7 +114,8 @@ export enum ProtocolError {
  * (line 0 is empty). One literal rather than a switch or an array: the firmware's code section has
  * a hard 64 KB limit, and every literal in code costs bytes of it.
  */
-const PROTOCOL_ERROR_TEXTS = splitAt(`
+const PROTOCOL_ERROR_TEXTS = splitAt(
+    `
 [MQTT-2.2.1] reserved packet type 0 or 15
 [MQTT-2.2.2-1] fixed header flags differ from the required ones
 [MQTT-3.3.1-4] PUBLISH must not have both QoS bits set
@@ -141,7 +142,9 @@ bytes left after the last field of the packet
 [MQTT-3.8.3-3] packet must carry at least one entry
 [MQTT-3-8.3-4] SUBSCRIBE requested QoS has reserved bits set
 [MQTT-3.9.3-2] SUBACK return code is not 0, 1, 2 or 0x80
-a server sent a packet only clients send`, "\n")
+a server sent a packet only clients send`,
+    "\n"
+)
 
 /** One line describing `error`, citing the spec clause. */
 export function protocolErrorText(error: ProtocolError): string {
@@ -232,8 +235,7 @@ export function checkUtf8(bytes: Buffer, start: number, end: number): number {
         }
         if (i + continuationCount >= end) return ProtocolError.InvalidUtf8
         const second = bytes[i + 1]
-        if (second < secondMin || second > secondMax)
-            return ProtocolError.InvalidUtf8
+        if (second < secondMin || second > secondMax) return ProtocolError.InvalidUtf8
         for (let k = 2; k <= continuationCount; k++) {
             const next = bytes[i + k]
             if (next < 0x80 || next > 0xbf) return ProtocolError.InvalidUtf8
@@ -258,8 +260,7 @@ class BodyReader {
     ) {}
 
     fail(error: ProtocolError, detail: string) {
-        if (this.failed === null)
-            this.failed = failure(error, `${this.packetName}: ${detail}`)
+        if (this.failed === null) this.failed = failure(error, `${this.packetName}: ${detail}`)
     }
 
     remaining(): number {
@@ -284,16 +285,14 @@ class BodyReader {
             this.fail(ProtocolError.PacketTruncated, `no room for ${what}`)
             return 0
         }
-        const value =
-            (this.body[this.position] << 8) | this.body[this.position + 1]
+        const value = (this.body[this.position] << 8) | this.body[this.position + 1]
         this.position += 2
         return value
     }
 
     readPacketId(): number {
         const packetId = this.readUint16("packet id")
-        if (this.failed === null && packetId === 0)
-            this.fail(ProtocolError.PacketIdZero, "packet id is 0")
+        if (this.failed === null && packetId === 0) this.fail(ProtocolError.PacketIdZero, "packet id is 0")
         return packetId
     }
 
@@ -302,10 +301,7 @@ class BodyReader {
         const length = this.readUint16(`length of ${what}`)
         if (this.failed !== null) return -1
         if (length > this.remaining()) {
-            this.fail(
-                ProtocolError.FieldOverrunsPacket,
-                `${what} claims ${length} bytes, ${this.remaining()} left`
-            )
+            this.fail(ProtocolError.FieldOverrunsPacket, `${what} claims ${length} bytes, ${this.remaining()} left`)
             return -1
         }
         const start = this.position
@@ -416,17 +412,8 @@ function hexByte(value: number): string {
 function decodeConnect(reader: BodyReader): DecodeResult {
     const name = reader.readStringBytes("protocol name")
     if (reader.failed !== null) return reader.failed
-    if (
-        name.length !== 4 ||
-        name[0] !== 0x4d ||
-        name[1] !== 0x51 ||
-        name[2] !== 0x54 ||
-        name[3] !== 0x54
-    ) {
-        reader.fail(
-            ProtocolError.InvalidProtocolName,
-            `got "${name.toString()}"`
-        )
+    if (name.length !== 4 || name[0] !== 0x4d || name[1] !== 0x51 || name[2] !== 0x54 || name[3] !== 0x54) {
+        reader.fail(ProtocolError.InvalidProtocolName, `got "${name.toString()}"`)
         return reader.failed
     }
     const level = reader.readByte("protocol level")
@@ -437,10 +424,7 @@ function decodeConnect(reader: BodyReader): DecodeResult {
         return reader.failed
     }
     if (flags & 0x01) {
-        reader.fail(
-            ProtocolError.ConnectReservedFlag,
-            `flags ${hexByte(flags)}`
-        )
+        reader.fail(ProtocolError.ConnectReservedFlag, `flags ${hexByte(flags)}`)
         return reader.failed
     }
     const hasWill = (flags & CONNECT_FLAG_WILL) !== 0
@@ -453,10 +437,7 @@ function decodeConnect(reader: BodyReader): DecodeResult {
     const hasUsername = (flags & CONNECT_FLAG_USERNAME) !== 0
     const hasPassword = (flags & CONNECT_FLAG_PASSWORD) !== 0
     if (hasPassword && !hasUsername) {
-        reader.fail(
-            ProtocolError.PasswordWithoutUsername,
-            `flags ${hexByte(flags)}`
-        )
+        reader.fail(ProtocolError.PasswordWithoutUsername, `flags ${hexByte(flags)}`)
         return reader.failed
     }
     const keepaliveS = reader.readUint16("keepalive")
@@ -481,10 +462,7 @@ function decodeConnect(reader: BodyReader): DecodeResult {
     if (hasUsername) packet.username = reader.readString("username")
     if (hasPassword) packet.password = reader.readBinary("password")
     if (reader.failed === null && reader.remaining() > 0)
-        reader.fail(
-            ProtocolError.TrailingBytes,
-            `${reader.remaining()} bytes after the last field`
-        )
+        reader.fail(ProtocolError.TrailingBytes, `${reader.remaining()} bytes after the last field`)
     return reader.finish(packet)
 }
 
@@ -493,20 +471,11 @@ function decodeConnack(reader: BodyReader): DecodeResult {
     const returnCode = reader.readByte("return code")
     if (reader.failed !== null) return reader.failed
     if (acknowledgeFlags > 1) {
-        reader.fail(
-            ProtocolError.ConnackReservedFlags,
-            `flags ${hexByte(acknowledgeFlags)}`
-        )
+        reader.fail(ProtocolError.ConnackReservedFlags, `flags ${hexByte(acknowledgeFlags)}`)
     } else if (returnCode > 5) {
-        reader.fail(
-            ProtocolError.InvalidConnackReturnCode,
-            `return code ${returnCode}`
-        )
+        reader.fail(ProtocolError.InvalidConnackReturnCode, `return code ${returnCode}`)
     } else if (acknowledgeFlags === 1 && returnCode !== 0) {
-        reader.fail(
-            ProtocolError.SessionPresentWithRefusal,
-            `return code ${returnCode}`
-        )
+        reader.fail(ProtocolError.SessionPresentWithRefusal, `return code ${returnCode}`)
     }
     const packet: ConnackPacket = {
         type: PacketType.Connack,
@@ -535,18 +504,14 @@ function decodePublish(reader: BodyReader, flags: number): DecodeResult {
 
 function decodeSubscribe(reader: BodyReader): DecodeResult {
     const packetId = reader.readPacketId()
-    if (reader.failed === null && reader.remaining() === 0)
-        reader.fail(ProtocolError.EmptyPayload, "no topic filter")
+    if (reader.failed === null && reader.remaining() === 0) reader.fail(ProtocolError.EmptyPayload, "no topic filter")
     const subscriptions: Subscription[] = []
     while (reader.failed === null && reader.remaining() > 0) {
         const topic = reader.readTopicFilter("topic filter")
         const options = reader.readByte("requested QoS")
         if (reader.failed !== null) break
         if (options > 2) {
-            reader.fail(
-                ProtocolError.InvalidSubscriptionOptions,
-                `requested QoS byte ${hexByte(options)}`
-            )
+            reader.fail(ProtocolError.InvalidSubscriptionOptions, `requested QoS byte ${hexByte(options)}`)
             break
         }
         subscriptions.push({ topic: topic, qos: options })
@@ -560,16 +525,12 @@ function decodeSubscribe(reader: BodyReader): DecodeResult {
 
 function decodeSuback(reader: BodyReader): DecodeResult {
     const packetId = reader.readPacketId()
-    if (reader.failed === null && reader.remaining() === 0)
-        reader.fail(ProtocolError.EmptyPayload, "no return code")
+    if (reader.failed === null && reader.remaining() === 0) reader.fail(ProtocolError.EmptyPayload, "no return code")
     const returnCodes: number[] = []
     while (reader.failed === null && reader.remaining() > 0) {
         const code = reader.readByte("return code")
         if (code > 2 && code !== SUBACK_FAILURE) {
-            reader.fail(
-                ProtocolError.InvalidSubackReturnCode,
-                `return code ${hexByte(code)}`
-            )
+            reader.fail(ProtocolError.InvalidSubackReturnCode, `return code ${hexByte(code)}`)
             break
         }
         returnCodes.push(code)
@@ -583,8 +544,7 @@ function decodeSuback(reader: BodyReader): DecodeResult {
 
 function decodeUnsubscribe(reader: BodyReader): DecodeResult {
     const packetId = reader.readPacketId()
-    if (reader.failed === null && reader.remaining() === 0)
-        reader.fail(ProtocolError.EmptyPayload, "no topic filter")
+    if (reader.failed === null && reader.remaining() === 0) reader.fail(ProtocolError.EmptyPayload, "no topic filter")
     const topics: string[] = []
     while (reader.failed === null && reader.remaining() > 0) {
         const topic = reader.readTopicFilter("topic filter")
@@ -712,10 +672,7 @@ export class ClientPacketDecoder {
     next(): DecodeResult | null {
         for (;;) {
             if (this.state === DecoderState.Dead) return null
-            if (
-                this.state === DecoderState.Body &&
-                this.bodyFilled === this.remainingLength
-            )
+            if (this.state === DecoderState.Body && this.bodyFilled === this.remainingLength)
                 return this.completePacket()
             if (this.chunkIndex >= this.chunks.length) {
                 this.dropConsumedChunks()
@@ -836,26 +793,12 @@ export class ClientPacketDecoder {
     private readFixedHeaderByte(byte: number): DecodeResult | null {
         const type = byte >> 4
         const flags = byte & 0x0f
-        if (type === 0 || type === 15)
-            return this.die(
-                failure(ProtocolError.ReservedPacketType, `type ${type}`)
-            )
+        if (type === 0 || type === 15) return this.die(failure(ProtocolError.ReservedPacketType, `type ${type}`))
         if (type === PacketType.Publish) {
             const qos = (flags >> 1) & 3
-            if (qos === 3)
-                return this.die(
-                    failure(
-                        ProtocolError.InvalidQos,
-                        `first byte ${hexByte(byte)}`
-                    )
-                )
+            if (qos === 3) return this.die(failure(ProtocolError.InvalidQos, `first byte ${hexByte(byte)}`))
             if (qos === 0 && (flags & 0x08) !== 0)
-                return this.die(
-                    failure(
-                        ProtocolError.DupWithQos0,
-                        `first byte ${hexByte(byte)}`
-                    )
-                )
+                return this.die(failure(ProtocolError.DupWithQos0, `first byte ${hexByte(byte)}`))
         } else if (flags !== REQUIRED_HEADER_FLAGS[type]) {
             return this.die(
                 failure(
@@ -877,12 +820,7 @@ export class ClientPacketDecoder {
         this.remainingLengthBytes++
         if (byte & 0x80) {
             if (this.remainingLengthBytes >= 4)
-                return this.die(
-                    failure(
-                        ProtocolError.MalformedRemainingLength,
-                        "continuation bit set in the 4th byte"
-                    )
-                )
+                return this.die(failure(ProtocolError.MalformedRemainingLength, "continuation bit set in the 4th byte"))
             return null
         }
         const type = this.packetType
@@ -912,17 +850,11 @@ export class ClientPacketDecoder {
         const available = chunk.length - this.chunkOffset
         const needed = this.remainingLength - this.bodyFilled
         const count = available < needed ? available : needed
-        if (this.chunkOffset === 0 && count === chunk.length)
-            this.body.set(chunk, this.bodyFilled)
+        if (this.chunkOffset === 0 && count === chunk.length) this.body.set(chunk, this.bodyFilled)
         else if (count <= SMALL_COPY_BYTES)
             // Acknowledgements have 2-byte bodies: a byte loop beats allocating a slice in the VM.
-            for (let i = 0; i < count; i++)
-                this.body[this.bodyFilled + i] = chunk[this.chunkOffset + i]
-        else
-            this.body.set(
-                chunk.slice(this.chunkOffset, this.chunkOffset + count),
-                this.bodyFilled
-            )
+            for (let i = 0; i < count; i++) this.body[this.bodyFilled + i] = chunk[this.chunkOffset + i]
+        else this.body.set(chunk.slice(this.chunkOffset, this.chunkOffset + count), this.bodyFilled)
         this.bodyFilled += count
         this.advance(count)
     }

@@ -70,12 +70,7 @@ export interface PublishPacket {
 
 /** PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK: a packet id and nothing else. */
 export interface AckPacket {
-    type:
-        | PacketType.Puback
-        | PacketType.Pubrec
-        | PacketType.Pubrel
-        | PacketType.Pubcomp
-        | PacketType.Unsuback
+    type: PacketType.Puback | PacketType.Pubrec | PacketType.Pubrel | PacketType.Pubcomp | PacketType.Unsuback
     packetId: number
 }
 

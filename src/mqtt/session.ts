@@ -174,9 +174,21 @@ export class Session {
     publish(nowMs: number, topic: string, payload: Buffer, qos: number, retain: boolean, actions: Action[]) {
         const token = this.nextToken++
         // Every field set from the start (packetId too): adding one later grows the object in the VM.
-        const packet: PublishPacket = { type: PacketType.Publish, topic, payload, qos, retain, dup: false, packetId: undefined }
+        const packet: PublishPacket = {
+            type: PacketType.Publish,
+            topic,
+            payload,
+            qos,
+            retain,
+            dup: false,
+            packetId: undefined,
+        }
         const entry: OutboundPublish = { kind: ActionKind.Send, packet, token, idStep: 0 }
-        if (this.pending.length === 0 && this.state === SessionState.Connected && this.inflight.length < this.options.inflightWindow)
+        if (
+            this.pending.length === 0 &&
+            this.state === SessionState.Connected &&
+            this.inflight.length < this.options.inflightWindow
+        )
             this.transmit(nowMs, entry, actions)
         else this.pending.push(entry)
         return token

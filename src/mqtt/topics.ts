@@ -14,14 +14,12 @@ const DOLLAR = 0x24
 export const MAX_STRING_BYTES = 65535
 
 function checkLengthAndNull(bytes: Buffer): string | null {
-    if (bytes.length < 1)
-        return "[MQTT-4.7.3-1] topic must be at least one character long"
+    if (bytes.length < 1) return "[MQTT-4.7.3-1] topic must be at least one character long"
     if (bytes.length > MAX_STRING_BYTES)
         return `[MQTT-4.7.3-3] topic must be at most ${MAX_STRING_BYTES} bytes of UTF-8, got ${bytes.length}`
     for (let i = 0; i < bytes.length; i++) {
         // UTF-8 encodes U+0000 as a single zero byte and never uses zero elsewhere.
-        if (bytes[i] === 0)
-            return "[MQTT-4.7.3-2] topic must not contain U+0000"
+        if (bytes[i] === 0) return "[MQTT-4.7.3-2] topic must not contain U+0000"
     }
     return null
 }
@@ -37,8 +35,7 @@ export function validateTopicNameBytes(bytes: Buffer): string | null {
     if (problem !== null) return problem
     for (let i = 0; i < bytes.length; i++) {
         const byte = bytes[i]
-        if (byte === PLUS || byte === HASH)
-            return "[MQTT-3.3.2-2] topic name must not contain wildcards"
+        if (byte === PLUS || byte === HASH) return "[MQTT-3.3.2-2] topic name must not contain wildcards"
     }
     return null
 }
@@ -59,8 +56,7 @@ export function validateTopicFilterBytes(bytes: Buffer): string | null {
             if (!startsLevel || i !== length - 1)
                 return "[MQTT-4.7.1-2] multi-level wildcard # must be the last character and occupy a whole level"
         } else if (byte === PLUS) {
-            if (!startsLevel || !endsLevel)
-                return "[MQTT-4.7.1-3] single-level wildcard + must occupy a whole level"
+            if (!startsLevel || !endsLevel) return "[MQTT-4.7.1-3] single-level wildcard + must occupy a whole level"
         }
     }
     return null
@@ -88,11 +84,7 @@ export function topicMatches(filter: string, topic: string): boolean {
     const topicBytes = Buffer.from(topic)
     if (validateTopicFilterBytes(filterBytes) !== null) return false
     if (validateTopicNameBytes(topicBytes) !== null) return false
-    if (
-        topicBytes[0] === DOLLAR &&
-        (filterBytes[0] === PLUS || filterBytes[0] === HASH)
-    )
-        return false
+    if (topicBytes[0] === DOLLAR && (filterBytes[0] === PLUS || filterBytes[0] === HASH)) return false
 
     let filterIndex = 0
     let topicIndex = 0
@@ -101,29 +93,19 @@ export function topicMatches(filter: string, topic: string): boolean {
     // Invariant: both indexes sit at the start of a level.
     for (;;) {
         // Reading past the end is avoided: DeviceScript may not return undefined there.
-        const filterByte =
-            filterIndex < filterLength ? filterBytes[filterIndex] : -1
+        const filterByte = filterIndex < filterLength ? filterBytes[filterIndex] : -1
         if (filterByte === HASH) return true
         if (filterByte === PLUS) {
             // Skip the whole topic level, which may be empty.
-            while (topicIndex < topicLength && topicBytes[topicIndex] !== SLASH)
-                topicIndex++
+            while (topicIndex < topicLength && topicBytes[topicIndex] !== SLASH) topicIndex++
             filterIndex++
         } else {
-            while (
-                filterIndex < filterLength &&
-                filterBytes[filterIndex] !== SLASH
-            ) {
-                if (
-                    topicIndex >= topicLength ||
-                    topicBytes[topicIndex] !== filterBytes[filterIndex]
-                )
-                    return false
+            while (filterIndex < filterLength && filterBytes[filterIndex] !== SLASH) {
+                if (topicIndex >= topicLength || topicBytes[topicIndex] !== filterBytes[filterIndex]) return false
                 filterIndex++
                 topicIndex++
             }
-            if (topicIndex < topicLength && topicBytes[topicIndex] !== SLASH)
-                return false
+            if (topicIndex < topicLength && topicBytes[topicIndex] !== SLASH) return false
         }
         // Both at the end of a level now.
         const filterDone = filterIndex >= filterLength
@@ -132,10 +114,7 @@ export function topicMatches(filter: string, topic: string): boolean {
         if (filterDone) return false
         if (topicDone) {
             // "sport/#" also matches "sport": the # stands for the parent level too.
-            return (
-                filterIndex + 2 === filterLength &&
-                filterBytes[filterIndex + 1] === HASH
-            )
+            return filterIndex + 2 === filterLength && filterBytes[filterIndex + 1] === HASH
         }
         // Both sit on a "/": step over it into the next level.
         filterIndex++

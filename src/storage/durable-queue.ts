@@ -196,7 +196,10 @@ class MergeOutput {
     private pending: PendingRecord[] = []
     private lastEmittedIndex = -1
 
-    constructor(private readonly level: number, serial: number) {
+    constructor(
+        private readonly level: number,
+        serial: number
+    ) {
         this.writer = new BlockWriter(BLOCK_BYTES, serial)
         this.cleanLength = this.writer.length
     }
@@ -220,7 +223,6 @@ class MergeOutput {
         for (const q of this.pending) q.closed = true
         this.emitReady(inputs)
     }
-
 
     private emitReady(nextInput: number) {
         while (!this.full && this.pending.length && this.pending[0].closed) {
@@ -294,7 +296,11 @@ export class DurableQueue {
     private pinned = 0
 
     /** `budgetBytes`: log bytes the queue's keys may hold in the store at most (see slotsForBudget()). */
-    constructor(private readonly store: KeyValueStore, readonly budgetBytes: number, options?: QueueOptions) {
+    constructor(
+        private readonly store: KeyValueStore,
+        readonly budgetBytes: number,
+        options?: QueueOptions
+    ) {
         const keyPrefix = options && options.keyPrefix ? options.keyPrefix : "q."
         this.keyPrefix = keyPrefix
         this.pause = options && options.pause ? options.pause : noPause

@@ -44,7 +44,10 @@ export class FakeSettingsStore implements KeyValueStore {
      * `reservedBytes`: log bytes held by other users of the store (WiFi, configuration, the
      * program): live data that compaction keeps. Tests change it to model others growing.
      */
-    constructor(readonly capacityBytes = 8192, public reservedBytes = 2048) {}
+    constructor(
+        readonly capacityBytes = 8192,
+        public reservedBytes = 2048
+    ) {}
 
     /** An independent copy: the same flash contents and counters. */
     clone() {

@@ -245,7 +245,11 @@ export class ByteWriter {
 /** Sequential reader over buf[pos..end); `error` is set at the first read past the end or bad varint. */
 export class ByteReader {
     error = ""
-    constructor(readonly buf: Buffer, public pos: number, readonly end: number) {}
+    constructor(
+        readonly buf: Buffer,
+        public pos: number,
+        readonly end: number
+    ) {}
 
     atEnd() {
         return this.pos >= this.end
@@ -503,7 +507,10 @@ export class BlockWriter {
     /** Shortest interval in the block, s (0 while empty). */
     finestDurationS = 0
 
-    constructor(readonly capacityBytes: number, readonly serial: number) {
+    constructor(
+        readonly capacityBytes: number,
+        readonly serial: number
+    ) {
         this.buf = Buffer.alloc(capacityBytes)
         const header = new ByteWriter(this.buf)
         header.u8(BLOCK_FORMAT)

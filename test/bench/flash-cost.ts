@@ -51,7 +51,16 @@ export async function flashCost(s: FlashScenario): Promise<FlashResult> {
     await queue.open()
     const meter = new SimulatedEnergyMeter(1, 800, 0)
     // A node that learned the time: its state carries the boot's UTC offset, as it does in the field.
-    const state: NodeState = { boot: 1, seq: SEQ_BLOCK, totals: [0], markSeq: 0, markEndS: 0, markUtc: true, offsets: [{ boot: 1, offsetS: 1763800000 }], clean: false }
+    const state: NodeState = {
+        boot: 1,
+        seq: SEQ_BLOCK,
+        totals: [0],
+        markSeq: 0,
+        markEndS: 0,
+        markUtc: true,
+        offsets: [{ boot: 1, offsetS: 1763800000 }],
+        clean: false,
+    }
     const writeState = async () => await store.set(STATE_KEY, Buffer.from(JSON.stringify(stateToJson(state))))
 
     // The worst case for what follows: an earlier outage filled every queue slot, so the store
@@ -60,7 +69,15 @@ export async function flashCost(s: FlashScenario): Promise<FlashResult> {
     const take = (i: number) => {
         const startMs = i * s.readingS * 1000
         const r = meter.read(startMs, startMs + s.readingS * 1000)
-        return energyRecord(0, ++seq, state.boot, startMs, startMs + s.readingS * 1000, r.deltaMilliWh, meter.totalMilliWh)
+        return energyRecord(
+            0,
+            ++seq,
+            state.boot,
+            startMs,
+            startMs + s.readingS * 1000,
+            r.deltaMilliWh,
+            meter.totalMilliWh
+        )
     }
     let i = 0
     while (queue.stats().blocks < queue.slots - 1) {

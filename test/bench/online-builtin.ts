@@ -18,8 +18,15 @@ export async function onlineBuiltin(o: OnlineBenchOptions) {
         await ds.sleep(o.intervalMs)
         total += 222
         const payload =
-            '{"meter":"main","quantity":"energy","unit":"Wh","time":"uptime_s","readings":[{"seq":' + i +
-            ',"boot":1,"start":' + (i - 1) + ',"end":' + i + ',"delta":0.222,"total":' + total / 1000 + "}]}"
+            '{"meter":"main","quantity":"energy","unit":"Wh","time":"uptime_s","readings":[{"seq":' +
+            i +
+            ',"boot":1,"start":' +
+            (i - 1) +
+            ',"end":' +
+            i +
+            ',"delta":0.222,"total":' +
+            total / 1000 +
+            "}]}"
         console.log("PUB " + i)
         await mqtt.publish("meters/bench-builtin/main/reading", Buffer.from(payload), 1)
     }

@@ -8,15 +8,27 @@ import { PacketType, Packet } from "../../src/mqtt/packets"
 import { Session, Action } from "../../src/mqtt/session"
 import { MqttClient } from "../../src/mqtt/client"
 
-async function nothing() { return 1 }
-function plain() { return 1 }
+async function nothing() {
+    return 1
+}
+function plain() {
+    return 1
+}
 
 export async function vmCosts(o: any) {
     const N = 2000
     const payload = Buffer.alloc(100)
     let t = ds.millis()
     for (let i = 0; i < N; i++) {
-        encodePacket({ type: PacketType.Publish, topic: "bench/ours", payload, qos: 1, dup: false, retain: false, packetId: 1 + (i % 100) })
+        encodePacket({
+            type: PacketType.Publish,
+            topic: "bench/ours",
+            payload,
+            qos: 1,
+            dup: false,
+            retain: false,
+            packetId: 1 + (i % 100),
+        })
         if (i % 50 === 0) await ds.sleep(0)
     }
     console.log(`COST encode publish us=${(1000 * (ds.millis() - t)) / N}`)
@@ -27,7 +39,10 @@ export async function vmCosts(o: any) {
     t = ds.millis()
     for (let i = 0; i < N / 50; i++) {
         d.push(many)
-        for (;;) { const r = d.next(); if (!r) break }
+        for (;;) {
+            const r = d.next()
+            if (!r) break
+        }
         await ds.sleep(0)
     }
     console.log(`COST decode puback us=${(1000 * (ds.millis() - t)) / N}`)
@@ -40,29 +55,59 @@ export async function vmCosts(o: any) {
         const a: Action[] = []
         s.publish(0, "bench/ours", payload, 1, false, a)
         ids.push((a[0].packet as any).packetId)
-        if (ids.length >= 32) { for (const id of ids) s.onPacket(0, { type: PacketType.Puback, packetId: id }); while (ids.length) ids.pop() }
+        if (ids.length >= 32) {
+            for (const id of ids) s.onPacket(0, { type: PacketType.Puback, packetId: id })
+            while (ids.length) ids.pop()
+        }
         if (i % 50 === 0) await ds.sleep(0)
     }
     console.log(`COST session publish+puback (window 32) us=${(1000 * (ds.millis() - t)) / N}`)
     t = ds.millis()
-    for (let i = 0; i < N; i++) { await nothing(); if (i % 200 === 0) await ds.sleep(0) }
+    for (let i = 0; i < N; i++) {
+        await nothing()
+        if (i % 200 === 0) await ds.sleep(0)
+    }
     console.log(`COST await async fn us=${(1000 * (ds.millis() - t)) / N}`)
     t = ds.millis()
-    for (let i = 0; i < N; i++) { plain(); if (i % 200 === 0) await ds.sleep(0) }
+    for (let i = 0; i < N; i++) {
+        plain()
+        if (i % 200 === 0) await ds.sleep(0)
+    }
     console.log(`COST plain call us=${(1000 * (ds.millis() - t)) / N}`)
     t = ds.millis()
-    for (let i = 0; i < N; i++) { Buffer.alloc(100); if (i % 200 === 0) await ds.sleep(0) }
+    for (let i = 0; i < N; i++) {
+        Buffer.alloc(100)
+        if (i % 200 === 0) await ds.sleep(0)
+    }
     console.log(`COST alloc100 us=${(1000 * (ds.millis() - t)) / N}`)
     t = ds.millis()
-    for (let i = 0; i < N; i++) { const x = { a: 1, b: 2, c: [1] }; if (i % 200 === 0) await ds.sleep(0) }
+    for (let i = 0; i < N; i++) {
+        const x = { a: 1, b: 2, c: [1] }
+        if (i % 200 === 0) await ds.sleep(0)
+    }
     console.log(`COST object us=${(1000 * (ds.millis() - t)) / N}`)
     t = ds.millis()
-    for (let i = 0; i < 200; i++) { await ds.sleep(0) }
+    for (let i = 0; i < 200; i++) {
+        await ds.sleep(0)
+    }
     console.log(`COST sleep0 us=${(1000 * (ds.millis() - t)) / 200}`)
     let delivered = 0
-    const client = new MqttClient({ host: "x", port: 1, tls: false }, { clientId: "x", keepaliveS: 60, cleanSession: true, inflightWindow: 64, subscriptions: [] }, { onDelivered: () => { delivered++ } })
+    const client = new MqttClient(
+        { host: "x", port: 1, tls: false },
+        { clientId: "x", keepaliveS: 60, cleanSession: true, inflightWindow: 64, subscriptions: [] },
+        {
+            onDelivered: () => {
+                delivered++
+            },
+        }
+    )
     let sent = 0
-    const fake: any = { send: async (b: Buffer) => { sent += b.length }, close: async () => {} }
+    const fake: any = {
+        send: async (b: Buffer) => {
+            sent += b.length
+        },
+        close: async () => {},
+    }
     const c: any = client
     c.socket = fake
     client.session.onTransportOpen(0)
@@ -70,13 +115,22 @@ export async function vmCosts(o: any) {
     t = ds.millis()
     for (let i = 0; i < N; i++) {
         await client.publish("bench/ours", payload, 1, false)
-        if (i % 50 === 0) { await c.flush(); await ds.sleep(0) }
+        if (i % 50 === 0) {
+            await c.flush()
+            await ds.sleep(0)
+        }
         if (client.session.inflightCount() >= 64) {
             // acknowledge all in one chunk
             const n = client.session.inflightCount()
             const acks = Buffer.alloc(4 * n)
-            const first = (c.session.inflight[0].packet.packetId)
-            for (let k = 0; k < n; k++) { const id = c.session.inflight[k].packet.packetId; acks[4*k] = 0x40; acks[4*k+1] = 2; acks[4*k+2] = id >> 8; acks[4*k+3] = id & 255 }
+            const first = c.session.inflight[0].packet.packetId
+            for (let k = 0; k < n; k++) {
+                const id = c.session.inflight[k].packet.packetId
+                acks[4 * k] = 0x40
+                acks[4 * k + 1] = 2
+                acks[4 * k + 2] = id >> 8
+                acks[4 * k + 3] = id & 255
+            }
             await c.handleChunk(acks)
         }
     }

@@ -4,18 +4,8 @@
 
 import * as ds from "@devicescript/core"
 import { describe, test, expect } from "@devicescript/test"
-import {
-    encodePacket,
-    encodeRemainingLength,
-    MAX_REMAINING_LENGTH,
-} from "../../src/mqtt/codec"
-import {
-    DecodeFailure,
-    DecodeResult,
-    PacketDecoder,
-    ProtocolError,
-    protocolErrorText,
-} from "../../src/mqtt/decoder"
+import { encodePacket, encodeRemainingLength, MAX_REMAINING_LENGTH } from "../../src/mqtt/codec"
+import { DecodeFailure, DecodeResult, PacketDecoder, ProtocolError, protocolErrorText } from "../../src/mqtt/decoder"
 import {
     AckPacket,
     ConnackPacket,
@@ -27,15 +17,8 @@ import {
     SubscribePacket,
     UnsubscribePacket,
 } from "../../src/mqtt/packets"
-import {
-    topicMatches,
-    validateTopicFilter,
-    validateTopicName,
-} from "../../src/mqtt/topics"
-import {
-    MALFORMED_WIRE_FIXTURES,
-    WIRE_FIXTURES,
-} from "../fixtures/mqtt-packets"
+import { topicMatches, validateTopicFilter, validateTopicName } from "../../src/mqtt/topics"
+import { MALFORMED_WIRE_FIXTURES, WIRE_FIXTURES } from "../fixtures/mqtt-packets"
 
 const LIMIT = 1024
 /** Yield to the scheduler this often so the VM does not stop a long loop. */
@@ -43,9 +26,7 @@ const ITERATIONS_PER_YIELD = 25
 const HIGHEST_PROTOCOL_ERROR = ProtocolError.InvalidSubackReturnCode
 
 function hex(bytes: Buffer): string {
-    return bytes === null || bytes === undefined
-        ? "none"
-        : bytes.toString("hex")
+    return bytes === null || bytes === undefined ? "none" : bytes.toString("hex")
 }
 
 /** One line naming every field of a packet, so packets compare as strings. */
@@ -54,12 +35,9 @@ function describePacket(packet: Packet): string {
         case PacketType.Connect: {
             const p = packet as ConnectPacket
             let text = `CONNECT id=${p.clientId} keepalive=${p.keepaliveS} clean=${p.cleanSession}`
-            if (p.will)
-                text += ` will=${p.will.topic}/${hex(p.will.payload)}/${p.will.qos}/${p.will.retain}`
-            if (p.username !== undefined && p.username !== null)
-                text += ` user=${p.username}`
-            if (p.password !== undefined && p.password !== null)
-                text += ` password=${hex(p.password)}`
+            if (p.will) text += ` will=${p.will.topic}/${hex(p.will.payload)}/${p.will.qos}/${p.will.retain}`
+            if (p.username !== undefined && p.username !== null) text += ` user=${p.username}`
+            if (p.password !== undefined && p.password !== null) text += ` password=${hex(p.password)}`
             return text
         }
         case PacketType.Connack: {
@@ -69,8 +47,7 @@ function describePacket(packet: Packet): string {
         case PacketType.Publish: {
             const p = packet as PublishPacket
             let text = `PUBLISH ${p.topic} qos=${p.qos} dup=${p.dup} retain=${p.retain} payload=${hex(p.payload)}`
-            if (p.packetId !== undefined && p.packetId !== null)
-                text += ` id=${p.packetId}`
+            if (p.packetId !== undefined && p.packetId !== null) text += ` id=${p.packetId}`
             return text
         }
         case PacketType.Subscribe: {
@@ -164,8 +141,7 @@ describe("encodePacket matches mqtt-packet byte for byte", () => {
         let count = 0
         for (const fixture of WIRE_FIXTURES) {
             const ours = encodePacket(fixture.packet).toString("hex")
-            if (ours !== fixture.hex)
-                console.log(`${fixture.name}: ${ours} != ${fixture.hex}`)
+            if (ours !== fixture.hex) console.log(`${fixture.name}: ${ours} != ${fixture.hex}`)
             expect(ours).toBe(fixture.hex)
             if (++count % ITERATIONS_PER_YIELD === 0) await ds.sleep(0)
         }
@@ -183,10 +159,7 @@ describe("decoder reads what mqtt-packet generates", () => {
                 [bytes],
                 oneByteChunks(bytes),
                 [bytes.slice(0, 1), bytes.slice(1)],
-                [
-                    bytes.slice(0, bytes.length >> 1),
-                    bytes.slice(bytes.length >> 1),
-                ],
+                [bytes.slice(0, bytes.length >> 1), bytes.slice(bytes.length >> 1)],
                 [encodePacket(fixture.packet)],
             ]
             for (const chunks of ways) {
@@ -204,15 +177,12 @@ describe("decoder reads what mqtt-packet generates", () => {
 
     test("all fixtures coalesced in one chunk", async () => {
         const parts: Buffer[] = []
-        for (const fixture of WIRE_FIXTURES)
-            parts.push(Buffer.from(fixture.hex, "hex"))
+        for (const fixture of WIRE_FIXTURES) parts.push(Buffer.from(fixture.hex, "hex"))
         const decoder = new PacketDecoder(LIMIT)
         decoder.push(joinBuffers(parts))
         for (let i = 0; i < WIRE_FIXTURES.length; i++) {
             const result = decoder.next()
-            expect(describeResult(result)).toBe(
-                describePacket(WIRE_FIXTURES[i].packet)
-            )
+            expect(describeResult(result)).toBe(describePacket(WIRE_FIXTURES[i].packet))
             if (i % ITERATIONS_PER_YIELD === 0) await ds.sleep(0)
         }
         expect(decoder.next()).toBe(null)
@@ -236,9 +206,7 @@ describe("malformed input yields the exact ProtocolError", () => {
                 }
                 const got = result === null ? 0 : result.error
                 if (got !== fixture.error)
-                    console.log(
-                        `${fixture.name}: wanted ${fixture.error}, got ${describeResult(result)}`
-                    )
+                    console.log(`${fixture.name}: wanted ${fixture.error}, got ${describeResult(result)}`)
                 expect(got).toBe(fixture.error)
                 expect(decoder.next()).toBe(null)
             }
@@ -257,30 +225,9 @@ describe("malformed input yields the exact ProtocolError", () => {
 
 describe("remaining length", () => {
     test("encodings at each size boundary", () => {
-        const cases: number[] = [
-            0,
-            127,
-            128,
-            16383,
-            16384,
-            2097151,
-            2097152,
-            MAX_REMAINING_LENGTH,
-        ]
-        const expected = [
-            "00",
-            "7f",
-            "8001",
-            "ff7f",
-            "808001",
-            "ffff7f",
-            "80808001",
-            "ffffff7f",
-        ]
-        for (let i = 0; i < cases.length; i++)
-            expect(encodeRemainingLength(cases[i]).toString("hex")).toBe(
-                expected[i]
-            )
+        const cases: number[] = [0, 127, 128, 16383, 16384, 2097151, 2097152, MAX_REMAINING_LENGTH]
+        const expected = ["00", "7f", "8001", "ff7f", "808001", "ffff7f", "80808001", "ffffff7f"]
+        for (let i = 0; i < cases.length; i++) expect(encodeRemainingLength(cases[i]).toString("hex")).toBe(expected[i])
         expect(() => encodeRemainingLength(MAX_REMAINING_LENGTH + 1)).toThrow()
         expect(() => encodeRemainingLength(-1)).toThrow()
     })
@@ -288,11 +235,7 @@ describe("remaining length", () => {
     test("large announced lengths are refused before buffering", () => {
         const lengths = [16384, 2097151, 2097152, MAX_REMAINING_LENGTH]
         for (const length of lengths) {
-            const header = joinBuffers([
-                Buffer.from([0x30]),
-                encodeRemainingLength(length),
-                Buffer.from("0001", "hex"),
-            ])
+            const header = joinBuffers([Buffer.from([0x30]), encodeRemainingLength(length), Buffer.from("0001", "hex")])
             const decoder = new PacketDecoder(4096)
             decoder.push(header)
             const result = decoder.next()
@@ -331,8 +274,7 @@ describe("remaining length", () => {
         expect(got.topic).toBe("a/b")
         expect(got.payload.length).toBe(payload.length)
         let same = true
-        for (let i = 0; i < payload.length; i += 97)
-            if (got.payload[i] !== payload[i]) same = false
+        for (let i = 0; i < payload.length; i += 97) if (got.payload[i] !== payload[i]) same = false
         expect(same).toBe(true)
     })
 })
@@ -391,8 +333,7 @@ describe("fuzz sample", () => {
         console.log(`fuzz seed ${seed}`)
         const random = new Random(seed)
         const encodings: Buffer[] = []
-        for (const fixture of WIRE_FIXTURES)
-            encodings.push(Buffer.from(fixture.hex, "hex"))
+        for (const fixture of WIRE_FIXTURES) encodings.push(Buffer.from(fixture.hex, "hex"))
         let packets = 0
         let errors = 0
         const inputs = 2000
@@ -400,8 +341,7 @@ describe("fuzz sample", () => {
             let bytes: Buffer
             if (random.below(4) === 0) {
                 bytes = Buffer.alloc(random.below(40))
-                for (let i = 0; i < bytes.length; i++)
-                    bytes[i] = random.below(256)
+                for (let i = 0; i < bytes.length; i++) bytes[i] = random.below(256)
             } else {
                 const first = encodings[random.below(encodings.length)]
                 const second = encodings[random.below(encodings.length)]
@@ -409,13 +349,10 @@ describe("fuzz sample", () => {
                 const mutations = 1 + random.below(3)
                 for (let m = 0; m < mutations; m++) {
                     const position = random.below(bytes.length)
-                    if (random.below(2) === 0)
-                        bytes[position] =
-                            bytes[position] ^ (1 << random.below(8))
+                    if (random.below(2) === 0) bytes[position] = bytes[position] ^ (1 << random.below(8))
                     else bytes[position] = random.below(256)
                 }
-                if (random.below(4) === 0)
-                    bytes = bytes.slice(0, random.below(bytes.length + 1))
+                if (random.below(4) === 0) bytes = bytes.slice(0, random.below(bytes.length + 1))
             }
             const cut = random.below(bytes.length + 1)
             const chunks = [bytes.slice(0, cut), bytes.slice(cut)]
@@ -427,8 +364,7 @@ describe("fuzz sample", () => {
                     for (;;) {
                         const result = decoder.next()
                         calls++
-                        if (calls > bytes.length + 3)
-                            throw new Error("next() did not stop")
+                        if (calls > bytes.length + 3) throw new Error("next() did not stop")
                         if (decoder.bufferedBytes() > decoder.maxPacketBytes)
                             throw new Error("buffered more than the limit")
                         if (result === null) break
@@ -446,27 +382,20 @@ describe("fuzz sample", () => {
                             const connect = packet as ConnectPacket
                             // Valid on the wire, refused by our encoder on purpose.
                             const emptyIdPersistent =
-                                packet.type === PacketType.Connect &&
-                                connect.clientId === "" &&
-                                !connect.cleanSession
+                                packet.type === PacketType.Connect && connect.clientId === "" && !connect.cleanSession
                             if (!emptyIdPersistent) encodePacket(packet)
                             packets++
                         }
                     }
-                    if (decoder.pendingInputBytes() !== 0)
-                        throw new Error("input left after draining")
+                    if (decoder.pendingInputBytes() !== 0) throw new Error("input left after draining")
                 }
             } catch (error) {
-                console.log(
-                    `seed ${seed} input ${input} ${hex(bytes)}: ${(error as Error).message}`
-                )
+                console.log(`seed ${seed} input ${input} ${hex(bytes)}: ${(error as Error).message}`)
                 expect(true).toBe(false)
             }
             if (input % ITERATIONS_PER_YIELD === 0) await ds.sleep(0)
         }
-        console.log(
-            `fuzz: ${inputs} inputs, ${packets} packets decoded, ${errors} errors`
-        )
+        console.log(`fuzz: ${inputs} inputs, ${packets} packets decoded, ${errors} errors`)
         expect(packets > 0 && errors > 0).toBe(true)
     })
 })

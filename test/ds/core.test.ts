@@ -36,7 +36,13 @@ describe("core in the VM", () => {
 
     test("several meters: settings parse in the VM, an invalid meter is named and its slot left empty", () => {
         const r = parseConfig(
-            { METER_KIND: "s0", METER_OPTS: "imp=800/kWh", METER2: "water s0 imp=1/10L every=900", METER3: "gas s0 imp=0/m3", METER4: "boiler temperature" },
+            {
+                METER_KIND: "s0",
+                METER_OPTS: "imp=800/kWh",
+                METER2: "water s0 imp=1/10L every=900",
+                METER3: "gas s0 imp=0/m3",
+                METER4: "boiler temperature",
+            },
             "dev"
         )
         expect(r.errors.length).toBe(1)
@@ -62,7 +68,8 @@ describe("core in the VM", () => {
             const t = new PulseMeter(spec, 0)
             let at = 1000
             for (const w of c.lowMs) t.onRiseHeld((at += 1000), w)
-            if (t.count !== c.pulses || t.glitches !== c.glitches) throw new Error(c.name + ": " + t.count + " pulses, " + t.glitches + " glitches")
+            if (t.count !== c.pulses || t.glitches !== c.glitches)
+                throw new Error(c.name + ": " + t.count + " pulses, " + t.glitches + " glitches")
         }
         const m = new PulseMeter(spec, 2500000)
         let t = 0
@@ -94,7 +101,9 @@ describe("core in the VM", () => {
         expect(body.unit).toBe("°C")
         expect(body.readings[0].mean).toBe(22.5)
         expect(Buffer.from(payload).length <= 1000).toBe(true)
-        const ha = JSON.parse(discoveryMessages("ha", "meters", "n1", [{ id: "gas", quantity: "gas", unit: "m3" }], [])[0].payload)
+        const ha = JSON.parse(
+            discoveryMessages("ha", "meters", "n1", [{ id: "gas", quantity: "gas", unit: "m3" }], [])[0].payload
+        )
         expect(ha.unit_of_measurement).toBe("m³")
     })
 
@@ -114,7 +123,16 @@ describe("core in the VM", () => {
 
     test("a reading message is valid JSON in the VM too, gaps included", () => {
         const r = energyRecord(0, 7, 2, 1000, 61000, 125, 5125)
-        const prev = { boot: 1, seq: 1000, totals: [5000], markSeq: 6, markEndS: 30, markUtc: false, offsets: [{ boot: 1, offsetS: 1763802000 }], clean: false }
+        const prev = {
+            boot: 1,
+            seq: 1000,
+            totals: [5000],
+            markSeq: 6,
+            markEndS: 30,
+            markUtc: false,
+            offsets: [{ boot: 1, offsetS: 1763802000 }],
+            clean: false,
+        }
         const gap = gapRecord(prev, lastKnown(prev, null), 0, 1001)
         const body = JSON.parse(readingMessage([r, gap], [energyLabel("main")]).payload)
         expect(body.meter).toBe("main")

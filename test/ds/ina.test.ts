@@ -4,7 +4,14 @@ import * as ds from "@devicescript/core"
 import { describe, test, expect } from "@devicescript/test"
 import { I2C, I2CError } from "@devicescript/i2c"
 import { InaDriver } from "../../src/meters/ina-driver"
-import { chipCurrentRegister, chipPowerRegister, EnergyIntegrator, INA219, INA226, InaChip } from "../../src/meters/ina2xx"
+import {
+    chipCurrentRegister,
+    chipPowerRegister,
+    EnergyIntegrator,
+    INA219,
+    INA226,
+    InaChip,
+} from "../../src/meters/ina2xx"
 import { InaEnergyMeter } from "../../src/meters/ina-meter"
 
 /** A chip on a bus: 16-bit registers, a register pointer, current and power computed on read. */
@@ -15,7 +22,10 @@ class FakeInaBus extends I2C {
     overflow = false
     transactions = 0
 
-    constructor(readonly chip: InaChip, readonly address: number) {
+    constructor(
+        readonly chip: InaChip,
+        readonly address: number
+    ) {
         super()
         for (let i = 0; i < 256; ++i) this.regs.push(0)
         this.regs[0xfe] = 0x5449
@@ -113,7 +123,13 @@ describe("INA drivers on a fake I2C bus", () => {
         expect(error.indexOf("manufacturer id") > 0).toBe(true)
         let noDevice = ""
         try {
-            await new InaDriver({ chip: INA226, address: 0x45, shuntOhms: 0.002, maxCurrentA: 32.768, client: bus }).configure()
+            await new InaDriver({
+                chip: INA226,
+                address: 0x45,
+                shuntOhms: 0.002,
+                maxCurrentA: 32.768,
+                client: bus,
+            }).configure()
         } catch (e) {
             noDevice = (e as Error).message
         }

@@ -41,8 +41,7 @@ async function startRig(
 ): Promise<Rig> {
     const cleanups: (() => Promise<void>)[] = []
     t.after(async () => {
-        for (const cleanup of cleanups.reverse())
-            await cleanup().catch(e => console.log(`# cleanup: ${e}`))
+        for (const cleanup of cleanups.reverse()) await cleanup().catch(e => console.log(`# cleanup: ${e}`))
     })
     const broker = new Broker(options.broker ?? {})
     cleanups.push(() => broker.dispose())
@@ -54,11 +53,7 @@ async function startRig(
         cleanups.push(() => proxy!.stop())
         await proxy.start()
     }
-    const recorder = new Recorder(
-        broker.url,
-        `meters/${nodeId}/#`,
-        options.recorder
-    )
+    const recorder = new Recorder(broker.url, `meters/${nodeId}/#`, options.recorder)
     cleanups.push(() => recorder.stop())
     await recorder.start()
     const node = new NodeUnderTest({
@@ -71,9 +66,7 @@ async function startRig(
     await node.build()
     const booted = (await node.start(true)).waitForLine(/^node: boot/, 30_000)
     await booted
-    const configErrors = node.simulator!.lines.filter(l =>
-        l.startsWith("config: ")
-    )
+    const configErrors = node.simulator!.lines.filter(l => l.startsWith("config: "))
     assert.deepEqual(configErrors, [], "the firmware accepted every setting")
     return { broker, proxy, recorder, node }
 }
@@ -110,11 +103,7 @@ function hasEverySeq(recorder: Recorder, from: number, to: number) {
 }
 
 /** Waits until the firmware has created `more` readings after the current last one, and all were delivered. */
-async function waitForReadingsBeyond(
-    rig: Rig,
-    more: number,
-    timeoutMs: number
-) {
+async function waitForReadingsBeyond(rig: Rig, more: number, timeoutMs: number) {
     const created = createdSeqs(rig.node)
     const target = created[created.length - 1] + more
     try {
@@ -142,13 +131,8 @@ function assertDeliveredInOrder(rig: Rig) {
     assert.ok(delivered.length > 0, "readings were delivered")
     const { seen, duplicates, highest } = assertFirstDeliveriesInOrder(delivered)
     const first = Math.min(...seen)
-    assert.equal(
-        first,
-        created[0],
-        "the first reading of the boot was delivered"
-    )
-    for (let seq = first; seq <= highest; seq++)
-        assert.ok(seen.has(seq), `seq ${seq} was never delivered`)
+    assert.equal(first, created[0], "the first reading of the boot was delivered")
+    for (let seq = first; seq <= highest; seq++) assert.ok(seen.has(seq), `seq ${seq} was never delivered`)
     return { readings: seen.size, duplicates, first, last: highest }
 }
 
@@ -193,15 +177,8 @@ function assertResends(proxy: FaultProxy) {
     for (const r of resends) {
         const original = sent.find(s => s.seq === r.seq && !s.dup)
         assert.ok(original, `the resend of seq ${r.seq} has an original send`)
-        assert.ok(
-            original.connection < r.connection,
-            `seq ${r.seq} is resent on a later connection`
-        )
-        assert.equal(
-            r.packetId,
-            original.packetId,
-            `seq ${r.seq} is resent with its original packet id`
-        )
+        assert.ok(original.connection < r.connection, `seq ${r.seq} is resent on a later connection`)
+        assert.equal(r.packetId, original.packetId, `seq ${r.seq} is resent with its original packet id`)
     }
     for (const connection of new Set(resends.map(r => r.connection))) {
         const onConnection = sent.filter(s => s.connection === connection)
@@ -224,16 +201,9 @@ function assertResends(proxy: FaultProxy) {
 }
 
 function assertNoProtocolErrors(rig: Rig) {
-    const errors = rig.node.simulator!.lines.filter(l =>
-        /protocol error|PUBACK for unknown/.test(l)
-    )
+    const errors = rig.node.simulator!.lines.filter(l => /protocol error|PUBACK for unknown/.test(l))
     assert.deepEqual(errors, [], "no protocol errors on either side")
-    if (rig.proxy)
-        assert.deepEqual(
-            rig.proxy.parseErrors,
-            [],
-            "the proxy parsed every stream"
-        )
+    if (rig.proxy) assert.deepEqual(rig.proxy.parseErrors, [], "the proxy parsed every stream")
 }
 
 test("consecutive QoS 1 publishes carry distinct, nonzero packet ids, never reused while in flight", async t => {
@@ -245,11 +215,7 @@ test("consecutive QoS 1 publishes carry distinct, nonzero packet ids, never reus
         { proxy: true }
     )
     const proxy = rig.proxy!
-    await rig.recorder.waitFor(
-        "6 readings",
-        r => r.readings(READING_SUFFIX).length >= 6,
-        30_000
-    )
+    await rig.recorder.waitFor("6 readings", r => r.readings(READING_SUFFIX).length >= 6, 30_000)
     // A slow broker keeps several publishes waiting for their PUBACK at once.
     proxy.delayBrokerToClient(900)
     await sleep(3000)
@@ -257,44 +223,27 @@ test("consecutive QoS 1 publishes carry distinct, nonzero packet ids, never reus
     await waitForReadingsBeyond(rig, 3, 15_000)
 
     const publishes = proxy.clientPackets("publish").map(p => p.packet as any)
-    const ids = publishes
-        .filter(p => p.qos === 1)
-        .map(p => p.messageId as number)
+    const ids = publishes.filter(p => p.qos === 1).map(p => p.messageId as number)
     assert.ok(ids.length >= 20, `${ids.length} QoS 1 publishes recorded`)
     assert.ok(
         ids.every(id => Number.isInteger(id) && id >= 1 && id <= 65535),
         `every id is in 1..65535 [MQTT-2.3.1-1]`
     )
     for (let i = 1; i < ids.length; i++)
-        assert.notEqual(
-            ids[i],
-            ids[i - 1],
-            `publishes ${i - 1} and ${i} share id ${ids[i]}`
-        )
+        assert.notEqual(ids[i], ids[i - 1], `publishes ${i - 1} and ${i} share id ${ids[i]}`)
 
     // Walk both directions in order: an id is free again only after its PUBACK.
     const inFlight = new Set<number>()
     let mostInFlight = 0
     for (const p of proxy.packets) {
         const packet = p.packet as any
-        if (
-            p.direction === "client->broker" &&
-            packet.cmd === "publish" &&
-            packet.qos === 1
-        ) {
-            assert.ok(
-                !inFlight.has(packet.messageId),
-                `id ${packet.messageId} reused while awaiting its PUBACK`
-            )
+        if (p.direction === "client->broker" && packet.cmd === "publish" && packet.qos === 1) {
+            assert.ok(!inFlight.has(packet.messageId), `id ${packet.messageId} reused while awaiting its PUBACK`)
             inFlight.add(packet.messageId)
             mostInFlight = Math.max(mostInFlight, inFlight.size)
-        } else if (p.direction === "broker->client" && packet.cmd === "puback")
-            inFlight.delete(packet.messageId)
+        } else if (p.direction === "broker->client" && packet.cmd === "puback") inFlight.delete(packet.messageId)
     }
-    assert.ok(
-        mostInFlight >= 3,
-        `${mostInFlight} publishes were in flight at once`
-    )
+    assert.ok(mostInFlight >= 3, `${mostInFlight} publishes were in flight at once`)
     assert.ok(
         publishes.every(p => !p.dup),
         "no DUP without a reconnect"
@@ -322,11 +271,7 @@ test("broker killed and restarted with persistence: every reading delivered in o
     const sim = node.simulator!
     // Mosquitto saves its database every second: give it the recorder's session first. A slow
     // broker (PUBACKs held back) keeps publishes in flight at the moment of the crash.
-    await recorder.waitFor(
-        "8 readings",
-        r => r.readings(READING_SUFFIX).length >= 8,
-        30_000
-    )
+    await recorder.waitFor("8 readings", r => r.readings(READING_SUFFIX).length >= 8, 30_000)
     proxy.delayBrokerToClient(2500)
     await sleep(3000)
     const createdBeforeKill = createdSeqs(node).length
@@ -335,31 +280,18 @@ test("broker killed and restarted with persistence: every reading delivered in o
     const reason = (await disconnected)[1]
     await sleep(6000)
     const createdWhileDown = createdSeqs(node).length - createdBeforeKill
-    const reconnected = sim.waitForLine(
-        /mqtt: connected \(session present: (\w+)\)/,
-        40_000
-    )
+    const reconnected = sim.waitForLine(/mqtt: connected \(session present: (\w+)\)/, 40_000)
     await broker.start()
     const restartedAt = Date.now()
     const sessionPresent = (await reconnected)[1]
     const reconnectMs = Date.now() - restartedAt
-    assert.equal(
-        sessionPresent,
-        "true",
-        "the broker restored the node's session from its persistence file"
-    )
+    assert.equal(sessionPresent, "true", "the broker restored the node's session from its persistence file")
     await waitForReadingsBeyond(rig, 4, 20_000)
 
     const stats = assertDeliveredInOrder(rig)
     const resends = assertResends(proxy)
-    assert.ok(
-        resends.length >= 1,
-        "the publishes in flight at the crash were resent"
-    )
-    assert.ok(
-        createdWhileDown >= 5,
-        `${createdWhileDown} readings queued while the broker was down`
-    )
+    assert.ok(resends.length >= 1, "the publishes in flight at the crash were resent")
+    assert.ok(createdWhileDown >= 5, `${createdWhileDown} readings queued while the broker was down`)
     assertNoProtocolErrors(rig)
     console.log(
         `# crash: disconnected (${reason}); ${createdWhileDown} readings created while down; reconnected ${reconnectMs} ms after the restart; ` +
@@ -369,23 +301,13 @@ test("broker killed and restarted with persistence: every reading delivered in o
 })
 
 test("connection cut in the middle of a PUBLISH: the reading is resent with DUP and delivered in order", async t => {
-    const rig = await startRig(
-        t,
-        "e2e-cut",
-        { READ_MS: 1000, KEEPALIVE_S: 10 },
-        { proxy: true }
-    )
+    const rig = await startRig(t, "e2e-cut", { READ_MS: 1000, KEEPALIVE_S: 10 }, { proxy: true })
     const { recorder, node } = rig
     const proxy = rig.proxy!
     const sim = node.simulator!
-    await recorder.waitFor(
-        "5 readings",
-        r => r.readings(READING_SUFFIX).length >= 5,
-        30_000
-    )
+    await recorder.waitFor("5 readings", r => r.readings(READING_SUFFIX).length >= 5, 30_000)
     const reconnected = sim.waitForLine(/mqtt: connected/, 30_000)
-    const isPublish = (chunk: Buffer) =>
-        chunk[0] >> 4 === 3 && chunk.includes(Buffer.from(READING_SUFFIX))
+    const isPublish = (chunk: Buffer) => chunk[0] >> 4 === 3 && chunk.includes(Buffer.from(READING_SUFFIX))
     const cut = await Promise.race([
         proxy.cutMidPacket(isPublish),
         sleep(10_000).then(() => assert.fail("no PUBLISH to cut within 10 s")),
@@ -393,9 +315,7 @@ test("connection cut in the middle of a PUBLISH: the reading is resent with DUP 
     await reconnected
     await waitForReadingsBeyond(rig, 4, 20_000)
 
-    const cutReading = sentReadings(proxy).find(
-        s => s.connection === cut.connection && !s.forwarded
-    )
+    const cutReading = sentReadings(proxy).find(s => s.connection === cut.connection && !s.forwarded)
     assert.ok(cutReading, "the proxy recorded the PUBLISH it cut")
     const stats = assertDeliveredInOrder(rig)
     const resends = assertResends(proxy)
@@ -414,24 +334,12 @@ test("connection cut in the middle of a PUBLISH: the reading is resent with DUP 
 test("half-open link: detected within 1.5 x keepalive, then delivery resumes with no seq missing", async t => {
     // The smallest keepalive the configuration accepts.
     const KEEPALIVE_S = 5
-    const rig = await startRig(
-        t,
-        "e2e-halfopen",
-        { READ_MS: 1000, KEEPALIVE_S },
-        { proxy: true }
-    )
+    const rig = await startRig(t, "e2e-halfopen", { READ_MS: 1000, KEEPALIVE_S }, { proxy: true })
     const { recorder, node } = rig
     const proxy = rig.proxy!
     const sim = node.simulator!
-    await recorder.waitFor(
-        "5 readings",
-        r => r.readings(READING_SUFFIX).length >= 5,
-        30_000
-    )
-    const disconnected = sim.waitForLine(
-        /mqtt: disconnected: (.*)/,
-        KEEPALIVE_S * 3000
-    )
+    await recorder.waitFor("5 readings", r => r.readings(READING_SUFFIX).length >= 5, 30_000)
+    const disconnected = sim.waitForLine(/mqtt: disconnected: (.*)/, KEEPALIVE_S * 3000)
     const blackholedAt = Date.now()
     proxy.blackhole(true)
     const reason = (await disconnected)[1]
@@ -444,17 +352,11 @@ test("half-open link: detected within 1.5 x keepalive, then delivery resumes wit
     console.log(
         `# half-open: detected after ${detectionMs} ms (keepalive ${KEEPALIVE_S * 1000} ms, limit ${KEEPALIVE_S * 1500} ms): ${reason}`
     )
-    assert.ok(
-        detectionMs <= KEEPALIVE_S * 1500,
-        `detected after ${detectionMs} ms, more than 1.5 x keepalive`
-    )
+    assert.ok(detectionMs <= KEEPALIVE_S * 1500, `detected after ${detectionMs} ms, more than 1.5 x keepalive`)
     assert.match(reason, /PINGRESP|half-open/)
     const stats = assertDeliveredInOrder(rig)
     const resends = assertResends(proxy)
-    assert.ok(
-        resends.length >= 1,
-        "readings sent into the dead link were resent"
-    )
+    assert.ok(resends.length >= 1, "readings sent into the dead link were resent")
     assertNoProtocolErrors(rig)
     console.log(
         `# half-open: ${stats.readings} readings (seq ${stats.first}..${stats.last}), ${stats.duplicates} duplicates delivered, ` +
@@ -469,13 +371,7 @@ test("bad credentials: the refusal is named, retries are 30 s apart, the passwor
     t.after(() => rmSync(dir, { recursive: true, force: true }))
     const passwordFile = join(dir, "passwd")
     const setPassword = (user: string, password: string, create: boolean) => {
-        const args = [
-            ...(create ? ["-c"] : []),
-            "-b",
-            passwordFile,
-            user,
-            password,
-        ]
+        const args = [...(create ? ["-c"] : []), "-b", passwordFile, user, password]
         const r = spawnSync("mosquitto_passwd", args, { encoding: "utf-8" })
         assert.equal(r.status, 0, `mosquitto_passwd: ${r.stderr}`)
     }
@@ -489,10 +385,7 @@ test("bad credentials: the refusal is named, retries are 30 s apart, the passwor
         { READ_MS: 1000, KEEPALIVE_S: 10, MQTT_USER: USER, MQTT_PASS: PASSWORD },
         {
             broker: {
-                extraConfig: [
-                    "allow_anonymous false",
-                    `password_file ${passwordFile}`,
-                ],
+                extraConfig: ["allow_anonymous false", `password_file ${passwordFile}`],
             },
             proxy: true,
             recorder: { username: "recorder", password: "recorder-pass" },
@@ -501,40 +394,22 @@ test("bad credentials: the refusal is named, retries are 30 s apart, the passwor
     const { broker, recorder, node } = rig
     const proxy = rig.proxy!
     const sim = node.simulator!
-    const refusal = (
-        await lineSinceBoot(
-            sim,
-            /^mqtt: broker refused the connection: (.*)/,
-            20_000
-        )
-    )[1]
-    const delayMs = Number(
-        (await lineSinceBoot(sim, /^mqtt: reconnecting in (\d+) ms/, 5000))[1]
-    )
+    const refusal = (await lineSinceBoot(sim, /^mqtt: broker refused the connection: (.*)/, 20_000))[1]
+    const delayMs = Number((await lineSinceBoot(sim, /^mqtt: reconnecting in (\d+) ms/, 5000))[1])
     assert.match(refusal, /bad user name or password|not authorized/)
-    assert.ok(
-        delayMs >= 30_000,
-        `reconnect delay after a refusal ${delayMs} ms, expected >= 30000`
-    )
+    assert.ok(delayMs >= 30_000, `reconnect delay after a refusal ${delayMs} ms, expected >= 30000`)
 
     // Give the broker the firmware's password (SIGHUP reloads the password file): the next
     // attempt, no sooner than 30 s after the first, succeeds.
     setPassword(USER, PASSWORD, false)
     process.kill(broker.pid!, "SIGHUP")
     await sim.waitForLine(/mqtt: connected/, 45_000)
-    await recorder.waitFor(
-        "3 readings",
-        r => r.readings(READING_SUFFIX).length >= 3,
-        15_000
-    )
+    await recorder.waitFor("3 readings", r => r.readings(READING_SUFFIX).length >= 3, 15_000)
 
     const attempts = proxy.connections.map(c => c.openedAtMs)
     assert.ok(attempts.length >= 2, `${attempts.length} connection attempts`)
     const gapMs = attempts[1] - attempts[0]
-    assert.ok(
-        gapMs >= 30_000,
-        `second attempt ${gapMs} ms after the first, expected >= 30000`
-    )
+    assert.ok(gapMs >= 30_000, `second attempt ${gapMs} ms after the first, expected >= 30000`)
     const leaked = sim.lines.filter(l => l.includes(PASSWORD))
     assert.deepEqual(leaked, [], "the password never appears on the console")
     const stats = assertDeliveredInOrder(rig)
@@ -547,57 +422,32 @@ test("bad credentials: the refusal is named, retries are 30 s apart, the passwor
 test("a graceful stop (restart command) sends DISCONNECT and leaves the retained will unfired", async t => {
     const KEEPALIVE_S = 5
     const NODE_ID = "e2e-stop"
-    const rig = await startRig(
-        t,
-        NODE_ID,
-        { READ_MS: 1000, KEEPALIVE_S },
-        { proxy: true }
-    )
+    const rig = await startRig(t, NODE_ID, { READ_MS: 1000, KEEPALIVE_S }, { proxy: true })
     const { recorder, node } = rig
     const proxy = rig.proxy!
     const sim = node.simulator!
     const statusTopic = `meters/${NODE_ID}/status`
-    const isPacket = (
-        p: RecordedPacket,
-        direction: string,
-        cmd: string,
-        messageId?: number
-    ) =>
+    const isPacket = (p: RecordedPacket, direction: string, cmd: string, messageId?: number) =>
         p.direction === direction &&
         p.packet.cmd === cmd &&
         (messageId === undefined || p.packet.messageId === messageId)
-    await recorder.waitFor(
-        "3 readings",
-        r => r.readings(READING_SUFFIX).length >= 3,
-        30_000
-    )
+    await recorder.waitFor("3 readings", r => r.readings(READING_SUFFIX).length >= 3, 30_000)
     // The open connection carries on; the restarted node cannot come back until allowed, so the
     // retained status after the stop can be read after the broker's keepalive would have expired.
     proxy.refuse(true)
     const stopped = sim.waitForLine(/^node: stopped \((.*)\)/, 15_000)
     const sentAt = Date.now()
-    await recorder.publish(
-        `meters/${NODE_ID}/cmd/restart`,
-        JSON.stringify({ id: "stop-1" })
-    )
+    await recorder.publish(`meters/${NODE_ID}/cmd/restart`, JSON.stringify({ id: "stop-1" }))
     assert.equal((await stopped)[1], "restart")
     await sleep(KEEPALIVE_S * 1500 + 1000)
 
     const first = proxy.connections[0]
     const onFirst = proxy.packets.filter(p => p.connection === first.id)
-    const lastSent = onFirst
-        .filter(p => p.direction === "client->broker")
-        .at(-1)!
-    assert.equal(
-        lastSent.packet.cmd,
-        "disconnect",
-        "the last packet the node sent is DISCONNECT"
-    )
+    const lastSent = onFirst.filter(p => p.direction === "client->broker").at(-1)!
+    assert.equal(lastSent.packet.cmd, "disconnect", "the last packet the node sent is DISCONNECT")
     assert.ok(lastSent.forwarded, "the DISCONNECT reached the broker")
     const offline = onFirst.findLast(
-        p =>
-            isPacket(p, "client->broker", "publish") &&
-            (p.packet as any).topic === statusTopic
+        p => isPacket(p, "client->broker", "publish") && (p.packet as any).topic === statusTopic
     )!
     assert.deepEqual(JSON.parse((offline.packet as any).payload.toString()), {
         state: "offline",
@@ -605,27 +455,16 @@ test("a graceful stop (restart command) sends DISCONNECT and leaves the retained
         boot: 1,
     })
     assert.ok((offline.packet as any).retain, "the offline status is retained")
-    const offlineAck = onFirst.find(p =>
-        isPacket(p, "broker->client", "puback", offline.packet.messageId)
-    )
-    assert.ok(
-        offlineAck && offlineAck.atMs <= lastSent.atMs,
-        "the offline status was acknowledged before DISCONNECT"
-    )
+    const offlineAck = onFirst.find(p => isPacket(p, "broker->client", "puback", offline.packet.messageId))
+    assert.ok(offlineAck && offlineAck.atMs <= lastSent.atMs, "the offline status was acknowledged before DISCONNECT")
 
     assert.ok(
-        !recorder.messages.some(
-            m => m.topic === statusTopic && m.payload.includes('"lost"')
-        ),
+        !recorder.messages.some(m => m.topic === statusTopic && m.payload.includes('"lost"')),
         "the will never fired"
     )
     const late = await new Recorder(rig.broker.url, statusTopic).start()
     try {
-        await late.waitFor(
-            "the retained status",
-            r => r.messages.length > 0,
-            5000
-        )
+        await late.waitFor("the retained status", r => r.messages.length > 0, 5000)
         assert.equal(late.messages[0].retain, true)
         assert.deepEqual(JSON.parse(late.messages[0].payload), {
             state: "offline",
@@ -635,51 +474,35 @@ test("a graceful stop (restart command) sends DISCONNECT and leaves the retained
     } finally {
         await late.stop()
     }
-    const refusedAttempts = proxy.connections.filter(
-        c => c.closeReason === "refused"
-    ).length
+    const refusedAttempts = proxy.connections.filter(c => c.closeReason === "refused").length
 
     proxy.refuse(false)
     await recorder.waitFor(
         "online again with the next boot",
         r =>
             r.messages.some(
-                m =>
-                    m.topic === statusTopic &&
-                    m.atMs >= sentAt &&
-                    JSON.parse(m.payload).state === "online"
+                m => m.topic === statusTopic && m.atMs >= sentAt && JSON.parse(m.payload).state === "online"
             ),
         45_000
     )
     const online = recorder.messages.find(
-        m =>
-            m.topic === statusTopic &&
-            m.atMs >= sentAt &&
-            JSON.parse(m.payload).state === "online"
+        m => m.topic === statusTopic && m.atMs >= sentAt && JSON.parse(m.payload).state === "online"
     )!
     const bootAfter = JSON.parse(online.payload).boot
     assert.ok(bootAfter >= 2, `online again as boot ${bootAfter}`)
     await sleep(3000)
     assert.ok(
-        !recorder.messages.some(
-            m => m.topic === statusTopic && m.payload.includes('"lost"')
-        ),
+        !recorder.messages.some(m => m.topic === statusTopic && m.payload.includes('"lost"')),
         "the will never fired"
     )
 
     const command = onFirst.find(
-        p =>
-            isPacket(p, "broker->client", "publish") &&
-            (p.packet as any).topic.endsWith("/cmd/restart")
+        p => isPacket(p, "broker->client", "publish") && (p.packet as any).topic.endsWith("/cmd/restart")
     )!
     assert.ok(command, "the broker delivered the command")
-    const commandAck = onFirst.find(p =>
-        isPacket(p, "client->broker", "puback", command.packet.messageId)
-    )
+    const commandAck = onFirst.find(p => isPacket(p, "client->broker", "puback", command.packet.messageId))
     const stopMs = lastSent.atMs - command.atMs
-    const runs = sim.lines.filter(l =>
-        /^command: restart: accepted/.test(l)
-    ).length
+    const runs = sim.lines.filter(l => /^command: restart: accepted/.test(l)).length
     console.log(
         `# graceful stop: DISCONNECT ${stopMs} ms after the command arrived, ${lastSent.atMs - offlineAck!.atMs} ms ` +
             `after the offline status's PUBACK; retained status still offline (restart) ${KEEPALIVE_S * 1500 + 1000} ms ` +
@@ -690,34 +513,15 @@ test("a graceful stop (restart command) sends DISCONNECT and leaves the retained
     // The stop runs in a fiber of its own: the command is acknowledged before the node goes, so the
     // persistent session does not redeliver it after the restart (which would restart again), and
     // the offline status's PUBACK is read as soon as it arrives.
-    await t.test(
-        "the restart command is acknowledged before the node stops",
-        () => {
-            assert.ok(
-                commandAck && commandAck.atMs <= lastSent.atMs,
-                "a PUBACK for the command precedes DISCONNECT"
-            )
-        }
-    )
-    await t.test(
-        "the restart command runs once",
-        () => {
-            assert.equal(
-                runs,
-                1,
-                "an unacknowledged command is redelivered to the persistent session and runs again"
-            )
-        }
-    )
-    await t.test(
-        "the stop does not wait out its timeout once the offline status is acknowledged",
-        () => {
-            assert.ok(
-                lastSent.atMs - offlineAck!.atMs < 1000,
-                "DISCONNECT soon after the offline status's PUBACK"
-            )
-        }
-    )
+    await t.test("the restart command is acknowledged before the node stops", () => {
+        assert.ok(commandAck && commandAck.atMs <= lastSent.atMs, "a PUBACK for the command precedes DISCONNECT")
+    })
+    await t.test("the restart command runs once", () => {
+        assert.equal(runs, 1, "an unacknowledged command is redelivered to the persistent session and runs again")
+    })
+    await t.test("the stop does not wait out its timeout once the offline status is acknowledged", () => {
+        assert.ok(lastSent.atMs - offlineAck!.atMs < 1000, "DISCONNECT soon after the offline status's PUBACK")
+    })
 })
 
 test("client take-over: another client with the same id is reported by name and does not make the node flap", async t => {
@@ -734,7 +538,11 @@ test("client take-over: another client with the same id is reported by name and 
     let delay: RegExpMatchArray | null = null
     for (let waited = 0; !delay && waited < 5000; waited += 50) {
         const index = sim.lines.lastIndexOf(named[0])
-        delay = sim.lines.slice(index).map(l => l.match(/^mqtt: reconnecting in (\d+) ms/)).find(m => m) ?? null
+        delay =
+            sim.lines
+                .slice(index)
+                .map(l => l.match(/^mqtt: reconnecting in (\d+) ms/))
+                .find(m => m) ?? null
         if (!delay) await sleep(50)
     }
     assert.ok(delay, "a reconnect delay is printed after the take-over")
@@ -753,7 +561,12 @@ test("client take-over: another client with the same id is reported by name and 
 })
 
 test("a hostile broker: 10,000 malformed packets over reconnects, no crash, the status does not pile up, no reading lost", async t => {
-    const rig = await startRig(t, "e2e-hostile", { READ_MS: 1000, KEEPALIVE_S: 5, FLUSH_S: 5 }, { proxy: true, recorder: { persistentSession: true } })
+    const rig = await startRig(
+        t,
+        "e2e-hostile",
+        { READ_MS: 1000, KEEPALIVE_S: 5, FLUSH_S: 5 },
+        { proxy: true, recorder: { persistentSession: true } }
+    )
     const { proxy, recorder, node } = rig
     await recorder.waitFor("3 readings", r => r.readings(READING_SUFFIX).length >= 3, 30_000)
     let seed = 11
@@ -771,7 +584,11 @@ test("a hostile broker: 10,000 malformed packets over reconnects, no crash, the 
     // PUBACK: the node must not queue one per connection.
     await waitForReadingsBeyond(rig, 3, 60_000)
     const lines = node.simulator!.lines
-    assert.deepEqual(lines.filter(l => /Exception|OutOfMemory|PANIC/.test(l)), [], "no exception in the firmware")
+    assert.deepEqual(
+        lines.filter(l => /Exception|OutOfMemory|PANIC/.test(l)),
+        [],
+        "no exception in the firmware"
+    )
     assert.equal(lines.filter(l => /^node: boot \d+, next seq/.test(l)).length, 1, "the program never restarted")
     const errors = lines.filter(l => l.startsWith("mqtt: protocol error from broker:"))
     assert.ok(errors.length >= 10, `${errors.length} protocol errors named`)

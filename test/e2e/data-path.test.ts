@@ -38,7 +38,10 @@ describe("data path", () => {
         await recorder.waitFor("8 readings", r => r.readings().length >= 8, 30_000)
         const readings = recorder.readings()
         const messages = recorder.messages.filter(m => m.topic === `meters/${NODE}/main/reading`)
-        assert.ok(messages.every(m => m.qos === 1 && !m.retain), "readings are delivered at QoS 1, not retained")
+        assert.ok(
+            messages.every(m => m.qos === 1 && !m.retain),
+            "readings are delivered at QoS 1, not retained"
+        )
         for (const r of readings) {
             assert.equal(r.meter, "main")
             assert.equal(r.unit, "Wh")
@@ -55,11 +58,16 @@ describe("data path", () => {
             assert.equal(totalChange, Math.round(readings[i].delta * 1000), "total grows by exactly the delta")
         }
         // Each interval is READ_MS long, to the second.
-        for (const r of readings.slice(1)) assert.ok(Math.abs((r.end - r.start) * 1000 - READ_MS) <= 1000, `interval ${r.end - r.start} s`)
+        for (const r of readings.slice(1))
+            assert.ok(Math.abs((r.end - r.start) * 1000 - READ_MS) <= 1000, `interval ${r.end - r.start} s`)
     })
 
     test("the retained status says online", async () => {
-        await recorder.waitFor("an online status", r => r.messages.some(m => m.topic.endsWith("/status") && m.payload.includes('"online"')), 10_000)
+        await recorder.waitFor(
+            "an online status",
+            r => r.messages.some(m => m.topic.endsWith("/status") && m.payload.includes('"online"')),
+            10_000
+        )
         const status = recorder.messages.filter(m => m.topic === `meters/${NODE}/status`).at(-1)!
         const body = JSON.parse(status.payload)
         assert.equal(body.state, "online")
@@ -84,7 +92,8 @@ describe("data path", () => {
         await node.kill()
         await recorder.waitFor(
             "the will (offline, lost)",
-            r => r.messages.some(m => m.topic.endsWith("/status") && m.atMs >= killedAt && m.payload.includes('"lost"')),
+            r =>
+                r.messages.some(m => m.topic.endsWith("/status") && m.atMs >= killedAt && m.payload.includes('"lost"')),
             KEEPALIVE_S * 1500 + 5000
         )
         const countBefore = recorder.readings().length
@@ -103,7 +112,11 @@ describe("data path", () => {
         assert.equal(new Set(all).size, all.length, "no seq is ever published twice")
         await recorder.waitFor(
             "online again",
-            r => r.messages.filter(m => m.topic.endsWith("/status")).at(-1)!.payload.includes('"online"'),
+            r =>
+                r.messages
+                    .filter(m => m.topic.endsWith("/status"))
+                    .at(-1)!
+                    .payload.includes('"online"'),
             10_000
         )
     })
@@ -112,8 +125,14 @@ describe("data path", () => {
         const ha = await new Recorder(broker.url, "homeassistant/#").start()
         try {
             // Retained: a subscriber arriving now gets it (and the Recorder checks it against docs/asyncapi.yaml).
-            await ha.waitFor("the discovery config", r => r.messages.some(m => m.topic.includes(`meternode_${NODE}_main_energy`)), 10_000)
-            const config = JSON.parse(ha.messages.find(m => m.topic === `homeassistant/sensor/meternode_${NODE}_main_energy/config`)!.payload)
+            await ha.waitFor(
+                "the discovery config",
+                r => r.messages.some(m => m.topic.includes(`meternode_${NODE}_main_energy`)),
+                10_000
+            )
+            const config = JSON.parse(
+                ha.messages.find(m => m.topic === `homeassistant/sensor/meternode_${NODE}_main_energy/config`)!.payload
+            )
             assert.equal(config.device_class, "energy")
             assert.equal(config.state_class, "total_increasing")
             assert.equal(config.state_topic, `meters/${NODE}/main/reading`)
@@ -128,10 +147,17 @@ describe("data path", () => {
             await node.kill()
             await node.reconfigure({ METER_ID: "grid" })
             await node.start(false)
-            await ha.waitFor("main cleared and grid announced", r => {
-                const recent = r.messages.filter(m => m.atMs >= sentAt)
-                return recent.some(m => m.topic.includes("_main_energy") && m.payload === "") && recent.some(m => m.topic.includes("_grid_energy") && m.payload !== "")
-            }, 30_000)
+            await ha.waitFor(
+                "main cleared and grid announced",
+                r => {
+                    const recent = r.messages.filter(m => m.atMs >= sentAt)
+                    return (
+                        recent.some(m => m.topic.includes("_main_energy") && m.payload === "") &&
+                        recent.some(m => m.topic.includes("_grid_energy") && m.payload !== "")
+                    )
+                },
+                30_000
+            )
         } finally {
             await ha.stop()
         }
@@ -149,7 +175,11 @@ describe("commands", () => {
         recorder = await new Recorder(broker.url, `meters/${NODE_CMD}/#`).start()
         node = new NodeUnderTest({ MQTT_URL: broker.url, NODE_ID: NODE_CMD, READ_MS: 1000, KEEPALIVE_S: 5 })
         await node.start(true)
-        await recorder.waitFor("the node online", r => r.messages.some(m => m.topic.endsWith("/status") && m.payload.includes('"online"')), 30_000)
+        await recorder.waitFor(
+            "the node online",
+            r => r.messages.some(m => m.topic.endsWith("/status") && m.payload.includes('"online"')),
+            30_000
+        )
     })
 
     after(async () => {
@@ -162,10 +192,26 @@ describe("commands", () => {
         const readingsBefore = recorder.readings().length
         await recorder.publish(`meters/${NODE_CMD}/cmd/launch`, JSON.stringify({ id: "c1" }))
         await recorder.publish(`meters/${NODE_CMD}/cmd/restart`, "{not json")
-        await recorder.waitFor("two error replies", r => r.messages.filter(m => m.topic.includes("/reply/")).length >= 2, 10_000)
-        const replies = recorder.messages.filter(m => m.topic.includes("/reply/")).map(m => ({ topic: m.topic, body: JSON.parse(m.payload) }))
-        assert.deepEqual(replies[0], { topic: `meters/${NODE_CMD}/reply/launch`, body: { id: "c1", ok: false, error: "unknown command launch (known: replay, restart, shutdown, status, time)" } })
-        assert.deepEqual(replies[1], { topic: `meters/${NODE_CMD}/reply/restart`, body: { id: null, ok: false, error: "payload is not JSON" } })
+        await recorder.waitFor(
+            "two error replies",
+            r => r.messages.filter(m => m.topic.includes("/reply/")).length >= 2,
+            10_000
+        )
+        const replies = recorder.messages
+            .filter(m => m.topic.includes("/reply/"))
+            .map(m => ({ topic: m.topic, body: JSON.parse(m.payload) }))
+        assert.deepEqual(replies[0], {
+            topic: `meters/${NODE_CMD}/reply/launch`,
+            body: {
+                id: "c1",
+                ok: false,
+                error: "unknown command launch (known: replay, restart, shutdown, status, time)",
+            },
+        })
+        assert.deepEqual(replies[1], {
+            topic: `meters/${NODE_CMD}/reply/restart`,
+            body: { id: null, ok: false, error: "payload is not JSON" },
+        })
         // Still the same boot, still publishing.
         await recorder.waitFor("more readings", r => r.readings().length >= readingsBefore + 2, 10_000)
         const last = recorder.readings().at(-1)
@@ -177,14 +223,21 @@ describe("commands", () => {
         await recorder.publish(`meters/${NODE_CMD}/cmd/restart`, JSON.stringify({ id: "r1" }))
         await recorder.waitFor(
             "online again after the restart",
-            r => r.messages.some(m => m.atMs > sentAt && m.topic.endsWith("/status") && JSON.parse(m.payload).state === "online"),
+            r =>
+                r.messages.some(
+                    m => m.atMs > sentAt && m.topic.endsWith("/status") && JSON.parse(m.payload).state === "online"
+                ),
             30_000
         )
-        const statuses = recorder.messages.filter(m => m.atMs > sentAt && m.topic.endsWith("/status")).map(m => JSON.parse(m.payload))
+        const statuses = recorder.messages
+            .filter(m => m.atMs > sentAt && m.topic.endsWith("/status"))
+            .map(m => JSON.parse(m.payload))
         assert.deepEqual(statuses[0], { state: "offline", reason: "restart", boot: 1 })
         assert.ok(!statuses.some(s => s.reason === "lost"), "the will never fired")
         assert.equal(statuses.at(-1).boot, 2)
-        const reply = recorder.messages.find(m => m.topic === `meters/${NODE_CMD}/reply/restart` && m.payload.includes("r1"))
+        const reply = recorder.messages.find(
+            m => m.topic === `meters/${NODE_CMD}/reply/restart` && m.payload.includes("r1")
+        )
         assert.deepEqual(JSON.parse(reply!.payload), { id: "r1", ok: true })
     })
 
@@ -192,11 +245,20 @@ describe("commands", () => {
         await recorder.waitFor("readings of boot 2", r => r.readings().some(e => e.boot === 2), 30_000)
         const sentAt = Date.now()
         await recorder.publish(`meters/${NODE_CMD}/cmd/shutdown`, JSON.stringify({ id: "s1" }))
-        await recorder.waitFor("offline (shutdown)", r => r.messages.some(m => m.atMs > sentAt && m.topic.endsWith("/status") && m.payload.includes('"shutdown"')), 15_000)
+        await recorder.waitFor(
+            "offline (shutdown)",
+            r =>
+                r.messages.some(
+                    m => m.atMs > sentAt && m.topic.endsWith("/status") && m.payload.includes('"shutdown"')
+                ),
+            15_000
+        )
         const readingsAtStop = recorder.readings().length
         // Past 1.5 x keepalive: a node that merely vanished would have its will published by now.
         await new Promise(r => setTimeout(r, 5 * 1500 + 1000))
-        const statuses = recorder.messages.filter(m => m.atMs > sentAt && m.topic.endsWith("/status")).map(m => JSON.parse(m.payload))
+        const statuses = recorder.messages
+            .filter(m => m.atMs > sentAt && m.topic.endsWith("/status"))
+            .map(m => JSON.parse(m.payload))
         assert.deepEqual(statuses, [{ state: "offline", reason: "shutdown", boot: 2 }])
         assert.equal(recorder.readings().length, readingsAtStop, "no reading after the stop")
         const late = await new Recorder(broker.url, `meters/${NODE_CMD}/status`).start()
@@ -218,9 +280,20 @@ describe("meter configuration", () => {
         await broker?.dispose()
     })
 
-    async function runNode(nodeId: string, settings: Record<string, string | number>, what: string, until: (r: Recorder) => boolean) {
+    async function runNode(
+        nodeId: string,
+        settings: Record<string, string | number>,
+        what: string,
+        until: (r: Recorder) => boolean
+    ) {
         const recorder = await new Recorder(broker.url, `meters/${nodeId}/#`).start()
-        const node = new NodeUnderTest({ MQTT_URL: broker.url, NODE_ID: nodeId, READ_MS: 1000, KEEPALIVE_S: 5, ...settings })
+        const node = new NodeUnderTest({
+            MQTT_URL: broker.url,
+            NODE_ID: nodeId,
+            READ_MS: 1000,
+            KEEPALIVE_S: 5,
+            ...settings,
+        })
         try {
             await node.start(true)
             await recorder.waitFor(what, until, 30_000)
@@ -232,9 +305,17 @@ describe("meter configuration", () => {
     }
 
     test("an INA226 the board does not have: the failing samples are named, readings are flagged estimated, the node stays up", async () => {
-        const { recorder, lines } = await runNode("e2e-ina", { METER_KIND: "ina226" }, "3 readings", r => r.readings().length >= 3)
+        const { recorder, lines } = await runNode(
+            "e2e-ina",
+            { METER_KIND: "ina226" },
+            "3 readings",
+            r => r.readings().length >= 3
+        )
         const readings = recorder.readings()
-        assert.ok(readings.every(r => r.estimated === true && r.delta === 0), JSON.stringify(readings.slice(0, 3)))
+        assert.ok(
+            readings.every(r => r.estimated === true && r.delta === 0),
+            JSON.stringify(readings.slice(0, 3))
+        )
         const named = lines.filter(l => l.startsWith("meter: INA226 at I2C address 64:"))
         assert.ok(named.length >= 1, "the failing chip is named on the console")
         assert.equal(named.length, 1, "reported once a minute, not at every sample")

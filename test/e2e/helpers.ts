@@ -191,7 +191,10 @@ export function assertFirstDeliveriesInOrder(delivered: number[]) {
             duplicates++
             continue
         }
-        assert.ok(seq > highest, `seq ${seq} first delivered after seq ${highest}: out of order (${delivered.join(" ")})`)
+        assert.ok(
+            seq > highest,
+            `seq ${seq} first delivered after seq ${highest}: out of order (${delivered.join(" ")})`
+        )
         highest = seq
         seen.add(seq)
     }

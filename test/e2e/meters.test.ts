@@ -49,7 +49,10 @@ describe("meter inputs on the Jacdac bus", () => {
             METER2: "boiler temperature",
         })
         await node.build()
-        device = new JacdacBusDevice([{ serviceClass: BUTTON_SERVICE_CLASS }, { serviceClass: TEMPERATURE_SERVICE_CLASS }])
+        device = new JacdacBusDevice([
+            { serviceClass: BUTTON_SERVICE_CLASS },
+            { serviceClass: TEMPERATURE_SERVICE_CLASS },
+        ])
     })
 
     after(async () => {
@@ -72,7 +75,11 @@ describe("meter inputs on the Jacdac bus", () => {
         device.start()
         let temperature = 21
         sensorTimer = setInterval(() => device.reading(2, (temperature = temperature === 21 ? 23 : 21)), 200)
-        await recorder.waitFor("a grid and a boiler reading", r => r.readings("/grid/reading").length > 0 && r.readings("/boiler/reading").length > 0, 30_000)
+        await recorder.waitFor(
+            "a grid and a boiler reading",
+            r => r.readings("/grid/reading").length > 0 && r.readings("/boiler/reading").length > 0,
+            30_000
+        )
         // Binding: the first temperature arrived, so the role manager has seen the device.
         await pulse(device, 200, 20)
         await recorder.waitFor("200 Wh", () => gridTotal() >= 200, 20_000)
@@ -85,13 +92,22 @@ describe("meter inputs on the Jacdac bus", () => {
         const last = boiler[boiler.length - 1]
         assert.deepEqual([last.quantity, last.unit, last.min, last.max], ["temperature", "°C", 21, 23])
         assert.ok(last.mean > 21 && last.mean < 23, `mean ${last.mean}`)
-        console.log(`# 200 pulses at 20 Hz: total ${gridTotal()} Wh in ${grid.length} readings; boiler ${JSON.stringify(last)}`)
+        console.log(
+            `# 200 pulses at 20 Hz: total ${gridTotal()} Wh in ${grid.length} readings; boiler ${JSON.stringify(last)}`
+        )
     })
 
     test(`the total survives a restart of the program; ${PULSES} more pulses at 20 Hz are counted exactly`, async () => {
         const before = gridTotal()
         await recorder.publish(`meters/${NODE}/cmd/restart`, "{}")
-        await recorder.waitFor("boot 2 online", r => r.messages.some(m => m.topic.endsWith("/status") && m.payload.includes('"boot":2') && m.payload.includes('"online"')), 30_000)
+        await recorder.waitFor(
+            "boot 2 online",
+            r =>
+                r.messages.some(
+                    m => m.topic.endsWith("/status") && m.payload.includes('"boot":2') && m.payload.includes('"online"')
+                ),
+            30_000
+        )
         await sleep(2000)
         const t0 = Date.now()
         await pulse(device, PULSES, 20)
@@ -101,6 +117,8 @@ describe("meter inputs on the Jacdac bus", () => {
         assert.equal(gridTotal(), before + PULSES, "counted exactly across the restart")
         const boot2 = recorder.readings("/grid/reading").filter(r => r.boot === 2)
         assert.equal(Math.round(boot2.reduce((s, r) => s + r.delta, 0) * 1000), PULSES * 1000)
-        console.log(`# ${PULSES} pulses in ${seconds.toFixed(0)} s (${(PULSES / seconds).toFixed(1)} Hz) after a restart: total ${before} -> ${gridTotal()} Wh, ${device.framesSent} frames sent`)
+        console.log(
+            `# ${PULSES} pulses in ${seconds.toFixed(0)} s (${(PULSES / seconds).toFixed(1)} Hz) after a restart: total ${before} -> ${gridTotal()} Wh, ${device.framesSent} frames sent`
+        )
     })
 })

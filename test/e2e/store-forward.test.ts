@@ -18,7 +18,14 @@ async function startRig(t: TestContext, nodeId: string, settings: Settings) {
     const recorder = new Recorder(broker.url, `meters/${nodeId}/#`, { persistentSession: true })
     t.after(() => recorder.stop())
     await recorder.start()
-    const node = new NodeUnderTest({ MQTT_URL: broker.url, NODE_ID: nodeId, SIM_SEED: 11, KEEPALIVE_S: 10, READ_MS: 1000, ...settings })
+    const node = new NodeUnderTest({
+        MQTT_URL: broker.url,
+        NODE_ID: nodeId,
+        SIM_SEED: 11,
+        KEEPALIVE_S: 10,
+        READ_MS: 1000,
+        ...settings,
+    })
     t.after(() => node.dispose())
     await node.build()
     return { broker, recorder, node }
@@ -78,20 +85,32 @@ test("broker down for 10 minutes at one reading a second: every reading delivere
         120_000
     )
     const drainedMs = Date.now() - upAt
-    const { seen, duplicates } = assertFirstDeliveriesInOrder(recorder.readings(READING_SUFFIX).map(r => r.seq as number))
+    const { seen, duplicates } = assertFirstDeliveriesInOrder(
+        recorder.readings(READING_SUFFIX).map(r => r.seq as number)
+    )
     for (const seq of created) assert.ok(seen.has(seq), `seq ${seq} delivered`)
     const all = recorder.readings(READING_SUFFIX)
-    assert.ok(all.every(r => r.boot === 1), "no reboot: one boot, one seq range")
+    assert.ok(
+        all.every(r => r.boot === 1),
+        "no reboot: one boot, one seq range"
+    )
     assert.equal(recorder.gaps(READING_SUFFIX).length, 0, "no gap without a power cut")
     // A long outage goes through flash: blocks fill up (about 96 readings each) and FLUSH_S passes.
     if (outageMs >= 300_000)
-        assert.ok(sim.lines.some(l => l.startsWith("flash: safe up to seq")), "the queue was written while the broker was away")
+        assert.ok(
+            sim.lines.some(l => l.startsWith("flash: safe up to seq")),
+            "the queue was written while the broker was away"
+        )
     const firsts = new Map<number, any>()
     for (const r of all) if (!firsts.has(r.seq)) firsts.set(r.seq, r)
     const ordered = [...firsts.values()].sort((a, b) => a.seq - b.seq)
     for (let i = 1; i < ordered.length; i++) {
         assert.equal(ordered[i].start, ordered[i - 1].end, `intervals contiguous at seq ${ordered[i].seq}`)
-        assert.equal(Math.round((ordered[i].total - ordered[i - 1].total) * 1000), Math.round(ordered[i].delta * 1000), `total continues at seq ${ordered[i].seq}`)
+        assert.equal(
+            Math.round((ordered[i].total - ordered[i - 1].total) * 1000),
+            Math.round(ordered[i].delta * 1000),
+            `total continues at seq ${ordered[i].seq}`
+        )
     }
     const messages = recorder.messages.filter(m => m.topic.endsWith(READING_SUFFIX))
     const largest = Math.max(...messages.map(m => Buffer.byteLength(m.payload)))
@@ -146,14 +165,21 @@ test("power cut at five random moments while offline: what was flushed is delive
     for (const c of cuts) {
         const lost = c.created.filter(seq => !seen.has(seq))
         assert.ok(c.safe >= 0 || c.created.length <= FLUSH_S + 1, `boot ${c.boot}: something was flushed`)
-        for (const seq of lost) assert.ok(seq > c.safe, `boot ${c.boot}: seq ${seq} was flushed (safe up to ${c.safe}) but not delivered`)
+        for (const seq of lost)
+            assert.ok(seq > c.safe, `boot ${c.boot}: seq ${seq} was flushed (safe up to ${c.safe}) but not delivered`)
         // Readings are flushed every FLUSH_S s: at most that many (and the one being taken) are lost.
         assert.ok(lost.length <= FLUSH_S + 1, `boot ${c.boot}: ${lost.length} readings lost, bound ${FLUSH_S + 1}`)
         const gap = gaps.find(g => g.boot === c.boot)
         assert.ok(gap, `boot ${c.boot} is reported as a gap`)
-        assert.ok(gap.after_seq >= c.safe, `the gap of boot ${c.boot} starts after seq ${gap.after_seq}, at or after the last safe seq ${c.safe}`)
-        for (const seq of lost) assert.ok(seq > gap.after_seq, `lost seq ${seq} is inside the gap after ${gap.after_seq}`)
-        report.push(`boot ${c.boot} cut after ${(c.afterMs / 1000).toFixed(1)} s: ${c.created.length} taken, ${lost.length} lost, gap after seq ${gap.after_seq}`)
+        assert.ok(
+            gap.after_seq >= c.safe,
+            `the gap of boot ${c.boot} starts after seq ${gap.after_seq}, at or after the last safe seq ${c.safe}`
+        )
+        for (const seq of lost)
+            assert.ok(seq > gap.after_seq, `lost seq ${seq} is inside the gap after ${gap.after_seq}`)
+        report.push(
+            `boot ${c.boot} cut after ${(c.afterMs / 1000).toFixed(1)} s: ${c.created.length} taken, ${lost.length} lost, gap after seq ${gap.after_seq}`
+        )
     }
     const all = recorder.readings(READING_SUFFIX).map(r => r.seq)
     const bootsOf = new Map<number, number>()

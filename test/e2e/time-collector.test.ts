@@ -44,20 +44,35 @@ describe("wall-clock time", () => {
         await node.start(true)
         await sleep(6000)
         await broker.start()
-        collector = await new Collector({ broker: broker.url, out: join(dir, "time.csv"), timeEveryS: 2, log: () => {} }).start()
+        collector = await new Collector({
+            broker: broker.url,
+            out: join(dir, "time.csv"),
+            timeEveryS: 2,
+            log: () => {},
+        }).start()
         recorder = await new Recorder(broker.url, `meters/${NODE}/#`).start()
-        await recorder.waitFor("readings for 10 s after the node connected", r => {
-            const at = r.readings().map(e => e.atMs)
-            return at.length > 0 && Math.max(...at) - Math.min(...at) >= 10_000
-        }, 90_000)
+        await recorder.waitFor(
+            "readings for 10 s after the node connected",
+            r => {
+                const at = r.readings().map(e => e.atMs)
+                return at.length > 0 && Math.max(...at) - Math.min(...at) >= 10_000
+            },
+            90_000
+        )
         const readings = recorder.readings()
-        assert.ok(readings.every(r => r.time === "utc_ms"), `every reading in UTC: ${[...new Set(readings.map(r => r.time))]}`)
+        assert.ok(
+            readings.every(r => r.time === "utc_ms"),
+            `every reading in UTC: ${[...new Set(readings.map(r => r.time))]}`
+        )
         for (let i = 1; i < readings.length; i++) {
             assert.equal(readings[i].seq, readings[i - 1].seq + 1)
             assert.equal(readings[i].start, readings[i - 1].end, "contiguous across the moment the time arrived")
             const lengthMs = readings[i].end - readings[i].start
             // A reading that starts late (the loop waited on a flash write) ends at the next whole second.
-            assert.ok(lengthMs >= READ_MS && lengthMs % 1000 === 0, `seq ${readings[i].seq}: ${lengthMs} ms, whole seconds`)
+            assert.ok(
+                lengthMs >= READ_MS && lengthMs % 1000 === 0,
+                `seq ${readings[i].seq}: ${lengthMs} ms, whole seconds`
+            )
         }
         const long = readings.filter(r => r.end - r.start > READ_MS).map(r => `seq ${r.seq}: ${r.end - r.start} ms`)
         if (long.length) console.log(`# longer readings: ${long.join(", ")}`)
@@ -66,19 +81,35 @@ describe("wall-clock time", () => {
         const queued = readings.filter(r => r.end < firstAt - 2000)
         assert.ok(queued.length >= 4, `${queued.length} readings were taken before the node had the time`)
         // The first reading starts at boot: the simulator started between bootMs and a few seconds later.
-        assert.ok(readings[0].start >= bootMs - 1000 && readings[0].start <= bootMs + 5000, `first start ${readings[0].start - bootMs} ms after the simulator was started`)
+        assert.ok(
+            readings[0].start >= bootMs - 1000 && readings[0].start <= bootMs + 5000,
+            `first start ${readings[0].start - bootMs} ms after the simulator was started`
+        )
         // A reading published as it is taken reaches the broker within a moment of its end.
         const live = readings.filter(r => r.atMs > firstAt + 4000)
-        for (const r of live) assert.ok(Math.abs(r.atMs - r.end) <= 1000, `seq ${r.seq} ended ${r.atMs - r.end} ms before the collector received it`)
-        console.log(`# ${queued.length} readings corrected after the time arrived, ${live.length} live; lag ${live.map(r => r.atMs - r.end).join(" ")} ms`)
-        await recorder.waitFor("a status with the clock set", r => r.messages.some(m => m.topic.endsWith("/status") && m.payload.includes('"clock":"set"')), 10_000)
+        for (const r of live)
+            assert.ok(
+                Math.abs(r.atMs - r.end) <= 1000,
+                `seq ${r.seq} ended ${r.atMs - r.end} ms before the collector received it`
+            )
+        console.log(
+            `# ${queued.length} readings corrected after the time arrived, ${live.length} live; lag ${live.map(r => r.atMs - r.end).join(" ")} ms`
+        )
+        await recorder.waitFor(
+            "a status with the clock set",
+            r => r.messages.some(m => m.topic.endsWith("/status") && m.payload.includes('"clock":"set"')),
+            10_000
+        )
     })
 
     test("the time command reports the clock; a malformed one is refused and changes nothing", async () => {
         await recorder.publish(`meters/${NODE}/cmd/time`, JSON.stringify({ id: "q1" }))
         await recorder.publish(`meters/${NODE}/cmd/time`, JSON.stringify({ id: "bad", utc_ms: "noon" }))
         await recorder.publish(`meters/${NODE}/cmd/time`, JSON.stringify({ id: "q2" }))
-        const replies = () => recorder.messages.filter(m => m.topic === `meters/${NODE}/reply/time`).map(m => ({ ...JSON.parse(m.payload), atMs: m.atMs }))
+        const replies = () =>
+            recorder.messages
+                .filter(m => m.topic === `meters/${NODE}/reply/time`)
+                .map(m => ({ ...JSON.parse(m.payload), atMs: m.atMs }))
         await recorder.waitFor("three time replies", () => replies().length >= 3, 15_000)
         const [q1, bad, q2] = ["q1", "bad", "q2"].map(id => replies().find(r => r.id === id))
         assert.equal(q1.ok, true)
@@ -89,7 +120,11 @@ describe("wall-clock time", () => {
         assert.ok(Math.abs(q2.utc_ms - q2.atMs) <= 1000, "unchanged by the malformed command")
         // The status command answers with the status it publishes.
         await recorder.publish(`meters/${NODE}/cmd/status`, JSON.stringify({ id: "s1" }))
-        await recorder.waitFor("a status reply", r => r.messages.some(m => m.topic === `meters/${NODE}/reply/status`), 15_000)
+        await recorder.waitFor(
+            "a status reply",
+            r => r.messages.some(m => m.topic === `meters/${NODE}/reply/status`),
+            15_000
+        )
         const status = JSON.parse(recorder.messages.find(m => m.topic === `meters/${NODE}/reply/status`)!.payload)
         assert.equal(status.id, "s1")
         assert.equal(status.status.state, "online")
@@ -108,7 +143,13 @@ describe("replay", () => {
     before(async () => {
         broker = await new Broker({ persistence: false }).start()
         console.log(`# broker: ${broker.describe()}`)
-        collector = await new Collector({ broker: broker.url, out: join(dir, "r.csv"), timeEveryS: 2, clientId: `replay-${process.pid}`, log: () => {} }).start()
+        collector = await new Collector({
+            broker: broker.url,
+            out: join(dir, "r.csv"),
+            timeEveryS: 2,
+            clientId: `replay-${process.pid}`,
+            log: () => {},
+        }).start()
         recorder = await new Recorder(broker.url, `meters/${NODE}/#`).start()
         node = new NodeUnderTest({ MQTT_URL: broker.url, NODE_ID: NODE, READ_MS, KEEPALIVE_S: 10, SIM_SEED: 11 })
         await node.start(true)
@@ -122,7 +163,8 @@ describe("replay", () => {
         rmSync(dir, { recursive: true, force: true })
     })
 
-    const replies = () => recorder.messages.filter(m => m.topic === `meters/${NODE}/reply/replay`).map(m => JSON.parse(m.payload))
+    const replies = () =>
+        recorder.messages.filter(m => m.topic === `meters/${NODE}/reply/replay`).map(m => JSON.parse(m.payload))
     const replayed = (since: number) =>
         recorder.messages
             .filter(m => m.topic === `meters/${NODE}/main/replay` && m.atMs >= since)
@@ -137,7 +179,10 @@ describe("replay", () => {
         const live = recorder.readings()
         const now = Date.now()
         const sentAt = Date.now()
-        await recorder.publish(`meters/${NODE}/cmd/replay`, JSON.stringify({ id: "day", from: now - 86_400_000, to: now }))
+        await recorder.publish(
+            `meters/${NODE}/cmd/replay`,
+            JSON.stringify({ id: "day", from: now - 86_400_000, to: now })
+        )
         await recorder.waitFor("the replay's reply", () => replies().some(r => r.id === "day"), 60_000)
         const reply = replies().find(r => r.id === "day")
         assert.equal(reply.ok, true, JSON.stringify(reply))
@@ -149,12 +194,23 @@ describe("replay", () => {
         const maxSeq = Math.max(...day.map((r: any) => r.seq))
         const expected = recorder.readings().filter(r => r.seq <= maxSeq && r.start < now)
         assert.ok(maxSeq >= live.at(-1).seq, "nothing delivered before the request is missing")
-        assert.deepEqual(day.map((r: any) => r.seq), expected.map(r => r.seq), "the same readings, in order")
+        assert.deepEqual(
+            day.map((r: any) => r.seq),
+            expected.map(r => r.seq),
+            "the same readings, in order"
+        )
         for (const r of day) {
             const l = bySeq.get(r.seq)!
-            assert.deepEqual([r.start, r.end, r.delta, r.total], [l.start, l.end, l.delta, l.total], `seq ${r.seq} as delivered live`)
+            assert.deepEqual(
+                [r.start, r.end, r.delta, r.total],
+                [l.start, l.end, l.delta, l.total],
+                `seq ${r.seq} as delivered live`
+            )
         }
-        assert.ok(day.length >= live.length - 2, `${day.length} replayed of ${live.length} delivered before the request`)
+        assert.ok(
+            day.length >= live.length - 2,
+            `${day.length} replayed of ${live.length} delivered before the request`
+        )
         // A five-second range in the middle: the readings overlapping it, and no other.
         const mid = live[Math.floor(live.length / 2)]
         const from = mid.start
@@ -163,16 +219,28 @@ describe("replay", () => {
         await recorder.publish(`meters/${NODE}/cmd/replay`, JSON.stringify({ id: "five", from, to }))
         await recorder.waitFor("the sub-range reply", () => replies().some(r => r.id === "five"), 30_000)
         const five = replayed(subAt)
-        assert.deepEqual(five.map((r: any) => r.seq), live.filter(r => r.start < to && r.end > from).map(r => r.seq))
-        console.log(`# replay: ${day.length} readings in ${reply.messages} messages for the 24-hour range; ${five.length} for 5 s`)
+        assert.deepEqual(
+            five.map((r: any) => r.seq),
+            live.filter(r => r.start < to && r.end > from).map(r => r.seq)
+        )
+        console.log(
+            `# replay: ${day.length} readings in ${reply.messages} messages for the 24-hour range; ${five.length} for 5 s`
+        )
     })
 
     test("a malformed replay is refused and changes nothing", async () => {
         const before = recorder.readings().length
         await recorder.publish(`meters/${NODE}/cmd/replay`, JSON.stringify({ id: "bad1", from: "yesterday", to: 5 }))
         await recorder.publish(`meters/${NODE}/cmd/replay`, JSON.stringify({ id: "bad2", from: 10, to: 5 }))
-        await recorder.publish(`meters/${NODE}/cmd/replay`, JSON.stringify({ id: "bad3", from: 1, to: 5, meter: "water" }))
-        await recorder.waitFor("three refusals", () => ["bad1", "bad2", "bad3"].every(id => replies().some(r => r.id === id)), 15_000)
+        await recorder.publish(
+            `meters/${NODE}/cmd/replay`,
+            JSON.stringify({ id: "bad3", from: 1, to: 5, meter: "water" })
+        )
+        await recorder.waitFor(
+            "three refusals",
+            () => ["bad1", "bad2", "bad3"].every(id => replies().some(r => r.id === id)),
+            15_000
+        )
         for (const id of ["bad1", "bad2", "bad3"]) assert.equal(replies().find(r => r.id === id).ok, false)
         assert.match(replies().find(r => r.id === "bad3").error, /unknown meter water/)
         await recorder.waitFor("readings continuing", r => r.readings().length >= before + 3, 15_000)
@@ -194,7 +262,14 @@ describe("reference collector", () => {
     before(async () => {
         broker = await new Broker({ persistence: true }).start()
         console.log(`# broker: ${broker.describe()}`)
-        node = new NodeUnderTest({ MQTT_URL: broker.url, NODE_ID: NODE, READ_MS, KEEPALIVE_S: 10, SIM_SEED: 9, FLUSH_S: 5 })
+        node = new NodeUnderTest({
+            MQTT_URL: broker.url,
+            NODE_ID: NODE,
+            READ_MS,
+            KEEPALIVE_S: 10,
+            SIM_SEED: 9,
+            FLUSH_S: 5,
+        })
         await node.build()
     })
 
@@ -206,7 +281,13 @@ describe("reference collector", () => {
     })
 
     test(`a ${SESSION_S} s session with a broker restart and a power cut: CSV without duplicates, energy adding up apart from reported gaps`, async () => {
-        collector = await new Collector({ broker: broker.url, out, timeEveryS: 2, clientId: `collector-${process.pid}`, log: () => {} }).start()
+        collector = await new Collector({
+            broker: broker.url,
+            out,
+            timeEveryS: 2,
+            clientId: `collector-${process.pid}`,
+            log: () => {},
+        }).start()
         await node.start(true)
         const startMs = Date.now()
         const at = (fraction: number) => startMs + SESSION_S * 1000 * fraction
@@ -239,17 +320,25 @@ describe("reference collector", () => {
         const gapSeqs = gaps.map(g => g.seq)
         let runs = 0
         for (let i = 1; i <= readings.length; i++) {
-            const endsRun = i === readings.length || gapSeqs.some(g => g > readings[i - 1].seq && g < readings[i].seq) || readings[i].seq !== readings[i - 1].seq + 1
+            const endsRun =
+                i === readings.length ||
+                gapSeqs.some(g => g > readings[i - 1].seq && g < readings[i].seq) ||
+                readings[i].seq !== readings[i - 1].seq + 1
             if (!endsRun) continue
             const run = readings.slice(runStart, i)
             const sum = run.reduce((s, r) => s + r.deltaWh!, 0)
             const change = run[run.length - 1].totalWh - (run[0].totalWh - run[0].deltaWh!)
-            assert.ok(Math.abs(sum - change) < 0.001 * run.length, `seq ${run[0].seq}..${run.at(-1)!.seq}: deltas ${sum} Wh, total changed ${change} Wh`)
+            assert.ok(
+                Math.abs(sum - change) < 0.001 * run.length,
+                `seq ${run[0].seq}..${run.at(-1)!.seq}: deltas ${sum} Wh, total changed ${change} Wh`
+            )
             runs++
             runStart = i
         }
         const missing = readings.at(-1)!.seq - readings[0].seq + 1 - readings.length - gaps.length
-        console.log(`# ${readings.length} readings, ${gaps.length} gaps, ${runs} runs, ${missing} seqs inside reported gaps, ${collector.duplicates} duplicates skipped`)
+        console.log(
+            `# ${readings.length} readings, ${gaps.length} gaps, ${runs} runs, ${missing} seqs inside reported gaps, ${collector.duplicates} duplicates skipped`
+        )
         // Open Energy Dashboard's file: UTC readings, contiguous within a boot.
         const oed = readFileSync(collector.oedPath(NODE, "main"), "utf-8").trim().split("\n")
         assert.equal(oed[0], OED_HEADER)

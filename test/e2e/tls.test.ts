@@ -40,7 +40,10 @@ describe("TLS", { skip: findMosquitto() ? false : "needs Mosquitto for a TLS lis
         await recorder.waitFor("3 readings over TLS", r => r.readings().length >= 3, 30_000)
         const seqs = recorder.readings().map(r => r.seq)
         assert.deepEqual(seqs.slice(0, 3), [seqs[0], seqs[0] + 1, seqs[0] + 2])
-        assert.ok(node.simulator!.lines.some(l => l.includes(`tls://127.0.0.1:${broker.port}`)), "the socket was TLS")
+        assert.ok(
+            node.simulator!.lines.some(l => l.includes(`tls://127.0.0.1:${broker.port}`)),
+            "the socket was TLS"
+        )
     })
 
     test("without the CA the connection fails with a named error and nothing is published", async () => {

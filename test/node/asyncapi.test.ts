@@ -4,7 +4,13 @@ import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import { schemaViolation } from "../e2e/schemas"
 import { readingMessage, statusPayload, WILL_PAYLOAD, energyLabel } from "../../src/reading"
-import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, FLAG_NON_ADDITIVE, newRecord } from "../../src/storage/records"
+import {
+    energyRecord,
+    FLAG_CLOCK_NOT_SET,
+    FLAG_ESTIMATED,
+    FLAG_NON_ADDITIVE,
+    newRecord,
+} from "../../src/storage/records"
 import { gapRecord, initialState, lastKnown } from "../../src/node-state"
 import { recordInUtc } from "../../src/clock"
 import { announcedFromJson, discoveryMessages, discoveryTopic } from "../../src/discovery"
@@ -18,21 +24,71 @@ describe("payloads follow docs/asyncapi.yaml", () => {
         merged.firstSeq = 8
         merged.flags |= FLAG_ESTIMATED
         const level = newRecord()
-        Object.assign(level, { flags: FLAG_NON_ADDITIVE | FLAG_CLOCK_NOT_SET, seq: 3, firstSeq: 3, boot: 1, startS: 60, durationS: 60, minMilli: -500, meanMilli: 1250, maxMilli: 4000 })
-        const prev = { ...initialState(), boot: 4, seq: 2000, totals: [77_000], markSeq: 1500, markEndS: 3600, clean: false }
+        Object.assign(level, {
+            flags: FLAG_NON_ADDITIVE | FLAG_CLOCK_NOT_SET,
+            seq: 3,
+            firstSeq: 3,
+            boot: 1,
+            startS: 60,
+            durationS: 60,
+            minMilli: -500,
+            meanMilli: 1250,
+            maxMilli: 4000,
+        })
+        const prev = {
+            ...initialState(),
+            boot: 4,
+            seq: 2000,
+            totals: [77_000],
+            markSeq: 1500,
+            markEndS: 3600,
+            clean: false,
+        }
         const gap = gapRecord(prev, lastKnown(prev, null), 0, 2001)!
-        for (const records of [[plain, merged], [level], [gap], [recordInUtc(plain, OFFSET_S), recordInUtc(gap, OFFSET_S)]]) {
+        for (const records of [
+            [plain, merged],
+            [level],
+            [gap],
+            [recordInUtc(plain, OFFSET_S), recordInUtc(gap, OFFSET_S)],
+        ]) {
             const payload = readingMessage(records, [energyLabel("main")]).payload
             assert.equal(schemaViolation("meters/n/main/reading", payload), "", payload)
         }
     })
 
     test("status, will and replies; and the schemas do reject", () => {
-        const online = statusPayload({ online: true, boot: 3, uptimeS: 12.7, queued: 2, dropped: 1, merged: 4, lastError: 'a "quoted" error', clock: "set" })
-        const offline = statusPayload({ online: false, reason: "restart", boot: 3, uptimeS: 0, queued: 0, dropped: 0, merged: 0, lastError: "" })
+        const online = statusPayload({
+            online: true,
+            boot: 3,
+            uptimeS: 12.7,
+            queued: 2,
+            dropped: 1,
+            merged: 4,
+            lastError: 'a "quoted" error',
+            clock: "set",
+        })
+        const offline = statusPayload({
+            online: false,
+            reason: "restart",
+            boot: 3,
+            uptimeS: 0,
+            queued: 0,
+            dropped: 0,
+            merged: 0,
+            lastError: "",
+        })
         for (const p of [online, offline, WILL_PAYLOAD]) assert.equal(schemaViolation("meters/n/status", p), "", p)
-        assert.equal(schemaViolation("meters/n/reply/time", JSON.stringify({ id: "t", ok: true, clock: "set", utc_ms: OFFSET_S * 1000 })), "")
-        assert.equal(schemaViolation("meters/n/reply/x", JSON.stringify({ id: null, ok: false, error: "unknown command x" })), "")
+        assert.equal(
+            schemaViolation(
+                "meters/n/reply/time",
+                JSON.stringify({ id: "t", ok: true, clock: "set", utc_ms: OFFSET_S * 1000 })
+            ),
+            ""
+        )
+        assert.equal(
+            schemaViolation("meters/n/reply/x", JSON.stringify({ id: null, ok: false, error: "unknown command x" })),
+            ""
+        )
         assert.match(schemaViolation("meters/n/status", '{"state":"online"}'), /required property/)
         assert.match(schemaViolation("meters/n/reply/x", '{"id":1,"ok":false}'), /error/)
         assert.match(schemaViolation("meters/n/main/reading", '{"meter":"main"'), /not JSON/)
@@ -47,12 +103,24 @@ describe("payloads follow docs/asyncapi.yaml", () => {
         assert.equal(config.state_topic, "meters/n1/main/reading")
         assert.equal(config.availability_topic, "meters/n1/status")
         // After METER_ID changed from main to grid: main's config is cleared first.
-        const next = discoveryMessages("homeassistant", "meters", "n1", [energyLabel("grid")], announcedFromJson(["main"]))
-        assert.deepEqual(next.map(m => [m.topic, m.payload === ""]), [
-            [discoveryTopic("homeassistant", "n1", "main", "energy"), true],
-            [discoveryTopic("homeassistant", "n1", "grid", "energy"), false],
-        ])
+        const next = discoveryMessages(
+            "homeassistant",
+            "meters",
+            "n1",
+            [energyLabel("grid")],
+            announcedFromJson(["main"])
+        )
+        assert.deepEqual(
+            next.map(m => [m.topic, m.payload === ""]),
+            [
+                [discoveryTopic("homeassistant", "n1", "main", "energy"), true],
+                [discoveryTopic("homeassistant", "n1", "grid", "energy"), false],
+            ]
+        )
         assert.deepEqual(announcedFromJson({ not: "a list" }), [])
-        assert.match(schemaViolation(first[0].topic, JSON.stringify({ ...config, device_class: "power" })), /device_class must be equal to one of the allowed values/)
+        assert.match(
+            schemaViolation(first[0].topic, JSON.stringify({ ...config, device_class: "power" })),
+            /device_class must be equal to one of the allowed values/
+        )
     })
 })

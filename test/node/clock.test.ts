@@ -133,14 +133,28 @@ describe("readings in UTC", () => {
         let offsets = withBootOffset([], 1, 1000)
         for (let boot = 2; boot <= 6; boot++) offsets = withBootOffset(offsets, boot, 1000 * boot)
         assert.equal(offsets.length, KEPT_BOOT_OFFSETS)
-        assert.deepEqual(offsets.map(o => o.boot), [3, 4, 5, 6])
+        assert.deepEqual(
+            offsets.map(o => o.boot),
+            [3, 4, 5, 6]
+        )
         assert.equal(offsetOfBoot(offsets, 5), 5000)
         assert.equal(offsetOfBoot(offsets, 1), 0, "too old: its readings stay in uptime")
-        assert.deepEqual(withBootOffset(offsets, 4, 7).map(o => o.boot), [3, 5, 6, 4])
+        assert.deepEqual(
+            withBootOffset(offsets, 4, 7).map(o => o.boot),
+            [3, 5, 6, 4]
+        )
     })
 
     test("a gap after a boot that knew the time starts in UTC", () => {
-        const prev = { ...initialState(), boot: 4, seq: 90, markSeq: 80, markEndS: 1_763_802_000, markUtc: true, clean: false }
+        const prev = {
+            ...initialState(),
+            boot: 4,
+            seq: 90,
+            markSeq: 80,
+            markEndS: 1_763_802_000,
+            markUtc: true,
+            clean: false,
+        }
         const gap = gapRecord(prev, lastKnown(prev, null), 0, 91)!
         assert.equal(gap.flags & FLAG_GAP, FLAG_GAP)
         assert.equal(gap.flags & FLAG_CLOCK_NOT_SET, 0)

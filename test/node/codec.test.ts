@@ -2,18 +2,9 @@ import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import mqttPacket from "mqtt-packet"
 
-import {
-    encodePacket,
-    encodePublishInto,
-    encodeRemainingLength,
-    MAX_REMAINING_LENGTH,
-} from "../../src/mqtt/codec"
+import { encodePacket, encodePublishInto, encodeRemainingLength, MAX_REMAINING_LENGTH } from "../../src/mqtt/codec"
 import { Packet, PacketType } from "../../src/mqtt/packets"
-import {
-    fromMqttPacket,
-    PACKET_FIXTURES,
-    toMqttPacket,
-} from "./packet-fixtures"
+import { fromMqttPacket, PACKET_FIXTURES, toMqttPacket } from "./packet-fixtures"
 
 /** Parses bytes with mqtt-packet's parser, expecting exactly one packet. */
 function parseWithMqttPacket(bytes: Buffer): any {
@@ -32,10 +23,7 @@ describe("encodePacket matches mqtt-packet byte for byte", () => {
     for (const fixture of PACKET_FIXTURES) {
         test(fixture.name, () => {
             const ours = encodePacket(fixture.packet)
-            const reference = mqttPacket.generate(
-                toMqttPacket(fixture.packet),
-                { protocolVersion: 4 }
-            )
+            const reference = mqttPacket.generate(toMqttPacket(fixture.packet), { protocolVersion: 4 })
             assert.ok(
                 ours.equals(reference),
                 `ours ${ours.toString("hex").slice(0, 80)} vs reference ${reference.toString("hex").slice(0, 80)}`
@@ -95,10 +83,7 @@ describe("encodeRemainingLength", () => {
     }
     for (const bad of [-1, MAX_REMAINING_LENGTH + 1, 1.5, NaN]) {
         test(`rejects ${bad}`, () => {
-            assert.throws(
-                () => encodeRemainingLength(bad),
-                /\[MQTT-2\.2\.3\] remaining length/
-            )
+            assert.throws(() => encodeRemainingLength(bad), /\[MQTT-2\.2\.3\] remaining length/)
         })
     }
     test("header of each size matches a real packet", () => {
@@ -137,33 +122,13 @@ describe("encodePacket rejects invalid packets", () => {
         ...fields,
     })
     const cases: [string, any, RegExp][] = [
-        [
-            "publish wildcard +",
-            publish({ topic: "a/+" }),
-            /\[MQTT-3\.3\.2-2\] topic name must not contain wildcards/,
-        ],
+        ["publish wildcard +", publish({ topic: "a/+" }), /\[MQTT-3\.3\.2-2\] topic name must not contain wildcards/],
         ["publish wildcard #", publish({ topic: "#" }), /\[MQTT-3\.3\.2-2\]/],
         ["publish empty topic", publish({ topic: "" }), /\[MQTT-4\.7\.3-1\]/],
-        [
-            "publish topic with U+0000",
-            publish({ topic: "a\u0000b" }),
-            /\[MQTT-4\.7\.3-2\]/,
-        ],
-        [
-            "publish topic too long",
-            publish({ topic: "x".repeat(65536) }),
-            /\[MQTT-4\.7\.3-3\]/,
-        ],
-        [
-            "publish topic not a string",
-            publish({ topic: 5 }),
-            /PUBLISH topic must be a string/,
-        ],
-        [
-            "publish qos 3",
-            publish({ qos: 3 }),
-            /PUBLISH qos must be 0, 1 or 2, got 3/,
-        ],
+        ["publish topic with U+0000", publish({ topic: "a\u0000b" }), /\[MQTT-4\.7\.3-2\]/],
+        ["publish topic too long", publish({ topic: "x".repeat(65536) }), /\[MQTT-4\.7\.3-3\]/],
+        ["publish topic not a string", publish({ topic: 5 }), /PUBLISH topic must be a string/],
+        ["publish qos 3", publish({ qos: 3 }), /PUBLISH qos must be 0, 1 or 2, got 3/],
         ["publish qos -1", publish({ qos: -1 }), /qos must be 0, 1 or 2/],
         ["publish qos 1.5", publish({ qos: 1.5 }), /qos must be 0, 1 or 2/],
         [
@@ -172,57 +137,25 @@ describe("encodePacket rejects invalid packets", () => {
             /\[MQTT-2\.3\.1-1\] PUBLISH packet id must be an integer 1\.\.65535, got 0/,
         ],
         ["publish packet id 65536", publish({ packetId: 65536 }), /got 65536/],
-        [
-            "publish packet id missing",
-            publish({ packetId: undefined }),
-            /packet id/,
-        ],
-        [
-            "publish qos 0 with packet id",
-            publish({ qos: 0, packetId: 5 }),
-            /\[MQTT-2\.3\.1-5\]/,
-        ],
-        [
-            "publish qos 0 with dup",
-            publish({ qos: 0, packetId: undefined, dup: true }),
-            /\[MQTT-3\.3\.1-2\]/,
-        ],
-        [
-            "publish payload missing",
-            publish({ payload: null }),
-            /payload must be a Buffer/,
-        ],
+        ["publish packet id missing", publish({ packetId: undefined }), /packet id/],
+        ["publish qos 0 with packet id", publish({ qos: 0, packetId: 5 }), /\[MQTT-2\.3\.1-5\]/],
+        ["publish qos 0 with dup", publish({ qos: 0, packetId: undefined, dup: true }), /\[MQTT-3\.3\.1-2\]/],
+        ["publish payload missing", publish({ payload: null }), /payload must be a Buffer/],
         [
             "publish remaining length over the maximum",
             publish({ payload: { length: MAX_REMAINING_LENGTH } }),
             /remaining length 268435462 exceeds 268435455/,
         ],
-        [
-            "connect keepalive 65536",
-            connect({ keepaliveS: 65536 }),
-            /keepalive must be an integer 0\.\.65535/,
-        ],
+        ["connect keepalive 65536", connect({ keepaliveS: 65536 }), /keepalive must be an integer 0\.\.65535/],
         ["connect keepalive -1", connect({ keepaliveS: -1 }), /keepalive/],
         [
             "connect empty client id without clean session",
             connect({ clientId: "", cleanSession: false }),
             /\[MQTT-3\.1\.3-7\]/,
         ],
-        [
-            "connect client id with U+0000",
-            connect({ clientId: "a\u0000" }),
-            /\[MQTT-1\.5\.3-2\] CONNECT client id/,
-        ],
-        [
-            "connect client id too long",
-            connect({ clientId: "é".repeat(40000) }),
-            /at most 65535 bytes/,
-        ],
-        [
-            "connect password without username",
-            connect({ password: Buffer.from("p") }),
-            /\[MQTT-3\.1\.2-22\]/,
-        ],
+        ["connect client id with U+0000", connect({ clientId: "a\u0000" }), /\[MQTT-1\.5\.3-2\] CONNECT client id/],
+        ["connect client id too long", connect({ clientId: "é".repeat(40000) }), /at most 65535 bytes/],
+        ["connect password without username", connect({ password: Buffer.from("p") }), /\[MQTT-3\.1\.2-22\]/],
         [
             "connect password too long",
             connect({ username: "u", password: Buffer.alloc(65536) }),
@@ -274,21 +207,9 @@ describe("encodePacket rejects invalid packets", () => {
             { type: PacketType.Connack, sessionPresent: true, returnCode: 5 },
             /\[MQTT-3\.2\.2-4\]/,
         ],
-        [
-            "puback packet id 0",
-            { type: PacketType.Puback, packetId: 0 },
-            /PUBACK packet id/,
-        ],
-        [
-            "pubrel packet id 70000",
-            { type: PacketType.Pubrel, packetId: 70000 },
-            /PUBREL packet id/,
-        ],
-        [
-            "unsuback packet id missing",
-            { type: PacketType.Unsuback },
-            /UNSUBACK packet id/,
-        ],
+        ["puback packet id 0", { type: PacketType.Puback, packetId: 0 }, /PUBACK packet id/],
+        ["pubrel packet id 70000", { type: PacketType.Pubrel, packetId: 70000 }, /PUBREL packet id/],
+        ["unsuback packet id missing", { type: PacketType.Unsuback }, /UNSUBACK packet id/],
         [
             "subscribe without filters",
             { type: PacketType.Subscribe, packetId: 1, subscriptions: [] },
@@ -330,26 +251,14 @@ describe("encodePacket rejects invalid packets", () => {
             },
             /SUBSCRIBE packet id/,
         ],
-        [
-            "suback without codes",
-            { type: PacketType.Suback, packetId: 1, returnCodes: [] },
-            /at least one return code/,
-        ],
-        [
-            "suback code 3",
-            { type: PacketType.Suback, packetId: 1, returnCodes: [3] },
-            /\[MQTT-3\.9\.3-2\].*got 3/,
-        ],
+        ["suback without codes", { type: PacketType.Suback, packetId: 1, returnCodes: [] }, /at least one return code/],
+        ["suback code 3", { type: PacketType.Suback, packetId: 1, returnCodes: [3] }, /\[MQTT-3\.9\.3-2\].*got 3/],
         [
             "unsubscribe without filters",
             { type: PacketType.Unsubscribe, packetId: 1, topics: [] },
             /\[MQTT-3\.10\.3-2\]/,
         ],
-        [
-            "unsubscribe empty filter",
-            { type: PacketType.Unsubscribe, packetId: 1, topics: [""] },
-            /\[MQTT-4\.7\.3-1\]/,
-        ],
+        ["unsubscribe empty filter", { type: PacketType.Unsubscribe, packetId: 1, topics: [""] }, /\[MQTT-4\.7\.3-1\]/],
         ["unknown type", { type: 15 }, /unknown packet type 15/],
         ["missing packet", null, /missing packet/],
     ]

@@ -4,8 +4,22 @@ import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import { describeConfig, isValidId, parseConfig } from "../../src/config"
 import { SequenceAllocator } from "../../src/sequence"
-import { formatMilli, MAX_READING_MESSAGE_BYTES, readingMessage, statusPayload, WILL_PAYLOAD, energyLabel } from "../../src/reading"
-import { energyRecord, FLAG_ESTIMATED, newRecord, FLAG_NON_ADDITIVE, FLAG_CLOCK_NOT_SET, ReadingRecord } from "../../src/storage/records"
+import {
+    formatMilli,
+    MAX_READING_MESSAGE_BYTES,
+    readingMessage,
+    statusPayload,
+    WILL_PAYLOAD,
+    energyLabel,
+} from "../../src/reading"
+import {
+    energyRecord,
+    FLAG_ESTIMATED,
+    newRecord,
+    FLAG_NON_ADDITIVE,
+    FLAG_CLOCK_NOT_SET,
+    ReadingRecord,
+} from "../../src/storage/records"
 import { gapRecord, initialState, lastKnown, stateFromJson, stateToJson } from "../../src/node-state"
 import { SeededRandom, SimulatedEnergyMeter } from "../../src/meters/simulated"
 import { parseBrokerUrl } from "../../src/mqtt/url"
@@ -23,7 +37,10 @@ describe("configuration", () => {
     })
 
     test("values from .env files arrive as strings and are parsed", () => {
-        const { config, errors } = parseConfig({ READ_MS: "1000", KEEPALIVE_S: "10", MQTT_URL: "mqtts://broker.lan:8884" }, "d")
+        const { config, errors } = parseConfig(
+            { READ_MS: "1000", KEEPALIVE_S: "10", MQTT_URL: "mqtts://broker.lan:8884" },
+            "d"
+        )
         assert.deepEqual(errors, [])
         assert.equal(config.readingIntervalMs, 1000)
         assert.equal(config.keepaliveS, 10)
@@ -32,14 +49,25 @@ describe("configuration", () => {
 
     test("each invalid setting is reported by name and replaced by its default", () => {
         const { config, errors } = parseConfig(
-            { READ_MS: "fast", KEEPALIVE_S: 1, MQTT_URL: "http://x", NODE_ID: "a/b", METER_KIND: "laser", TOPIC_PREFIX: "a/#", BOGUS: 1 },
+            {
+                READ_MS: "fast",
+                KEEPALIVE_S: 1,
+                MQTT_URL: "http://x",
+                NODE_ID: "a/b",
+                METER_KIND: "laser",
+                TOPIC_PREFIX: "a/#",
+                BOGUS: 1,
+            },
             "dev1"
         )
         const named = (key: string) => errors.some(e => e.startsWith(`setting ${key}:`))
         for (const key of ["READ_MS", "KEEPALIVE_S", "MQTT_URL", "NODE_ID", "TOPIC_PREFIX", "BOGUS"])
             assert.ok(named(key), `${key} reported in ${JSON.stringify(errors)}`)
         // A meter has no default to fall back on: it is off, named with the settings that configure it.
-        assert.ok(errors.some(e => e.startsWith("meter main (METER_ID/METER_KIND/METER_OPTS): unknown meter kind laser")), JSON.stringify(errors))
+        assert.ok(
+            errors.some(e => e.startsWith("meter main (METER_ID/METER_KIND/METER_OPTS): unknown meter kind laser")),
+            JSON.stringify(errors)
+        )
         assert.equal(config.meters[0], null)
         assert.equal(config.readingIntervalMs, 60000)
         assert.equal(config.keepaliveS, 30)
@@ -95,7 +123,15 @@ describe("sequence numbers", () => {
 
 describe("payloads", () => {
     test("thousandths format exactly", () => {
-        const cases: [number, string][] = [[0, "0"], [1, "0.001"], [10, "0.01"], [1234, "1.234"], [1000, "1"], [-1500, "-1.5"], [123456789, "123456.789"]]
+        const cases: [number, string][] = [
+            [0, "0"],
+            [1, "0.001"],
+            [10, "0.01"],
+            [1234, "1.234"],
+            [1000, "1"],
+            [-1500, "-1.5"],
+            [123456789, "123456.789"],
+        ]
         for (const [milli, text] of cases) assert.equal(formatMilli(milli), text)
     })
 
@@ -104,7 +140,10 @@ describe("payloads", () => {
         const m = readingMessage([r], [energyLabel("main")])
         assert.equal(m.count, 1)
         assert.deepEqual(JSON.parse(m.payload), {
-            meter: "main", quantity: "energy", unit: "Wh", time: "uptime_s",
+            meter: "main",
+            quantity: "energy",
+            unit: "Wh",
+            time: "uptime_s",
             readings: [{ seq: 7, boot: 2, start: 1, end: 61, delta: 0.125, total: 5.125 }],
         })
     })
@@ -115,17 +154,52 @@ describe("payloads", () => {
         merged.flags |= FLAG_ESTIMATED
         const level = newRecord()
         level.flags = FLAG_NON_ADDITIVE | FLAG_CLOCK_NOT_SET
-        Object.assign(level, { seq: 3, firstSeq: 3, boot: 1, startS: 60, durationS: 60, minMilli: -500, meanMilli: 1250, maxMilli: 4000 })
-        const prev = { ...initialState(), boot: 4, seq: 2000, totals: [77_000], markSeq: 1500, markEndS: 3600, clean: false }
+        Object.assign(level, {
+            seq: 3,
+            firstSeq: 3,
+            boot: 1,
+            startS: 60,
+            durationS: 60,
+            minMilli: -500,
+            meanMilli: 1250,
+            maxMilli: 4000,
+        })
+        const prev = {
+            ...initialState(),
+            boot: 4,
+            seq: 2000,
+            totals: [77_000],
+            markSeq: 1500,
+            markEndS: 3600,
+            clean: false,
+        }
         const gap = gapRecord(prev, lastKnown(prev, null), 0, 2001)!
         assert.deepEqual(JSON.parse(readingMessage([merged], [energyLabel("m")]).payload).readings[0], {
-            seq: 20, first_seq: 11, boot: 2, start: 0, end: 3600, delta: 50, total: 90, estimated: true,
+            seq: 20,
+            first_seq: 11,
+            boot: 2,
+            start: 0,
+            end: 3600,
+            delta: 50,
+            total: 90,
+            estimated: true,
         })
         assert.deepEqual(JSON.parse(readingMessage([level], [energyLabel("m")]).payload).readings[0], {
-            seq: 3, boot: 1, start: 60, end: 120, min: -0.5, mean: 1.25, max: 4,
+            seq: 3,
+            boot: 1,
+            start: 60,
+            end: 120,
+            min: -0.5,
+            mean: 1.25,
+            max: 4,
         })
         assert.deepEqual(JSON.parse(readingMessage([gap], [energyLabel("m")]).payload).readings[0], {
-            seq: 2001, gap: true, boot: 4, start: 3600, after_seq: 1500, total: 77,
+            seq: 2001,
+            gap: true,
+            boot: 4,
+            start: 3600,
+            after_seq: 1500,
+            total: 77,
         })
     })
 
@@ -149,7 +223,10 @@ describe("payloads", () => {
             sizes.push(m.count)
             rest = rest.slice(m.count)
         }
-        assert.deepEqual(sent, records.map(r => r.seq))
+        assert.deepEqual(
+            sent,
+            records.map(r => r.seq)
+        )
         // The meter changes after 30 records: no message mixes them.
         let at = 0
         for (const n of sizes) {
@@ -160,22 +237,57 @@ describe("payloads", () => {
     })
 
     test("status and will", () => {
-        const online = JSON.parse(statusPayload({ online: true, boot: 3, uptimeS: 12.7, queued: 2, dropped: 1, merged: 4, lastError: 'a "quoted" error' }))
+        const online = JSON.parse(
+            statusPayload({
+                online: true,
+                boot: 3,
+                uptimeS: 12.7,
+                queued: 2,
+                dropped: 1,
+                merged: 4,
+                lastError: 'a "quoted" error',
+            })
+        )
         assert.equal(online.state, "online")
         assert.equal(online.uptime_s, 12)
         assert.equal(online.error, 'a "quoted" error')
         assert.equal(online.merged, 4)
         assert.deepEqual(JSON.parse(WILL_PAYLOAD), { state: "offline", reason: "lost" })
-        assert.deepEqual(JSON.parse(statusPayload({ online: false, reason: "shutdown", boot: 3, uptimeS: 0, queued: 0, dropped: 0, merged: 0, lastError: "" })), {
-            state: "offline", reason: "shutdown", boot: 3,
-        })
+        assert.deepEqual(
+            JSON.parse(
+                statusPayload({
+                    online: false,
+                    reason: "shutdown",
+                    boot: 3,
+                    uptimeS: 0,
+                    queued: 0,
+                    dropped: 0,
+                    merged: 0,
+                    lastError: "",
+                })
+            ),
+            {
+                state: "offline",
+                reason: "shutdown",
+                boot: 3,
+            }
+        )
     })
 })
 
 describe("persistent state and gaps", () => {
     test("the state round-trips through its flash form, which stays small; damage reads as none", () => {
         const offsets = [0, 1, 2, 3].map(i => ({ boot: 65532 + i, offsetS: 4_102_444_800 - i }))
-        const s = { boot: 65535, seq: 4_294_967_295, totals: [281_474_976_710_655], markSeq: 4_294_967_000, markEndS: 4_102_444_800, markUtc: true, offsets, clean: true }
+        const s = {
+            boot: 65535,
+            seq: 4_294_967_295,
+            totals: [281_474_976_710_655],
+            markSeq: 4_294_967_000,
+            markEndS: 4_102_444_800,
+            markUtc: true,
+            offsets,
+            clean: true,
+        }
         assert.deepEqual(stateFromJson(JSON.parse(JSON.stringify(stateToJson(s)))), s)
         // The Settings store takes values up to about 218 bytes; the largest state stays well under.
         assert.ok(JSON.stringify(stateToJson(s)).length < 200, `${JSON.stringify(stateToJson(s)).length} bytes`)
@@ -188,7 +300,11 @@ describe("persistent state and gaps", () => {
     test("a boot after a planned stop reports no gap; after a power cut, one from the last safe reading", () => {
         const clean = { ...initialState(), boot: 3, seq: 3000, totals: [10], markSeq: 2500, markEndS: 900, clean: true }
         assert.equal(gapRecord(clean, lastKnown(clean, null), 0, 3001), null)
-        assert.equal(gapRecord(initialState(), lastKnown(initialState(), null), 0, 1), null, "a new device has nothing to miss")
+        assert.equal(
+            gapRecord(initialState(), lastKnown(initialState(), null), 0, 1),
+            null,
+            "a new device has nothing to miss"
+        )
         const cut = { ...clean, clean: false }
         // The queue holds readings newer than the mark: the gap starts after the newest of them.
         const queued = energyRecord(0, 2600, 3, 900_000, 960_000, 5, 25)
@@ -256,7 +372,8 @@ describe("reconnect backoff", () => {
         }
     })
     test("a refused connection never retries sooner than the floor", () => {
-        for (let attempt = 0; attempt < 10; attempt++) assert.ok(backoffDelayMs(attempt, 1000, 60000, 30000, Math.random()) >= 30000)
+        for (let attempt = 0; attempt < 10; attempt++)
+            assert.ok(backoffDelayMs(attempt, 1000, 60000, 30000, Math.random()) >= 30000)
     })
 })
 

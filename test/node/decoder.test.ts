@@ -3,19 +3,10 @@ import assert from "node:assert/strict"
 import mqttPacket from "mqtt-packet"
 
 import { encodePacket } from "../../src/mqtt/codec"
-import {
-    DecodeResult,
-    PacketDecoder,
-    ProtocolError,
-    protocolErrorText,
-} from "../../src/mqtt/decoder"
+import { DecodeResult, PacketDecoder, ProtocolError, protocolErrorText } from "../../src/mqtt/decoder"
 import { Packet, PacketType } from "../../src/mqtt/packets"
 import { MALFORMED_FIXTURES } from "./malformed-fixtures"
-import {
-    fromMqttPacket,
-    PACKET_FIXTURES,
-    toMqttPacket,
-} from "./packet-fixtures"
+import { fromMqttPacket, PACKET_FIXTURES, toMqttPacket } from "./packet-fixtures"
 
 const LARGE_LIMIT = 4 * 1024 * 1024
 
@@ -27,10 +18,7 @@ function referenceBytes(packet: Packet): Buffer {
  * Pushes each chunk and drains the decoder after each, the way a connection
  * would. Stops at the first error.
  */
-function decodeChunks(
-    chunks: Buffer[],
-    maxPacketBytes = LARGE_LIMIT
-): DecodeResult[] {
+function decodeChunks(chunks: Buffer[], maxPacketBytes = LARGE_LIMIT): DecodeResult[] {
     const decoder = new PacketDecoder(maxPacketBytes)
     const results: DecodeResult[] = []
     for (const chunk of chunks) {
@@ -89,48 +77,27 @@ describe("decodes what mqtt-packet generates", () => {
         describe(fixture.name, () => {
             const bytes = referenceBytes(fixture.packet)
             test("fed whole", () => {
-                assert.deepEqual(packetsOf(decodeChunks([bytes])), [
-                    fixture.packet,
-                ])
+                assert.deepEqual(packetsOf(decodeChunks([bytes])), [fixture.packet])
             })
             test("fed one byte at a time", () => {
-                assert.deepEqual(
-                    packetsOf(decodeChunks(oneByteChunks(bytes))),
-                    [fixture.packet]
-                )
+                assert.deepEqual(packetsOf(decodeChunks(oneByteChunks(bytes))), [fixture.packet])
             })
             test("split at random points", () => {
                 const random = makeRandom(bytes.length)
                 for (let round = 0; round < 20; round++) {
                     const cuts: number[] = []
                     const cutCount = 1 + Math.floor(random() * 6)
-                    for (let i = 0; i < cutCount; i++)
-                        cuts.push(Math.floor(random() * bytes.length))
-                    assert.deepEqual(
-                        packetsOf(decodeChunks(splitAt(bytes, cuts))),
-                        [fixture.packet],
-                        `cuts ${cuts}`
-                    )
+                    for (let i = 0; i < cutCount; i++) cuts.push(Math.floor(random() * bytes.length))
+                    assert.deepEqual(packetsOf(decodeChunks(splitAt(bytes, cuts))), [fixture.packet], `cuts ${cuts}`)
                 }
             })
-            test(
-                "split at every single point",
-                { skip: bytes.length > 400 },
-                () => {
-                    for (let cut = 1; cut < bytes.length; cut++) {
-                        assert.deepEqual(
-                            packetsOf(decodeChunks(splitAt(bytes, [cut]))),
-                            [fixture.packet],
-                            `cut ${cut}`
-                        )
-                    }
+            test("split at every single point", { skip: bytes.length > 400 }, () => {
+                for (let cut = 1; cut < bytes.length; cut++) {
+                    assert.deepEqual(packetsOf(decodeChunks(splitAt(bytes, [cut]))), [fixture.packet], `cut ${cut}`)
                 }
-            )
+            })
             test("round trip through our encoder", () => {
-                assert.deepEqual(
-                    packetsOf(decodeChunks([encodePacket(fixture.packet)])),
-                    [fixture.packet]
-                )
+                assert.deepEqual(packetsOf(decodeChunks([encodePacket(fixture.packet)])), [fixture.packet])
             })
         })
     }
@@ -151,8 +118,7 @@ describe("several packets in one chunk", () => {
         const random = makeRandom(42)
         for (let round = 0; round < 5; round++) {
             const cuts: number[] = []
-            for (let i = 0; i < 200; i++)
-                cuts.push(Math.floor(random() * bytes.length))
+            for (let i = 0; i < 200; i++) cuts.push(Math.floor(random() * bytes.length))
             assert.deepEqual(
                 packetsOf(decodeChunks(splitAt(bytes, cuts))),
                 all.map(f => f.packet)
@@ -168,8 +134,7 @@ describe("several packets in one chunk", () => {
     })
     test("pushing several chunks before draining", () => {
         const decoder = new PacketDecoder(LARGE_LIMIT)
-        for (const fixture of small)
-            decoder.push(referenceBytes(fixture.packet))
+        for (const fixture of small) decoder.push(referenceBytes(fixture.packet))
         const decoded: Packet[] = []
         for (;;) {
             const result = decoder.next()
@@ -251,7 +216,10 @@ describe("nextPuback, the client's fast path", () => {
         assert.equal(result?.error, ProtocolError.PacketIdZero)
     })
     test("a PUBACK with wrong flags or length is left to next()", () => {
-        for (const raw of [[0x41, 0x02, 0x00, 0x01], [0x40, 0x03, 0x00, 0x01, 0x00]]) {
+        for (const raw of [
+            [0x41, 0x02, 0x00, 0x01],
+            [0x40, 0x03, 0x00, 0x01, 0x00],
+        ]) {
             const decoder = new PacketDecoder(LARGE_LIMIT)
             decoder.push(Buffer.from(raw))
             assert.equal(decoder.nextPuback(), 0)
@@ -281,11 +249,7 @@ describe("malformed input yields the exact ProtocolError", () => {
             const limit = 100
             for (const chunks of [[bytes], oneByteChunks(bytes)]) {
                 const results = decodeChunks(chunks, limit)
-                assert.equal(
-                    results.length,
-                    1,
-                    `results ${JSON.stringify(results)}`
-                )
+                assert.equal(results.length, 1, `results ${JSON.stringify(results)}`)
                 const result = results[0]
                 assert.equal(result.packet, undefined)
                 assert.equal(
@@ -302,9 +266,7 @@ describe("malformed input yields the exact ProtocolError", () => {
 
     test("a valid packet before the bad one is still returned", () => {
         const good = encodePacket({ type: PacketType.Pingresp })
-        const results = decodeChunks([
-            Buffer.concat([good, raw("f0 00"), good]),
-        ])
+        const results = decodeChunks([Buffer.concat([good, raw("f0 00"), good])])
         assert.deepEqual(
             results.map(r => r.error ?? r.packet),
             [{ type: PacketType.Pingresp }, ProtocolError.ReservedPacketType]
@@ -441,21 +403,13 @@ describe("memory stays bounded", () => {
 })
 
 describe("fuzz", () => {
-    const seed = process.env.FUZZ_SEED
-        ? Number(process.env.FUZZ_SEED)
-        : 20261122
-    const inputCount = process.env.FUZZ_INPUTS
-        ? Number(process.env.FUZZ_INPUTS)
-        : 200000
-    const errorValues = new Set(
-        Object.values(ProtocolError).filter(v => typeof v === "number")
-    )
-    const validEncodings = PACKET_FIXTURES.filter(f => !f.nodeOnly).map(f =>
-        encodePacket(f.packet)
-    )
+    const seed = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : 20261122
+    const inputCount = process.env.FUZZ_INPUTS ? Number(process.env.FUZZ_INPUTS) : 200000
+    const errorValues = new Set(Object.values(ProtocolError).filter(v => typeof v === "number"))
+    const validEncodings = PACKET_FIXTURES.filter(f => !f.nodeOnly).map(f => encodePacket(f.packet))
     const validFirstBytes = [
-        0x10, 0x20, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x3a, 0x3b, 0x3c, 0x3d,
-        0x40, 0x50, 0x62, 0x70, 0x82, 0x90, 0xa2, 0xb0, 0xc0, 0xd0, 0xe0,
+        0x10, 0x20, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x3a, 0x3b, 0x3c, 0x3d, 0x40, 0x50, 0x62, 0x70, 0x82, 0x90,
+        0xa2, 0xb0, 0xc0, 0xd0, 0xe0,
     ]
 
     function mqttPacketParse(bytes: Buffer): Packet[] {
@@ -471,9 +425,7 @@ describe("fuzz", () => {
     }
 
     test(`${inputCount} random and mutated inputs never throw, results are packets or named errors (seed ${seed})`, () => {
-        console.log(
-            `fuzz seed ${seed}, ${inputCount} inputs (FUZZ_SEED / FUZZ_INPUTS to change)`
-        )
+        console.log(`fuzz seed ${seed}, ${inputCount} inputs (FUZZ_SEED / FUZZ_INPUTS to change)`)
         const started = process.hrtime.bigint()
         const random = makeRandom(seed)
         const below = (n: number) => Math.floor(random() * n)
@@ -488,15 +440,12 @@ describe("fuzz", () => {
                 // Random bytes, usually behind a plausible first byte.
                 bytes = Buffer.alloc(below(48))
                 for (let i = 0; i < bytes.length; i++) bytes[i] = below(256)
-                if (bytes.length > 0 && below(10) < 7)
-                    bytes[0] = validFirstBytes[below(validFirstBytes.length)]
-                if (bytes.length > 1 && below(2) === 0)
-                    bytes[1] = below(bytes.length)
+                if (bytes.length > 0 && below(10) < 7) bytes[0] = validFirstBytes[below(validFirstBytes.length)]
+                if (bytes.length > 1 && below(2) === 0) bytes[1] = below(bytes.length)
             } else {
                 const parts: Buffer[] = []
                 const partCount = 1 + below(3)
-                for (let i = 0; i < partCount; i++)
-                    parts.push(validEncodings[below(validEncodings.length)])
+                for (let i = 0; i < partCount; i++) parts.push(validEncodings[below(validEncodings.length)])
                 bytes = Buffer.from(Buffer.concat(parts))
                 if (kind === 9) {
                     mustDecodeAll = true
@@ -506,12 +455,10 @@ describe("fuzz", () => {
                         const position = below(bytes.length + 1)
                         switch (below(6)) {
                             case 0: // flip one bit
-                                if (position < bytes.length)
-                                    bytes[position] ^= 1 << below(8)
+                                if (position < bytes.length) bytes[position] ^= 1 << below(8)
                                 break
                             case 1: // overwrite a byte
-                                if (position < bytes.length)
-                                    bytes[position] = below(256)
+                                if (position < bytes.length) bytes[position] = below(256)
                                 break
                             case 2: // insert a byte
                                 bytes = Buffer.concat([
@@ -521,10 +468,7 @@ describe("fuzz", () => {
                                 ])
                                 break
                             case 3: // delete a byte
-                                bytes = Buffer.concat([
-                                    bytes.subarray(0, position),
-                                    bytes.subarray(position + 1),
-                                ])
+                                bytes = Buffer.concat([bytes.subarray(0, position), bytes.subarray(position + 1)])
                                 break
                             case 4: // truncate
                                 bytes = bytes.subarray(0, position)
@@ -539,8 +483,7 @@ describe("fuzz", () => {
             const limit = mustDecodeAll ? 4096 : [8, 32, 128, 4096][below(4)]
             const cuts: number[] = []
             const cutCount = below(4)
-            for (let i = 0; i < cutCount; i++)
-                cuts.push(below(bytes.length + 1))
+            for (let i = 0; i < cutCount; i++) cuts.push(below(bytes.length + 1))
             const chunks = splitAt(bytes, cuts)
 
             const decoder = new PacketDecoder(limit)
@@ -572,9 +515,7 @@ describe("fuzz", () => {
                     assert.ok(decoder.bufferedBytes() <= limit)
                 }
             } catch (error) {
-                throw new Error(
-                    `seed ${seed} input ${input} (${bytes.toString("hex")}): ${error}`
-                )
+                throw new Error(`seed ${seed} input ${input} (${bytes.toString("hex")}): ${error}`)
             }
             counts.packets += decoded.length
             if (failed) counts.errors++
@@ -584,18 +525,9 @@ describe("fuzz", () => {
             // session is valid on the wire but one our encoder refuses to send.)
             for (const packet of decoded) {
                 const p = packet as any
-                if (
-                    p.type === PacketType.Connect &&
-                    p.clientId === "" &&
-                    !p.cleanSession
-                )
-                    continue
+                if (p.type === PacketType.Connect && p.clientId === "" && !p.cleanSession) continue
                 const again = decodeChunks([encodePacket(packet)], 1 << 20)
-                assert.deepEqual(
-                    again,
-                    [{ packet }],
-                    `seed ${seed} input ${input}`
-                )
+                assert.deepEqual(again, [{ packet }], `seed ${seed} input ${input}`)
             }
             if (mustDecodeAll) {
                 assert.equal(failed, null)

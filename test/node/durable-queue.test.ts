@@ -38,7 +38,12 @@ class MinuteReadings {
     private meter: SimulatedEnergyMeter
     private next = 0
     readonly startTotalMilliWh: number
-    constructor(readonly meterIndex = 0, meanW = 800, seed = 1, readonly jitterMs = 0) {
+    constructor(
+        readonly meterIndex = 0,
+        meanW = 800,
+        seed = 1,
+        readonly jitterMs = 0
+    ) {
         this.meter = new SimulatedEnergyMeter(seed, meanW, 123456789)
         this.startTotalMilliWh = this.meter.totalMilliWh
     }
@@ -214,7 +219,16 @@ describe("reading records", () => {
 
         const level = { ...newRecord(), flags: FLAG_NON_ADDITIVE }
         const x = { ...level, seq: 1, firstSeq: 1, durationS: 60, minMilli: 1, meanMilli: 10, maxMilli: 20 }
-        const y = { ...level, seq: 2, firstSeq: 2, startS: 60, durationS: 180, minMilli: 5, meanMilli: 30, maxMilli: 25 }
+        const y = {
+            ...level,
+            seq: 2,
+            firstSeq: 2,
+            startS: 60,
+            durationS: 180,
+            minMilli: 5,
+            meanMilli: 30,
+            maxMilli: 25,
+        }
         assert.ok(canMerge(x, y, 300))
         mergeInto(x, y)
         assert.deepEqual([x.minMilli, x.meanMilli, x.maxMilli, x.durationS], [1, 25, 25, 240])
@@ -245,7 +259,11 @@ describe("reading records", () => {
 /** Throws "power cut" at the write numbered `cutAt` (from 1), before or after the write lands. */
 class PowerCutStore implements KeyValueStore {
     writes = 0
-    constructor(private inner: KeyValueStore, private cutAt: number, private afterWrite: boolean) {}
+    constructor(
+        private inner: KeyValueStore,
+        private cutAt: number,
+        private afterWrite: boolean
+    ) {}
     async get(key: string) {
         return await this.inner.get(key)
     }
@@ -365,7 +383,16 @@ describe("durable queue", () => {
                 cut = true
             }
             const merges = q.stats().merges
-            return { inner, cut, writes: store.writes, confirmedFirstSeq, removedFirstSeq, confirmedLastSeq, appendedLastSeq, merges }
+            return {
+                inner,
+                cut,
+                writes: store.writes,
+                confirmedFirstSeq,
+                removedFirstSeq,
+                confirmedLastSeq,
+                appendedLastSeq,
+                merges,
+            }
         }
 
         const full = await run(0, false)

@@ -13,8 +13,12 @@ describe("flash wear at the default configuration (5 simulated days)", () => {
             const r = await flashCost({ name: "rp2040", storeBytes: 8192, online, ...DEFAULTS })
             assert.equal(r.droppedWrites, 0, "a write the store did not keep")
             assert.equal(r.droppedReadings, 0)
-            assert.ok(r.lifetimeYears >= 20, `${r.lifetimeYears.toFixed(1)} years (${r.compactionsPerDay.toFixed(2)} compactions a day)`)
+            assert.ok(
+                r.lifetimeYears >= 20,
+                `${r.lifetimeYears.toFixed(1)} years (${r.compactionsPerDay.toFixed(2)} compactions a day)`
+            )
             // Online, a reading is acknowledged long before the next flush: no queue writes for it.
-            if (online) assert.ok(r.bytesPerReading < 16, `${r.bytesPerReading.toFixed(1)} bytes written per reading online`)
+            if (online)
+                assert.ok(r.bytesPerReading < 16, `${r.bytesPerReading.toFixed(1)} bytes written per reading online`)
         })
 })

@@ -50,12 +50,21 @@ describe("history for replay", () => {
         await settle(h)
         // 09:30 to 10:00: readings 31..60 (09:30-09:31 ... 09:59-10:00).
         const { got, result } = await replayAll(h, (NINE_AM_S + 1800) * 1000, (NINE_AM_S + 3600) * 1000)
-        assert.deepEqual(got.map(r => r.seq), Array.from({ length: 30 }, (_, i) => 31 + i))
+        assert.deepEqual(
+            got.map(r => r.seq),
+            Array.from({ length: 30 }, (_, i) => 31 + i)
+        )
         assert.equal(result.sent, 30)
-        assert.deepEqual(got.map(r => r.deltaMilliWh), readings.slice(30, 60).map(r => r.deltaMilliWh))
+        assert.deepEqual(
+            got.map(r => r.deltaMilliWh),
+            readings.slice(30, 60).map(r => r.deltaMilliWh)
+        )
         // A range inside one reading returns that reading.
         const inside = await replayAll(h, (NINE_AM_S + 90) * 1000, (NINE_AM_S + 100) * 1000)
-        assert.deepEqual(inside.got.map(r => r.seq), [2])
+        assert.deepEqual(
+            inside.got.map(r => r.seq),
+            [2]
+        )
         // A range before everything returns nothing.
         assert.equal((await replayAll(h, 0, NINE_AM_S * 1000)).got.length, 0)
     })
@@ -74,7 +83,10 @@ describe("history for replay", () => {
         assert.equal(newest.seq, 1440)
         assert.equal(energy, newest.totalMilliWh - (got[0].totalMilliWh - got[0].deltaMilliWh))
         assert.ok(got.length < 1440, `${got.length} records for the day`)
-        console.log(`  1,440 readings in a 1,100-byte history: ${got.length} records from seq ${got[0].firstSeq}, ` + `longest ${Math.max(...got.map(r => r.durationS))} s, ${h.stats().droppedReadings} dropped`)
+        console.log(
+            `  1,440 readings in a 1,100-byte history: ${got.length} records from seq ${got[0].firstSeq}, ` +
+                `longest ${Math.max(...got.map(r => r.durationS))} s, ${h.stats().droppedReadings} dropped`
+        )
     })
 
     test("readings of a boot without a known offset are counted, not placed in a range", async () => {
@@ -83,8 +95,13 @@ describe("history for replay", () => {
         h.add(energyRecord(0, 1, 4, 0, 60_000, 10, 10)) // uptime, boot 4
         h.add(energyRecord(0, 2, 5, 0, 60_000, 10, 20)) // uptime, boot 5: offset known
         await settle(h)
-        const { got, result } = await replayAll(h, NINE_AM_S * 1000, (NINE_AM_S + 60) * 1000, boot => (boot === 5 ? NINE_AM_S : 0))
-        assert.deepEqual(got.map(r => r.seq), [2])
+        const { got, result } = await replayAll(h, NINE_AM_S * 1000, (NINE_AM_S + 60) * 1000, boot =>
+            boot === 5 ? NINE_AM_S : 0
+        )
+        assert.deepEqual(
+            got.map(r => r.seq),
+            [2]
+        )
         assert.equal(got[0].flags & FLAG_CLOCK_NOT_SET, 0)
         assert.equal(result.untimed, 1)
     })

@@ -83,7 +83,7 @@ describe("energy from sampled power", () => {
             integrator.add(decodeReading(INA226, lsb, shuntReg, busReg, current, power, 0x08).powerW, at)
         }
         let seed = 3
-        for (let t = 0; t < 3_600_000; ) {
+        for (let t = 0; t < 3_600_000;) {
             sample(t)
             seed = (seed * 48271) % 2147483647
             t += 900 + Math.floor((seed / 2147483647) * 200)

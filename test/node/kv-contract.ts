@@ -86,7 +86,11 @@ class LiveBytesTracker implements KeyValueStore {
  * Registers the contract checks in order. The last one fills the store, so run them against a
  * store no other test needs afterwards. `report` receives measured figures.
  */
-export function registerKeyValueContract(test: RegisterTest, makeRawStore: StoreFactory, report: (line: string) => void) {
+export function registerKeyValueContract(
+    test: RegisterTest,
+    makeRawStore: StoreFactory,
+    report: (line: string) => void
+) {
     let tracker: LiveBytesTracker = null
     const makeStore = () => {
         if (!tracker) tracker = new LiveBytesTracker(makeRawStore())

@@ -29,9 +29,18 @@ describe("meter configuration", () => {
         assert.deepEqual(errors, [])
         const [grid, water, none, boiler] = config.meters
         assert.equal(none, null)
-        assert.deepEqual([grid!.id, grid!.kind, grid!.quantity, grid!.unit, grid!.input, grid!.minPulseMs, grid!.readMs], ["grid", "s0", "energy", "Wh", "s0a", 20, 60000])
-        assert.deepEqual([water!.slot, water!.quantity, water!.unit, water!.input, water!.readMs], [1, "water", "L", "s0b", 900000])
-        assert.deepEqual([boiler!.slot, boiler!.quantity, boiler!.unit, boiler!.additive, boiler!.input], [3, "temperature", "°C", false, "boilerTemp"])
+        assert.deepEqual(
+            [grid!.id, grid!.kind, grid!.quantity, grid!.unit, grid!.input, grid!.minPulseMs, grid!.readMs],
+            ["grid", "s0", "energy", "Wh", "s0a", 20, 60000]
+        )
+        assert.deepEqual(
+            [water!.slot, water!.quantity, water!.unit, water!.input, water!.readMs],
+            [1, "water", "L", "s0b", 900000]
+        )
+        assert.deepEqual(
+            [boiler!.slot, boiler!.quantity, boiler!.unit, boiler!.additive, boiler!.input],
+            [3, "temperature", "°C", false, "boilerTemp"]
+        )
     })
 
     test("an invalid meter is named with its setting and left out; the others keep their slots", () => {
@@ -45,7 +54,10 @@ describe("meter configuration", () => {
         assert.equal(config.meters[2], null)
         assert.equal(config.meters[3], null)
         assert.equal(errors.length, 3, JSON.stringify(errors))
-        assert.match(errors[0], /^meter water \(METER2\): imp: expected the pulse constant printed on the meter.*this meter is off, the others run$/)
+        assert.match(
+            errors[0],
+            /^meter water \(METER2\): imp: expected the pulse constant printed on the meter.*this meter is off, the others run$/
+        )
         assert.match(errors[1], /^meter gas \(METER3\): option colour=red: expected name=value/)
         assert.match(errors[2], /^meter main \(METER4\): id main is already used by another meter/)
     })
@@ -56,16 +68,25 @@ describe("meter configuration", () => {
         assert.match(errors[0], /every: 0 is not a whole number in 1\.\.86400/)
         assert.match(errors[1], /id cmd must be 1\.\.32 of .*and not cmd or reply/)
         assert.match(errors[2], /METER4.*expected "<id> <kind> \[option=value \.\.\.\]"/)
-        assert.match(meters({ METER2: "x laser" }).errors[0], /unknown meter kind laser \(known: sim, ina219, ina226, s0, temperature, humidity, dc-current, dc-voltage, water-level\)/)
+        assert.match(
+            meters({ METER2: "x laser" }).errors[0],
+            /unknown meter kind laser \(known: sim, ina219, ina226, s0, temperature, humidity, dc-current, dc-voltage, water-level\)/
+        )
     })
 })
 
 describe("S0 pulse constants", () => {
     test("as printed on meters: per kWh, per litres, per cubic metre", () => {
-        assert.deepEqual(parsePulseConstant("1000/kWh"), { milliNum: 1_000_000, den: 1000, unit: "Wh", quantity: "energy" })
+        assert.deepEqual(parsePulseConstant("1000/kWh"), {
+            milliNum: 1_000_000,
+            den: 1000,
+            unit: "Wh",
+            quantity: "energy",
+        })
         assert.deepEqual(parsePulseConstant("1/10L"), { milliNum: 10_000, den: 1, unit: "L", quantity: "water" })
         assert.deepEqual(parsePulseConstant("100/m3"), { milliNum: 1000, den: 100, unit: "m3", quantity: "gas" })
-        for (const bad of ["", "1000", "0/kWh", "1000/MWh", "x/kWh", "1000/0L"]) assert.equal(typeof parsePulseConstant(bad), "string", bad)
+        for (const bad of ["", "1000", "0/kWh", "1000/MWh", "x/kWh", "1000/0L"])
+            assert.equal(typeof parsePulseConstant(bad), "string", bad)
     })
 
     test("totals are exact for any constant, and a persisted total gives back its pulse count", () => {
@@ -137,10 +158,19 @@ describe("levels", () => {
         assert.equal(a.close(0), null, "no value yet: nothing to say")
         a.add(20, 0)
         a.add(30, 750) // 20 for 750 ms, then 30 for 250 ms
-        assert.deepEqual(a.close(1000), { summary: { minMilli: 20000, meanMilli: 22500, maxMilli: 30000 }, estimated: false })
+        assert.deepEqual(a.close(1000), {
+            summary: { minMilli: 20000, meanMilli: 22500, maxMilli: 30000 },
+            estimated: false,
+        })
         a.add(10, 1500) // 30 carried over for 500 ms, then 10
-        assert.deepEqual(a.close(2000), { summary: { minMilli: 10000, meanMilli: 20000, maxMilli: 30000 }, estimated: false })
-        assert.deepEqual(a.close(3000), { summary: { minMilli: 10000, meanMilli: 10000, maxMilli: 10000 }, estimated: true })
+        assert.deepEqual(a.close(2000), {
+            summary: { minMilli: 10000, meanMilli: 20000, maxMilli: 30000 },
+            estimated: false,
+        })
+        assert.deepEqual(a.close(3000), {
+            summary: { minMilli: 10000, meanMilli: 10000, maxMilli: 10000 },
+            estimated: true,
+        })
     })
 
     test("a level reading message carries the meter's quantity and unit", () => {
@@ -156,24 +186,39 @@ describe("levels", () => {
     })
 
     test("Home Assistant: water and gas are total_increasing amounts, a temperature a measurement of its mean", () => {
-        const m = discoveryMessages("ha", "meters", "n1", [
-            { id: "water", quantity: "water", unit: "L" },
-            { id: "gas", quantity: "gas", unit: "m3" },
-            { id: "boiler", quantity: "temperature", unit: "°C" },
-            { id: "tank", quantity: "level", unit: "%" },
-        ], ["water:water", "old:temperature", "main"])
-        assert.deepEqual(m.map(x => x.topic), [
-            "ha/sensor/meternode_n1_old_temperature/config",
-            "ha/sensor/meternode_n1_main_energy/config",
-            "ha/sensor/meternode_n1_water_water/config",
-            "ha/sensor/meternode_n1_gas_gas/config",
-            "ha/sensor/meternode_n1_boiler_temperature/config",
-            "ha/sensor/meternode_n1_tank_level/config",
-        ])
+        const m = discoveryMessages(
+            "ha",
+            "meters",
+            "n1",
+            [
+                { id: "water", quantity: "water", unit: "L" },
+                { id: "gas", quantity: "gas", unit: "m3" },
+                { id: "boiler", quantity: "temperature", unit: "°C" },
+                { id: "tank", quantity: "level", unit: "%" },
+            ],
+            ["water:water", "old:temperature", "main"]
+        )
+        assert.deepEqual(
+            m.map(x => x.topic),
+            [
+                "ha/sensor/meternode_n1_old_temperature/config",
+                "ha/sensor/meternode_n1_main_energy/config",
+                "ha/sensor/meternode_n1_water_water/config",
+                "ha/sensor/meternode_n1_gas_gas/config",
+                "ha/sensor/meternode_n1_boiler_temperature/config",
+                "ha/sensor/meternode_n1_tank_level/config",
+            ]
+        )
         const [water, gas, boiler, tank] = m.slice(2).map(x => JSON.parse(x.payload))
-        assert.deepEqual([water.device_class, water.state_class, water.unit_of_measurement], ["water", "total_increasing", "L"])
+        assert.deepEqual(
+            [water.device_class, water.state_class, water.unit_of_measurement],
+            ["water", "total_increasing", "L"]
+        )
         assert.deepEqual([gas.device_class, gas.unit_of_measurement], ["gas", "m³"])
-        assert.deepEqual([boiler.device_class, boiler.state_class, boiler.value_template], ["temperature", "measurement", "{{ value_json.readings[-1].mean }}"])
+        assert.deepEqual(
+            [boiler.device_class, boiler.state_class, boiler.value_template],
+            ["temperature", "measurement", "{{ value_json.readings[-1].mean }}"]
+        )
         assert.equal(tank.device_class, undefined)
     })
 })
@@ -187,7 +232,15 @@ describe("per-meter totals in the state", () => {
     })
 
     test("each meter continues from the larger of the mark's total and its newest queued reading; each gets its gap", () => {
-        const prev = { ...initialState(), boot: 3, seq: 3000, totals: [100, 7000], markSeq: 2500, markEndS: 900, clean: false }
+        const prev = {
+            ...initialState(),
+            boot: 3,
+            seq: 3000,
+            totals: [100, 7000],
+            markSeq: 2500,
+            markEndS: 900,
+            clean: false,
+        }
         const water = energyRecord(1, 2510, 3, 900_000, 960_000, 500, 7500)
         const known = lastKnown(prev, water, [null, water])
         assert.deepEqual(known.totals, [100, 7500])

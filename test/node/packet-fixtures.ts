@@ -1,12 +1,7 @@
 // Shared fixture table for the codec and decoder tests, plus conversions between
 // our Packet values and mqtt-packet's objects (the reference implementation).
 
-import {
-    ConnectReturnCode,
-    Packet,
-    PacketType,
-    SUBACK_FAILURE,
-} from "../../src/mqtt/packets"
+import { ConnectReturnCode, Packet, PacketType, SUBACK_FAILURE } from "../../src/mqtt/packets"
 
 export interface PacketFixture {
     name: string
@@ -210,23 +205,21 @@ function connectFixtures(): PacketFixture[] {
                 password: Buffer.alloc(0),
             },
         },
-        ...[0, 1, 2].map(
-            (qos): PacketFixture => ({
-                name: `CONNECT will qos ${qos} retain ${qos === 1}`,
-                packet: {
-                    type: PacketType.Connect,
-                    clientId: "meter-5",
-                    keepaliveS: 120,
-                    cleanSession: true,
-                    will: {
-                        topic: "meter/5/status",
-                        payload: Buffer.from("offline"),
-                        qos: qos,
-                        retain: qos === 1,
-                    },
+        ...[0, 1, 2].map((qos): PacketFixture => ({
+            name: `CONNECT will qos ${qos} retain ${qos === 1}`,
+            packet: {
+                type: PacketType.Connect,
+                clientId: "meter-5",
+                keepaliveS: 120,
+                cleanSession: true,
+                will: {
+                    topic: "meter/5/status",
+                    payload: Buffer.from("offline"),
+                    qos: qos,
+                    retain: qos === 1,
                 },
-            })
-        ),
+            },
+        })),
         {
             name: "CONNECT will retain qos 2, empty will payload, credentials",
             packet: {
@@ -444,8 +437,7 @@ export function fromMqttPacket(parsed: any): Packet {
                     retain: parsed.will.retain,
                 }
             if (parsed.username !== undefined) result.username = parsed.username
-            if (parsed.password !== undefined)
-                result.password = Buffer.from(parsed.password)
+            if (parsed.password !== undefined) result.password = Buffer.from(parsed.password)
             return result
         }
         case PacketType.Connack:

@@ -43,12 +43,10 @@ function options(overrides: Partial<SessionOptions> = {}): SessionOptions {
 
 /** Drops undefined fields, so packets compare by what they carry on the wire. */
 function plain(value: any): any {
-    if (value === null || typeof value !== "object" || Buffer.isBuffer(value))
-        return value
+    if (value === null || typeof value !== "object" || Buffer.isBuffer(value)) return value
     if (Array.isArray(value)) return value.map(plain)
     const out: any = {}
-    for (const key of Object.keys(value))
-        if (value[key] !== undefined) out[key] = plain(value[key])
+    for (const key of Object.keys(value)) if (value[key] !== undefined) out[key] = plain(value[key])
     return out
 }
 
@@ -73,8 +71,7 @@ class Wire {
         this.decoder.push(bytes)
         const result = this.decoder.next()
         assert.ok(result, "the decoder wants more bytes than a whole packet")
-        if (result.error)
-            assert.fail(`invalid bytes: ${(result as DecodeFailure).message}`)
+        if (result.error) assert.fail(`invalid bytes: ${(result as DecodeFailure).message}`)
         assert.equal(this.decoder.next(), null, "one packet, no trailing bytes")
         this.parser.parse(bytes)
         assert.deepEqual(this.errors, [])
@@ -120,9 +117,7 @@ class Driver {
                 assert.ok(this.transportOpen, "sent on a closed transport")
                 copy = {
                     ...a,
-                    packet: this.checkWire
-                        ? this.outbound.carry(a.packet)
-                        : { ...a.packet },
+                    packet: this.checkWire ? this.outbound.carry(a.packet) : { ...a.packet },
                 }
             }
             out.push(copy)
@@ -169,14 +164,7 @@ class Driver {
 
     publish(label: string, qos = 1) {
         const actions: Action[] = []
-        const token = this.session.publish(
-            this.nowMs,
-            "meters/node/reading",
-            Buffer.from(label),
-            qos,
-            false,
-            actions
-        )
+        const token = this.session.publish(this.nowMs, "meters/node/reading", Buffer.from(label), qos, false, actions)
         return { token, actions: this.run(actions) }
     }
 
@@ -214,15 +202,11 @@ function sent(actions: Action[]): Packet[] {
 }
 
 function publishes(actions: Action[]): PublishPacket[] {
-    return sent(actions).filter(
-        p => p.type === PacketType.Publish
-    ) as PublishPacket[]
+    return sent(actions).filter(p => p.type === PacketType.Publish) as PublishPacket[]
 }
 
 function delivered(actions: Action[]): number[] {
-    return actions
-        .filter(a => a.kind === ActionKind.Delivered)
-        .map(a => a.token)
+    return actions.filter(a => a.kind === ActionKind.Delivered).map(a => a.token)
 }
 
 function labels(packets: PublishPacket[]) {
@@ -230,13 +214,7 @@ function labels(packets: PublishPacket[]) {
 }
 
 function sendTimes(events: Event[], type: PacketType): number[] {
-    return events
-        .filter(
-            e =>
-                e.action.kind === ActionKind.Send &&
-                e.action.packet.type === type
-        )
-        .map(e => e.atMs)
+    return events.filter(e => e.action.kind === ActionKind.Send && e.action.packet.type === type).map(e => e.atMs)
 }
 
 function closes(events: Event[]): Event[] {
@@ -317,8 +295,7 @@ describe("packet ids", () => {
         const d = new Driver({ inflightWindow: 8 })
         d.connect()
         const ids: number[] = []
-        for (let i = 0; i < 8; ++i)
-            ids.push(publishes(d.publish(`m${i}`).actions)[0].packetId)
+        for (let i = 0; i < 8; ++i) ids.push(publishes(d.publish(`m${i}`).actions)[0].packetId)
         assert.deepEqual(ids, [1, 2, 3, 4, 5, 6, 7, 8])
         assert.equal(new Set(ids).size, ids.length)
     })
@@ -338,9 +315,7 @@ describe("packet ids", () => {
         // the window cycles through every other id, wraps, and must not reuse 1, 2 or 3.
         const d = new Driver({ inflightWindow: 4 })
         d.connect()
-        const held = [0, 1, 2].map(
-            i => publishes(d.publish(`held ${i}`).actions)[0].packetId
-        )
+        const held = [0, 1, 2].map(i => publishes(d.publish(`held ${i}`).actions)[0].packetId)
         assert.deepEqual(held, [1, 2, 3])
         d.checkWire = false
         const ids = cycle(d, MAX_PACKET_ID - 3 + 2)
@@ -374,8 +349,7 @@ describe("in-flight window", () => {
         const d = new Driver({ inflightWindow: 3 })
         d.connect()
         const first: PublishPacket[] = []
-        for (let i = 1; i <= 5; ++i)
-            first.push(...publishes(d.publish(`m${i}`).actions))
+        for (let i = 1; i <= 5; ++i) first.push(...publishes(d.publish(`m${i}`).actions))
         assert.deepEqual(labels(first), ["m1", "m2", "m3"])
         assert.equal(d.session.inflightCount(), 3)
         assert.equal(d.session.pendingCount(), 2)
@@ -466,9 +440,7 @@ describe("reconnect", () => {
         test(`unacknowledged publishes are resent first, in order, DUP=1, same ids (session present: ${sessionPresent})`, () => {
             const d = new Driver({ inflightWindow: 8 })
             d.connect()
-            const first = [1, 2, 3, 4].flatMap(i =>
-                publishes(d.publish(`m${i}`).actions)
-            )
+            const first = [1, 2, 3, 4].flatMap(i => publishes(d.publish(`m${i}`).actions))
             d.puback(first[1].packetId)
             first.push(...publishes(d.publish("m5").actions))
             d.drop()
@@ -480,14 +452,7 @@ describe("reconnect", () => {
             assert.equal(after[0].kind, ActionKind.Connected)
             assert.equal(after[0].sessionPresent, sessionPresent)
             const p = publishes(after)
-            assert.deepEqual(labels(p), [
-                "m1",
-                "m3",
-                "m4",
-                "m5",
-                "new 1",
-                "new 2",
-            ])
+            assert.deepEqual(labels(p), ["m1", "m3", "m4", "m5", "new 1", "new 2"])
             const resent = p.slice(0, 4)
             const expected = [first[0], first[2], first[3], first[4]]
             assert.deepEqual(
@@ -548,10 +513,7 @@ describe("CONNACK", () => {
         })
 
     test("return codes have readable names", () => {
-        assert.equal(
-            connectReturnCodeText(ConnectReturnCode.NotAuthorized),
-            "not authorized"
-        )
+        assert.equal(connectReturnCodeText(ConnectReturnCode.NotAuthorized), "not authorized")
         assert.equal(connectReturnCodeText(6), "unknown return code 6")
     })
 
@@ -627,9 +589,7 @@ describe("keepalive", () => {
         d.connect()
         const start = d.nowMs
         const events = d.idle(3 * K * 1000)
-        assert.deepEqual(sendTimes(events, PacketType.Pingreq), [
-            start + pingIdleMs,
-        ])
+        assert.deepEqual(sendTimes(events, PacketType.Pingreq), [start + pingIdleMs])
         const c = closes(events)
         assert.equal(c.length, 1)
         assert.equal(c[0].atMs, start + pingIdleMs + pingTimeoutMs)
@@ -647,9 +607,7 @@ describe("keepalive", () => {
         assert.deepEqual(d.receive({ type: PacketType.Pingresp }), [])
         // Measured from the PINGREQ, the last packet sent: idle in the sending direction.
         const next = d.idle(pingIdleMs)
-        assert.deepEqual(sendTimes(next, PacketType.Pingreq), [
-            start + 2 * pingIdleMs,
-        ])
+        assert.deepEqual(sendTimes(next, PacketType.Pingreq), [start + 2 * pingIdleMs])
         assert.deepEqual(closes(next), [])
         // Answered just before the timeout: still alive.
         d.idle(start + 2 * pingIdleMs + pingTimeoutMs - 100 - d.nowMs)
@@ -693,9 +651,7 @@ describe("keepalive", () => {
             d.idle(5000)
             d.publish(`m${i}`)
         }
-        assert.deepEqual(sendTimes(d.history, PacketType.Pingreq), [
-            start + pingIdleMs,
-        ])
+        assert.deepEqual(sendTimes(d.history, PacketType.Pingreq), [start + pingIdleMs])
     })
 
     test("receiving alone does not postpone the ping: the client must still send", () => {
@@ -714,9 +670,7 @@ describe("keepalive", () => {
             })
             assert.deepEqual(kinds(a), ["Message"])
         }
-        assert.deepEqual(sendTimes(d.history, PacketType.Pingreq), [
-            start + pingIdleMs,
-        ])
+        assert.deepEqual(sendTimes(d.history, PacketType.Pingreq), [start + pingIdleMs])
     })
 
     test("keepalive 0 disables pings", () => {
@@ -741,21 +695,14 @@ describe("keepalive", () => {
                 let lastReceivedMs = d.nowMs
                 const busy = trial % 2 === 1
                 // A live phase: the broker answers everything, sometimes slowly.
-                const liveUntil =
-                    d.nowMs + Math.floor(random.next() * 4 * keepaliveS * 1000)
+                const liveUntil = d.nowMs + Math.floor(random.next() * 4 * keepaliveS * 1000)
                 const unacked: number[] = []
                 while (d.nowMs < liveUntil) {
                     const a = d.tick(TICK_MS)
                     assert.ok(!a.some(x => x.kind === ActionKind.Close))
                     if (busy && random.next() < 0.2)
-                        unacked.push(
-                            ...publishes(d.publish("r").actions).map(
-                                p => p.packetId
-                            )
-                        )
-                    const ping = sent(a).some(
-                        p => p.type === PacketType.Pingreq
-                    )
+                        unacked.push(...publishes(d.publish("r").actions).map(p => p.packetId))
+                    const ping = sent(a).some(p => p.type === PacketType.Pingreq)
                     if (ping || (unacked.length && random.next() < 0.3)) {
                         d.nowMs += Math.floor(random.next() * TICK_MS)
                         if (unacked.length) d.puback(unacked.shift())
@@ -878,11 +825,7 @@ describe("subscriptions", () => {
 })
 
 describe("inbound messages", () => {
-    function inbound(
-        qos: number,
-        packetId?: number,
-        dup = false
-    ): PublishPacket {
+    function inbound(qos: number, packetId?: number, dup = false): PublishPacket {
         return {
             type: PacketType.Publish,
             topic: "meters/node/cmd",
@@ -973,29 +916,18 @@ describe("inbound messages", () => {
             assert.equal(a[0].kind, ActionKind.Message)
         }
         // Internal, but it is the memory a hostile broker could otherwise grow.
-        const remembered = (d.session as unknown as { inboundQos2: number[] })
-            .inboundQos2
-        assert.ok(
-            remembered.length <= 64,
-            `${remembered.length} ids remembered`
-        )
+        const remembered = (d.session as unknown as { inboundQos2: number[] }).inboundQos2
+        assert.ok(remembered.length <= 64, `${remembered.length} ids remembered`)
         // The newest ids are still recognised as duplicates, the oldest were forgotten.
         assert.deepEqual(kinds(d.receive(inbound(2, 20000, true))), ["Send"])
-        assert.deepEqual(kinds(d.receive(inbound(2, 1, true))), [
-            "Message",
-            "Send",
-        ])
+        assert.deepEqual(kinds(d.receive(inbound(2, 1, true))), ["Message", "Send"])
         assert.equal(d.session.state, SessionState.Connected)
     })
 
     test("unexpected PUBREC, PUBCOMP and UNSUBACK are logged and ignored", () => {
         const d = new Driver()
         d.connect()
-        for (const type of [
-            PacketType.Pubrec,
-            PacketType.Pubcomp,
-            PacketType.Unsuback,
-        ]) {
+        for (const type of [PacketType.Pubrec, PacketType.Pubcomp, PacketType.Unsuback]) {
             const a = d.receive({ type, packetId: 5 } as Packet)
             assert.deepEqual(kinds(a), ["Log"])
         }
@@ -1051,10 +983,7 @@ describe("protocol violations by the broker", () => {
                 subscriptions: [{ topic: "a", qos: 0 }],
             },
         ],
-        [
-            "UNSUBSCRIBE",
-            { type: PacketType.Unsubscribe, packetId: 1, topics: ["a"] },
-        ],
+        ["UNSUBSCRIBE", { type: PacketType.Unsubscribe, packetId: 1, topics: ["a"] }],
         ["PINGREQ", { type: PacketType.Pingreq }],
         ["DISCONNECT", { type: PacketType.Disconnect }],
     ]
@@ -1066,10 +995,7 @@ describe("protocol violations by the broker", () => {
             const actions = d.receive(packet)
             assert.deepEqual(kinds(actions), ["Close"])
             assert.match(actions[0].reason, /\[MQTT-4\.8\.0-1\]/)
-            assert.match(
-                actions[0].reason,
-                new RegExp(`packet type ${packet.type}\\b`)
-            )
+            assert.match(actions[0].reason, new RegExp(`packet type ${packet.type}\\b`))
             assert.equal(d.session.state, SessionState.Disconnected)
             assert.equal(d.session.inflightCount(), 1)
         })
@@ -1123,9 +1049,7 @@ describe("random schedules", () => {
         }
 
         function observe(actions: Action[]) {
-            const connectedHere = actions.findIndex(
-                a => a.kind === ActionKind.Connected
-            )
+            const connectedHere = actions.findIndex(a => a.kind === ActionKind.Connected)
             let expectedResends: number[] = []
             for (let i = 0; i < actions.length; ++i) {
                 const a = actions[i]
@@ -1145,79 +1069,39 @@ describe("random schedules", () => {
                     case ActionKind.Delivered: {
                         const n = (deliveredCount.get(a.token) || 0) + 1
                         deliveredCount.set(a.token, n)
-                        assert.equal(
-                            n,
-                            1,
-                            `token ${a.token} Delivered twice, ${where()}`
-                        )
+                        assert.equal(n, 1, `token ${a.token} Delivered twice, ${where()}`)
                         if (qosOf.get(a.token) === 1) {
-                            assert.ok(
-                                acking,
-                                `QoS 1 Delivered without a PUBACK, ${where()}`
-                            )
+                            assert.ok(acking, `QoS 1 Delivered without a PUBACK, ${where()}`)
                             const at = inflight.indexOf(a.token)
-                            assert.ok(
-                                at >= 0,
-                                `Delivered a token not in flight, ${where()}`
-                            )
+                            assert.ok(at >= 0, `Delivered a token not in flight, ${where()}`)
                             inflight.splice(at, 1)
                         }
                         break
                     }
                     case ActionKind.Send: {
                         const p = a.packet
-                        if (p.type === PacketType.Pingreq)
-                            pingOutstanding = true
+                        if (p.type === PacketType.Pingreq) pingOutstanding = true
                         if (p.type !== PacketType.Publish) break
-                        assert.ok(
-                            connected,
-                            `PUBLISH before CONNACK, ${where()}`
-                        )
+                        assert.ok(connected, `PUBLISH before CONNACK, ${where()}`)
                         const token = tokenOf.get(p.payload.toString())
                         if (p.dup) {
                             // Resends: right after CONNACK, before anything else, in order.
-                            assert.ok(
-                                connectedHere >= 0 && i > connectedHere,
-                                where()
-                            )
-                            assert.equal(
-                                p.packetId,
-                                expectedResends.shift(),
-                                `resend order, ${where()}`
-                            )
+                            assert.ok(connectedHere >= 0 && i > connectedHere, where())
+                            assert.equal(p.packetId, expectedResends.shift(), `resend order, ${where()}`)
                             assert.ok(
                                 actions
                                     .slice(connectedHere + 1, i)
-                                    .every(
-                                        x =>
-                                            x.kind === ActionKind.Send &&
-                                            (x.packet as PublishPacket).dup
-                                    ),
+                                    .every(x => x.kind === ActionKind.Send && (x.packet as PublishPacket).dup),
                                 `resends come first, ${where()}`
                             )
                             stats.resends++
                         } else {
-                            assert.equal(
-                                expectedResends.length,
-                                0,
-                                `new publish before the resends, ${where()}`
-                            )
-                            assert.equal(
-                                token,
-                                submitted[firstSends++],
-                                `submission order, ${where()}`
-                            )
+                            assert.equal(expectedResends.length, 0, `new publish before the resends, ${where()}`)
+                            assert.equal(token, submitted[firstSends++], `submission order, ${where()}`)
                             if (p.qos === 1) {
-                                assert.ok(
-                                    p.packetId >= 1 &&
-                                        p.packetId <= MAX_PACKET_ID,
-                                    where()
-                                )
+                                assert.ok(p.packetId >= 1 && p.packetId <= MAX_PACKET_ID, where())
                                 const inUse = inflight.map(t => idOf.get(t))
-                                assert.ok(
-                                    !inUse.includes(p.packetId),
-                                    `id ${p.packetId} reused in flight, ${where()}`
-                                )
+                                assert.ok(!inUse.includes(p.packetId), `id ${p.packetId} reused in flight, ${where()}`)
                                 idOf.set(token, p.packetId)
                                 inflight.push(token)
                             }
@@ -1330,11 +1214,7 @@ describe("random schedules", () => {
         }
 
         // Drain: stay connected and acknowledge everything until nothing is left.
-        for (
-            let round = 0;
-            d.session.inflightCount() + d.session.pendingCount() > 0;
-            ++round
-        ) {
+        for (let round = 0; d.session.inflightCount() + d.session.pendingCount() > 0; ++round) {
             assert.ok(round < 10000, where())
             if (!d.transportOpen) {
                 brokerUnacked = []

@@ -1,11 +1,7 @@
 import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 
-import {
-    topicMatches,
-    validateTopicFilter,
-    validateTopicName,
-} from "../../src/mqtt/topics"
+import { topicMatches, validateTopicFilter, validateTopicName } from "../../src/mqtt/topics"
 
 describe("validateTopicName", () => {
     const valid = [
@@ -34,10 +30,7 @@ describe("validateTopicName", () => {
         ["a/#", /\[MQTT-3\.3\.2-2\]/],
         ["a+b", /\[MQTT-3\.3\.2-2\]/],
         ["a\u0000b", /^\[MQTT-4\.7\.3-2\] topic must not contain U\+0000$/],
-        [
-            "x".repeat(65536),
-            /^\[MQTT-4\.7\.3-3\] topic must be at most 65535 bytes of UTF-8, got 65536$/,
-        ],
+        ["x".repeat(65536), /^\[MQTT-4\.7\.3-3\] topic must be at most 65535 bytes of UTF-8, got 65536$/],
         ["é".repeat(32768), /got 65536/],
     ]
     for (const [topic, expected] of invalid) {
@@ -74,18 +67,12 @@ describe("validateTopicFilter", () => {
         ["", /\[MQTT-4\.7\.3-1\]/],
         ["a\u0000", /\[MQTT-4\.7\.3-2\]/],
         ["x".repeat(65536), /\[MQTT-4\.7\.3-3\]/],
-        [
-            "sport/tennis#",
-            /^\[MQTT-4\.7\.1-2\] multi-level wildcard # must be the last character/,
-        ],
+        ["sport/tennis#", /^\[MQTT-4\.7\.1-2\] multi-level wildcard # must be the last character/],
         ["sport/tennis/#/ranking", /\[MQTT-4\.7\.1-2\]/],
         ["#/", /\[MQTT-4\.7\.1-2\]/],
         ["##", /\[MQTT-4\.7\.1-2\]/],
         ["a#", /\[MQTT-4\.7\.1-2\]/],
-        [
-            "sport+",
-            /^\[MQTT-4\.7\.1-3\] single-level wildcard \+ must occupy a whole level$/,
-        ],
+        ["sport+", /^\[MQTT-4\.7\.1-3\] single-level wildcard \+ must occupy a whole level$/],
         ["sport/+tennis", /\[MQTT-4\.7\.1-3\]/],
         ["++", /\[MQTT-4\.7\.1-3\]/],
         ["a/b+/c", /\[MQTT-4\.7\.1-3\]/],
@@ -103,11 +90,7 @@ describe("topicMatches", () => {
     const cases: [string, string, boolean][] = [
         ["sport/tennis/player1/#", "sport/tennis/player1", true],
         ["sport/tennis/player1/#", "sport/tennis/player1/ranking", true],
-        [
-            "sport/tennis/player1/#",
-            "sport/tennis/player1/score/wimbledon",
-            true,
-        ],
+        ["sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", true],
         ["sport/tennis/player1/#", "sport/tennis/player2", false],
         ["sport/tennis/player1/#", "sport/tennis", false],
         ["sport/#", "sport", true],
@@ -171,11 +154,7 @@ describe("topicMatches", () => {
             for (let i = 0; i < filterLevels.length; i++) {
                 if (filterLevels[i] === "#") return true
                 if (i >= topicLevels.length) return false
-                if (
-                    filterLevels[i] !== "+" &&
-                    filterLevels[i] !== topicLevels[i]
-                )
-                    return false
+                if (filterLevels[i] !== "+" && filterLevels[i] !== topicLevels[i]) return false
             }
             return filterLevels.length === topicLevels.length
         }
@@ -191,8 +170,7 @@ describe("topicMatches", () => {
             const pick = (parts: string[]) => {
                 const levels: string[] = []
                 const count = 1 + random(4)
-                for (let i = 0; i < count; i++)
-                    levels.push(parts[random(parts.length)])
+                for (let i = 0; i < count; i++) levels.push(parts[random(parts.length)])
                 return levels.join("/")
             }
             const filter = pick(filterParts)
@@ -200,11 +178,7 @@ describe("topicMatches", () => {
             if (validateTopicFilter(filter) !== null) continue
             if (validateTopicName(topic) !== null) continue
             checked++
-            assert.equal(
-                topicMatches(filter, topic),
-                reference(filter, topic),
-                `${filter} vs ${topic}`
-            )
+            assert.equal(topicMatches(filter, topic), reference(filter, topic), `${filter} vs ${topic}`)
         }
         assert.ok(checked > 5000, `only ${checked} valid pairs`)
     })

@@ -32,7 +32,10 @@ async function turns(n: number) {
 
 /** The Settings store model, answering after 0..3 event loop turns so that fibers interleave. */
 class SlowStore implements KeyValueStore {
-    constructor(readonly inner: FakeSettingsStore, private readonly random: Random) {}
+    constructor(
+        readonly inner: FakeSettingsStore,
+        private readonly random: Random
+    ) {}
     async get(key: string) {
         await turns(this.random.below(4))
         return await this.inner.get(key)
@@ -170,7 +173,10 @@ describe("uplink: a queue too small for an outage", () => {
         const delivered = firstDeliveries(run.broker.received)
         const dropped = run.queue.stats().droppedReadings
         assert.ok(dropped > 0, "this schedule overflows the budget")
-        assert.ok(run.errors.some(e => e.includes(`dropped the`) && e.includes("QUEUE_BYTES")), `the drop is reported: ${run.errors.join("; ")}`)
+        assert.ok(
+            run.errors.some(e => e.includes(`dropped the`) && e.includes("QUEUE_BYTES")),
+            `the drop is reported: ${run.errors.join("; ")}`
+        )
         let covered = 0
         let last = 0
         for (const e of delivered) {
@@ -211,7 +217,11 @@ describe("uplink: store and forward under random interleavings", () => {
             let energy = 0
             for (const e of delivered) {
                 const first = e.first_seq ?? e.seq
-                assert.equal(first, next, `reading ${first}..${e.seq} follows ${next - 1} (queue stats: ${JSON.stringify(queue.stats())}, errors: ${run.errors.slice(0, 3).join("; ")})`)
+                assert.equal(
+                    first,
+                    next,
+                    `reading ${first}..${e.seq} follows ${next - 1} (queue stats: ${JSON.stringify(queue.stats())}, errors: ${run.errors.slice(0, 3).join("; ")})`
+                )
                 next = e.seq + 1
                 energy += Math.round(e.delta * 1000)
             }
