@@ -3,7 +3,7 @@
 // node's status topic as its availability. https://www.home-assistant.io/integrations/sensor.mqtt/
 //
 // Pure core: imports nothing from @devicescript.
-import { FIRMWARE_VERSION, readingTopic, statusTopic } from "./reading"
+import { firmware, readingTopic, statusTopic } from "./reading"
 import { MeterLabel } from "./meters/meter-spec"
 
 /**
@@ -58,7 +58,7 @@ export function discoveryPayload(prefix: string, nodeId: string, meter: MeterLab
             name: "meternode " + nodeId,
             manufacturer: "meternode",
             model: "DeviceScript metering node",
-            sw_version: FIRMWARE_VERSION,
+            sw_version: firmware.version,
         },
     }
     // Home Assistant has device classes for these quantities, not for a generic level.

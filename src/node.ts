@@ -12,7 +12,15 @@ import { INA219, INA226 } from "./meters/ina2xx"
 import { InaEnergyMeter } from "./meters/ina-meter"
 import { MeterLabel, MeterSpec } from "./meters/meter-spec"
 import { SensorLevelMeter, startPulseMeter } from "./meters/jacdac-meters"
-import { readingMessage, readingTopic, replayTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
+import {
+    firmware,
+    readingMessage,
+    readingTopic,
+    replayTopic,
+    statusPayload,
+    statusTopic,
+    WILL_PAYLOAD,
+} from "./reading"
 import { History, replayRangeError } from "./history"
 import { PublishPacket } from "./mqtt/packets"
 import { readJsonSetting, readSettings, writeVerified } from "./platform/settings-store"
@@ -752,6 +760,7 @@ class Node {
  * they take precedence over the Settings store, which takes precedence over defaults.
  */
 export async function startNode(provisioned: Record<string, any>) {
+    firmware.version = ds._dcfgString("@version") || firmware.version
     const keys = settingSpecs().map(s => s.key)
     const raw = await readSettings(keys)
     for (const key of Object.keys(provisioned)) raw[key] = provisioned[key]

@@ -3,7 +3,12 @@
 import { FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, FLAG_GAP, isAdditive, ReadingRecord } from "./storage/records"
 import { MeterLabel } from "./meters/meter-spec"
 
-export const FIRMWARE_VERSION = "0.1.0"
+/**
+ * The firmware's version, one string everywhere (console, status, Home Assistant): the compiler
+ * stamps each image with it (package.json's version, or the next patch and the git commit), and
+ * the node takes it from the image at boot. Node tests see the fallback.
+ */
+export const firmware = { version: "0.1.0" }
 
 /** Largest reading message: Pico W and ESP32 TLS stacks stay safe under 1 KB. */
 export const MAX_READING_MESSAGE_BYTES = 1000
@@ -155,7 +160,7 @@ export interface NodeStatus {
 export function statusPayload(s: NodeStatus) {
     if (!s.online) return `{"state":"offline","reason":${jsonString(s.reason || "shutdown")},"boot":${s.boot}}`
     return (
-        `{"state":"online","boot":${s.boot},"version":"${FIRMWARE_VERSION}","uptime_s":${Math.floor(s.uptimeS)}` +
+        `{"state":"online","boot":${s.boot},"version":${jsonString(firmware.version)},"uptime_s":${Math.floor(s.uptimeS)}` +
         `,"queued":${s.queued},"dropped":${s.dropped},"merged":${s.merged},"clock":"${s.clock || "unset"}"` +
         `,"error":${jsonString(s.lastError || "")}}`
     )
