@@ -6,8 +6,8 @@
 import mqtt from "mqtt"
 import { spawn, spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
-import { join, relative } from "node:path"
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { dirname, join, relative } from "node:path"
 import { parseArgs } from "node:util"
 import { Broker } from "./lib/broker"
 import { buildFirmware, PROJECT_ROOT, Simulator } from "./lib/simulator"
@@ -238,11 +238,30 @@ async function buildIfChanged(settings: Settings, runDir: string) {
     return bytecode
 }
 
+/**
+ * Starts a broker on the port the last run of this node used, when it is free: the broker's URL
+ * is built into the image, so the same port lets the next start skip the build.
+ */
+async function startOwnBroker(portFile: string) {
+    const lastPort = existsSync(portFile) ? Number(readFileSync(portFile, "utf-8")) : 0
+    if (lastPort > 0) {
+        const again = new Broker({ persistence: true, port: lastPort })
+        try {
+            return await again.start()
+        } catch {
+            await again.dispose()
+        }
+    }
+    const fresh = await new Broker({ persistence: true }).start()
+    mkdirSync(dirname(portFile), { recursive: true })
+    writeFileSync(portFile, String(fresh.port))
+    return fresh
+}
+
 async function main() {
     let brokerUrl = args.broker
     if (!brokerUrl) {
-        broker = new Broker({ persistence: true })
-        await broker.start()
+        broker = await startOwnBroker(join(PROJECT_ROOT, "run", nodeId, "broker.port"))
         brokerUrl = broker.url
         console.log(`[runner] broker: ${broker.describe()}`)
     } else console.log(`[runner] broker: ${brokerUrl} (not started by this runner)`)
