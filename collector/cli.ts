@@ -1,4 +1,4 @@
-// `npm run collect -- --broker URL --out readings.csv [--time-every S]`: collects every meternode
+// `npm run collect -- --broker URL [--out data/readings.csv] [--time-every S]`: collects every meternode
 // reading the broker carries into CSV until stopped (Ctrl-C), then prints per meter the readings,
 // the gaps, and the sum of the deltas beside the change of the meter's total.
 import { readFileSync } from "node:fs"
@@ -8,7 +8,7 @@ import { Collector } from "./collector"
 const { values } = parseArgs({
     options: {
         broker: { type: "string", default: "mqtt://127.0.0.1:1883" },
-        out: { type: "string", default: "readings.csv" },
+        out: { type: "string", default: "data/readings.csv" },
         prefix: { type: "string", default: "meters" },
         "client-id": { type: "string", default: "meternode-collector" },
         "time-topic": { type: "string", default: "meters/time" },
@@ -23,8 +23,8 @@ const { values } = parseArgs({
 if (values.help) {
     console.log(`npm run collect -- [options]
   --broker URL        broker, mqtt://host:port or mqtts://host:port (default mqtt://127.0.0.1:1883)
-  --out FILE          combined CSV (default readings.csv); per-meter Open Energy Dashboard files
-                      FILE-stem.<node>.<meter>.oed.csv are written next to it
+  --out FILE          combined CSV (default data/readings.csv; git ignores data/); the per-meter
+                      Open Energy Dashboard files FILE-stem.<node>.<meter>.oed.csv go beside it
   --prefix P          first topic level of the nodes (default meters)
   --client-id ID      stable id of the persistent session (default meternode-collector)
   --time-every S      be the nodes' time source: publish UTC retained every S seconds (default 0: off)

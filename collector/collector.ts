@@ -11,7 +11,7 @@
 //   readings.<node>.<meter>.oed.csv   what Open Energy Dashboard imports for one meter: reading
 //                                     (Wh), start timestamp, end timestamp, in UTC
 import mqtt from "mqtt"
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs"
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { basename, dirname, join } from "node:path"
 
 export interface CollectorOptions {
@@ -185,6 +185,7 @@ export class Collector {
     /** Rows of earlier runs: what was collected before is not written twice. */
     private loadExisting() {
         const out = this.options.out
+        mkdirSync(dirname(out), { recursive: true })
         if (!existsSync(out)) {
             writeFileSync(out, COMBINED_HEADER + "\n")
             return
