@@ -17,6 +17,9 @@ const MAX_IMAGE_BYTES: Record<string, number> = {
     rp2040w: 110 * 1024,
 }
 
+/** The VM loader's limit for the code section (function descriptors and byte code). */
+const CODE_SECTION_LIMIT_BYTES = 65536
+
 const { values } = parseArgs({ options: { board: { type: "string" } }, strict: true })
 
 const boardDir = join(PROJECT_ROOT, "boards")
@@ -43,7 +46,21 @@ if (boardErrors.length) {
 }
 const sizes = readFileSync(join(PROJECT_ROOT, ".devicescript", "bin", "bytecode-sizes.md"), "utf-8")
 const imageBytes = Number(sizes.match(/^(\d+) \| TOTAL/m)?.[1] ?? NaN)
+// The loader counts the code section from the end of the image header.
+const codeBytes =
+    Number(sizes.match(/^(\d+) \| Function TOTAL/m)?.[1] ?? NaN) +
+    Number(sizes.match(/^ *(\d+) \| header/m)?.[1] ?? NaN)
 console.log(`firmware image: ${imageBytes} bytes (.devicescript/bin/bytecode.devs)`)
+// The code section is the limit that bites first: the VM's loader refuses an image whose function
+// descriptors and byte code end past 64 KB, whatever room the board has for the image.
+console.log(
+    `code section: ${codeBytes} of ${CODE_SECTION_LIMIT_BYTES} bytes (${((100 * codeBytes) / CODE_SECTION_LIMIT_BYTES).toFixed(1)} %, ` +
+        `${CODE_SECTION_LIMIT_BYTES - codeBytes} left); per function: .devicescript/bin/bytecode-sizes.md`
+)
+if (codeBytes > CODE_SECTION_LIMIT_BYTES) {
+    console.error("the code section is over the VM's limit: the board would refuse this image")
+    process.exit(1)
+}
 for (const b of boards) {
     if (values.board && b.id !== values.board) continue
     const max = MAX_IMAGE_BYTES[b.json.archId]
