@@ -61,7 +61,7 @@ TIME_TOPIC meters/time | topic the node reads UTC from ({"utc_ms":...}); - = non
 HA_PREFIX homeassistant | Home Assistant discovery prefix; - = no discovery
 METER_ID main | meter id in topics
 METER_KIND sim | meter driver: sim, ina219, ina226, s0, temperature, humidity, dc-current, dc-voltage or water-level
-METER_OPTS "" | options of the first meter, as "imp=1000/kWh input=s0a" (see Meters)
+METER_OPTS "" | options of the first meter, as "imp=1000/kWh input=s0a" (see docs/meters-and-wiring.md)
 METER2 "" | a second meter: "<id> <kind> [option=value ...]"
 METER3 "" | a third meter, as METER2
 METER4 "" | a fourth meter, as METER2
@@ -72,7 +72,7 @@ SAMPLE_MS 1000 50 60000 | INA219/INA226: power sampling interval in ms
 READ_MS 60000 1000 86400000 | reading interval in ms (readings are stored to the second)
 FLUSH_S 600 1 86400 | longest time an unacknowledged reading stays in RAM only, s (the loss bound at a power cut)
 QUEUE_BYTES 4608 800 8928 | Settings-store bytes for queued readings (8 KB store: 4608; ESP32's 16 KB: up to 8928)
-HISTORY_BYTES 2048 0 8192 | RAM bytes of recent readings kept for the replay command (0 = none)
+HISTORY_BYTES 0 0 8192 | RAM bytes of recent readings kept for the replay command (0 = none; 800..8192 needs an image with history)
 SIM_SEED 1 1 2147483646 | simulated meter: load profile seed
 SIM_MEAN_W 800 0 1000000 | simulated meter: mean power in W
 SIM_BACKLOG 0 0 10080 | simulated meter: one-minute readings of history to queue at boot (benchmarks)
@@ -249,7 +249,7 @@ export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedC
     let historyBytes: number = v.HISTORY_BYTES
     if (historyBytes > 0 && historyBytes < 800) {
         errors.push(`setting HISTORY_BYTES: ${historyBytes} is too small for three blocks; 0 (none) or 800..8192`)
-        historyBytes = 2048
+        historyBytes = 0
     }
     return {
         config: {

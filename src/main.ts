@@ -1,5 +1,8 @@
-// Entry point for a real board: settings come from the Settings store, deployed from
-// .env.defaults / .env.local by devtools or baked into the image by `devs bundle`.
+// Entry point for a board configured after flashing: settings come from the Settings store,
+// deployed from .env.defaults / .env.local by devtools or baked into the image by `devs bundle`.
+// It carries every driver; `npm run build -- --board ID` composes a smaller image for one
+// configuration.
 import { startNode } from "./node"
+import { ALL_FEATURES } from "./full-image"
 
-await startNode({})
+await startNode({}, ALL_FEATURES)

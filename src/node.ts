@@ -5,13 +5,8 @@ import * as ds from "@devicescript/core"
 import { describeConfig, NodeConfig, parseConfig, settingSpecs } from "./config"
 import { MqttClient } from "./mqtt/client"
 import { SequenceAllocator } from "./sequence"
-import { SimulatedEnergyMeter } from "./meters/simulated"
 import { EnergyMeter, MeterReading } from "./meters/meter"
-import { InaDriver } from "./meters/ina-driver"
-import { INA219, INA226 } from "./meters/ina2xx"
-import { InaEnergyMeter } from "./meters/ina-meter"
 import { MeterLabel, MeterSpec } from "./meters/meter-spec"
-import { SensorLevelMeter, startPulseMeter } from "./meters/jacdac-meters"
 import {
     firmware,
     readingMessage,
@@ -21,7 +16,6 @@ import {
     statusTopic,
     WILL_PAYLOAD,
 } from "./reading"
-import { History, replayRangeError } from "./history"
 import { PublishPacket } from "./mqtt/packets"
 import { readJsonSetting, readSettings, writeVerified } from "./platform/settings-store"
 import {
@@ -47,7 +41,8 @@ import {
 } from "./storage/records"
 import { Uplink } from "./uplink"
 import { removeAt } from "./util/arrays"
-import { ANNOUNCED_KEY, announcedFromJson, announcedKey, discoveryMessages } from "./discovery"
+import { ANNOUNCED_KEY, announcedFromJson, announcedKey } from "./discovery"
+import { Features, ReplayHistory } from "./features"
 import { nextBoundaryMs, offsetOfBoot, parseTimePayload, timeFromJson, WallClock, withBootOffset } from "./clock"
 
 /** How long a planned stop waits for its offline status to be acknowledged before going anyway. */
@@ -104,7 +99,7 @@ class Node {
     /** Meter ids with a Home Assistant config out, as stored in flash. */
     private announced: string[] = []
     /** Recent readings for the replay command; null when HISTORY_BYTES is 0. */
-    private history: History = null
+    private history: ReplayHistory = null
     private replaying = false
     /** The birth status awaiting its PUBACK (0: none), and whether newer news waits behind it. */
     private statusToken = 0
@@ -115,7 +110,8 @@ class Node {
     constructor(
         readonly config: NodeConfig,
         private readonly previous: NodeState,
-        private readonly queue: DurableQueue
+        private readonly queue: DurableQueue,
+        private readonly features: Features
     ) {
         for (const m of config.meters) {
             this.labels.push(m ? { id: m.id, quantity: m.quantity, unit: m.unit } : null)
@@ -153,19 +149,20 @@ class Node {
                 },
             }
         )
+        // A feature configured for an image that lacks it is named, never silently ignored.
+        if (c.haPrefix && !this.features.discovery) {
+            this.reportError(
+                "config: HA_PREFIX is set, but this image has no Home Assistant discovery; no configs sent"
+            )
+            c.haPrefix = ""
+        }
+        if (c.historyBytes && !this.features.history) {
+            this.reportError("config: HISTORY_BYTES is set, but this image has no replay history; none kept")
+            c.historyBytes = 0
+        }
         if (c.haPrefix) this.announced = announcedFromJson(await readJsonSetting(ANNOUNCED_KEY, []))
         if (c.historyBytes) {
-            this.history = new History(
-                c.historyBytes,
-                {
-                    sleep: async ms => await ds.sleep(ms),
-                    spawn: fn => {
-                        setTimeout(fn, 0)
-                    },
-                },
-                pause
-            )
-            await this.history.open()
+            this.history = await this.features.history.open(c.historyBytes)
         }
         const newestByMeter = await this.newestQueuedByMeter()
         const newestQueued = this.queue.size() ? (await this.queue.peek(1, this.queue.size() - 1))[0] : null
@@ -296,23 +293,19 @@ class Node {
     /** A configured meter, started; null (and the reason reported) when it cannot be built. */
     private async createMeter(spec: MeterSpec, totalMilli: number): Promise<EnergyMeter> {
         const self = this
+        const start = this.features.meters[spec.kind]
+        if (!start) {
+            this.reportError(
+                "meter " +
+                    spec.id +
+                    ": this image has no " +
+                    spec.kind +
+                    " driver; build and flash one for this configuration (npm run build -- --board ...)"
+            )
+            return null
+        }
         try {
-            if (spec.kind === "sim") return new SimulatedEnergyMeter(spec.seed, spec.meanW, totalMilli)
-            if (spec.kind === "s0") return startPulseMeter(spec, totalMilli)
-            if (spec.kind === "ina219" || spec.kind === "ina226") {
-                const driver = new InaDriver({
-                    chip: spec.kind === "ina219" ? INA219 : INA226,
-                    address: spec.address,
-                    shuntOhms: spec.shuntMicroOhm / 1000000,
-                    maxCurrentA: spec.maxMilliA / 1000,
-                })
-                const meter = new InaEnergyMeter(driver, totalMilli, spec.sampleMs, text => self.reportError(text))
-                await meter.start()
-                return meter
-            }
-            const level = new SensorLevelMeter(spec, text => self.reportError(text))
-            level.start()
-            return level
+            return await start(spec, totalMilli, text => self.reportError(text))
         } catch (e) {
             this.reportError(
                 "meter " +
@@ -389,7 +382,7 @@ class Node {
             }
         // As for the status: configs still unacknowledged are resent by the session, not repeated.
         if (this.discoveryTokens.length) return
-        for (const m of discoveryMessages(c.haPrefix, c.topicPrefix, c.nodeId, labels, this.announced))
+        for (const m of this.features.discovery(c.haPrefix, c.topicPrefix, c.nodeId, labels, this.announced))
             this.discoveryTokens.push(await this.client.publish(m.topic, Buffer.from(m.payload), 1, true))
         if (JSON.stringify(this.announced) === JSON.stringify(ids)) return
         this.announced = ids
@@ -510,7 +503,7 @@ class Node {
         if (this.replaying) return "replay: another replay is running"
         if (request.meter !== undefined && this.slotOf(request.meter) < 0)
             return "replay: unknown meter " + request.meter
-        return replayRangeError(request)
+        return this.features.history.rangeError(request)
     }
 
     /** The slot of the meter with id `id`, or -1. */
@@ -759,7 +752,7 @@ class Node {
  * Boots the node. `provisioned` holds settings built into the image (the simulator runner's);
  * they take precedence over the Settings store, which takes precedence over defaults.
  */
-export async function startNode(provisioned: Record<string, any>) {
+export async function startNode(provisioned: Record<string, any>, features: Features) {
     firmware.version = ds._dcfgString("@version") || firmware.version
     const keys = settingSpecs().map(s => s.key)
     const raw = await readSettings(keys)
@@ -769,7 +762,7 @@ export async function startNode(provisioned: Record<string, any>) {
     const previous = await loadState()
     const queue = new DurableQueue(new SettingsKeyValueStore(), config.queueBytes, { pause })
     const lost = await queue.open()
-    const node = new Node(config, previous, queue)
+    const node = new Node(config, previous, queue, features)
     const problems: string[] = []
     for (const e of errors) problems.push(`config: ${e}`)
     if (lost) problems.push(lost)

@@ -4,8 +4,9 @@
 // Platform code: DeviceScript only.
 import * as ds from "@devicescript/core"
 import { InaDriver } from "./ina-driver"
-import { EnergyIntegrator } from "./ina2xx"
+import { EnergyIntegrator, INA219, INA226 } from "./ina2xx"
 import { EnergyMeter, MeterReading } from "./meter"
+import { MeterSpec } from "./meter-spec"
 
 /** Errors reported at most this often, so a missing chip does not flood the console. */
 const ERROR_REPORT_MS = 60000
@@ -80,4 +81,17 @@ export class InaEnergyMeter implements EnergyMeter {
         this.lastReportMs = now
         this.onError("meter: " + text)
     }
+}
+
+/** The driver of kinds ina219 and ina226: configures the chip and starts sampling. */
+export async function startInaMeter(spec: MeterSpec, totalMilli: number, onError: (text: string) => void) {
+    const driver = new InaDriver({
+        chip: spec.kind === "ina219" ? INA219 : INA226,
+        address: spec.address,
+        shuntOhms: spec.shuntMicroOhm / 1000000,
+        maxCurrentA: spec.maxMilliA / 1000,
+    })
+    const meter = new InaEnergyMeter(driver, totalMilli, spec.sampleMs, onError)
+    await meter.start()
+    return meter
 }

@@ -78,3 +78,10 @@ export class SensorLevelMeter implements EnergyMeter {
         return { deltaMilliWh: 0, level: closed.summary, estimated: closed.estimated }
     }
 }
+
+/** The driver of the level kinds (temperature, humidity, dc-current, dc-voltage, water-level). */
+export function startLevelMeter(spec: MeterSpec, totalMilli: number, onError: (text: string) => void) {
+    const meter = new SensorLevelMeter(spec, onError)
+    meter.start()
+    return meter
+}

@@ -4,6 +4,7 @@
 // each reading interval.
 //
 // Pure core: imports nothing from @devicescript.
+import { MeterSpec } from "./meter-spec"
 
 const MS_PER_HOUR = 3600000
 const MS_PER_DAY = 24 * MS_PER_HOUR
@@ -53,4 +54,9 @@ export class SimulatedEnergyMeter {
         this.totalMilliWh += deltaMilliWh
         return { deltaMilliWh, powerW }
     }
+}
+
+/** The simulated meter's driver (kind "sim"). */
+export function startSimulatedMeter(spec: MeterSpec, totalMilli: number) {
+    return new SimulatedEnergyMeter(spec.seed, spec.meanW, totalMilli)
 }

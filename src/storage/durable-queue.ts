@@ -29,7 +29,7 @@
 //
 // Pure core: imports nothing from @devicescript.
 import { KeyValueStore } from "./kv"
-import { entryCostBytes } from "./fake-kv"
+import { entryCostBytes } from "./kv"
 import {
     BlockReader,
     BlockWriter,

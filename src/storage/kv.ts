@@ -1,5 +1,5 @@
 // The key-value store the storage layer is written against: DeviceScript's Settings store on the
-// device (settings-kv.ts), a model of it in tests (fake-kv.ts).
+// device (settings-kv.ts), a model of it in tests (test/fixtures/fake-kv.ts).
 // Pure core: imports nothing from @devicescript.
 
 /** Longest key the Settings store accepts. */
@@ -41,4 +41,12 @@ export function entryError(key: string, value: Buffer) {
     if (value.length > maxValueBytes(key))
         return "value for " + key + " is " + value.length + " bytes, over the " + maxValueBytes(key) + "-byte limit"
     return ""
+}
+/** Log bytes of one entry record in the Settings store (16-byte key field, offset, size). */
+export const ENTRY_OVERHEAD_BYTES = 24
+
+/** Log bytes a write of `valueBytes` costs in the Settings store; an empty value (a delete) still takes 8. */
+export function entryCostBytes(valueBytes: number) {
+    const aligned = valueBytes === 0 ? 8 : Math.ceil(valueBytes / 8) * 8
+    return ENTRY_OVERHEAD_BYTES + aligned
 }

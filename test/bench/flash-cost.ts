@@ -8,7 +8,7 @@
 // the next flush); flush every FLUSH_S, or at once when two closed blocks wait in RAM; after a
 // flush that followed new readings, write the node's state (the mark) unless the queue in flash
 // holds the newest reading. The state is also written for every new block of 1,000 sequence numbers.
-import { FakeSettingsStore } from "../../src/storage/fake-kv"
+import { FakeSettingsStore } from "../fixtures/fake-kv"
 import { DurableQueue } from "../../src/storage/durable-queue"
 import { energyRecord } from "../../src/storage/records"
 import { SimulatedEnergyMeter } from "../../src/meters/simulated"

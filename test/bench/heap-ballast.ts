@@ -3,6 +3,7 @@
 // workload without running out of memory bounds the node's peak heap use from above:
 // peak <= heap - ballast.
 import { startNode } from "../../src/node"
+import { ALL_FEATURES } from "../../src/full-image"
 import { onlineBuiltin, OnlineBenchOptions } from "./online-builtin"
 
 const held: Buffer[] = []
@@ -11,7 +12,7 @@ export async function ballastNode(o: { ballastBytes: number; settings: Record<st
     // 1 KB pieces: a fragmented heap cannot fit one large block, and the node's objects are small.
     for (let n = 0; n < o.ballastBytes; n += 1024) held.push(Buffer.alloc(1024))
     console.log("BALLAST " + held.length + " KB")
-    await startNode(o.settings)
+    await startNode(o.settings, ALL_FEATURES)
 }
 
 /** The same probe for the baseline: the ballast, then a reading a second through the built-in client. */

@@ -18,7 +18,7 @@ import {
     ReadingRecord,
 } from "../../src/storage/records"
 import { BLOCK_BYTES, BUDGET_FOR_8K_STORE_BYTES, DurableQueue, metaCostBytes } from "../../src/storage/durable-queue"
-import { entryCostBytes } from "../../src/storage/fake-kv"
+import { entryCostBytes } from "../fixtures/fake-kv"
 import { SettingsKeyValueStore } from "../../src/storage/settings-kv"
 import { SimulatedEnergyMeter } from "../../src/meters/simulated"
 

@@ -3,7 +3,7 @@
 // needs (printed).
 import { describe, test } from "node:test"
 import assert from "node:assert/strict"
-import { FakeSettingsStore } from "../../src/storage/fake-kv"
+import { FakeSettingsStore } from "../fixtures/fake-kv"
 import { KeyValueStore } from "../../src/storage/kv"
 import {
     BLOCK_HEADER_BYTES,

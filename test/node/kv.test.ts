@@ -3,7 +3,7 @@
 import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import { registerKeyValueContract } from "./kv-contract"
-import { entryCostBytes, FakeSettingsStore } from "../../src/storage/fake-kv"
+import { entryCostBytes, FakeSettingsStore } from "../fixtures/fake-kv"
 import { MAX_ENTRY_BYTES, maxValueBytes } from "../../src/storage/kv"
 
 describe("KeyValueStore contract: FakeSettingsStore", () => {

@@ -6,7 +6,7 @@
 import { energyLabel } from "../../src/reading"
 import { describe, test } from "node:test"
 import assert from "node:assert/strict"
-import { FakeSettingsStore } from "../../src/storage/fake-kv"
+import { FakeSettingsStore } from "../fixtures/fake-kv"
 import { KeyValueStore } from "../../src/storage/kv"
 import { DurableQueue } from "../../src/storage/durable-queue"
 import { energyRecord, ReadingRecord } from "../../src/storage/records"

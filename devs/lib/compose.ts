@@ -1,0 +1,68 @@
+// Composes a firmware image for one configuration: the entry point imports the drivers of the
+// meter kinds the settings name, Home Assistant discovery when HA_PREFIX is on, and replay history
+// when HISTORY_BYTES is set, and nothing else. The VM compiles only what the entry references, so
+// an image carries the code of what its board uses (as ESPHome's code generation does).
+import { relative } from "node:path"
+import { parseConfig } from "../../src/config"
+
+/** Where each meter kind's driver lives: the function the entry imports, and its module. */
+const DRIVERS: Record<string, { name: string; module: string }> = {
+    sim: { name: "startSimulatedMeter", module: "src/meters/simulated" },
+    s0: { name: "startPulseMeter", module: "src/meters/jacdac-meters" },
+    ina219: { name: "startInaMeter", module: "src/meters/ina-meter" },
+    ina226: { name: "startInaMeter", module: "src/meters/ina-meter" },
+    temperature: { name: "startLevelMeter", module: "src/meters/jacdac-meters" },
+    humidity: { name: "startLevelMeter", module: "src/meters/jacdac-meters" },
+    "dc-current": { name: "startLevelMeter", module: "src/meters/jacdac-meters" },
+    "dc-voltage": { name: "startLevelMeter", module: "src/meters/jacdac-meters" },
+    "water-level": { name: "startLevelMeter", module: "src/meters/jacdac-meters" },
+}
+const DISCOVERY = { name: "discoveryMessages", module: "src/discovery" }
+const HISTORY = { name: "replayHistory", module: "src/platform/history-feature" }
+
+export interface Composition {
+    /** Meter kinds with a driver in the image. */
+    kinds: string[]
+    discovery: boolean
+    history: boolean
+    /** Invalid settings, as the node would report them at boot. */
+    errors: string[]
+}
+
+/** What an image for `settings` must carry (settings absent from it take their defaults). */
+export function composition(settings: Record<string, unknown>, everything = false): Composition {
+    if (everything) return { kinds: Object.keys(DRIVERS), discovery: true, history: true, errors: [] }
+    const { config, errors } = parseConfig(settings, "host")
+    const kinds: string[] = []
+    for (const meter of config.meters) if (meter && !kinds.includes(meter.kind)) kinds.push(meter.kind)
+    return { kinds, discovery: !!config.haPrefix, history: config.historyBytes > 0, errors }
+}
+
+/** The features argument of startNode() for `c`, and the imports it needs. */
+export function featuresSource(c: Composition, fromDir: string, projectRoot: string) {
+    const modules = new Map<string, Set<string>>()
+    const use = (d: { name: string; module: string }) => {
+        if (!modules.has(d.module)) modules.set(d.module, new Set())
+        modules.get(d.module)!.add(d.name)
+    }
+    const meters = c.kinds.map(kind => {
+        use(DRIVERS[kind])
+        return `${JSON.stringify(kind)}: ${DRIVERS[kind].name}`
+    })
+    const parts = [`meters: { ${meters.join(", ")} }`]
+    if (c.discovery) (use(DISCOVERY), parts.push(`discovery: ${DISCOVERY.name}`))
+    if (c.history) (use(HISTORY), parts.push(`history: ${HISTORY.name}`))
+    const imports = [...modules].map(([module, names]) => {
+        const path = relative(fromDir, `${projectRoot}/${module}`).replace(/\\/g, "/")
+        return `import { ${[...names].join(", ")} } from "${path.startsWith(".") ? path : "./" + path}"`
+    })
+    return { imports, features: `{ ${parts.join(", ")} }` }
+}
+
+/** A one-line description of a composition, for build logs. */
+export function describeComposition(c: Composition) {
+    const parts = [`meters: ${c.kinds.join(", ") || "none"}`]
+    parts.push(c.discovery ? "Home Assistant discovery" : "no discovery")
+    parts.push(c.history ? "replay history" : "no history")
+    return parts.join("; ")
+}
