@@ -34,11 +34,28 @@ export interface ReplayHistory {
     ): Promise<{ untimed: number }>
 }
 
+/** What a replay needs of the node: its meters, its topics, publishing and acknowledgements. */
+export interface ReplayPort {
+    /** By slot; null where no meter is configured. */
+    labels: MeterLabel[]
+    topicPrefix: string
+    nodeId: string
+    utcOffsetS: (boot: number) => number
+    /** Publishes at QoS 1; resolves with the token its acknowledgement reports. */
+    publish: (topic: string, payload: string) => Promise<number>
+    waitForAck: (token: number, timeoutMs: number) => Promise<boolean>
+    /** Runs `fn` soon, in a fiber of its own. */
+    spawn: (fn: () => Promise<void>) => void
+}
+
 export interface HistoryFeature {
     /** Opens a history of `bytes` of RAM. */
     open(bytes: number): Promise<ReplayHistory>
-    /** Why a replay request's range is unusable, or "". */
-    rangeError(request: any): string
+    /**
+     * Starts the replay command `request` (with its `id`) over `history`: "" once started, the
+     * replay then replies itself; otherwise why it cannot start.
+     */
+    start(history: ReplayHistory, request: any, id: any, node: ReplayPort): string
 }
 
 export interface Features {

@@ -7,15 +7,7 @@ import { MqttClient } from "./mqtt/client"
 import { SequenceAllocator } from "./sequence"
 import { EnergyMeter, MeterReading } from "./meters/meter"
 import { MeterLabel, MeterSpec } from "./meters/meter-spec"
-import {
-    firmware,
-    readingMessage,
-    readingTopic,
-    replayTopic,
-    statusPayload,
-    statusTopic,
-    WILL_PAYLOAD,
-} from "./reading"
+import { firmware, readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
 import { PublishPacket } from "./mqtt/packets"
 import { readJsonSetting, readSettings, writeVerified } from "./platform/settings-store"
 import {
@@ -42,7 +34,7 @@ import {
 import { Uplink } from "./uplink"
 import { removeAt } from "./util/arrays"
 import { ANNOUNCED_KEY, announcedFromJson, announcedKey } from "./discovery"
-import { Features, ReplayHistory } from "./features"
+import { Features, ReplayHistory, ReplayPort } from "./features"
 import { nextBoundaryMs, offsetOfBoot, parseTimePayload, timeFromJson, WallClock, withBootOffset } from "./clock"
 
 /** How long a planned stop waits for its offline status to be acknowledged before going anyway. */
@@ -53,8 +45,7 @@ const RECENT_TOTALS = 32
 const TIME_WAIT_MS = 3000
 /** Commands on <prefix>/<node>/cmd/<name>. */
 const COMMANDS = ["replay", "restart", "shutdown", "status", "time"]
-/** How long a replayed message may wait for its PUBACK before the replay gives up. */
-const REPLAY_ACK_TIMEOUT_MS = 10000
+const NO_HISTORY = "replay: no history kept (HISTORY_BYTES is 0)"
 const RECENT_ACKS = 16
 
 async function loadState(): Promise<NodeState> {
@@ -100,7 +91,6 @@ class Node {
     private announced: string[] = []
     /** Recent readings for the replay command; null when HISTORY_BYTES is 0. */
     private history: ReplayHistory = null
-    private replaying = false
     /** The birth status awaiting its PUBACK (0: none), and whether newer news waits behind it. */
     private statusToken = 0
     private statusStale = false
@@ -473,13 +463,11 @@ class Node {
         }
         if (!error && name === "status") reply.status = JSON.parse(await this.publishStatus())
         if (!error && name === "replay") {
-            error = this.replayError(request)
-            if (!error) {
-                // In a fiber of its own: it reads history and waits for PUBACKs, which arrive on this fiber.
-                const self = this
-                setTimeout(async () => await self.replay(request, id), 0)
-                return
-            }
+            error = this.history
+                ? this.features.history.start(this.history, request, id, this.replayPort())
+                : NO_HISTORY
+            // Started: the replay replies when it is done.
+            if (!error) return
             reply.ok = false
             reply.error = error
         }
@@ -497,67 +485,21 @@ class Node {
         }
     }
 
-    /** Why a replay cannot start, or "". */
-    private replayError(request: any) {
-        if (!this.history) return "replay: no history kept (HISTORY_BYTES is 0)"
-        if (this.replaying) return "replay: another replay is running"
-        if (request.meter !== undefined && this.slotOf(request.meter) < 0)
-            return "replay: unknown meter " + request.meter
-        return this.features.history.rangeError(request)
-    }
-
-    /** The slot of the meter with id `id`, or -1. */
-    private slotOf(id: any) {
-        for (let slot = 0; slot < this.labels.length; ++slot)
-            if (this.labels[slot] && this.labels[slot].id === id) return slot
-        return -1
-    }
-
-    /**
-     * Republishes the history that overlaps [from, to) on each meter's replay topic (only the
-     * requested meter's when the request names one), flagged "replay", one
-     * message at a time (each waits for its PUBACK, so heap stays bounded), then replies with the
-     * count. Readings of a boot that never learned the time cannot be placed in a range.
-     */
-    private async replay(request: any, id: any) {
-        const c = this.config
-        this.replaying = true
+    /** What a replay needs of the node. */
+    private replayPort(): ReplayPort {
         const self = this
-        const only = request.meter === undefined ? -1 : this.slotOf(request.meter)
-        let messages = 0
-        let sent = 0
-        let failure = ""
-        const result = await this.history.replay(
-            { fromMs: request.from, toMs: request.to },
-            boot => self.utcOffsetOfBoot(boot),
-            async records => {
-                let rest: ReadingRecord[] = []
-                for (const r of records)
-                    if ((only < 0 || r.meter === only) && r.meter < self.labels.length && self.labels[r.meter])
-                        rest.push(r)
-                sent += rest.length
-                while (rest.length && !failure) {
-                    const m = readingMessage(rest, self.labels, true)
-                    rest = rest.slice(m.count)
-                    const topic = replayTopic(c.topicPrefix, c.nodeId, self.labels[m.meter].id)
-                    const token = await self.client.publish(topic, Buffer.from(m.payload), 1, false)
-                    messages++
-                    if (!(await self.waitForAck(token, REPLAY_ACK_TIMEOUT_MS)))
-                        failure = "replay: no PUBACK within " + REPLAY_ACK_TIMEOUT_MS + " ms"
-                }
-            }
-        )
-        this.replaying = false
-        const reply: any = failure
-            ? { id, ok: false, error: failure }
-            : { id, ok: true, count: sent, messages, untimed: result.untimed }
-        console.log("command: replay: " + (failure || sent + " readings in " + messages + " messages"))
-        await this.client.publish(
-            `${c.topicPrefix}/${c.nodeId}/reply/replay`,
-            Buffer.from(JSON.stringify(reply)),
-            1,
-            false
-        )
+        const c = this.config
+        return {
+            labels: this.labels,
+            topicPrefix: c.topicPrefix,
+            nodeId: c.nodeId,
+            utcOffsetS: boot => self.utcOffsetOfBoot(boot),
+            publish: async (topic, payload) => await self.client.publish(topic, Buffer.from(payload), 1, false),
+            waitForAck: async (token, timeoutMs) => await self.waitForAck(token, timeoutMs),
+            spawn: fn => {
+                setTimeout(fn, 0)
+            },
+        }
     }
 
     /** UTC offset of boot `boot` (0 when unknown): this boot's first one, or an earlier boot's from the state. */

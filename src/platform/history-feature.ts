@@ -2,7 +2,8 @@
 // Platform code: DeviceScript only.
 import * as ds from "@devicescript/core"
 import { HistoryFeature } from "../features"
-import { History, replayRangeError } from "../history"
+import { History } from "../history"
+import { startReplay } from "../replay"
 
 export const replayHistory: HistoryFeature = {
     open: async (bytes: number) => {
@@ -19,5 +20,5 @@ export const replayHistory: HistoryFeature = {
         await history.open()
         return history
     },
-    rangeError: replayRangeError,
+    start: startReplay,
 }

@@ -151,7 +151,14 @@ describe("replay", () => {
             log: () => {},
         }).start()
         recorder = await new Recorder(broker.url, `meters/${NODE}/#`).start()
-        node = new NodeUnderTest({ MQTT_URL: broker.url, NODE_ID: NODE, READ_MS, KEEPALIVE_S: 10, SIM_SEED: 11 })
+        node = new NodeUnderTest({
+            MQTT_URL: broker.url,
+            NODE_ID: NODE,
+            READ_MS,
+            KEEPALIVE_S: 10,
+            SIM_SEED: 11,
+            HISTORY_BYTES: 2048,
+        })
         await node.start(true)
     })
 
