@@ -20,7 +20,8 @@
 //            lifetime, online and offline, at the default configuration (the firmware's queue
 //            code on the model of the store, over simulated days: test/bench/flash-cost.ts).
 // Options: --only publish,drain,online,image,heap,flash, --count N, --payload BYTES, --window N, --rounds N,
-//          --json FILE, --vm-costs, --readme (write the output into the README's results section).
+//          --json FILE, --vm-costs, --write-results (write the output into docs/results.md; --readme is
+//          an alias).
 import mqtt from "mqtt"
 import { execFileSync } from "node:child_process"
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -32,7 +33,7 @@ import { buildEntry, buildFirmware, devsSync, PROJECT_ROOT, Simulator } from "./
 import { FaultProxy } from "./lib/fault-proxy"
 import { flashCost, FlashScenario } from "../test/bench/flash-cost"
 import { sleep } from "./lib/process"
-import { npmCommand, print, writeReadmeSection } from "./lib/report"
+import { npmCommand, print, writeResultsSection } from "./lib/report"
 
 const { values } = parseArgs({
     options: {
@@ -43,6 +44,7 @@ const { values } = parseArgs({
         "vm-costs": { type: "boolean", default: false },
         only: { type: "string", default: "publish,drain,online,image,heap,flash" },
         json: { type: "string" },
+        "write-results": { type: "boolean", default: false },
         readme: { type: "boolean", default: false },
     },
     strict: true,
@@ -644,7 +646,7 @@ try {
     if (scenarios.includes("heap")) report.heap = await heapBench()
     if (scenarios.includes("flash")) report.flash = await flashBench()
     if (values.json) writeFileSync(values.json, JSON.stringify(report, null, 2))
-    if (values.readme) writeReadmeSection("bench", npmCommand("bench"))
+    if (values["write-results"] || values.readme) writeResultsSection("bench", npmCommand("bench"))
 } finally {
     await counter.stop()
     await broker.dispose()

@@ -11,7 +11,7 @@
 // - "test": `devs run --test --test-self-exit`: flash starts empty, exit code 0 when the program
 //   calls ds.restart() (what @devicescript/test does after all tests pass).
 import { spawn, spawnSync, ChildProcess } from "node:child_process"
-import { copyFileSync, mkdirSync, rmSync, writeFileSync, existsSync } from "node:fs"
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { createServer, connect, Server, Socket } from "node:net"
 import { join, relative, resolve } from "node:path"
 import { sleep, stopProcess, trackChild } from "./process"
@@ -37,6 +37,48 @@ export function devsSync(args: string[], cwd = PROJECT_ROOT) {
 }
 
 const LOCK_DIR = join(PROJECT_ROOT, ".devicescript", "build.lock")
+const LOCK_OWNER = join(LOCK_DIR, "pid")
+
+/** The PID that holds the build lock, if the lock says so. */
+function lockOwner(dir = LOCK_DIR) {
+    try {
+        return Number(readFileSync(join(dir, "pid"), "utf-8")) || undefined
+    } catch {
+        return undefined
+    }
+}
+
+function processExists(pid: number) {
+    try {
+        process.kill(pid, 0)
+        return true
+    } catch (e) {
+        return (e as NodeJS.ErrnoException).code === "EPERM"
+    }
+}
+
+/**
+ * A lock left by a process that no longer exists (killed in the middle of a build) is moved
+ * aside: rename is atomic, so of several waiters only one takes it, and it puts back a lock that
+ * turns out to be another's.
+ */
+function breakStaleLock() {
+    const owner = lockOwner()
+    if (owner === undefined || processExists(owner)) return
+    const aside = `${LOCK_DIR}.stale-${process.pid}-${Date.now()}`
+    try {
+        renameSync(LOCK_DIR, aside)
+    } catch {
+        return
+    }
+    if (lockOwner(aside) !== owner) {
+        try {
+            renameSync(aside, LOCK_DIR)
+        } catch {}
+        return
+    }
+    rmSync(aside, { recursive: true, force: true })
+}
 
 /** Serialises builds across processes: every build writes .devicescript/bin. */
 async function withBuildLock<T>(fn: () => T): Promise<T> {
@@ -45,9 +87,11 @@ async function withBuildLock<T>(fn: () => T): Promise<T> {
     for (;;) {
         try {
             mkdirSync(LOCK_DIR)
+            writeFileSync(LOCK_OWNER, String(process.pid))
             break
         } catch {
             if (Date.now() > deadline) throw new Error(`build lock ${LOCK_DIR} held for 3 minutes`)
+            breakStaleLock()
             await sleep(100)
         }
     }
