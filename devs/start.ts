@@ -24,7 +24,7 @@ Options:
                      default: start Mosquitto (or the embedded aedes broker if Mosquitto is not
                      installed) on a free port on 127.0.0.1
   --node ID          node id used in topics and in the MQTT client id (default: demo)
-  --set KEY=VALUE    a firmware setting, repeatable (e.g. --set READ_MS=1000); see the README
+  --set KEY=VALUE    a firmware setting, repeatable (e.g. --set READ_MS=1000); see docs/configuration.md
   --clear-flash      start with empty simulated flash (default: keep it, like a real device
                      across power cycles; it lives in run/<node>/)
   -h, --help         show this help
