@@ -18,6 +18,8 @@ export interface Database extends Queryable {
     readonly kind: "pglite" | "postgres"
     /** Where the data is, for the log: the directory or the server (without the password). */
     readonly where: string
+    /** The PGlite instance, for PGlite. */
+    readonly pglite?: PGlite
     /** Runs fn in a transaction: committed when fn resolves, rolled back when it throws. */
     transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>
     close(): Promise<void>
@@ -137,11 +139,21 @@ async function openPGlite(dataDir: string): Promise<Database> {
     }
     let db: PGlite
     try {
-        db = await PGlite.create({ dataDir: pgdata, parsers: { [INT8]: (v: string) => Number(v) } })
+        db = await PGlite.create({ dataDir: pgdata, parsers: PGLITE_PARSERS })
     } catch (e) {
         if (lock) rmSync(lock, { force: true })
         throw e
     }
+    return pgliteDatabase(db, dataDir, () => {
+        if (lock) rmSync(lock, { force: true })
+    })
+}
+
+/** What a PGlite instance must be created with for the collector: 64-bit integers as numbers. */
+export const PGLITE_PARSERS = { [INT8]: (v: string) => Number(v) }
+
+/** A PGlite instance (created with PGLITE_PARSERS) as the collector's Database; closing it calls onClose. */
+export function pgliteDatabase(db: PGlite, where: string, onClose?: () => void): Database {
     const run = (q: { query: PGlite["query"]; exec: PGlite["exec"] }): Queryable => ({
         query: async (sql, params) => (await q.query<any>(sql, params as any[])).rows,
         exec: async sql => {
@@ -151,7 +163,8 @@ async function openPGlite(dataDir: string): Promise<Database> {
     let closed = false
     return {
         kind: "pglite",
-        where: dataDir,
+        where,
+        pglite: db,
         ...run(db),
         transaction: fn => db.transaction(tx => fn(run(tx))),
         async close() {
@@ -160,7 +173,7 @@ async function openPGlite(dataDir: string): Promise<Database> {
             try {
                 await db.close()
             } finally {
-                if (lock) rmSync(lock, { force: true })
+                onClose?.()
             }
         },
     }

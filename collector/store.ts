@@ -42,6 +42,8 @@ interface Outcome {
     rejected: string[]
     /** Longest UTC interval per meter key, to raise meters.max_span_ms. */
     spans: Map<string, number>
+    /** The meter (node/meter/quantity/unit) this transaction made sure of. */
+    meter?: string
 }
 
 const READING_COLUMNS =
@@ -167,8 +169,7 @@ export class Store {
         s.statuses += o.statuses
         for (const r of o.rejected) s.rejected[r] = (s.rejected[r] ?? 0) + 1
         for (const [k, v] of o.spans) this.spans.set(k, v)
-        if (parsed?.kind === "readings")
-            this.knownMeters.add(`${parsed.node}/${parsed.meter}/${parsed.quantity}/${parsed.unit}`)
+        if (parsed && o.meter) this.knownMeters.add(o.meter)
     }
 
     private async reject(
@@ -193,7 +194,8 @@ export class Store {
             await this.reject(tx, o, topic, r.reason, r.detail, r.text, Buffer.byteLength(r.text))
         if (!b.elements.length) return
         const key = `${b.node}/${b.meter}`
-        if (!this.knownMeters.has(`${key}/${b.quantity}/${b.unit}`)) {
+        o.meter = `${key}/${b.quantity}/${b.unit}`
+        if (!this.knownMeters.has(o.meter)) {
             await tx.query("INSERT INTO nodes (node) VALUES ($1) ON CONFLICT DO NOTHING", [b.node])
             const changed = await tx.query(
                 `INSERT INTO meters (node, meter, quantity, unit) VALUES ($1, $2, $3, $4)
@@ -315,7 +317,7 @@ export class Store {
         }
         // History merges older readings into longer ones: a replayed merged reading that the
         // rows stored cover exactly, with the same amount, is the same energy told coarser.
-        if (differences.length === 1 && differences[0] === "first_seq" && e.firstSeq < row.first_seq) {
+        if (e.firstSeq < row.first_seq && differences.every(d => d === "first_seq" || d === "start" || d === "delta")) {
             const rows = await this.rowsBetween(tx, b, e.firstSeq, e.seq)
             let next = e.firstSeq
             for (const r of rows) if (r.first_seq <= next && r.seq >= next) next = r.seq + 1
