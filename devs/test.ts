@@ -1,10 +1,12 @@
 // `npm test`: every suite, then one summary line `N passed, N failed` (`, N skipped` when some were).
 //   format: `prettier --check` over the tracked .ts files, counted as one test
 //   node:   Node tests of the pure core and the host tooling (test/node, node:test)
+//   collector: Node tests of the reference collector (test/collector, node:test; its PostgreSQL
+//           server variant is skipped where PostgreSQL is not installed)
 //   ds:     DeviceScript tests in the simulator (test/ds, @devicescript/test)
 //   e2e:    firmware in the simulator against a real broker (test/e2e, node:test), one process
 //           per file, two files at a time, each in a network namespace of its own
-// `npm test -- --quick` runs format, node and ds only (the inner loop).
+// `npm test -- --quick` runs every suite but e2e (the inner loop).
 // `npm test -- node ds` runs only the named suites; `npm test -- test/e2e/tls.test.ts` only that
 // end-to-end file. `--jobs N` sets how many end-to-end files run at once (default 2; 1 = one at a
 // time, in this network namespace, with the output live).
@@ -16,9 +18,9 @@ import { parseArgs } from "node:util"
 import { defaultBrokerKind, findMosquitto } from "./lib/broker"
 import { compile, PROJECT_ROOT, Simulator } from "./lib/simulator"
 
-const SUITES = ["format", "node", "ds", "e2e"] as const
+const SUITES = ["format", "node", "collector", "ds", "e2e"] as const
 type Suite = (typeof SUITES)[number]
-const QUICK: Suite[] = ["format", "node", "ds"]
+const QUICK: Suite[] = ["format", "node", "collector", "ds"]
 
 /**
  * Expected duration of each end-to-end file in seconds (measured with two files at a time on a
@@ -27,13 +29,13 @@ const QUICK: Suite[] = ["format", "node", "ds"]
  * (E2E_DURATIONS_FILE) take precedence.
  */
 const E2E_EXPECTED_S: Record<string, number> = {
-    "client-faults.test.ts": 480,
-    "store-forward.test.ts": 420,
-    "meters.test.ts": 300,
-    "time-collector.test.ts": 300,
-    "data-path.test.ts": 150,
-    "stop-start.test.ts": 90,
-    "tls.test.ts": 40,
+    "store-forward.test.ts": 450,
+    "client-faults.test.ts": 300,
+    "time-collector.test.ts": 260,
+    "meters.test.ts": 205,
+    "data-path.test.ts": 95,
+    "stop-start.test.ts": 70,
+    "tls.test.ts": 35,
 }
 const DEFAULT_E2E_S = 120
 const E2E_DURATIONS_FILE = join(PROJECT_ROOT, ".devicescript", "e2e-durations.json")
@@ -411,6 +413,8 @@ for (const suite of suites) {
             await runNodeTests("node", listTests("test/node"), ["--test-concurrency=2"]),
             Date.now() - startedAt
         )
+    if (suite === "collector")
+        add("collector", await runNodeTests("collector", listTests("test/collector"), []), Date.now() - startedAt)
     if (suite === "ds") add("ds", await runDeviceScriptTests(listTests("test/ds")), Date.now() - startedAt)
     if (suite === "e2e") {
         const files = e2eFilesAsked.length ? e2eFilesAsked : listTests("test/e2e")
