@@ -6,7 +6,7 @@
 //   ds:     DeviceScript tests in the simulator (test/ds, @devicescript/test)
 //   e2e:    firmware in the simulator against a real broker (test/e2e, node:test), one process
 //           per file, two files at a time, each in a network namespace of its own
-// `npm test -- --quick` runs every suite but e2e (the inner loop).
+// `npm test -- --quick` runs format, node and ds only (the inner loop).
 // `npm test -- node ds` runs only the named suites; `npm test -- test/e2e/tls.test.ts` only that
 // end-to-end file. `--jobs N` sets how many end-to-end files run at once (default 2; 1 = one at a
 // time, in this network namespace, with the output live).
@@ -20,7 +20,7 @@ import { compile, PROJECT_ROOT, Simulator } from "./lib/simulator"
 
 const SUITES = ["format", "node", "collector", "ds", "e2e"] as const
 type Suite = (typeof SUITES)[number]
-const QUICK: Suite[] = ["format", "node", "collector", "ds"]
+const QUICK: Suite[] = ["format", "node", "ds"]
 
 /**
  * Expected duration of each end-to-end file in seconds (measured with two files at a time on a
