@@ -212,7 +212,9 @@ export class Collector {
         const work = this.store.store(topic, payload, retained).then(
             () => {
                 this.backoffMs = 1000
-                done()
+                // PGlite answers without I/O, and MQTT.js moves to the next message on the next tick:
+                // a backlog would hold the event loop (the HTTP API, keepalives) until it is done.
+                setImmediate(() => done())
             },
             (err: Error) => {
                 this.log(`collector: ${topic}: not stored, not acknowledged (${err.message})`)
