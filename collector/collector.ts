@@ -59,6 +59,8 @@ export interface CollectorOptions {
     timeEveryS?: number
     /** When stopping, write the database as CSV files: this combined file and the per-meter OED files beside it. */
     out?: string
+    /** The first wait before connecting again after a failed transaction, ms (doubling up to 30 s). */
+    retryMs?: number
     /** Serve the HTTP API on this port (0: any free one; undefined: none). */
     httpPort?: number
     httpHost?: string
@@ -81,7 +83,7 @@ export class Collector {
     private readonly log: (line: string) => void
     /** A transaction failed: nothing more is acknowledged on this connection. */
     private broken = false
-    private backoffMs = 1000
+    private backoffMs: number
     private reconnectTimer?: NodeJS.Timeout
     /** The transaction in progress, awaited before the database closes. */
     private inflight: Promise<unknown> = Promise.resolve()
@@ -90,6 +92,7 @@ export class Collector {
     constructor(readonly options: CollectorOptions) {
         this.prefix = options.prefix ?? "meters"
         this.log = options.log ?? (line => console.log(line))
+        this.backoffMs = options.retryMs ?? 1000
     }
 
     get stats() {
@@ -211,7 +214,7 @@ export class Collector {
         if (this.broken || this.stopping) return done(new Error("not acknowledged: the connection is being dropped"))
         const work = this.store.store(topic, payload, retained).then(
             () => {
-                this.backoffMs = 1000
+                this.backoffMs = this.options.retryMs ?? 1000
                 // PGlite answers without I/O, and MQTT.js moves to the next message on the next tick:
                 // a backlog would hold the event loop (the HTTP API, keepalives) until it is done.
                 setImmediate(() => done())

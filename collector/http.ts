@@ -61,8 +61,18 @@ export function readingsQuery(params: URLSearchParams): Range & { format: Format
     return { node, meter, from, to, format }
 }
 
+/** Writes, then waits while the client is slower than the database (or until it hangs up). */
 async function write(res: ServerResponse, chunk: string) {
-    if (!res.write(chunk)) await Promise.race([once(res, "drain"), once(res, "close")])
+    if (res.write(chunk)) return
+    await new Promise<void>(resolve => {
+        const go = () => {
+            res.off("drain", go)
+            res.off("close", go)
+            resolve()
+        }
+        res.on("drain", go)
+        res.on("close", go)
+    })
 }
 
 async function sendReadings(db: Database, res: ServerResponse, q: Range & { format: Format }) {

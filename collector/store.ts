@@ -40,8 +40,6 @@ interface Outcome {
     conflicts: number
     statuses: number
     rejected: string[]
-    /** Longest UTC interval per meter key, to raise meters.max_span_ms. */
-    spans: Map<string, number>
     /** The meter (node/meter/quantity/unit) this transaction made sure of. */
     meter?: string
 }
@@ -82,8 +80,6 @@ export class Store {
     private readonly log: (line: string) => void
     /** Meters known to be in the database with this quantity and unit (filled after commits). */
     private readonly knownMeters = new Set<string>()
-    /** meters.max_span_ms as this process last wrote or read it. */
-    private readonly spans = new Map<string, number>()
 
     constructor(
         readonly db: Database,
@@ -110,7 +106,6 @@ export class Store {
             conflicts: 0,
             statuses: 0,
             rejected: [],
-            spans: new Map(),
         }
         try {
             await this.db.transaction(async tx => {
@@ -145,7 +140,6 @@ export class Store {
             const reason = err.constraint ? `contract:${err.constraint}` : `refused:${err.code}`
             outcome.rejected = []
             outcome.stored = outcome.duplicates = outcome.partial = outcome.conflicts = outcome.statuses = 0
-            outcome.spans.clear()
             await this.db.transaction(tx =>
                 this.reject(tx, outcome, topic, reason, String(err.message), keptPayload(payload), payload.length)
             )
@@ -168,7 +162,6 @@ export class Store {
         s.conflicts += o.conflicts
         s.statuses += o.statuses
         for (const r of o.rejected) s.rejected[r] = (s.rejected[r] ?? 0) + 1
-        for (const [k, v] of o.spans) this.spans.set(k, v)
         if (parsed && o.meter) this.knownMeters.add(o.meter)
     }
 
@@ -197,34 +190,14 @@ export class Store {
         o.meter = `${key}/${b.quantity}/${b.unit}`
         if (!this.knownMeters.has(o.meter)) {
             await tx.query("INSERT INTO nodes (node) VALUES ($1) ON CONFLICT DO NOTHING", [b.node])
-            const changed = await tx.query(
+            await tx.query(
                 `INSERT INTO meters (node, meter, quantity, unit) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (node, meter) DO UPDATE SET quantity = EXCLUDED.quantity, unit = EXCLUDED.unit
-                 WHERE meters.quantity <> EXCLUDED.quantity OR meters.unit <> EXCLUDED.unit
-                 RETURNING max_span_ms`,
+                 WHERE meters.quantity <> EXCLUDED.quantity OR meters.unit <> EXCLUDED.unit`,
                 [b.node, b.meter, b.quantity, b.unit]
             )
-            if (!changed.length) {
-                const [m] = await tx.query("SELECT max_span_ms FROM meters WHERE node = $1 AND meter = $2", [
-                    b.node,
-                    b.meter,
-                ])
-                this.spans.set(key, m.max_span_ms)
-            } else this.spans.set(key, changed[0].max_span_ms)
         }
-        let span = o.spans.get(key) ?? this.spans.get(key) ?? 0
-        for (const e of b.elements) {
-            const stored = await this.storeElement(tx, o, topic, b, e)
-            if (stored && b.time === "utc_ms" && e.end !== null && e.end - e.start > span) span = e.end - e.start
-        }
-        if (span > (this.spans.get(key) ?? 0)) {
-            await tx.query("UPDATE meters SET max_span_ms = greatest(max_span_ms, $3) WHERE node = $1 AND meter = $2", [
-                b.node,
-                b.meter,
-                span,
-            ])
-            o.spans.set(key, span)
-        }
+        for (const e of b.elements) await this.storeElement(tx, o, topic, b, e)
     }
 
     /** One element; true when it was stored as a new row. */

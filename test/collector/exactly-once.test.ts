@@ -12,6 +12,7 @@ import { energyLabel, statusPayload } from "../../src/reading"
 import { CollectorProcess, energyRecords, payloads, variants, waitFor } from "./helpers"
 
 const NODE = "eo-node"
+const READINGS = 1200
 const TOPIC = `meters/${NODE}/main/reading`
 
 /** Publishes at QoS 1, up to `window` messages awaiting the broker's PUBACK at once. */
@@ -62,12 +63,11 @@ for (const v of variants()) {
             let collector = await new CollectorProcess(args).start(90_000)
             const node = await mqtt.connectAsync(broker.url, { clientId: `${NODE}-${process.pid}`, clean: true })
             try {
-                // 3,000 readings: the first half one per message (a node online), the rest in
-                // backlog messages of up to 12.
-                const records = energyRecords(3000, { seed: 7 })
+                // The first half one per message (a node online), the rest in backlog messages of up to 12.
+                const records = energyRecords(READINGS, { seed: 7 })
                 const messages = [
-                    ...payloads(records.slice(0, 1500), [energyLabel("main")], 1),
-                    ...payloads(records.slice(1500), [energyLabel("main")], 12),
+                    ...payloads(records.slice(0, READINGS / 2), [energyLabel("main")], 1),
+                    ...payloads(records.slice(READINGS / 2), [energyLabel("main")], 12),
                 ]
                 const status = statusPayload({
                     online: true,
@@ -81,7 +81,7 @@ for (const v of variants()) {
                 await node.publishAsync(`meters/${NODE}/status`, status, { qos: 1, retain: true })
                 // A third, and SIGKILL once the collector has stored 100 of them (it is busy with
                 // the rest); a third while it is down (the broker queues them in its session); the
-                // last third, and SIGKILL again 200 messages into the backlog.
+                // last third, and SIGKILL again 150 messages into the backlog.
                 const third = Math.ceil(messages.length / 3)
                 const kills: number[] = []
                 const killAfter = async (messagesOfRun: number) => {
@@ -98,17 +98,21 @@ for (const v of variants()) {
                 await publishAll(node, TOPIC, messages.slice(third, 2 * third))
                 collector = await new CollectorProcess(args).start(90_000)
                 const last = publishAll(node, TOPIC, messages.slice(2 * third))
-                await killAfter(200)
+                await killAfter(150)
                 await last
                 collector = await new CollectorProcess(args).start(90_000)
                 assert.ok(
-                    kills.every(k => k < 3000),
+                    kills.every(k => k < READINGS),
                     `both kills mid-stream: ${kills.join(" and ")} readings stored when killed`
                 )
-                // The node sends the last 200 messages again (its acknowledgements were lost).
-                await publishAll(node, TOPIC, messages.slice(-200))
-                await waitFor("3000 readings stored", async () => (await counted(dbArgs, collector)) === 3000, 60_000)
-                const repeated = messages.slice(-200).reduce((n, m) => n + JSON.parse(m).readings.length, 0)
+                // The node sends the last 100 messages again (its acknowledgements were lost).
+                await publishAll(node, TOPIC, messages.slice(-100))
+                await waitFor(
+                    `${READINGS} readings stored`,
+                    async () => (await counted(dbArgs, collector)) === READINGS,
+                    60_000
+                )
+                const repeated = messages.slice(-100).reduce((n, m) => n + JSON.parse(m).readings.length, 0)
                 await waitFor(`the ${repeated} readings repeated absorbed`, async () => {
                     const s = await collector.json("/api/stats")
                     return s.duplicates >= repeated && s
@@ -127,7 +131,7 @@ for (const v of variants()) {
                     const rows = await db.query(
                         "SELECT seq, start_time, end_time, delta, total FROM readings ORDER BY seq"
                     )
-                    assert.equal(rows.length, 3000)
+                    assert.equal(rows.length, READINGS)
                     for (let i = 0; i < records.length; i++) {
                         const r = records[i]
                         assert.deepEqual(
@@ -174,6 +178,7 @@ for (const v of variants()) {
                 database: db,
                 clientId: `ack-${v.name}-${process.pid}`,
                 protocolVersion: mqttVersion(),
+                retryMs: 200,
                 log: line => log.push(line),
             }).start()
             const node = await mqtt.connectAsync(broker.url, { clientId: `ack-node-${process.pid}`, clean: true })

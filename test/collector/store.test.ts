@@ -54,11 +54,14 @@ for (const v of variants()) {
             const db = await v.open()
             try {
                 const versions = await db.query("SELECT version, name FROM schema_migrations ORDER BY version")
-                assert.deepEqual(versions, [{ version: 1, name: "init" }])
-                assert.deepEqual(await migrate(db), { from: 1, to: 1 }, "nothing to do the second time")
+                assert.deepEqual(versions, [
+                    { version: 1, name: "init" },
+                    { version: 2, name: "max_span" },
+                ])
+                assert.deepEqual(await migrate(db), { from: 2, to: 2 }, "nothing to do the second time")
                 for (const table of ["readings", "meters", "nodes", "integrity_conflicts", "rejected_messages"])
                     assert.equal(await count(db, table), 0, table)
-                await db.query("INSERT INTO schema_migrations (version, name) VALUES (2, 'future')")
+                await db.query("INSERT INTO schema_migrations (version, name) VALUES (3, 'future')")
                 await assert.rejects(migrate(db), /newer than this collector/)
             } finally {
                 await db.close()
@@ -216,6 +219,8 @@ for (const v of variants()) {
                 const sum = rows.reduce((s, r) => s + r.delta, 0)
                 assert.ok(Math.abs(sum - all / 1000) < 1e-6, "each Wh counted once")
                 assert.equal(store.stats.partial, 1)
+                const [meter] = await db.query("SELECT max_span_ms FROM meters WHERE node = 'n1'")
+                assert.equal(meter.max_span_ms, 8 * 60_000, "the longest interval, for range queries")
                 // The same merged reading again: a duplicate (compared with what the message said).
                 await store.store(TOPIC, Buffer.from(payloads([merged])[0]))
                 assert.equal(store.stats.duplicates, 1)
