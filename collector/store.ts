@@ -67,6 +67,14 @@ interface StoredRow {
 
 const round3 = (x: number) => Math.round(x * 1000) / 1000
 
+/** An element on its way in: the amount it adds (less than its delta when partial). */
+interface Row {
+    e: Element
+    delta: number | null
+    partial: boolean
+    refused?: boolean
+}
+
 export interface StoreOptions {
     prefix?: string
     log?: (line: string) => void
@@ -197,80 +205,122 @@ export class Store {
                 [b.node, b.meter, b.quantity, b.unit]
             )
         }
-        for (const e of b.elements) await this.storeElement(tx, o, topic, b, e)
-    }
-
-    /** One element; true when it was stored as a new row. */
-    private async storeElement(tx: Queryable, o: Outcome, topic: string, b: ReadingBatch, e: Element) {
-        let delta = e.delta
-        let partial = false
-        if (!e.gap && e.firstSeq < e.seq) {
-            // A merged reading: what of first_seq..seq is here already?
-            const covered = await this.rowsBetween(tx, b, e.firstSeq, e.seq)
-            if (covered.some(r => r.seq === e.seq)) return this.compare(tx, o, topic, b, e)
-            if (covered.length) {
-                partial = true
-                if (delta !== null) {
-                    const seen = covered.reduce((s, r) => s + (r.delta ?? 0), 0)
-                    delta = round3(delta - seen)
-                    if (delta < 0)
-                        return this.conflict(
-                            tx,
-                            o,
-                            topic,
-                            b,
-                            e,
-                            `a merged reading of ${e.delta} carries less than the ${round3(seen)} already stored for seq ${e.firstSeq}..${e.seq - 1}`
-                        )
+        // Merged readings first: what of first_seq..seq is stored already?
+        const rows: Row[] = []
+        for (const e of b.elements) {
+            const row = await this.prepare(tx, o, topic, b, e)
+            if (row) rows.push(row)
+        }
+        if (!rows.length) return
+        // All in one statement; if the database refuses one, one by one to refuse only that one.
+        await tx.exec("SAVEPOINT batch")
+        let inserted: Set<number>
+        try {
+            inserted = await this.insert(tx, b, rows)
+            await tx.exec("RELEASE SAVEPOINT batch")
+        } catch (err) {
+            if (!isDataError(err)) throw err
+            await tx.exec("ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch")
+            inserted = new Set()
+            for (const row of rows) {
+                await tx.exec("SAVEPOINT element")
+                try {
+                    for (const seq of await this.insert(tx, b, [row])) inserted.add(seq)
+                    await tx.exec("RELEASE SAVEPOINT element")
+                } catch (err) {
+                    if (!isDataError(err)) throw err
+                    await tx.exec("ROLLBACK TO SAVEPOINT element; RELEASE SAVEPOINT element")
+                    const x = err as any
+                    const reason = x.constraint ? `contract:${x.constraint}` : `refused:${x.code}`
+                    const text = row.e.text
+                    await this.reject(
+                        tx,
+                        o,
+                        topic,
+                        reason,
+                        String(x.message),
+                        keptPayload(text),
+                        Buffer.byteLength(text)
+                    )
+                    row.refused = true
                 }
             }
         }
-        await tx.exec("SAVEPOINT element")
-        let inserted: unknown[]
-        try {
-            inserted = await tx.query(
-                `INSERT INTO readings (${READING_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-                 ON CONFLICT (node, meter, seq) DO NOTHING RETURNING seq`,
-                [
-                    b.node,
-                    b.meter,
-                    e.seq,
-                    e.firstSeq,
-                    e.boot,
-                    b.time,
-                    e.start,
-                    e.end,
-                    delta,
-                    e.total,
-                    partial ? e.delta : null,
-                    e.min,
-                    e.mean,
-                    e.max,
-                    e.estimated,
-                    e.gap,
-                    e.afterSeq,
-                    b.replay,
-                    partial,
-                ]
+        for (const row of rows) {
+            if (row.refused) continue
+            if (!inserted.has(row.e.seq)) {
+                await this.compare(tx, o, topic, b, row.e)
+                continue
+            }
+            o.stored++
+            if (row.partial) {
+                o.partial++
+                this.log(
+                    `collector: ${b.node}/${b.meter} seq ${row.e.firstSeq}..${row.e.seq}: merged, partly stored before`
+                )
+            }
+        }
+    }
+
+    /**
+     * The row to insert for an element, or null when it is settled already: a merged reading
+     * whose seq is stored (a duplicate or a conflict), or one that carries less than what is
+     * stored of its range (a conflict). A merged reading over stored readings keeps the rest.
+     */
+    private async prepare(tx: Queryable, o: Outcome, topic: string, b: ReadingBatch, e: Element): Promise<Row | null> {
+        const row: Row = { e, delta: e.delta, partial: false }
+        if (e.gap || e.firstSeq === e.seq) return row
+        const covered = await this.rowsBetween(tx, b, e.firstSeq, e.seq)
+        if (covered.some(r => r.seq === e.seq)) {
+            await this.compare(tx, o, topic, b, e)
+            return null
+        }
+        if (!covered.length) return row
+        row.partial = true
+        if (e.delta === null) return row
+        const seen = covered.reduce((s, r) => s + (r.delta ?? 0), 0)
+        row.delta = round3(e.delta - seen)
+        if (row.delta >= 0) return row
+        const note = `a merged reading of ${e.delta} carries less than the ${round3(seen)} already stored for seq ${e.firstSeq}..${e.seq - 1}`
+        await this.conflict(tx, o, topic, b, e, note)
+        return null
+    }
+
+    /** INSERT ... ON CONFLICT DO NOTHING of the rows; the seqs inserted. */
+    private async insert(tx: Queryable, b: ReadingBatch, rows: Row[]) {
+        const params: unknown[] = []
+        const values: string[] = []
+        for (const { e, delta, partial } of rows) {
+            const n = params.length
+            values.push(`(${Array.from({ length: 19 }, (_, i) => `$${n + i + 1}`).join(", ")})`)
+            params.push(
+                b.node,
+                b.meter,
+                e.seq,
+                e.firstSeq,
+                e.boot,
+                b.time,
+                e.start,
+                e.end,
+                delta,
+                e.total,
+                partial ? e.delta : null,
+                e.min,
+                e.mean,
+                e.max,
+                e.estimated,
+                e.gap,
+                e.afterSeq,
+                b.replay,
+                partial
             )
-            await tx.exec("RELEASE SAVEPOINT element")
-        } catch (err) {
-            if (!isDataError(err)) throw err
-            // This element breaks the contract: refused, the message's other elements go on.
-            await tx.exec("ROLLBACK TO SAVEPOINT element; RELEASE SAVEPOINT element")
-            const x = err as any
-            const reason = x.constraint ? `contract:${x.constraint}` : `refused:${x.code}`
-            await this.reject(tx, o, topic, reason, String(x.message), keptPayload(e.text), Buffer.byteLength(e.text))
-            return false
         }
-        if (!inserted.length) return this.compare(tx, o, topic, b, e)
-        o.stored++
-        if (partial) {
-            o.partial++
-            this.log(`collector: ${b.node}/${b.meter} seq ${e.firstSeq}..${e.seq}: merged, partly stored before`)
-        }
-        return true
+        const inserted = await tx.query<{ seq: number }>(
+            `INSERT INTO readings (${READING_COLUMNS}) VALUES ${values.join(", ")}
+             ON CONFLICT (node, meter, seq) DO NOTHING RETURNING seq`,
+            params
+        )
+        return new Set(inserted.map(r => r.seq))
     }
 
     private rowsBetween(tx: Queryable, b: ReadingBatch, from: number, to: number) {
