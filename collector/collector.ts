@@ -1,36 +1,22 @@
-// The reference collector: a persistent-session QoS 1 subscriber that turns meternode messages
-// into CSV. It deduplicates by (node, meter, seq), understands batches, merged readings, gaps and
-// replays, and keeps going across broker restarts. It can also be the nodes' time source: it
-// publishes the time, retained, on the time topic, with an empty retained will so that a
-// collector that dies leaves no stale time behind.
-//
-// Files, for `--out readings.csv`:
-//   readings.csv                      every reading and gap of every node, one row each, with
-//                                     seq, boot, time base and flags (the collector's own record;
-//                                     read back at start so a restart deduplicates too)
-//   readings.<node>.<meter>.oed.csv   what Open Energy Dashboard imports for one meter: reading
-//                                     (Wh), start timestamp, end timestamp, in UTC
+// The reference collector: a persistent-session QoS 1 subscriber that stores every meternode
+// reading in a database exactly once. A message is acknowledged (PUBACK) only once the
+// transaction that stores it has committed; until then the broker keeps it in the session and
+// delivers it again if the collector dies or drops the connection. What arrives twice is absorbed
+// by the key (node, meter, seq). It can also be the nodes' time source: it publishes the time,
+// retained, on the time topic, with an empty retained will so that a collector that dies leaves
+// no stale time behind.
 import mqtt from "mqtt"
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
-import { basename, dirname, join } from "node:path"
+import type { Server } from "node:http"
+import { openDatabase, type Database } from "./db"
+import { exportCsv, oedPath } from "./export"
+import { allReadings } from "./query"
+import { startHttp } from "./http"
+import { flags } from "./format"
+import { Store } from "./store"
 
-export interface CollectorOptions {
-    broker: string
-    /** Path of the combined CSV; the per-meter files go next to it. */
-    out: string
-    prefix?: string
-    /** Stable client id: the broker keeps the session (and queues QoS 1 readings) while we are away. */
-    clientId?: string
-    username?: string
-    password?: string
-    ca?: Buffer
-    timeTopic?: string
-    /** Publish the time every this many seconds; 0 = not a time source. */
-    timeEveryS?: number
-    log?: (line: string) => void
-}
+export { COMBINED_HEADER, OED_HEADER, oedTimestamp } from "./format"
 
-/** One row of the combined CSV. */
+/** A stored reading or gap in the combined CSV's terms. */
 export interface CollectedRow {
     node: string
     meter: string
@@ -42,121 +28,159 @@ export interface CollectedRow {
     start: number
     end: number | null
     deltaWh: number | null
-    totalWh: number
-    /** Space-separated: gap, estimated, replay, partial (a merged reading partly delivered before). */
+    totalWh: number | null
+    /** Space-separated: gap, estimated, replay, partial (a merged reading partly stored before). */
     flags: string
 }
 
-export const COMBINED_HEADER = "node,meter,seq,first_seq,boot,time,start,end,start_utc,end_utc,delta_wh,total_wh,flags"
-export const OED_HEADER = "reading,start_timestamp,end_timestamp"
+/** Statuses kept in memory per node, newest last (the database keeps the last one). */
+const STATUSES_KEPT = 100
 
-/** UTC as Open Energy Dashboard reads it: "YYYY-MM-DD HH:mm:ss". */
-export function oedTimestamp(ms: number) {
-    return new Date(ms).toISOString().slice(0, 19).replace("T", " ")
+export interface CollectorOptions {
+    broker: string
+    /** postgres://... : a PostgreSQL server. Without it, PGlite in dataDir. */
+    db?: string
+    /** PGlite's directory (default data/collector-db); ":memory:" for a database in memory. */
+    dataDir?: string
+    /** A database already open (its schema migrated): the collector does not close it. */
+    database?: Database
+    prefix?: string
+    /** Stable client id: the broker keeps the session (and queues QoS 1 readings) while we are away. */
+    clientId?: string
+    username?: string
+    password?: string
+    ca?: Buffer
+    /** 5 (default): acknowledgements through MQTT.js's customHandleAcks; 4 (3.1.1): through handleMessage. */
+    protocolVersion?: 4 | 5
+    /** MQTT 5 session expiry, seconds, while the collector is away (default: never). */
+    sessionExpiryS?: number
+    timeTopic?: string
+    /** Publish the time every this many seconds; 0 = not a time source. */
+    timeEveryS?: number
+    /** When stopping, write the database as CSV files: this combined file and the per-meter OED files beside it. */
+    out?: string
+    /** The first wait before connecting again after a failed transaction, ms (doubling up to 30 s). */
+    retryMs?: number
+    /** Serve the HTTP API on this port (0: any free one; undefined: none). */
+    httpPort?: number
+    httpHost?: string
+    log?: (line: string) => void
 }
 
-function rowToCsv(r: CollectedRow) {
-    const utc = r.time === "utc_ms"
-    const cells = [
-        r.node,
-        r.meter,
-        r.seq,
-        r.firstSeq,
-        r.boot,
-        r.time,
-        r.start,
-        r.end ?? "",
-        utc ? new Date(r.start).toISOString() : "",
-        utc && r.end !== null ? new Date(r.end).toISOString() : "",
-        r.deltaWh ?? "",
-        r.totalWh,
-        r.flags,
-    ]
-    return cells.join(",")
-}
-
-function rowFromCsv(line: string): CollectedRow | null {
-    const c = line.split(",")
-    if (c.length !== 13 || c[0] === "node") return null
-    const num = (s: string) => (s === "" ? null : Number(s))
-    return {
-        node: c[0],
-        meter: c[1],
-        seq: Number(c[2]),
-        firstSeq: Number(c[3]),
-        boot: Number(c[4]),
-        time: c[5],
-        start: Number(c[6]),
-        end: num(c[7]),
-        deltaWh: num(c[10]),
-        totalWh: Number(c[11]),
-        flags: c[12],
-    }
-}
-
-/** What the collector knows of one meter: the seqs it has, with the energy each carried. */
-interface MeterLedger {
-    /** seq -> Wh it carried (a merged reading's energy sits on its last seq, 0 on the others). */
-    seqs: Map<number, number>
-}
+export const DEFAULT_DATA_DIR = "data/collector-db"
+/** The longest wait before connecting again after a failed transaction. */
+const MAX_BACKOFF_MS = 30_000
 
 export class Collector {
-    readonly rows: CollectedRow[] = []
-    duplicates = 0
-    /** Status messages per node, newest last. */
+    store!: Store
+    db!: Database
+    /** Status messages per node since the collector started, newest last (the last 100). */
     readonly statuses = new Map<string, any[]>()
+    http?: Server
     private client?: mqtt.MqttClient
     private timer?: NodeJS.Timeout
-    private readonly ledgers = new Map<string, MeterLedger>()
     private readonly prefix: string
     private readonly log: (line: string) => void
+    /** A transaction failed: nothing more is acknowledged on this connection. */
+    private broken = false
+    private backoffMs: number
+    private reconnectTimer?: NodeJS.Timeout
+    /** The transaction in progress, awaited before the database closes. */
+    private inflight: Promise<unknown> = Promise.resolve()
+    private stopping = false
 
     constructor(readonly options: CollectorOptions) {
         this.prefix = options.prefix ?? "meters"
         this.log = options.log ?? (line => console.log(line))
+        this.backoffMs = options.retryMs ?? 1000
     }
 
-    /** The per-meter Open Energy Dashboard file of `node`/`meter`. */
-    oedPath(node: string, meter: string) {
-        const out = this.options.out
-        const stem = basename(out).replace(/\.csv$/, "")
-        return join(dirname(out), `${stem}.${node}.${meter}.oed.csv`)
+    get stats() {
+        return this.store.stats
+    }
+
+    /** Readings delivered again and absorbed. */
+    get duplicates() {
+        return this.store.stats.duplicates
+    }
+
+    get httpPort() {
+        const a = this.http?.address()
+        return typeof a === "object" && a ? a.port : undefined
     }
 
     async start() {
-        this.loadExisting()
         const o = this.options
+        this.db =
+            o.database ?? (await openDatabase({ url: o.db, dataDir: o.dataDir ?? DEFAULT_DATA_DIR, log: this.log }))
+        this.store = new Store(this.db, {
+            prefix: this.prefix,
+            log: this.log,
+            onStored: parsed => {
+                if (parsed.kind !== "status") return
+                const list = this.statuses.get(parsed.node) ?? []
+                list.push({ ...parsed.status, retained: parsed.retained, atMs: Date.now() })
+                if (list.length > STATUSES_KEPT) list.shift()
+                this.statuses.set(parsed.node, list)
+            },
+        })
+        if (o.httpPort !== undefined)
+            this.http = await startHttp(this.db, {
+                port: o.httpPort,
+                host: o.httpHost,
+                stats: () => this.store.stats,
+                log: this.log,
+            })
         const timeTopic = o.timeTopic ?? "meters/time"
         const timeEveryS = o.timeEveryS ?? 0
+        const v5 = (o.protocolVersion ?? 5) === 5
         this.client = mqtt.connect(o.broker, {
             clientId: o.clientId ?? "meternode-collector",
+            protocolVersion: v5 ? 5 : 4,
             clean: false,
-            reconnectPeriod: 500,
+            // MQTT 5 ends a session at disconnection unless told otherwise.
+            properties: v5 ? { sessionExpiryInterval: o.sessionExpiryS ?? 0xffffffff } : undefined,
+            reconnectPeriod: 1000,
             username: o.username,
             password: o.password,
             ca: o.ca,
+            // MQTT.js acknowledges a QoS 1 message once this calls back: after the commit.
+            customHandleAcks: v5
+                ? (topic, payload, packet, done) =>
+                      this.gate(topic, payload, !!packet.retain, err => (err ? done(err) : done(null as any, 0)))
+                : undefined,
             // A collector that vanishes clears the time it published: nodes never read a stale one.
             will: timeEveryS > 0 ? { topic: timeTopic, payload: Buffer.alloc(0), qos: 1, retain: true } : undefined,
         })
-        this.client.on("message", (topic, payload, packet) =>
-            this.onMessage(topic, payload.toString(), !!packet.retain)
-        )
-        this.client.on("error", e => this.log(`collector: ${e.message}`))
-        this.client.on("reconnect", () => this.log("collector: reconnecting"))
+        const client = this.client
+        if (!v5)
+            // MQTT 3.1.1: customHandleAcks is MQTT 5 only; handleMessage runs before the PUBACK too.
+            client.handleMessage = (packet, callback) => {
+                if (packet.cmd !== "publish") return callback()
+                this.gate(String(packet.topic), packet.payload as Buffer, !!packet.retain, err =>
+                    err ? callback(err) : callback()
+                )
+            }
+        else
+            client.on("message", (topic, payload, packet) => {
+                // QoS 0 (nothing to acknowledge) does not go through customHandleAcks.
+                if (packet.qos === 0) this.gate(topic, payload, !!packet.retain, () => {})
+            })
+        client.on("error", e => this.log(`collector: ${e.message}`))
+        client.on("reconnect", () => this.log("collector: reconnecting"))
+        let subscribed: Promise<unknown> | undefined
+        client.on("connect", connack => {
+            this.log(`collector: connected to ${o.broker} (session present: ${connack.sessionPresent})`)
+            this.broken = false
+            // Subscribing again on a kept session is harmless and covers a broker that lost it.
+            subscribed = this.subscribe(v5)
+            subscribed.catch(e => this.log(`collector: subscribe: ${e.message}`))
+        })
         await new Promise<void>((resolve, reject) => {
             const timeout = setTimeout(() => reject(new Error(`collector: cannot connect to ${o.broker}`)), 15_000)
-            this.client!.once("connect", connack => {
+            client.once("connect", () => {
                 clearTimeout(timeout)
-                this.log(`collector: connected to ${o.broker} (session present: ${connack.sessionPresent})`)
-                // Subscribing again on a kept session is harmless and covers a broker that lost it.
-                this.client!.subscribe(
-                    {
-                        [`${this.prefix}/+/+/reading`]: { qos: 1 },
-                        [`${this.prefix}/+/+/replay`]: { qos: 1 },
-                        [`${this.prefix}/+/status`]: { qos: 1 },
-                    },
-                    err => (err ? reject(err) : resolve())
-                )
+                subscribed!.then(() => resolve(), reject)
             })
         })
         if (timeEveryS > 0) {
@@ -165,215 +189,142 @@ export class Collector {
                     this.client.publish(timeTopic, JSON.stringify({ utc_ms: Date.now() }), { qos: 0, retain: true })
             }
             publishTime()
-            this.client.on("connect", publishTime)
+            client.on("connect", publishTime)
             this.timer = setInterval(publishTime, timeEveryS * 1000)
         }
         return this
     }
 
-    async stop() {
-        if (this.timer) clearInterval(this.timer)
-        const client = this.client
-        if (!client) return
-        if (this.timer && client.connected)
-            await client
-                .publishAsync(this.options.timeTopic ?? "meters/time", Buffer.alloc(0), { qos: 1, retain: true })
-                .catch(() => {})
-        await new Promise<void>(resolve => client.end(false, {}, () => resolve()))
-    }
-
-    /** Rows of earlier runs: what was collected before is not written twice. */
-    private loadExisting() {
-        const out = this.options.out
-        mkdirSync(dirname(out), { recursive: true })
-        if (!existsSync(out)) {
-            writeFileSync(out, COMBINED_HEADER + "\n")
-            return
-        }
-        for (const line of readFileSync(out, "utf-8").split("\n")) {
-            const row = line ? rowFromCsv(line) : null
-            if (!row) continue
-            this.rows.push(row)
-            if (!row.flags.includes("gap")) this.remember(row.node, row.meter, row.firstSeq, row.seq, row.deltaWh ?? 0)
-            else this.remember(row.node, row.meter, row.seq, row.seq, 0)
-        }
-        if (this.rows.length) this.log(`collector: ${this.rows.length} rows already in ${out}`)
-    }
-
-    private ledger(node: string, meter: string) {
-        const key = `${node}/${meter}`
-        let l = this.ledgers.get(key)
-        if (!l) {
-            l = { seqs: new Map() }
-            this.ledgers.set(key, l)
-        }
-        return l
-    }
-
-    private remember(node: string, meter: string, firstSeq: number, seq: number, deltaWh: number) {
-        const l = this.ledger(node, meter)
-        for (let s = firstSeq; s < seq; s++) l.seqs.set(s, 0)
-        l.seqs.set(seq, deltaWh)
-    }
-
-    private onMessage(topic: string, text: string, retained: boolean) {
-        const levels = topic.split("/")
-        if (levels.length === 3 && levels[2] === "status") {
-            let status: any
-            try {
-                status = JSON.parse(text)
-            } catch {
-                this.log(`collector: ${topic}: status is not JSON`)
-                return
-            }
-            const list = this.statuses.get(levels[1]) ?? []
-            list.push({ ...status, retained, atMs: Date.now() })
-            this.statuses.set(levels[1], list)
-            return
-        }
-        // Replayed history comes on its own topic; a reading the collector already has is a duplicate.
-        if (levels.length !== 4 || levels[2] === "cmd" || levels[2] === "reply") return
-        if (levels[3] !== "reading" && levels[3] !== "replay") return
-        const node = levels[1]
-        let body: any
-        try {
-            body = JSON.parse(text)
-        } catch {
-            this.log(`collector: ${topic}: reading message is not JSON, ignored`)
-            return
-        }
-        if (!body || !Array.isArray(body.readings) || typeof body.meter !== "string") {
-            this.log(`collector: ${topic}: not a reading batch, ignored`)
-            return
-        }
-        const fresh: CollectedRow[] = []
-        for (const e of body.readings) {
-            const row = this.admit(node, body, e)
-            if (row) fresh.push(row)
-        }
-        if (!fresh.length) return
-        appendFileSync(this.options.out, fresh.map(rowToCsv).join("\n") + "\n")
-        for (const r of fresh) {
-            if (r.flags.includes("gap") || r.time !== "utc_ms" || r.end === null) continue
-            const path = this.oedPath(r.node, r.meter)
-            if (!existsSync(path)) writeFileSync(path, OED_HEADER + "\n")
-            appendFileSync(path, `${r.deltaWh},${oedTimestamp(r.start)},${oedTimestamp(r.end)}\n`)
-        }
-    }
-
-    /** The row for one element, or null for a duplicate (or something unreadable, logged). */
-    /** Meters whose readings are levels, named once in the log. */
-    private skippedLevels = new Set<string>()
-
-    private admit(node: string, body: any, e: any): CollectedRow | null {
-        const meter: string = body.meter
-        if (typeof e?.seq !== "number" || typeof e.boot !== "number" || typeof e.start !== "number") {
-            this.log(`collector: ${node}/${meter}: element without seq, boot or start, ignored`)
-            return null
-        }
-        // Levels (a temperature's min/mean/max) are not billing data: the files hold amounts.
-        if (typeof e.delta !== "number" && !e.gap) {
-            if (!this.skippedLevels.has(node + "/" + meter))
-                this.log(`collector: ${node}/${meter}: a level (${body.quantity}), not an amount: not collected`)
-            this.skippedLevels.add(node + "/" + meter)
-            return null
-        }
-        const l = this.ledger(node, meter)
-        const flags: string[] = []
-        if (e.replay || body.replay) flags.push("replay")
-        if (e.gap) {
-            if (l.seqs.has(e.seq)) return this.duplicate()
-            this.remember(node, meter, e.seq, e.seq, 0)
-            return this.keep({
-                node,
-                meter,
-                seq: e.seq,
-                firstSeq: e.after_seq + 1,
-                boot: e.boot,
-                time: body.time,
-                start: e.start,
-                end: null,
-                deltaWh: null,
-                totalWh: e.total,
-                flags: "gap",
-            })
-        }
-        const firstSeq = typeof e.first_seq === "number" ? e.first_seq : e.seq
-        // A merged reading may cover seqs delivered before (sent, then merged after a power cut
-        // before the acknowledgement reached flash): only the energy not yet counted is new.
-        let seenWh = 0
-        let seen = 0
-        for (let s = firstSeq; s <= e.seq; s++)
-            if (l.seqs.has(s)) {
-                seen++
-                seenWh += l.seqs.get(s)!
-            }
-        const count = e.seq - firstSeq + 1
-        if (seen === count) return this.duplicate()
-        let delta: number = e.delta
-        if (seen) {
-            delta = Math.round((e.delta - seenWh) * 1000) / 1000
-            flags.push("partial")
-        }
-        if (e.estimated) flags.push("estimated")
-        this.remember(node, meter, firstSeq, e.seq, delta)
-        return this.keep({
-            node,
-            meter,
-            seq: e.seq,
-            firstSeq,
-            boot: e.boot,
-            time: body.time,
-            start: e.start,
-            end: e.end,
-            deltaWh: delta,
-            totalWh: e.total,
-            flags: flags.join(" "),
+    private subscribe(v5: boolean) {
+        // MQTT 5: retained statuses only with a new subscription, not at every reconnection.
+        const options = { qos: 1 as const, ...(v5 ? { rh: 1 } : {}) }
+        return this.client!.subscribeAsync({
+            [`${this.prefix}/+/+/reading`]: options,
+            [`${this.prefix}/+/+/replay`]: options,
+            [`${this.prefix}/+/status`]: options,
         })
     }
 
-    private duplicate(): null {
-        this.duplicates++
-        return null
+    /**
+     * Every message passes here, one at a time (MQTT.js hands over the next once this one is
+     * settled). done() without an error acknowledges; with one, it does not, and the connection
+     * is dropped so that the broker delivers the message again when the collector is back.
+     */
+    private gate(topic: string, payload: Buffer, retained: boolean, done: (err?: Error) => void) {
+        if (this.broken || this.stopping) return done(new Error("not acknowledged: the connection is being dropped"))
+        const work = this.store.store(topic, payload, retained).then(
+            () => {
+                this.backoffMs = this.options.retryMs ?? 1000
+                // PGlite answers without I/O, and MQTT.js moves to the next message on the next tick:
+                // a backlog would hold the event loop (the HTTP API, keepalives) until it is done.
+                setImmediate(() => done())
+            },
+            (err: Error) => {
+                this.log(`collector: ${topic}: not stored, not acknowledged (${err.message})`)
+                this.dropConnection()
+                done(err)
+            }
+        )
+        this.inflight = work
     }
 
-    private keep(row: CollectedRow) {
-        this.rows.push(row)
-        return row
+    /** After a failed transaction: disconnect, wait, connect again; the broker resends what is unacknowledged. */
+    private dropConnection() {
+        if (this.broken || this.stopping) return
+        this.broken = true
+        const wait = this.backoffMs
+        this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2)
+        this.log(`collector: reconnecting in ${wait} ms for the broker to deliver it again`)
+        const client = this.client!
+        client.end(false, {}, () => {
+            this.reconnectTimer = setTimeout(() => {
+                if (!this.stopping) client.reconnect()
+            }, wait)
+        })
+    }
+
+    async stop() {
+        this.stopping = true
+        if (this.timer) clearInterval(this.timer)
+        if (this.reconnectTimer) clearTimeout(this.reconnectTimer)
+        const client = this.client
+        if (client) {
+            if (this.timer && client.connected)
+                await client
+                    .publishAsync(this.options.timeTopic ?? "meters/time", Buffer.alloc(0), { qos: 1, retain: true })
+                    .catch(() => {})
+            await new Promise<void>(resolve => client.end(false, {}, () => resolve()))
+        }
+        await this.inflight.catch(() => {})
+        if (this.http) {
+            this.http.closeAllConnections()
+            await new Promise<void>(resolve => this.http!.close(() => resolve()))
+        }
+        if (this.db && this.options.out) await exportCsv(this.db, this.options.out)
+        if (this.db && !this.options.database) await this.db.close()
+    }
+
+    /** The Open Energy Dashboard file of `node`/`meter` that stop() writes beside `out`. */
+    oedPath(node: string, meter: string) {
+        return oedPath(this.options.out ?? "data/readings.csv", node, meter)
+    }
+
+    /** Every stored row, in the combined CSV's terms, by node, meter and seq (for a small database). */
+    async rows(): Promise<CollectedRow[]> {
+        const out: CollectedRow[] = []
+        for await (const page of allReadings(this.db))
+            for (const r of page)
+                out.push({
+                    node: r.node,
+                    meter: r.meter,
+                    seq: r.seq,
+                    firstSeq: r.gap ? (r.after_seq ?? 0) + 1 : r.first_seq,
+                    boot: r.boot,
+                    time: r.time_base,
+                    start: r.start_time,
+                    end: r.end_time,
+                    deltaWh: r.delta,
+                    totalWh: r.total,
+                    flags: flags(r),
+                })
+        return out
     }
 
     /**
-     * Per meter: readings and gaps collected, the sum of the deltas, and the change of the meter
+     * Per meter: readings and gaps stored, the sum of the deltas, and the change of the meter
      * total from the first reading's start to the last reading's end. They agree unless a gap
      * lies between (energy counted in a lost interval).
      */
-    summary() {
-        const out: {
-            node: string
-            meter: string
-            readings: number
-            gaps: number
-            sumWh: number
-            totalChangeWh: number
-        }[] = []
-        const keys = new Set(this.rows.map(r => `${r.node}/${r.meter}`))
-        for (const key of keys) {
-            const [node, meter] = key.split("/")
-            const rows = this.rows.filter(r => r.node === node && r.meter === meter).sort((a, b) => a.seq - b.seq)
-            const readings = rows.filter(r => !r.flags.includes("gap"))
-            if (!readings.length) continue
-            const sumWh = readings.reduce((s, r) => s + (r.deltaWh ?? 0), 0)
-            const first = readings[0]
-            const last = readings[readings.length - 1]
-            out.push({
-                node,
-                meter,
-                readings: readings.length,
-                gaps: rows.length - readings.length,
-                sumWh: Math.round(sumWh * 1000) / 1000,
-                totalChangeWh: Math.round((last.totalWh - (first.totalWh - (first.deltaWh ?? 0))) * 1000) / 1000,
-            })
-        }
-        return out
+    async summary() {
+        return summary(this.db)
     }
+}
+
+export async function summary(db: Database) {
+    const rows = await db.query<{
+        node: string
+        meter: string
+        readings: number
+        gaps: number
+        sum: number
+        first_total: number
+        first_delta: number
+        last_total: number
+    }>(
+        `SELECT node, meter, count(*) FILTER (WHERE NOT gap) AS readings, count(*) FILTER (WHERE gap) AS gaps,
+                sum(delta) AS sum,
+                (array_agg(total ORDER BY seq) FILTER (WHERE NOT gap))[1] AS first_total,
+                (array_agg(delta ORDER BY seq) FILTER (WHERE NOT gap))[1] AS first_delta,
+                (array_agg(total ORDER BY seq DESC) FILTER (WHERE NOT gap))[1] AS last_total
+         FROM readings GROUP BY node, meter HAVING count(*) FILTER (WHERE delta IS NOT NULL) > 0 ORDER BY node, meter`
+    )
+    const r3 = (x: number) => Math.round(x * 1000) / 1000
+    return rows.map(r => ({
+        node: r.node,
+        meter: r.meter,
+        readings: r.readings,
+        gaps: r.gaps,
+        sumWh: r3(r.sum),
+        totalChangeWh: r3(r.last_total - (r.first_total - r.first_delta)),
+    }))
 }

@@ -1,6 +1,8 @@
 // `npm test`: every suite, then one summary line `N passed, N failed` (`, N skipped` when some were).
 //   format: `prettier --check` over the tracked .ts files, counted as one test
 //   node:   Node tests of the pure core and the host tooling (test/node, node:test)
+//   collector: Node tests of the reference collector (test/collector, node:test; its PostgreSQL
+//           server variant is skipped where PostgreSQL is not installed)
 //   ds:     DeviceScript tests in the simulator (test/ds, @devicescript/test)
 //   e2e:    firmware in the simulator against a real broker (test/e2e, node:test), one process
 //           per file, two files at a time, each in a network namespace of its own
@@ -16,7 +18,7 @@ import { parseArgs } from "node:util"
 import { defaultBrokerKind, findMosquitto } from "./lib/broker"
 import { compile, PROJECT_ROOT, Simulator } from "./lib/simulator"
 
-const SUITES = ["format", "node", "ds", "e2e"] as const
+const SUITES = ["format", "node", "collector", "ds", "e2e"] as const
 type Suite = (typeof SUITES)[number]
 const QUICK: Suite[] = ["format", "node", "ds"]
 
@@ -27,13 +29,13 @@ const QUICK: Suite[] = ["format", "node", "ds"]
  * (E2E_DURATIONS_FILE) take precedence.
  */
 const E2E_EXPECTED_S: Record<string, number> = {
-    "client-faults.test.ts": 480,
-    "store-forward.test.ts": 420,
-    "meters.test.ts": 300,
-    "time-collector.test.ts": 300,
-    "data-path.test.ts": 150,
-    "stop-start.test.ts": 90,
-    "tls.test.ts": 40,
+    "store-forward.test.ts": 450,
+    "client-faults.test.ts": 300,
+    "time-collector.test.ts": 260,
+    "meters.test.ts": 205,
+    "data-path.test.ts": 95,
+    "stop-start.test.ts": 70,
+    "tls.test.ts": 35,
 }
 const DEFAULT_E2E_S = 120
 const E2E_DURATIONS_FILE = join(PROJECT_ROOT, ".devicescript", "e2e-durations.json")
@@ -231,19 +233,22 @@ async function runDeviceScriptTests(files: string[]): Promise<Counts> {
 // ---- end-to-end: one process per file, `jobs` at a time, each in a network namespace ----
 
 /**
- * Why files cannot each get a network namespace of their own (`unshare -n`, with its loopback
- * brought up by `ip`), or undefined when they can. The simulator's stub Jacdac bus listens on a
- * fixed port (127.0.0.1:8082), so two files can only run at once on loopbacks of their own.
+ * How to give each end-to-end file a network namespace of its own, with its loopback brought up
+ * by `ip`: `unshare -n` as root, else `unshare -r -n` (a user namespace, where unprivileged ones
+ * are allowed). The simulator's stub Jacdac bus listens on a fixed port (127.0.0.1:8082), so two
+ * files can only run at once on loopbacks of their own.
  */
-function namespaceProblem(): string | undefined {
-    if (process.platform !== "linux") return "network namespaces need Linux"
-    const r = spawnSync("unshare", ["-n", "--", "sh", "-c", "ip link set lo up"], { encoding: "utf-8" })
-    if (r.error) return `unshare: ${r.error.message}`
-    if (r.status !== 0) {
-        const why = (r.stderr || r.stdout || `exit ${r.status ?? r.signal}`).trim().split("\n")[0]
-        return process.getuid?.() === 0 ? why : `not root (${why})`
+function namespaceCommand(): { unshare: string[] } | { problem: string } {
+    if (process.platform !== "linux") return { problem: "network namespaces need Linux" }
+    const tries = process.getuid?.() === 0 ? [["-n"]] : [["-n"], ["-r", "-n"]]
+    let problem = ""
+    for (const flags of tries) {
+        const r = spawnSync("unshare", [...flags, "--", "sh", "-c", "ip link set lo up"], { encoding: "utf-8" })
+        if (r.error) return { problem: `unshare: ${r.error.message}` }
+        if (r.status === 0) return { unshare: ["unshare", ...flags] }
+        problem = (r.stderr || r.stdout || `exit ${r.status ?? r.signal}`).trim().split("\n")[0]
     }
-    return undefined
+    return { problem: process.getuid?.() === 0 ? problem : `not root, and ${problem}` }
 }
 
 function loadMeasuredDurations(): Record<string, number> {
@@ -290,17 +295,17 @@ for (const signal of ["SIGINT", "SIGTERM"] as const)
     })
 
 /**
- * Runs one end-to-end file in a process of its own (and in a network namespace of its own when
- * `isolated`). `live`: its output goes straight through; otherwise it is held and printed whole
- * when the file ends, so files running at once do not interleave.
+ * Runs one end-to-end file in a process of its own, in a network namespace of its own when
+ * `unshare` says how. `live`: its output goes straight through; otherwise it is held and printed
+ * whole when the file ends, so files running at once do not interleave.
  */
-async function runE2eFile(file: string, isolated: boolean, live: boolean): Promise<E2eRun> {
+async function runE2eFile(file: string, unshare: string[] | undefined, live: boolean): Promise<E2eRun> {
     const dir = mkdtempSync(join(tmpdir(), "meternode-tap-"))
     const tap = join(dir, "report.tap")
     const args = nodeTestArgs(tap, ["--test-timeout=1500000"], [file])
-    const [command, commandArgs] = isolated
-        ? ["unshare", ["-n", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', process.execPath, ...args]]
-        : [process.execPath, args]
+    const [command, ...commandArgs] = unshare
+        ? [...unshare, "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', process.execPath, ...args]
+        : [process.execPath, ...args]
     const held: Buffer[] = []
     const startedAt = Date.now()
     const code = await new Promise<number>(resolve => {
@@ -315,10 +320,11 @@ async function runE2eFile(file: string, isolated: boolean, live: boolean): Promi
         child.stdout!.on("data", onData)
         child.stderr!.on("data", onData)
         child.on("error", e => held.push(Buffer.from(`[e2e] ${file}: ${e.message}\n`)))
+        // Anything of the file's still running once it ended (it should have stopped all it
+        // started) goes with it, and with it any copy of its output pipes.
+        child.on("exit", () => killGroup(child, "SIGKILL"))
         child.on("close", c => {
             runningGroups.delete(child)
-            // Anything of the file's still running (it should have stopped all it started).
-            killGroup(child, "SIGKILL")
             resolve(c ?? 1)
         })
     })
@@ -337,15 +343,19 @@ async function runEndToEnd(files: string[]): Promise<{ counts: Counts; runs: E2e
     if (!files.length) return { counts, runs: [], mode: "no files" }
     let lanes = Math.min(jobs, files.length)
     let mode = "one file at a time"
+    let unshare: string[] | undefined
     if (lanes > 1) {
-        const problem = namespaceProblem()
-        if (problem) {
+        const ns = namespaceCommand()
+        if ("problem" in ns) {
             console.log(
-                `[e2e] one file at a time, not ${lanes}: no network namespace per file (${problem}); ` +
+                `[e2e] one file at a time, not ${lanes}: no network namespace per file (${ns.problem}); ` +
                     "the stub Jacdac bus's fixed port allows one file per network namespace"
             )
             lanes = 1
-        } else mode = `${lanes} files at a time, each in a network namespace of its own`
+        } else {
+            unshare = ns.unshare
+            mode = `${lanes} files at a time, each in a network namespace of its own (${unshare.join(" ")})`
+        }
     }
     const measured = loadMeasuredDurations()
     // Longest first: the lanes then end close together.
@@ -357,7 +367,7 @@ async function runEndToEnd(files: string[]): Promise<{ counts: Counts; runs: E2e
     const lane = async (n: number) => {
         for (let file = queue.shift(); file && !interrupted; file = queue.shift()) {
             console.log(`[e2e] started ${file}${lanes > 1 ? ` (lane ${n})` : ""}`)
-            runs.push(await runE2eFile(file, lanes > 1, lanes === 1))
+            runs.push(await runE2eFile(file, unshare, lanes === 1))
         }
     }
     await Promise.all(Array.from({ length: lanes }, (_, i) => lane(i + 1)))
@@ -403,6 +413,8 @@ for (const suite of suites) {
             await runNodeTests("node", listTests("test/node"), ["--test-concurrency=2"]),
             Date.now() - startedAt
         )
+    if (suite === "collector")
+        add("collector", await runNodeTests("collector", listTests("test/collector"), []), Date.now() - startedAt)
     if (suite === "ds") add("ds", await runDeviceScriptTests(listTests("test/ds")), Date.now() - startedAt)
     if (suite === "e2e") {
         const files = e2eFilesAsked.length ? e2eFilesAsked : listTests("test/e2e")

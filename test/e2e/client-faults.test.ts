@@ -13,7 +13,7 @@ import { FaultProxy, RecordedPacket } from "../../devs/lib/fault-proxy"
 import { HostileBroker } from "../../devs/lib/hostile-broker"
 import type { Settings, Simulator } from "../../devs/lib/simulator"
 import { sleep } from "../../devs/lib/process"
-import { assertFirstDeliveriesInOrder, NodeUnderTest, Recorder, RecorderOptions } from "./helpers"
+import { assertFirstDeliveriesInOrder, NodeUnderTest, Recorder, RecorderOptions, until } from "./helpers"
 
 const READING_SUFFIX = "/main/reading"
 
@@ -200,6 +200,24 @@ function assertResends(proxy: FaultProxy) {
     return resends
 }
 
+/**
+ * QoS 1 publishes the firmware sent whose PUBACK has not reached it yet (broker->client packets
+ * are recorded as the proxy forwards them), now and at most at once so far.
+ */
+function publishesInFlight(proxy: FaultProxy) {
+    const inFlight = new Set<string>()
+    let most = 0
+    for (const p of proxy.packets) {
+        const packet = p.packet as any
+        const key = `${p.connection}/${packet.messageId}`
+        if (p.direction === "client->broker" && packet.cmd === "publish" && packet.qos === 1) {
+            inFlight.add(key)
+            most = Math.max(most, inFlight.size)
+        } else if (p.direction === "broker->client" && packet.cmd === "puback") inFlight.delete(key)
+    }
+    return { now: inFlight.size, most }
+}
+
 function assertNoProtocolErrors(rig: Rig) {
     const errors = rig.node.simulator!.lines.filter(l => /protocol error|PUBACK for unknown/.test(l))
     assert.deepEqual(errors, [], "no protocol errors on either side")
@@ -218,7 +236,7 @@ test("consecutive QoS 1 publishes carry distinct, nonzero packet ids, never reus
     await rig.recorder.waitFor("6 readings", r => r.readings(READING_SUFFIX).length >= 6, 30_000)
     // A slow broker keeps several publishes waiting for their PUBACK at once.
     proxy.delayBrokerToClient(900)
-    await sleep(3000)
+    await until("3 publishes awaiting their PUBACK at once", () => publishesInFlight(proxy).now >= 3, 15_000)
     proxy.delayBrokerToClient(0)
     await waitForReadingsBeyond(rig, 3, 15_000)
 
@@ -273,12 +291,16 @@ test("broker killed and restarted with persistence: every reading delivered in o
     // broker (PUBACKs held back) keeps publishes in flight at the moment of the crash.
     await recorder.waitFor("8 readings", r => r.readings(READING_SUFFIX).length >= 8, 30_000)
     proxy.delayBrokerToClient(2500)
-    await sleep(3000)
+    await until("2 publishes awaiting their PUBACK", () => publishesInFlight(proxy).now >= 2, 15_000)
     const createdBeforeKill = createdSeqs(node).length
     const disconnected = sim.waitForLine(/mqtt: disconnected: (.*)/, 10_000)
     await broker.kill()
     const reason = (await disconnected)[1]
-    await sleep(6000)
+    await until(
+        "6 readings taken while the broker is down",
+        () => createdSeqs(node).length - createdBeforeKill >= 6,
+        20_000
+    )
     const createdWhileDown = createdSeqs(node).length - createdBeforeKill
     const reconnected = sim.waitForLine(/mqtt: connected \(session present: (\w+)\)/, 40_000)
     await broker.start()
@@ -308,10 +330,13 @@ test("connection cut in the middle of a PUBLISH: the reading is resent with DUP 
     await recorder.waitFor("5 readings", r => r.readings(READING_SUFFIX).length >= 5, 30_000)
     const reconnected = sim.waitForLine(/mqtt: connected/, 30_000)
     const isPublish = (chunk: Buffer) => chunk[0] >> 4 === 3 && chunk.includes(Buffer.from(READING_SUFFIX))
+    let noPublish: NodeJS.Timeout | undefined
     const cut = await Promise.race([
         proxy.cutMidPacket(isPublish),
-        sleep(10_000).then(() => assert.fail("no PUBLISH to cut within 10 s")),
-    ])
+        new Promise<never>((_, reject) => {
+            noPublish = setTimeout(() => reject(new Error("no PUBLISH to cut within 10 s")), 10_000)
+        }),
+    ]).finally(() => clearTimeout(noPublish))
     await reconnected
     await waitForReadingsBeyond(rig, 4, 20_000)
 
@@ -490,7 +515,12 @@ test("a graceful stop (restart command) sends DISCONNECT and leaves the retained
     )!
     const bootAfter = JSON.parse(online.payload).boot
     assert.ok(bootAfter >= 2, `online again as boot ${bootAfter}`)
-    await sleep(3000)
+    // Delivery goes on after the reconnect: readings of the new boot, and still no will.
+    await recorder.waitFor(
+        "2 readings of the new boot",
+        r => r.readings(READING_SUFFIX).filter(e => e.boot === bootAfter).length >= 2,
+        15_000
+    )
     assert.ok(
         !recorder.messages.some(m => m.topic === statusTopic && m.payload.includes('"lost"')),
         "the will never fired"

@@ -102,11 +102,7 @@ export class Recorder {
 
     /** Waits until `predicate` holds over the messages; fails with `what` after timeoutMs. */
     async waitFor(what: string, predicate: (r: Recorder) => boolean, timeoutMs: number) {
-        const deadline = Date.now() + timeoutMs
-        while (!predicate(this)) {
-            if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-            await sleep(50)
-        }
+        await until(what, () => predicate(this), timeoutMs)
     }
 
     /** Publishes as this client (commands to the node), at QoS 1. */
@@ -167,6 +163,28 @@ export class NodeUnderTest {
         await this.simulator?.kill()
         rmSync(this.runDir, { recursive: true, force: true })
     }
+}
+
+/**
+ * Waits until `predicate` holds, checking every `pollMs`; fails with `what` after timeoutMs. For
+ * events the tests observe by polling (console lines, packets through the proxy, rows collected).
+ */
+export async function until(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs: number, pollMs = 50) {
+    const deadline = Date.now() + timeoutMs
+    while (!(await predicate())) {
+        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+        await sleep(pollMs)
+    }
+}
+
+/** Seqs of the readings the firmware took, in order, from its console lines ("reading: seq N"). */
+export function readingSeqs(lines: string[]) {
+    const seqs: number[] = []
+    for (const line of lines) {
+        const m = line.match(/^reading: seq (\d+)\b/)
+        if (m) seqs.push(Number(m[1]))
+    }
+    return seqs
 }
 
 export async function withBroker<T>(options: BrokerOptions, fn: (broker: Broker) => Promise<T>) {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict"
 import { Broker } from "../../devs/lib/broker"
 import { sleep } from "../../devs/lib/process"
 import type { Settings } from "../../devs/lib/simulator"
-import { assertFirstDeliveriesInOrder, NodeUnderTest, Recorder } from "./helpers"
+import { assertFirstDeliveriesInOrder, NodeUnderTest, readingSeqs, Recorder, until } from "./helpers"
 
 const READING_SUFFIX = "/main/reading"
 
@@ -31,16 +31,6 @@ async function startRig(t: TestContext, nodeId: string, settings: Settings) {
     return { broker, recorder, node }
 }
 
-/** Seqs the firmware created since its simulator last started, from the console. */
-function createdSeqs(lines: string[]) {
-    const seqs: number[] = []
-    for (const line of lines) {
-        const m = line.match(/^reading: seq (\d+)\b/)
-        if (m) seqs.push(Number(m[1]))
-    }
-    return seqs
-}
-
 /** The last "flash: safe up to seq N" on the console: every reading up to N is in flash. */
 function lastSafeSeq(lines: string[]) {
     let safe = -1
@@ -60,8 +50,18 @@ function* moments(seed: number, fromMs: number, toMs: number) {
     }
 }
 
-test("broker down for 10 minutes at one reading a second: every reading delivered, in order, no seq reused", async t => {
-    const outageMs = Number(process.env.E2E_OUTAGE_S ?? 600) * 1000
+/**
+ * The outage lasts until the firmware has written its queue to flash this many times while the
+ * broker was away. At the default FLUSH_S (600 s) and a reading a second, what writes it is the
+ * RAM stage's limit: two closed blocks waiting (about 150 readings each at this load), about every
+ * 300 s. The power cuts below write it every FLUSH_S (5 s) onto blocks already in flash.
+ * E2E_OUTAGE_WRITES=2: a 10-minute outage, about 600 readings, four blocks.
+ */
+const OUTAGE_WRITES = Math.max(1, Number(process.env.E2E_OUTAGE_WRITES ?? 1))
+/** "reconnecting in N ms (attempt K)": from attempt 7 on, the delay is drawn from the 60 s cap. */
+const CAPPED_ATTEMPT = 7
+
+test(`broker down at one reading a second until the backlog was written to flash${OUTAGE_WRITES > 1 ? ` ${OUTAGE_WRITES} times` : ""}, past the reconnect backoff's cap: every reading delivered, in order, no seq reused`, async t => {
     const { broker, recorder, node } = await startRig(t, "e2e-outage", {})
     const sim = await node.start(true)
     await recorder.waitFor("3 readings", r => r.readings(READING_SUFFIX).length >= 3, 30_000)
@@ -69,11 +69,26 @@ test("broker down for 10 minutes at one reading a second: every reading delivere
     await broker.stop()
     await disconnected
     const downAt = Date.now()
-    await sleep(outageMs)
-    const createdWhileDown = createdSeqs(sim.lines).length
+    const downFrom = sim.lines.length
+    const sinceDown = () => sim.lines.slice(downFrom)
+    const writes = () => sinceDown().filter(l => l.startsWith("flash: safe up to seq"))
+    const highestAttempt = () =>
+        Math.max(
+            0,
+            ...sinceDown().map(l => Number(l.match(/^mqtt: reconnecting in \d+ ms \(attempt (\d+)\)/)?.[1] ?? 0))
+        )
+    // The outage's length is what happens in it, not a number of seconds.
+    await until(
+        `${OUTAGE_WRITES} writes of the queue to flash and a reconnect delay drawn at the backoff's cap`,
+        () => writes().length >= OUTAGE_WRITES && highestAttempt() >= CAPPED_ATTEMPT,
+        // About 300 s per write.
+        OUTAGE_WRITES * 480_000
+    )
+    const createdWhileDown = readingSeqs(sinceDown()).length
+    const writtenWhileDown = writes().map(l => l.replace("flash: safe up to ", ""))
     await broker.start()
     const upAt = Date.now()
-    const created = createdSeqs(sim.lines)
+    const created = readingSeqs(sim.lines)
     const target = created[created.length - 1]
     await recorder.waitFor(
         `every reading up to seq ${target}`,
@@ -95,12 +110,11 @@ test("broker down for 10 minutes at one reading a second: every reading delivere
         "no reboot: one boot, one seq range"
     )
     assert.equal(recorder.gaps(READING_SUFFIX).length, 0, "no gap without a power cut")
-    // A long outage goes through flash: blocks fill up (about 96 readings each) and FLUSH_S passes.
-    if (outageMs >= 300_000)
-        assert.ok(
-            sim.lines.some(l => l.startsWith("flash: safe up to seq")),
-            "the queue was written while the broker was away"
-        )
+    // A long outage goes through flash: blocks fill up and are written.
+    assert.ok(
+        writtenWhileDown.length >= OUTAGE_WRITES,
+        `the queue was written ${writtenWhileDown.length} times while the broker was away`
+    )
     const firsts = new Map<number, any>()
     for (const r of all) if (!firsts.has(r.seq)) firsts.set(r.seq, r)
     const ordered = [...firsts.values()].sort((a, b) => a.seq - b.seq)
@@ -116,7 +130,8 @@ test("broker down for 10 minutes at one reading a second: every reading delivere
     const largest = Math.max(...messages.map(m => Buffer.byteLength(m.payload)))
     assert.ok(largest < 1024, `largest message ${largest} bytes`)
     console.log(
-        `# outage: ${Math.round((upAt - downAt) / 1000)} s down, ${createdWhileDown} readings taken meanwhile; after the broker came back, ` +
+        `# outage: ${Math.round((upAt - downAt) / 1000)} s down, ${createdWhileDown} readings taken meanwhile, ` +
+            `written to flash ${writtenWhileDown.length} times (${writtenWhileDown.join(", ")}), reconnect attempt ${highestAttempt()} reached; after the broker came back, ` +
             `${created.length} readings (seq ${created[0]}..${target}) all delivered within ${drainedMs} ms ` +
             `(reconnect backoff included), ${messages.length} messages (largest ${largest} bytes), ${duplicates} duplicates`
     )
@@ -138,14 +153,16 @@ test("power cut at five random moments while offline: what was flushed is delive
         const lines = [...sim.lines]
         await node.kill()
         const boot = Number(lines.find(l => /^node: boot \d+, next seq/.test(l))!.match(/^node: boot (\d+)/)![1])
-        cuts.push({ boot, created: createdSeqs(lines), safe: lastSafeSeq(lines), afterMs })
+        cuts.push({ boot, created: readingSeqs(lines), safe: lastSafeSeq(lines), afterMs })
         sim = await node.start(false)
         await sim.waitForLine(/^node: boot/, 30_000)
     }
-    await sleep(3000)
+    // The last boot takes a few readings offline too.
+    const lastBootFrom = sim.lines.length
+    await until("3 readings of the last boot", () => readingSeqs(sim.lines.slice(lastBootFrom)).length >= 3, 30_000)
     await broker.start()
     // Everything the last boot created so far, and every cut's flushed readings and gap.
-    const lastCreated = createdSeqs(sim.lines)
+    const lastCreated = readingSeqs(sim.lines)
     await recorder.waitFor(
         "the flushed readings of every cut, and its gap",
         r => {

@@ -1,0 +1,197 @@
+// Reading the stored readings back: a date range of any size page by page (keyset pagination: each
+// page starts after the last row of the previous one, through an index, so the range is never
+// held in memory and ingest goes on between pages), every reading of a meter for the export, and
+// what the collector knows of each node.
+import type { Database } from "./db"
+
+export interface ReadingRow {
+    node: string
+    meter: string
+    quantity: string
+    unit: string
+    seq: number
+    first_seq: number
+    boot: number
+    time_base: "utc_ms" | "uptime_s"
+    start_time: number
+    end_time: number | null
+    delta: number | null
+    total: number | null
+    reported_delta: number | null
+    min: number | null
+    mean: number | null
+    max: number | null
+    estimated: boolean
+    gap: boolean
+    after_seq: number | null
+    replay: boolean
+    partial: boolean
+}
+
+const COLUMNS =
+    "seq, first_seq, boot, time_base, start_time, end_time, delta, total, reported_delta, min, mean, max, estimated, gap, after_seq, replay, partial"
+
+export interface MeterKey {
+    node: string
+    meter: string
+    quantity: string
+    unit: string
+    max_span_ms: number
+}
+
+export const PAGE_ROWS = 2000
+/** Later than any reading: the end of an open range. */
+export const FAR_FUTURE_MS = 8.64e15
+
+export function meters(db: Database, node?: string, meter?: string) {
+    return db.query<MeterKey>(
+        `SELECT node, meter, quantity, unit, max_span_ms FROM meters
+         WHERE ($1::text IS NULL OR node = $1) AND ($2::text IS NULL OR meter = $2) ORDER BY node, meter`,
+        [node ?? null, meter ?? null]
+    )
+}
+
+export interface Range {
+    node?: string
+    meter?: string
+    /** Unix ms: readings that overlap [from, to). Gaps count when their start is in it. */
+    from: number
+    to: number
+}
+
+/**
+ * The UTC readings and gaps that overlap the range, by node, meter and start, in pages of up to
+ * pageRows. Readings in uptime (a boot that never had the time) have no place in a date range.
+ */
+export async function* readingsInRange(db: Database, range: Range, pageRows = PAGE_ROWS): AsyncGenerator<ReadingRow[]> {
+    for (const m of await meters(db, range.node, range.meter)) {
+        // A reading that overlaps `from` started at most max_span_ms before it.
+        const lowest = Math.max(0, range.from - m.max_span_ms)
+        let after: [number, number] = [-1, 0]
+        for (;;) {
+            const rows = await db.query<ReadingRow>(
+                `SELECT ${COLUMNS} FROM readings
+                 WHERE node = $1 AND meter = $2 AND time_base = 'utc_ms' AND start_time >= $3 AND start_time < $4
+                   AND (end_time > $5 OR (end_time IS NULL AND start_time >= $5))
+                   AND (start_time, seq) > ($6, $7)
+                 ORDER BY start_time, seq LIMIT $8`,
+                [m.node, m.meter, lowest, range.to, range.from, after[0], after[1], pageRows]
+            )
+            if (!rows.length) break
+            for (const r of rows) Object.assign(r, { node: m.node, meter: m.meter, quantity: m.quantity, unit: m.unit })
+            yield rows
+            if (rows.length < pageRows) break
+            const last = rows[rows.length - 1]
+            after = [last.start_time, last.seq]
+        }
+    }
+}
+
+/** Every row of every meter (all time bases), by node, meter and seq, in pages. */
+export async function* allReadings(db: Database, pageRows = PAGE_ROWS): AsyncGenerator<ReadingRow[]> {
+    for (const m of await meters(db)) {
+        let after = 0
+        for (;;) {
+            const rows = await db.query<ReadingRow>(
+                `SELECT ${COLUMNS} FROM readings WHERE node = $1 AND meter = $2 AND seq > $3 ORDER BY seq LIMIT $4`,
+                [m.node, m.meter, after, pageRows]
+            )
+            if (!rows.length) break
+            for (const r of rows) Object.assign(r, { node: m.node, meter: m.meter, quantity: m.quantity, unit: m.unit })
+            yield rows
+            if (rows.length < pageRows) break
+            after = rows[rows.length - 1].seq
+        }
+    }
+}
+
+/** Holes in the seqs and reported gaps listed per meter, the newest. */
+const HOLES_LISTED = 20
+const GAPS_LISTED = 20
+
+/** Each node: its last status, its meters, each meter's last reading and its age, its gaps. */
+export async function nodesSummary(db: Database, nowMs = Date.now()) {
+    const nodes = await db.query("SELECT node, status, status_at, status_retained, first_seen FROM nodes ORDER BY node")
+    const counts = await db.query(
+        `SELECT node, meter, count(*) FILTER (WHERE NOT gap) AS readings, count(*) FILTER (WHERE gap) AS gaps,
+                min(first_seq) AS first_seq, max(seq) AS last_seq, sum(seq - first_seq + 1)::bigint AS seqs_held
+         FROM readings GROUP BY node, meter`
+    )
+    const last = await db.query(
+        `SELECT DISTINCT ON (node, meter) node, meter, seq, boot, time_base, start_time, end_time, total, mean, received_at
+         FROM readings WHERE NOT gap ORDER BY node, meter, seq DESC`
+    )
+    const gaps = await db.query(
+        `SELECT node, meter, seq, boot, time_base, start_time, after_seq, total FROM (
+             SELECT *, row_number() OVER (PARTITION BY node, meter ORDER BY seq DESC) AS n FROM readings WHERE gap) g
+         WHERE n <= ${GAPS_LISTED} ORDER BY node, meter, seq`
+    )
+    const holes = await db.query(
+        `SELECT node, meter, from_seq, to_seq FROM (
+             SELECT node, meter, prev + 1 AS from_seq, first_seq - 1 AS to_seq,
+                    row_number() OVER (PARTITION BY node, meter ORDER BY seq DESC) AS n
+             FROM (SELECT node, meter, seq, first_seq, lag(seq) OVER (PARTITION BY node, meter ORDER BY seq) AS prev
+                   FROM readings) s
+             WHERE first_seq > prev + 1) h
+         WHERE n <= ${HOLES_LISTED} ORDER BY node, meter, from_seq`
+    )
+    const meterRows = await meters(db)
+    const of = <T extends { node: string; meter: string }>(list: T[], node: string, meter: string) =>
+        list.filter(r => r.node === node && r.meter === meter)
+    return nodes.map(n => ({
+        node: n.node,
+        status: n.status,
+        status_at: n.status_at,
+        status_retained: n.status_retained,
+        first_seen: n.first_seen,
+        meters: meterRows
+            .filter(m => m.node === n.node)
+            .map(m => {
+                const c = of(counts, n.node, m.meter)[0]
+                const l = of(last, n.node, m.meter)[0]
+                const utc = l?.time_base === "utc_ms"
+                const lastAt = l ? (utc ? l.end_time : new Date(l.received_at).getTime()) : null
+                const span = c ? c.last_seq - c.first_seq + 1 : 0
+                return {
+                    meter: m.meter,
+                    quantity: m.quantity,
+                    unit: m.unit,
+                    readings: c?.readings ?? 0,
+                    first_seq: c?.first_seq ?? null,
+                    last_seq: c?.last_seq ?? null,
+                    last_reading: l
+                        ? {
+                              seq: l.seq,
+                              boot: l.boot,
+                              time: l.time_base,
+                              end: l.end_time,
+                              end_utc: utc ? new Date(l.end_time).toISOString() : null,
+                              total: l.total,
+                              mean: l.mean,
+                              received_at: l.received_at,
+                          }
+                        : null,
+                    /** Seconds since the last reading ended (since it was received, for one in uptime). */
+                    age_s: lastAt === null ? null : Math.round((nowMs - lastAt) / 1000),
+                    gaps: {
+                        /** Gap elements the node reported (a power cut or crash). */
+                        reported: c?.gaps ?? 0,
+                        last_reported: of(gaps, n.node, m.meter).map(g => ({
+                            seq: g.seq,
+                            boot: g.boot,
+                            after_seq: g.after_seq,
+                            start: g.start_time,
+                            start_utc: g.time_base === "utc_ms" ? new Date(g.start_time).toISOString() : null,
+                            total: g.total,
+                        })),
+                        /**
+                         * Seqs between the first and the last that no stored row covers: readings
+                         * lost inside a reported gap, or numbers a reboot skipped.
+                         */
+                        seq_holes: c ? Math.max(0, span - c.seqs_held) : 0,
+                        last_holes: of(holes, n.node, m.meter).map(h => ({ from_seq: h.from_seq, to_seq: h.to_seq })),
+                    },
+                }
+            }),
+    }))
+}

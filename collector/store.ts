@@ -1,0 +1,393 @@
+// Stores one message in one transaction: its readings, its status, or the record of its refusal.
+// The caller acknowledges the message only once store() has resolved, that is once the
+// transaction has committed: a message is in the database before the broker forgets it.
+//
+// Deduplication is the key's: (node, meter, seq). A reading delivered again is absorbed (INSERT
+// ... ON CONFLICT DO NOTHING, then its content compared with the row stored); one whose content
+// differs is an integrity error, kept in integrity_conflicts and never stored over the first.
+// A merged reading (first_seq..seq) that covers readings already stored keeps only the amount not
+// yet counted, flagged partial.
+import { isDataError, type Database, type Queryable } from "./db"
+import { keptPayload, parseMessage, type Element, type Parsed, type ReadingBatch } from "./payload"
+
+export interface StoreStats {
+    /** Messages stored (acknowledged once committed). */
+    messages: number
+    /** Readings and gaps stored. */
+    stored: number
+    /** Readings delivered again with the same content. */
+    duplicates: number
+    /** Merged readings stored with only the part not already counted. */
+    partial: number
+    /** Readings delivered again with another content: see integrity_conflicts. */
+    conflicts: number
+    statuses: number
+    /** Refused messages and elements, by reason. */
+    rejected: Record<string, number>
+    /** Transactions that failed (the message was not acknowledged, the broker delivers it again). */
+    failures: number
+}
+
+export function newStats(): StoreStats {
+    return { messages: 0, stored: 0, duplicates: 0, partial: 0, conflicts: 0, statuses: 0, rejected: {}, failures: 0 }
+}
+
+/** What one message did, applied to the counters once its transaction has committed. */
+interface Outcome {
+    stored: number
+    duplicates: number
+    partial: number
+    conflicts: number
+    statuses: number
+    rejected: string[]
+    /** The meter (node/meter/quantity/unit) this transaction made sure of. */
+    meter?: string
+}
+
+const READING_COLUMNS =
+    "node, meter, seq, first_seq, boot, time_base, start_time, end_time, delta, total, reported_delta, min, mean, max, estimated, gap, after_seq, replay, partial"
+
+interface StoredRow {
+    seq: number
+    first_seq: number
+    boot: number
+    time_base: string
+    start_time: number
+    end_time: number | null
+    delta: number | null
+    total: number | null
+    reported_delta: number | null
+    min: number | null
+    mean: number | null
+    max: number | null
+    estimated: boolean
+    gap: boolean
+    after_seq: number | null
+}
+
+const round3 = (x: number) => Math.round(x * 1000) / 1000
+
+/** An element on its way in: the amount it adds (less than its delta when partial). */
+interface Row {
+    e: Element
+    delta: number | null
+    partial: boolean
+    refused?: boolean
+}
+
+export interface StoreOptions {
+    prefix?: string
+    log?: (line: string) => void
+    /** Called with each message once its transaction has committed. */
+    onStored?: (parsed: Parsed) => void
+}
+
+export class Store {
+    readonly stats = newStats()
+    private readonly prefix: string
+    private readonly log: (line: string) => void
+    /** Meters known to be in the database with this quantity and unit (filled after commits). */
+    private readonly knownMeters = new Set<string>()
+
+    constructor(
+        readonly db: Database,
+        options: StoreOptions = {}
+    ) {
+        this.prefix = options.prefix ?? "meters"
+        this.log = options.log ?? (line => console.log(line))
+        this.onStored = options.onStored
+    }
+
+    private readonly onStored?: (parsed: Parsed) => void
+
+    /**
+     * Stores one message; resolves once committed (then acknowledge it), rejects when the
+     * database failed (then do not: the broker delivers it again). A message the database refuses
+     * for its content (a constraint, a value out of range) is recorded as rejected and resolves.
+     */
+    async store(topic: string, payload: Buffer, retained = false): Promise<Parsed> {
+        const parsed = parseMessage(topic, payload, this.prefix, retained)
+        const outcome: Outcome = {
+            stored: 0,
+            duplicates: 0,
+            partial: 0,
+            conflicts: 0,
+            statuses: 0,
+            rejected: [],
+        }
+        try {
+            await this.db.transaction(async tx => {
+                if (parsed.kind === "rejected")
+                    await this.reject(
+                        tx,
+                        outcome,
+                        topic,
+                        parsed.reason,
+                        parsed.detail,
+                        keptPayload(payload),
+                        payload.length
+                    )
+                else if (parsed.kind === "status") {
+                    await tx.query(
+                        `INSERT INTO nodes (node, status, status_at, status_retained) VALUES ($1, $2::jsonb, now(), $3)
+                         ON CONFLICT (node) DO UPDATE SET status = EXCLUDED.status, status_at = EXCLUDED.status_at,
+                             status_retained = EXCLUDED.status_retained
+                         WHERE nodes.status IS DISTINCT FROM EXCLUDED.status`,
+                        [parsed.node, JSON.stringify(parsed.status), parsed.retained]
+                    )
+                    outcome.statuses++
+                } else await this.storeBatch(tx, outcome, topic, parsed)
+            })
+        } catch (e) {
+            if (!isDataError(e)) {
+                this.stats.failures++
+                throw e
+            }
+            // The content, not the database: the same message would fail again. Kept as refused.
+            const err = e as any
+            const reason = err.constraint ? `contract:${err.constraint}` : `refused:${err.code}`
+            outcome.rejected = []
+            outcome.stored = outcome.duplicates = outcome.partial = outcome.conflicts = outcome.statuses = 0
+            await this.db.transaction(tx =>
+                this.reject(tx, outcome, topic, reason, String(err.message), keptPayload(payload), payload.length)
+            )
+            const rejected: Parsed = { kind: "rejected", reason, detail: String(err.message) }
+            this.apply(outcome, null)
+            this.onStored?.(rejected)
+            return rejected
+        }
+        this.apply(outcome, parsed)
+        this.onStored?.(parsed)
+        return parsed
+    }
+
+    private apply(o: Outcome, parsed: Parsed | null) {
+        const s = this.stats
+        s.messages++
+        s.stored += o.stored
+        s.duplicates += o.duplicates
+        s.partial += o.partial
+        s.conflicts += o.conflicts
+        s.statuses += o.statuses
+        for (const r of o.rejected) s.rejected[r] = (s.rejected[r] ?? 0) + 1
+        if (parsed && o.meter) this.knownMeters.add(o.meter)
+    }
+
+    private async reject(
+        tx: Queryable,
+        o: Outcome,
+        topic: string,
+        reason: string,
+        detail: string,
+        payload: string,
+        bytes: number
+    ) {
+        o.rejected.push(reason)
+        this.log(`collector: ${topic}: refused (${reason}: ${detail})`)
+        await tx.query(
+            "INSERT INTO rejected_messages (topic, reason, detail, payload, payload_bytes) VALUES ($1, $2, $3, $4, $5)",
+            [keptPayload(topic, 512), reason, keptPayload(detail, 512), payload, bytes]
+        )
+    }
+
+    private async storeBatch(tx: Queryable, o: Outcome, topic: string, b: ReadingBatch) {
+        for (const r of b.refused)
+            await this.reject(tx, o, topic, r.reason, r.detail, r.text, Buffer.byteLength(r.text))
+        if (!b.elements.length) return
+        const key = `${b.node}/${b.meter}`
+        o.meter = `${key}/${b.quantity}/${b.unit}`
+        if (!this.knownMeters.has(o.meter)) {
+            await tx.query("INSERT INTO nodes (node) VALUES ($1) ON CONFLICT DO NOTHING", [b.node])
+            await tx.query(
+                `INSERT INTO meters (node, meter, quantity, unit) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (node, meter) DO UPDATE SET quantity = EXCLUDED.quantity, unit = EXCLUDED.unit
+                 WHERE meters.quantity <> EXCLUDED.quantity OR meters.unit <> EXCLUDED.unit`,
+                [b.node, b.meter, b.quantity, b.unit]
+            )
+        }
+        // Merged readings first: what of first_seq..seq is stored already?
+        const rows: Row[] = []
+        for (const e of b.elements) {
+            const row = await this.prepare(tx, o, topic, b, e)
+            if (row) rows.push(row)
+        }
+        if (!rows.length) return
+        // All in one statement; if the database refuses one, one by one to refuse only that one.
+        await tx.exec("SAVEPOINT batch")
+        let inserted: Set<number>
+        try {
+            inserted = await this.insert(tx, b, rows)
+            await tx.exec("RELEASE SAVEPOINT batch")
+        } catch (err) {
+            if (!isDataError(err)) throw err
+            await tx.exec("ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch")
+            inserted = new Set()
+            for (const row of rows) {
+                await tx.exec("SAVEPOINT element")
+                try {
+                    for (const seq of await this.insert(tx, b, [row])) inserted.add(seq)
+                    await tx.exec("RELEASE SAVEPOINT element")
+                } catch (err) {
+                    if (!isDataError(err)) throw err
+                    await tx.exec("ROLLBACK TO SAVEPOINT element; RELEASE SAVEPOINT element")
+                    const x = err as any
+                    const reason = x.constraint ? `contract:${x.constraint}` : `refused:${x.code}`
+                    const text = row.e.text
+                    await this.reject(
+                        tx,
+                        o,
+                        topic,
+                        reason,
+                        String(x.message),
+                        keptPayload(text),
+                        Buffer.byteLength(text)
+                    )
+                    row.refused = true
+                }
+            }
+        }
+        for (const row of rows) {
+            if (row.refused) continue
+            if (!inserted.has(row.e.seq)) {
+                await this.compare(tx, o, topic, b, row.e)
+                continue
+            }
+            o.stored++
+            if (row.partial) {
+                o.partial++
+                this.log(
+                    `collector: ${b.node}/${b.meter} seq ${row.e.firstSeq}..${row.e.seq}: merged, partly stored before`
+                )
+            }
+        }
+    }
+
+    /**
+     * The row to insert for an element, or null when it is settled already: a merged reading
+     * whose seq is stored (a duplicate or a conflict), or one that carries less than what is
+     * stored of its range (a conflict). A merged reading over stored readings keeps the rest.
+     */
+    private async prepare(tx: Queryable, o: Outcome, topic: string, b: ReadingBatch, e: Element): Promise<Row | null> {
+        const row: Row = { e, delta: e.delta, partial: false }
+        if (e.gap || e.firstSeq === e.seq) return row
+        const covered = await this.rowsBetween(tx, b, e.firstSeq, e.seq)
+        if (covered.some(r => r.seq === e.seq)) {
+            await this.compare(tx, o, topic, b, e)
+            return null
+        }
+        if (!covered.length) return row
+        row.partial = true
+        if (e.delta === null) return row
+        const seen = covered.reduce((s, r) => s + (r.delta ?? 0), 0)
+        row.delta = round3(e.delta - seen)
+        if (row.delta >= 0) return row
+        const note = `a merged reading of ${e.delta} carries less than the ${round3(seen)} already stored for seq ${e.firstSeq}..${e.seq - 1}`
+        await this.conflict(tx, o, topic, b, e, note)
+        return null
+    }
+
+    /** INSERT ... ON CONFLICT DO NOTHING of the rows; the seqs inserted. */
+    private async insert(tx: Queryable, b: ReadingBatch, rows: Row[]) {
+        const params: unknown[] = []
+        const values: string[] = []
+        for (const { e, delta, partial } of rows) {
+            const n = params.length
+            values.push(`(${Array.from({ length: 19 }, (_, i) => `$${n + i + 1}`).join(", ")})`)
+            params.push(
+                b.node,
+                b.meter,
+                e.seq,
+                e.firstSeq,
+                e.boot,
+                b.time,
+                e.start,
+                e.end,
+                delta,
+                e.total,
+                partial ? e.delta : null,
+                e.min,
+                e.mean,
+                e.max,
+                e.estimated,
+                e.gap,
+                e.afterSeq,
+                b.replay,
+                partial
+            )
+        }
+        const inserted = await tx.query<{ seq: number }>(
+            `INSERT INTO readings (${READING_COLUMNS}) VALUES ${values.join(", ")}
+             ON CONFLICT (node, meter, seq) DO NOTHING RETURNING seq`,
+            params
+        )
+        return new Set(inserted.map(r => r.seq))
+    }
+
+    private rowsBetween(tx: Queryable, b: ReadingBatch, from: number, to: number) {
+        return tx.query<StoredRow>(
+            `SELECT ${READING_COLUMNS} FROM readings WHERE node = $1 AND meter = $2 AND seq BETWEEN $3 AND $4 ORDER BY seq`,
+            [b.node, b.meter, from, to]
+        )
+    }
+
+    /** The key is taken: the same reading again (absorbed), or another one (an integrity error). */
+    private async compare(tx: Queryable, o: Outcome, topic: string, b: ReadingBatch, e: Element) {
+        const [row] = await this.rowsBetween(tx, b, e.seq, e.seq)
+        const differences = differ(row, b, e)
+        if (!differences.length) {
+            o.duplicates++
+            return false
+        }
+        // History merges older readings into longer ones: a replayed merged reading that the
+        // rows stored cover exactly, with the same amount, is the same energy told coarser.
+        if (e.firstSeq < row.first_seq && differences.every(d => d === "first_seq" || d === "start" || d === "delta")) {
+            const rows = await this.rowsBetween(tx, b, e.firstSeq, e.seq)
+            let next = e.firstSeq
+            for (const r of rows) if (r.first_seq <= next && r.seq >= next) next = r.seq + 1
+            const sum = rows.reduce((s, r) => s + (r.delta ?? 0), 0)
+            const sameAmount = e.delta === null || Math.abs(sum - e.delta) <= 0.0005 * rows.length
+            const sameStart = rows.length > 0 && rows[0].first_seq === e.firstSeq && rows[0].start_time === e.start
+            if (next > e.seq && sameAmount && sameStart) {
+                o.duplicates++
+                return false
+            }
+        }
+        return this.conflict(tx, o, topic, b, e, `differs in ${differences.join(", ")}`)
+    }
+
+    private async conflict(tx: Queryable, o: Outcome, topic: string, b: ReadingBatch, e: Element, note: string) {
+        o.conflicts++
+        this.log(`collector: INTEGRITY ${b.node}/${b.meter} seq ${e.seq}: delivered again, ${note}; kept aside`)
+        await tx.query(
+            `INSERT INTO integrity_conflicts (node, meter, seq, topic, note, stored, received)
+             VALUES ($1, $2, $3, $4, $5,
+                 (SELECT to_jsonb(r) - 'received_at' FROM readings r WHERE node = $1 AND meter = $2 AND seq = $3), $6)
+             ON CONFLICT (node, meter, seq, md5(received))
+             DO UPDATE SET times = integrity_conflicts.times + 1, last_at = now()`,
+            [b.node, b.meter, e.seq, keptPayload(topic, 512), note, e.text]
+        )
+        return false
+    }
+}
+
+/** The fields in which a stored row and a received element differ (the replay flag aside). */
+export function differ(row: StoredRow, b: ReadingBatch, e: Element) {
+    const out: string[] = []
+    const check = (name: string, a: unknown, b: unknown) => {
+        if ((a ?? null) !== (b ?? null)) out.push(name)
+    }
+    check("first_seq", row.first_seq, e.firstSeq)
+    check("boot", row.boot, e.boot)
+    check("time", row.time_base, b.time)
+    check("start", row.start_time, e.start)
+    check("end", row.end_time, e.end)
+    check("delta", row.reported_delta ?? row.delta, e.delta)
+    check("total", row.total, e.total)
+    check("min", row.min, e.min)
+    check("mean", row.mean, e.mean)
+    check("max", row.max, e.max)
+    check("estimated", row.estimated, e.estimated)
+    check("gap", row.gap, e.gap)
+    check("after_seq", row.after_seq, e.afterSeq)
+    return out
+}

@@ -1,0 +1,207 @@
+// Exactly once into the database, through a real broker, on PGlite and on a PostgreSQL server:
+// - the collector (a child process) is killed with SIGKILL twice while a node publishes, and
+//   restarted with the same persistent session: every reading is stored once, none is missing;
+// - a message whose transaction fails is not acknowledged: the broker delivers it again.
+import { after, before, describe, test } from "node:test"
+import assert from "node:assert/strict"
+import mqtt from "mqtt"
+import { Broker } from "../../devs/lib/broker"
+import { Collector } from "../../collector/collector"
+import { openDatabase, type Database } from "../../collector/db"
+import { energyLabel, statusPayload } from "../../src/reading"
+import { CollectorProcess, energyRecords, payloads, variants, waitFor } from "./helpers"
+
+const NODE = "eo-node"
+const READINGS = 1200
+const TOPIC = `meters/${NODE}/main/reading`
+
+/** Publishes at QoS 1, up to `window` messages awaiting the broker's PUBACK at once. */
+async function publishAll(client: mqtt.MqttClient, topic: string, messages: string[], window = 50) {
+    for (let i = 0; i < messages.length; i += window)
+        await Promise.all(messages.slice(i, i + window).map(m => client.publishAsync(topic, m, { qos: 1 })))
+}
+
+/** Readings stored: through the API of a running collector, else from the database (the PGlite directory is free). */
+async function counted(dbArgs: string[], collector?: CollectorProcess): Promise<number | undefined> {
+    if (collector) return (await collector.json("/api/nodes")).nodes[0]?.meters[0]?.readings
+    const db =
+        dbArgs[0] === "--db" ? await openDatabase({ url: dbArgs[1] }) : await openDatabase({ dataDir: dbArgs[1] })
+    try {
+        return (await db.query("SELECT count(*) AS n FROM readings"))[0].n
+    } finally {
+        await db.close()
+    }
+}
+
+let broker: Broker
+before(async () => {
+    broker = await new Broker({ persistence: false }).start()
+    console.log(`# broker: ${broker.describe()}`)
+})
+after(() => broker?.dispose())
+
+/** MQTT 5 where the broker has it (Mosquitto); aedes speaks 3.1.1 only. */
+const mqttVersion = () => (broker.kind === "mosquitto" ? 5 : 4)
+
+for (const v of variants()) {
+    describe(`exactly once on ${v.name}`, { skip: v.skip }, () => {
+        after(() => v.dispose())
+
+        test("killed twice mid-stream with SIGKILL and restarted: every reading stored exactly once", async () => {
+            const dbArgs = await v.collectorArgs()
+            const args = [
+                ...dbArgs,
+                "--broker",
+                broker.url,
+                "--client-id",
+                `eo-${v.name}-${process.pid}`,
+                "--mqtt-version",
+                String(mqttVersion()),
+                "--http",
+                "0",
+            ]
+            let collector = await new CollectorProcess(args).start(90_000)
+            const node = await mqtt.connectAsync(broker.url, { clientId: `${NODE}-${process.pid}`, clean: true })
+            try {
+                // The first half one per message (a node online), the rest in backlog messages of up to 12.
+                const records = energyRecords(READINGS, { seed: 7 })
+                const messages = [
+                    ...payloads(records.slice(0, READINGS / 2), [energyLabel("main")], 1),
+                    ...payloads(records.slice(READINGS / 2), [energyLabel("main")], 12),
+                ]
+                const status = statusPayload({
+                    online: true,
+                    boot: 1,
+                    uptimeS: 5,
+                    queued: 0,
+                    dropped: 0,
+                    merged: 0,
+                    lastError: "",
+                })
+                await node.publishAsync(`meters/${NODE}/status`, status, { qos: 1, retain: true })
+                // A third, and SIGKILL once the collector has stored 100 of them (it is busy with
+                // the rest); a third while it is down (the broker queues them in its session); the
+                // last third, and SIGKILL again 150 messages into the backlog.
+                const third = Math.ceil(messages.length / 3)
+                const kills: number[] = []
+                const killAfter = async (messagesOfRun: number) => {
+                    await waitFor(`${messagesOfRun} messages stored`, async () => {
+                        const s = await collector.json("/api/stats")
+                        return s.messages >= messagesOfRun
+                    })
+                    await collector.kill()
+                    kills.push((await counted(dbArgs)) ?? 0)
+                }
+                const first = publishAll(node, TOPIC, messages.slice(0, third))
+                await killAfter(100)
+                await first
+                await publishAll(node, TOPIC, messages.slice(third, 2 * third))
+                collector = await new CollectorProcess(args).start(90_000)
+                const last = publishAll(node, TOPIC, messages.slice(2 * third))
+                await killAfter(150)
+                await last
+                collector = await new CollectorProcess(args).start(90_000)
+                assert.ok(
+                    kills.every(k => k < READINGS),
+                    `both kills mid-stream: ${kills.join(" and ")} readings stored when killed`
+                )
+                // The node sends the last 100 messages again (its acknowledgements were lost).
+                await publishAll(node, TOPIC, messages.slice(-100))
+                await waitFor(
+                    `${READINGS} readings stored`,
+                    async () => (await counted(dbArgs, collector)) === READINGS,
+                    60_000
+                )
+                const repeated = messages.slice(-100).reduce((n, m) => n + JSON.parse(m).readings.length, 0)
+                await waitFor(`the ${repeated} readings repeated absorbed`, async () => {
+                    const s = await collector.json("/api/stats")
+                    return s.duplicates >= repeated && s
+                })
+                const stats = await collector.json("/api/stats")
+                await collector.stop()
+                console.log(`# killed with ${kills.join(" and ")} readings stored; last run: ${JSON.stringify(stats)}`)
+                assert.equal(stats.conflicts, 0)
+                assert.deepEqual(stats.rejected, {})
+
+                const db =
+                    dbArgs[0] === "--db"
+                        ? await openDatabase({ url: dbArgs[1] })
+                        : await openDatabase({ dataDir: dbArgs[1] })
+                try {
+                    const rows = await db.query(
+                        "SELECT seq, start_time, end_time, delta, total FROM readings ORDER BY seq"
+                    )
+                    assert.equal(rows.length, READINGS)
+                    for (let i = 0; i < records.length; i++) {
+                        const r = records[i]
+                        assert.deepEqual(
+                            [rows[i].seq, rows[i].start_time, rows[i].end_time, rows[i].delta, rows[i].total],
+                            [
+                                r.seq,
+                                r.startS * 1000,
+                                (r.startS + r.durationS) * 1000,
+                                r.deltaMilliWh / 1000,
+                                r.totalMilliWh / 1000,
+                            ],
+                            `seq ${r.seq}`
+                        )
+                    }
+                    assert.equal((await db.query("SELECT count(*) AS n FROM integrity_conflicts"))[0].n, 0)
+                    assert.equal((await db.query("SELECT count(*) AS n FROM rejected_messages"))[0].n, 0)
+                    const [n] = await db.query("SELECT status FROM nodes WHERE node = $1", [NODE])
+                    assert.equal(n.status.state, "online")
+                } finally {
+                    await db.close()
+                }
+            } finally {
+                await node.endAsync()
+                await collector.kill()
+            }
+        })
+
+        test("a message whose transaction fails is not acknowledged: the broker delivers it again", async () => {
+            const db: Database = await v.open()
+            // The transaction storing seq 40 fails twice (the sequence outlives the rollback).
+            await db.exec(`
+                CREATE SEQUENCE fail_count;
+                CREATE FUNCTION fail_twice() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.seq = 40 AND nextval('fail_count') <= 2 THEN
+                        RAISE EXCEPTION 'the disk is full' USING ERRCODE = '53100';
+                    END IF;
+                    RETURN NEW;
+                END $$;
+                CREATE TRIGGER fail_twice BEFORE INSERT ON readings FOR EACH ROW EXECUTE FUNCTION fail_twice();`)
+            const log: string[] = []
+            const collector = await new Collector({
+                broker: broker.url,
+                database: db,
+                clientId: `ack-${v.name}-${process.pid}`,
+                protocolVersion: mqttVersion(),
+                retryMs: 200,
+                log: line => log.push(line),
+            }).start()
+            const node = await mqtt.connectAsync(broker.url, { clientId: `ack-node-${process.pid}`, clean: true })
+            try {
+                const records = energyRecords(80, { seed: 3 })
+                // Published once each: only the broker's redelivery can bring seq 40 back.
+                await publishAll(node, TOPIC, payloads(records, [energyLabel("main")], 1), 10)
+                await waitFor(
+                    "80 readings",
+                    async () => (await db.query("SELECT count(*) AS n FROM readings"))[0].n === 80,
+                    30_000
+                )
+                assert.equal(collector.stats.failures, 2, log.join("\n"))
+                assert.equal((await db.query("SELECT nextval('fail_count') AS n"))[0].n, 4, "tried three times")
+                const [row] = await db.query("SELECT delta FROM readings WHERE seq = 40")
+                assert.equal(row.delta, records[39].deltaMilliWh / 1000)
+                assert.ok(log.some(l => /not stored, not acknowledged \(the disk is full\)/.test(l)))
+                assert.equal(collector.stats.conflicts, 0)
+            } finally {
+                await node.endAsync()
+                await collector.stop()
+                await db.close()
+            }
+        })
+    })
+}
