@@ -36,6 +36,7 @@ const E2E_EXPECTED_S: Record<string, number> = {
     "data-path.test.ts": 95,
     "stop-start.test.ts": 70,
     "tls.test.ts": 35,
+    "composition.test.ts": 25,
 }
 const DEFAULT_E2E_S = 120
 const E2E_DURATIONS_FILE = join(PROJECT_ROOT, ".devicescript", "e2e-durations.json")
