@@ -62,7 +62,10 @@ export class Broker {
     }
 
     describe() {
-        return `${this.kind} on 127.0.0.1:${this.port}${this.options.persistence ? " (persistence on)" : ""}`
+        // aedes keeps sessions and queued messages in memory only: a restart of it loses them.
+        const kept =
+            this.kind === "aedes" ? " (sessions in memory only)" : this.options.persistence ? " (persistence on)" : ""
+        return `${this.kind} on 127.0.0.1:${this.port}${kept}`
     }
 
     async start(): Promise<this> {
