@@ -21,6 +21,8 @@ Collecting:
   --prefix P          first topic level of the nodes (default meters)
   --client-id ID      stable id of the persistent session (default meternode-collector)
   --mqtt-version V    5 (default) or 4 (MQTT 3.1.1, for a broker without MQTT 5)
+  --share GROUP       share the messages with the other collectors of GROUP (MQTT 5 shared
+                      subscription; each collector its own --client-id, all on one --db server)
   --http PORT         serve the HTTP API (/api/readings, /api/nodes, /api/stats) on PORT
   --http-host HOST    address of the HTTP API (default 127.0.0.1)
   --time-every S      be the nodes' time source: publish UTC retained every S seconds (default 0: off)
@@ -41,6 +43,7 @@ const { values, positionals } = parseArgs({
         prefix: { type: "string", default: "meters" },
         "client-id": { type: "string", default: "meternode-collector" },
         "mqtt-version": { type: "string", default: "5" },
+        share: { type: "string" },
         http: { type: "string" },
         "http-host": { type: "string", default: "127.0.0.1" },
         "time-topic": { type: "string", default: "meters/time" },
@@ -87,6 +90,9 @@ if (!Number.isFinite(timeEveryS) || timeEveryS < 0)
     fail(`--time-every must be a number of seconds, got ${values["time-every"]}`)
 const version = Number(values["mqtt-version"])
 if (version !== 4 && version !== 5) fail(`--mqtt-version is 4 or 5, not ${values["mqtt-version"]}`)
+if (values.share !== undefined && !values.db)
+    fail("--share needs --db: the collectors of a group store into one PostgreSQL server")
+if (values.share !== undefined && version !== 5) fail("--share is MQTT 5: drop --mqtt-version 4")
 const httpPort = values.http === undefined ? undefined : Number(values.http)
 if (httpPort !== undefined && !(Number.isInteger(httpPort) && httpPort >= 0 && httpPort < 65536))
     fail(`--http takes a port number, got ${values.http}`)
@@ -98,6 +104,7 @@ const collector = new Collector({
     prefix: values.prefix,
     clientId: values["client-id"],
     protocolVersion: version,
+    share: values.share,
     username: values.user,
     password: process.env.MQTT_PASS,
     ca: values["ca-file"] ? readFileSync(values["ca-file"]) : undefined,

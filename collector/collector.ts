@@ -52,6 +52,11 @@ export interface CollectorOptions {
     ca?: Buffer
     /** 5 (default): acknowledgements through MQTT.js's customHandleAcks; 4 (3.1.1): through handleMessage. */
     protocolVersion?: 4 | 5
+    /**
+     * MQTT 5 shared subscription group: the collectors of one group share the messages (each goes
+     * to one of them). They must share one database server (--db).
+     */
+    share?: string
     /** MQTT 5 session expiry, seconds, while the collector is away (default: never). */
     sessionExpiryS?: number
     timeTopic?: string
@@ -131,6 +136,10 @@ export class Collector {
                 stats: () => this.store.stats,
                 log: this.log,
             })
+        if (o.share !== undefined && !/^[^/+#$\s]{1,64}$/.test(o.share))
+            throw new Error(`collector: share group ${JSON.stringify(o.share)} is not a name`)
+        if (o.share !== undefined && (o.protocolVersion ?? 5) !== 5)
+            throw new Error("collector: shared subscriptions are MQTT 5")
         const timeTopic = o.timeTopic ?? "meters/time"
         const timeEveryS = o.timeEveryS ?? 0
         const v5 = (o.protocolVersion ?? 5) === 5
@@ -198,10 +207,11 @@ export class Collector {
     private subscribe(v5: boolean) {
         // MQTT 5: retained statuses only with a new subscription, not at every reconnection.
         const options = { qos: 1 as const, ...(v5 ? { rh: 1 } : {}) }
+        const share = this.options.share ? `$share/${this.options.share}/` : ""
         return this.client!.subscribeAsync({
-            [`${this.prefix}/+/+/reading`]: options,
-            [`${this.prefix}/+/+/replay`]: options,
-            [`${this.prefix}/+/status`]: options,
+            [`${share}${this.prefix}/+/+/reading`]: options,
+            [`${share}${this.prefix}/+/+/replay`]: options,
+            [`${share}${this.prefix}/+/status`]: options,
         })
     }
 

@@ -29,13 +29,13 @@ const QUICK: Suite[] = ["format", "node", "ds"]
  * (E2E_DURATIONS_FILE) take precedence.
  */
 const E2E_EXPECTED_S: Record<string, number> = {
-    "store-forward.test.ts": 450,
-    "client-faults.test.ts": 300,
-    "time-collector.test.ts": 260,
-    "meters.test.ts": 205,
-    "data-path.test.ts": 95,
-    "stop-start.test.ts": 70,
-    "tls.test.ts": 35,
+    "store-forward.test.ts": 435,
+    "client-faults.test.ts": 275,
+    "time-collector.test.ts": 270,
+    "meters.test.ts": 190,
+    "data-path.test.ts": 100,
+    "stop-start.test.ts": 50,
+    "tls.test.ts": 45,
     "composition.test.ts": 25,
 }
 const DEFAULT_E2E_S = 120

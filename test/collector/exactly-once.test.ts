@@ -9,7 +9,7 @@ import { Broker } from "../../devs/lib/broker"
 import { Collector } from "../../collector/collector"
 import { openDatabase, type Database } from "../../collector/db"
 import { energyLabel, statusPayload } from "../../src/reading"
-import { CollectorProcess, energyRecords, payloads, variants, waitFor } from "./helpers"
+import { CollectorProcess, disposeBroker, energyRecords, payloads, variants, waitFor } from "./helpers"
 
 const NODE = "eo-node"
 const READINGS = 1200
@@ -38,7 +38,7 @@ before(async () => {
     broker = await new Broker({ persistence: false }).start()
     console.log(`# broker: ${broker.describe()}`)
 })
-after(() => broker?.dispose())
+after(() => disposeBroker(broker))
 
 /** MQTT 5 where the broker has it (Mosquitto); aedes speaks 3.1.1 only. */
 const mqttVersion = () => (broker.kind === "mosquitto" ? 5 : 4)
@@ -156,6 +156,61 @@ for (const v of variants()) {
             } finally {
                 await node.endAsync()
                 await collector.kill()
+            }
+        })
+
+        test("two collectors sharing the messages (--share), one killed and restarted: every reading once", async t => {
+            if (v.name !== "PostgreSQL") return t.skip("a shared subscription needs one database server for the group")
+            if (mqttVersion() !== 5) return t.skip(`shared subscriptions are MQTT 5; the broker is ${broker.kind}`)
+            const dbArgs = await v.collectorArgs()
+            const args = (id: string) => [
+                ...dbArgs,
+                "--broker",
+                broker.url,
+                "--client-id",
+                `${id}-${process.pid}`,
+                "--share",
+                "ingest",
+                "--http",
+                "0",
+            ]
+            let a = await new CollectorProcess(args("share-a")).start(90_000)
+            const b = await new CollectorProcess(args("share-b")).start(90_000)
+            const node = await mqtt.connectAsync(broker.url, { clientId: `share-node-${process.pid}`, clean: true })
+            try {
+                const records = energyRecords(600, { seed: 11 })
+                const messages = payloads(records, [energyLabel("main")], 1)
+                const half = publishAll(node, "meters/share-node/main/reading", messages.slice(0, 300))
+                await waitFor("collector a at work", async () => (await a.json("/api/stats")).messages >= 50)
+                await a.kill()
+                await half
+                await publishAll(node, "meters/share-node/main/reading", messages.slice(300))
+                a = await new CollectorProcess(args("share-a")).start(90_000)
+                await waitFor(
+                    "600 readings",
+                    async () =>
+                        (await b.json("/api/nodes")).nodes.find((n: any) => n.node === "share-node")?.meters[0]
+                            .readings === 600,
+                    60_000
+                )
+                const [sa, sb] = [await a.json("/api/stats"), await b.json("/api/stats")]
+                console.log(`# shared: a (restarted) ${sa.messages} messages, b ${sb.messages}`)
+                assert.ok(sb.messages > 0 && sb.messages < 600, `b took ${sb.messages} of 600`)
+                assert.equal(sa.conflicts + sb.conflicts, 0)
+                const db = await openDatabase({ url: dbArgs[1] })
+                try {
+                    const rows = await db.query("SELECT seq, delta FROM readings ORDER BY seq")
+                    assert.deepEqual(
+                        rows.map(r => [r.seq, r.delta]),
+                        records.map(r => [r.seq, r.deltaMilliWh / 1000])
+                    )
+                } finally {
+                    await db.close()
+                }
+            } finally {
+                await node.endAsync()
+                await a.stop()
+                await b.stop()
             }
         })
 

@@ -6,7 +6,8 @@ import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import pg from "pg"
-import { freePort, sleep, stopProcess, trackChild } from "../../devs/lib/process"
+import type { Broker } from "../../devs/lib/broker"
+import { freePort, sleep, trackChild } from "../../devs/lib/process"
 import { PGlite } from "@electric-sql/pglite"
 import { openDatabase, MEMORY, PGLITE_PARSERS, pgliteDatabase, type Database } from "../../collector/db"
 import { migrate } from "../../collector/migrate"
@@ -103,6 +104,42 @@ export function payloads(records: ReadingRecord[], meters: MeterLabel[] = [energ
     return out
 }
 
+/**
+ * Sends the signal, waits up to graceMs for the exit, then SIGKILLs; by PID. Its timer does not
+ * keep the test process alive once the child is gone.
+ */
+export async function stopChild(child: ChildProcess | undefined, signal: NodeJS.Signals, graceMs = 5000) {
+    if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise<void>(resolve => child.once("exit", () => resolve()))
+    child.kill(signal)
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<boolean>(resolve => (timer = setTimeout(() => resolve(true), graceMs)))
+    if (await Promise.race([exited.then(() => false), late])) {
+        child.kill("SIGKILL")
+        await exited
+    }
+    clearTimeout(timer)
+}
+
+/**
+ * Stops a broker of devs/lib/broker.ts (SIGTERM to its PID, then its dispose()) without leaving
+ * its stop's grace timer to hold the test process for seconds after the last test.
+ */
+export async function disposeBroker(broker: Broker | undefined) {
+    const pid = broker?.pid
+    if (pid) {
+        try {
+            process.kill(pid, "SIGTERM")
+            const deadline = Date.now() + 5000
+            while (Date.now() < deadline) {
+                process.kill(pid, 0)
+                await sleep(20)
+            }
+        } catch {}
+    }
+    await broker?.dispose()
+}
+
 // ---- PostgreSQL of the test's own ----
 
 function postgresBin(): string | undefined {
@@ -176,6 +213,7 @@ export class PostgresServer {
             }
         }
         this.admin = new pg.Pool({ connectionString: this.url("postgres"), max: 1 })
+        this.admin.on("error", () => {})
         return this
     }
 
@@ -193,7 +231,7 @@ export class PostgresServer {
     async stop() {
         await this.admin?.end().catch(() => {})
         // SIGINT: PostgreSQL's fast shutdown.
-        await stopProcess(this.child, "SIGINT", 10_000)
+        await stopChild(this.child, "SIGINT", 10_000)
         rmSync(this.dir, { recursive: true, force: true })
     }
 }
@@ -289,12 +327,12 @@ export class CollectorProcess {
 
     /** SIGKILL: the collector dies wherever it is, nothing flushed, nothing acknowledged further. */
     async kill() {
-        await stopProcess(this.child, "SIGKILL")
+        await stopChild(this.child, "SIGKILL")
     }
 
     /** SIGTERM: the collector stops as planned and closes its database. */
     async stop() {
-        await stopProcess(this.child, "SIGTERM", 15_000)
+        await stopChild(this.child, "SIGTERM", 15_000)
     }
 
     async get(path: string) {
