@@ -1,0 +1,80 @@
+// The fleet simulator (npm run fleet) against the collector through Mosquitto: every reading of
+// every simulated node stored once, messages published twice absorbed, --verify reporting it.
+import { after, before, describe, test } from "node:test"
+import assert from "node:assert/strict"
+import { spawn } from "node:child_process"
+import { join } from "node:path"
+import { Broker } from "../../devs/lib/broker"
+import { Collector } from "../../collector/collector"
+import type { Database } from "../../collector/db"
+import { disposeBroker, ROOT, variants } from "./helpers"
+
+describe("fleet simulator", () => {
+    const pglite = variants()[0]
+    let broker: Broker
+    let db: Database
+    let collector: Collector
+
+    before(async () => {
+        broker = await new Broker({ persistence: false }).start()
+        db = await pglite.open()
+        collector = await new Collector({
+            broker: broker.url,
+            database: db,
+            clientId: `fleet-test-${process.pid}`,
+            protocolVersion: broker.kind === "mosquitto" ? 5 : 4,
+            httpPort: 0,
+            log: () => {},
+        }).start()
+    })
+
+    after(async () => {
+        await collector?.stop()
+        await db?.close()
+        await pglite.dispose()
+        await disposeBroker(broker)
+    })
+
+    test("20 nodes, 10 readings each, a fifth of the messages twice: 200 readings stored once, verified", async () => {
+        const args = ["--broker", broker.url, "--nodes", "20", "--rate", "400", "--readings", "10", "--repeat", "0.2"]
+        const child = spawn(
+            process.execPath,
+            [
+                "--import",
+                "tsx",
+                join(ROOT, "collector", "fleet.ts"),
+                ...args,
+                "--verify",
+                `http://127.0.0.1:${collector.httpPort}`,
+            ],
+            { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] }
+        )
+        let output = ""
+        child.stdout!.on("data", d => (output += d))
+        child.stderr!.on("data", d => (output += d))
+        const code = await new Promise<number | null>(resolve => child.on("exit", resolve))
+        assert.equal(code, 0, output)
+        assert.match(output, /^20 nodes connected/m)
+        assert.match(output, /^published \d+ messages \(200 readings\)/m)
+        assert.match(output, /^all 200 readings stored after/m)
+        console.log(output.trim().replace(/^/gm, "# "))
+        const [r] = await db.query(
+            "SELECT count(*) AS n, count(DISTINCT node) AS nodes, sum(delta) AS wh FROM readings"
+        )
+        assert.deepEqual([r.n, r.nodes], [200, 20])
+        assert.ok(r.wh > 200 * 1 && r.wh < 200 * 33, `${r.wh} Wh: 1 to 33 Wh a reading`)
+        const repeated = Number(output.match(/^published 200 messages \(200 readings\), (\d+) of them twice/m)![1])
+        assert.equal(collector.stats.duplicates, repeated, "every message sent twice absorbed")
+        assert.ok(collector.stats.duplicates > 0)
+        assert.equal(collector.stats.conflicts, 0)
+        // The nodes said goodbye: their last status is the planned stop.
+        const statuses = await db.query("SELECT status FROM nodes")
+        assert.equal(statuses.length, 20)
+        await new Promise(r => setTimeout(r, 500))
+        const last = await db.query("SELECT status->>'state' AS state, status->>'reason' AS reason FROM nodes")
+        assert.ok(
+            last.every(s => s.state === "offline" && s.reason === "shutdown"),
+            JSON.stringify(last)
+        )
+    })
+})
