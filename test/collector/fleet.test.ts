@@ -1,8 +1,10 @@
 // The fleet simulator (npm run fleet) against the collector through Mosquitto: every reading of
 // every simulated node stored once, messages published twice absorbed, --verify reporting it.
+// And the collector as the nodes' time source (--time-every).
 import { after, before, describe, test } from "node:test"
 import assert from "node:assert/strict"
 import { spawn } from "node:child_process"
+import mqtt from "mqtt"
 import { join } from "node:path"
 import { Broker } from "../../devs/lib/broker"
 import { Collector } from "../../collector/collector"
@@ -76,5 +78,43 @@ describe("fleet simulator", () => {
             last.every(s => s.state === "offline" && s.reason === "shutdown"),
             JSON.stringify(last)
         )
+    })
+
+    test("--time-every: the time, retained, every period; cleared when the collector stops", async () => {
+        const source = await new Collector({
+            broker: broker.url,
+            database: db,
+            clientId: `time-source-${process.pid}`,
+            protocolVersion: broker.kind === "mosquitto" ? 5 : 4,
+            timeEveryS: 1,
+            log: () => {},
+        }).start()
+        const node = await mqtt.connectAsync(broker.url, { clientId: `time-node-${process.pid}`, clean: true })
+        const times: { utc_ms: number; atMs: number; retained: boolean }[] = []
+        let cleared = false
+        node.on("message", (_topic, payload, packet) => {
+            if (!payload.length) cleared = true
+            else times.push({ ...JSON.parse(payload.toString()), atMs: Date.now(), retained: packet.retain })
+        })
+        try {
+            await node.subscribeAsync("meters/time", { qos: 1 })
+            const deadline = Date.now() + 10_000
+            while (times.length < 3 && Date.now() < deadline) await new Promise(r => setTimeout(r, 50))
+            assert.ok(times.length >= 3, `${times.length} times in 10 s`)
+            for (const t of times) assert.ok(Math.abs(t.atMs - t.utc_ms) < 1000, `${t.atMs - t.utc_ms} ms off`)
+            // A node that subscribes later gets the last one, retained.
+            const late = await mqtt.connectAsync(broker.url, { clientId: `time-late-${process.pid}`, clean: true })
+            const retained = new Promise<Buffer>(resolve => late.on("message", (_t, p) => resolve(p)))
+            await late.subscribeAsync("meters/time", { qos: 1 })
+            assert.ok(Math.abs(JSON.parse((await retained).toString()).utc_ms - Date.now()) < 2000)
+            await late.endAsync()
+            await source.stop()
+            const until = Date.now() + 5000
+            while (!cleared && Date.now() < until) await new Promise(r => setTimeout(r, 50))
+            assert.ok(cleared, "an empty retained time once the source stopped")
+        } finally {
+            await node.endAsync()
+            await source.stop()
+        }
     })
 })
