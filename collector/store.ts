@@ -212,6 +212,9 @@ export class Store {
             if (row) rows.push(row)
         }
         if (!rows.length) return
+        // A message of one reading: the database's refusal is the whole message's (store() records it).
+        if (b.elements.length === 1 && !b.refused.length)
+            return this.settle(tx, o, topic, b, rows, await this.insert(tx, b, rows))
         // All in one statement; if the database refuses one, one by one to refuse only that one.
         await tx.exec("SAVEPOINT batch")
         let inserted: Set<number>
@@ -246,6 +249,18 @@ export class Store {
                 }
             }
         }
+        await this.settle(tx, o, topic, b, rows, inserted)
+    }
+
+    /** Counts what went in; compares what was there already. */
+    private async settle(
+        tx: Queryable,
+        o: Outcome,
+        topic: string,
+        b: ReadingBatch,
+        rows: Row[],
+        inserted: Set<number>
+    ) {
         for (const row of rows) {
             if (row.refused) continue
             if (!inserted.has(row.e.seq)) {
