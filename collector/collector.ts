@@ -116,6 +116,10 @@ export class Collector {
 
     async start() {
         const o = this.options
+        if (o.share !== undefined && !/^[^/+#$\s]{1,64}$/.test(o.share))
+            throw new Error(`collector: share group ${JSON.stringify(o.share)} is not a name`)
+        if (o.share !== undefined && (o.protocolVersion ?? 5) !== 5)
+            throw new Error("collector: shared subscriptions are MQTT 5")
         this.db =
             o.database ?? (await openDatabase({ url: o.db, dataDir: o.dataDir ?? DEFAULT_DATA_DIR, log: this.log }))
         this.store = new Store(this.db, {
@@ -136,10 +140,6 @@ export class Collector {
                 stats: () => this.store.stats,
                 log: this.log,
             })
-        if (o.share !== undefined && !/^[^/+#$\s]{1,64}$/.test(o.share))
-            throw new Error(`collector: share group ${JSON.stringify(o.share)} is not a name`)
-        if (o.share !== undefined && (o.protocolVersion ?? 5) !== 5)
-            throw new Error("collector: shared subscriptions are MQTT 5")
         const timeTopic = o.timeTopic ?? "meters/time"
         const timeEveryS = o.timeEveryS ?? 0
         const v5 = (o.protocolVersion ?? 5) === 5
@@ -162,19 +162,15 @@ export class Collector {
             will: timeEveryS > 0 ? { topic: timeTopic, payload: Buffer.alloc(0), qos: 1, retain: true } : undefined,
         })
         const client = this.client
-        if (!v5)
-            // MQTT 3.1.1: customHandleAcks is MQTT 5 only; handleMessage runs before the PUBACK too.
-            client.handleMessage = (packet, callback) => {
-                if (packet.cmd !== "publish") return callback()
-                this.gate(String(packet.topic), packet.payload as Buffer, !!packet.retain, err =>
-                    err ? callback(err) : callback()
-                )
-            }
-        else
-            client.on("message", (topic, payload, packet) => {
-                // QoS 0 (nothing to acknowledge) does not go through customHandleAcks.
-                if (packet.qos === 0) this.gate(topic, payload, !!packet.retain, () => {})
-            })
+        // MQTT.js calls handleMessage for every PUBLISH, one at a time, before the PUBACK of a QoS 1
+        // one: with MQTT 3.1.1 (no customHandleAcks) it is the gate; with MQTT 5, for QoS 0 only
+        // (nothing to acknowledge), which customHandleAcks does not see.
+        client.handleMessage = (packet, callback) => {
+            if (packet.cmd !== "publish" || (v5 && packet.qos !== 0)) return callback()
+            this.gate(String(packet.topic), packet.payload as Buffer, !!packet.retain, err =>
+                err ? callback(err) : callback()
+            )
+        }
         client.on("error", e => this.log(`collector: ${e.message}`))
         client.on("reconnect", () => this.log("collector: reconnecting"))
         let subscribed: Promise<unknown> | undefined

@@ -9,7 +9,7 @@ import { join } from "node:path"
 import { Broker } from "../../devs/lib/broker"
 import { Collector } from "../../collector/collector"
 import type { Database } from "../../collector/db"
-import { disposeBroker, ROOT, variants } from "./helpers"
+import { disposeBroker, energyRecords, payloads, ROOT, variants } from "./helpers"
 
 describe("fleet simulator", () => {
     const pglite = variants()[0]
@@ -78,6 +78,23 @@ describe("fleet simulator", () => {
             last.every(s => s.state === "offline" && s.reason === "shutdown"),
             JSON.stringify(last)
         )
+    })
+
+    test("a reading published at QoS 0 is stored too (nothing to acknowledge)", async () => {
+        const node = await mqtt.connectAsync(broker.url, { clientId: `qos0-node-${process.pid}`, clean: true })
+        try {
+            const [m] = payloads(energyRecords(1, { seed: 5 }))
+            await node.publishAsync("meters/qos0-node/main/reading", m, { qos: 0 })
+            const deadline = Date.now() + 10_000
+            let n = 0
+            while (n === 0 && Date.now() < deadline) {
+                n = (await db.query("SELECT count(*) AS n FROM readings WHERE node = 'qos0-node'"))[0].n
+                await new Promise(r => setTimeout(r, 50))
+            }
+            assert.equal(n, 1)
+        } finally {
+            await node.endAsync()
+        }
     })
 
     test("--time-every: the time, retained, every period; cleared when the collector stops", async () => {
