@@ -96,13 +96,18 @@ function openPostgres(url: string, poolSize: number): Database {
  * leaves a postmaster.pid on which the next open hangs. The collector's lock file (its PID)
  * guards the directory; holding it, any postmaster.pid is a dead process's and is removed.
  */
+/** Directories this process holds the lock of. */
+const locked = new Set<string>()
+
 function takeLock(dir: string) {
     const lock = join(dir, "collector.pid")
+    if (locked.has(lock)) throw new Error(`the database in ${dir} is in use by this process`)
     for (let attempt = 0; attempt < 2; attempt++) {
         try {
             const fd = openSync(lock, "wx")
             writeSync(fd, `${process.pid}\n`)
             closeSync(fd)
+            locked.add(lock)
             return lock
         } catch (e: any) {
             if (e.code !== "EEXIST") throw e
@@ -142,10 +147,13 @@ async function openPGlite(dataDir: string): Promise<Database> {
         db = await PGlite.create({ dataDir: pgdata, parsers: PGLITE_PARSERS })
     } catch (e) {
         if (lock) rmSync(lock, { force: true })
+        locked.delete(lock)
         throw e
     }
     return pgliteDatabase(db, dataDir, () => {
-        if (lock) rmSync(lock, { force: true })
+        if (!lock) return
+        rmSync(lock, { force: true })
+        locked.delete(lock)
     })
 }
 

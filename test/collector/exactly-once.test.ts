@@ -150,6 +150,12 @@ for (const v of variants()) {
                     assert.equal((await db.query("SELECT count(*) AS n FROM rejected_messages"))[0].n, 0)
                     const [n] = await db.query("SELECT status FROM nodes WHERE node = $1", [NODE])
                     assert.equal(n.status.state, "online")
+                    // A PGlite directory is one collector's at a time.
+                    if (dbArgs[0] === "--data-dir") {
+                        await assert.rejects(openDatabase({ dataDir: dbArgs[1] }), /in use by this process/)
+                        const second = new CollectorProcess(args)
+                        await assert.rejects(second.start(60_000), /in use by process \d+/)
+                    }
                 } finally {
                     await db.close()
                 }
