@@ -93,6 +93,7 @@ export class Collector {
     /** The transaction in progress, awaited before the database closes. */
     private inflight: Promise<unknown> = Promise.resolve()
     private stopping = false
+    private readonly startedAt = new Date()
 
     constructor(readonly options: CollectorOptions) {
         this.prefix = options.prefix ?? "meters"
@@ -137,7 +138,11 @@ export class Collector {
             this.http = await startHttp(this.db, {
                 port: o.httpPort,
                 host: o.httpHost,
-                stats: () => this.store.stats,
+                stats: () => ({
+                    ...this.store.stats,
+                    connected: !!this.client?.connected,
+                    started_at: this.startedAt.toISOString(),
+                }),
                 log: this.log,
             })
         const timeTopic = o.timeTopic ?? "meters/time"

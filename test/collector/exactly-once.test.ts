@@ -122,6 +122,7 @@ for (const v of variants()) {
                 console.log(`# killed with ${kills.join(" and ")} readings stored; last run: ${JSON.stringify(stats)}`)
                 assert.equal(stats.conflicts, 0)
                 assert.deepEqual(stats.rejected, {})
+                assert.equal(stats.connected, true)
 
                 const db =
                     dbArgs[0] === "--db"
