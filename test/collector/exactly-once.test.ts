@@ -221,6 +221,48 @@ for (const v of variants()) {
             }
         })
 
+        test("the database server down for 2 s mid-stream: nothing lost, nothing twice", async t => {
+            if (!v.server) return t.skip("PGlite runs inside the collector: no server to lose")
+            const server = await v.server()
+            const dbArgs = await v.collectorArgs()
+            const args = [...dbArgs, "--broker", broker.url, "--client-id", `outage-${process.pid}`, "--http", "0"]
+            const collector = await new CollectorProcess(args).start(90_000)
+            const node = await mqtt.connectAsync(broker.url, { clientId: `outage-node-${process.pid}`, clean: true })
+            try {
+                const records = energyRecords(600, { seed: 13 })
+                const messages = payloads(records, [energyLabel("main")], 1)
+                const publishing = publishAll(node, "meters/outage-node/main/reading", messages, 10)
+                await waitFor("100 messages stored", async () => (await collector.json("/api/stats")).messages >= 100)
+                await server.restart(2000)
+                await publishing
+                await waitFor(
+                    "600 readings",
+                    async () =>
+                        (await collector.json("/api/nodes")).nodes.find((n: any) => n.node === "outage-node")?.meters[0]
+                            .readings === 600,
+                    60_000
+                )
+                const stats = await collector.json("/api/stats")
+                console.log(`# outage: ${JSON.stringify(stats)}`)
+                assert.ok(stats.failures >= 1, "transactions failed while the server was down")
+                assert.equal(stats.conflicts, 0)
+                assert.match(collector.output, /not stored, not acknowledged/)
+                const db = await openDatabase({ url: dbArgs[1] })
+                try {
+                    const rows = await db.query("SELECT seq, delta FROM readings ORDER BY seq")
+                    assert.deepEqual(
+                        rows.map(r => [r.seq, r.delta]),
+                        records.map(r => [r.seq, r.deltaMilliWh / 1000])
+                    )
+                } finally {
+                    await db.close()
+                }
+            } finally {
+                await node.endAsync()
+                await collector.stop()
+            }
+        })
+
         test("a message whose transaction fails is not acknowledged: the broker delivers it again", async () => {
             const db: Database = await v.open()
             // The transaction storing seq 40 fails twice (the sequence outlives the rollback).

@@ -191,10 +191,22 @@ export class PostgresServer {
         )
         if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr || init.error}`)
         this.port = await freePort()
+        this.args = ["-D", data, "-p", String(this.port), "-k", this.dir, "-c", "listen_addresses=127.0.0.1"]
         // Tests do not need the data to survive a power cut: fsync off unless asked (measurements).
-        const args = ["-D", data, "-p", String(this.port), "-k", this.dir, "-c", "listen_addresses=127.0.0.1"]
-        if (!options.fsync) args.push("-c", "fsync=off", "-c", "synchronous_commit=off")
-        const child = spawn(join(bin, "postgres"), args, { stdio: ["ignore", "ignore", "pipe"], ...(user ?? {}) })
+        if (!options.fsync) this.args.push("-c", "fsync=off", "-c", "synchronous_commit=off")
+        await this.launch()
+        this.admin = new pg.Pool({ connectionString: this.url("postgres"), max: 1 })
+        this.admin.on("error", () => {})
+        return this
+    }
+
+    private args: string[] = []
+
+    private async launch() {
+        const child = spawn(join(postgresBin()!, "postgres"), this.args, {
+            stdio: ["ignore", "ignore", "pipe"],
+            ...(serverUser() ?? {}),
+        })
         this.child = trackChild(child)
         let log = ""
         child.stderr!.on("data", d => (log += d.toString()))
@@ -205,16 +217,20 @@ export class PostgresServer {
             try {
                 await client.connect()
                 await client.end()
-                break
+                return
             } catch {
                 await client.end().catch(() => {})
                 if (Date.now() > deadline) throw new Error(`postgres did not start: ${log}`)
                 await sleep(100)
             }
         }
-        this.admin = new pg.Pool({ connectionString: this.url("postgres"), max: 1 })
-        this.admin.on("error", () => {})
-        return this
+    }
+
+    /** An outage: the server stops (fast shutdown, its clients cut off) and starts again after downMs. */
+    async restart(downMs: number) {
+        await stopChild(this.child, "SIGINT", 10_000)
+        await sleep(downMs)
+        await this.launch()
     }
 
     url(database: string) {
@@ -246,6 +262,8 @@ export interface Variant {
     open(): Promise<Database>
     /** The options of the collector's command line for a new, empty database. */
     collectorArgs(): Promise<string[]>
+    /** The PostgreSQL server, for the PostgreSQL variant. */
+    server?: () => Promise<PostgresServer>
     dispose(): Promise<void>
 }
 
@@ -286,6 +304,7 @@ export function variants(): Variant[] {
             skip: postgresMissing(),
             open: async () => openDatabase({ url: await (await ensureServer()).createDatabase() }),
             collectorArgs: async () => ["--db", await (await ensureServer()).createDatabase()],
+            server: ensureServer,
             dispose: async () => server?.stop(),
         },
     ]
