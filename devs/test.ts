@@ -33,7 +33,6 @@ const E2E_EXPECTED_S: Record<string, number> = {
     "client-faults.test.ts": 275,
     "time-collector.test.ts": 270,
     "meters.test.ts": 190,
-    "composition.test.ts": 25,
     "data-path.test.ts": 100,
     "stop-start.test.ts": 50,
     "tls.test.ts": 45,
