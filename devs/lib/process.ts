@@ -49,12 +49,18 @@ export async function stopProcess(child: ChildProcess | undefined, signal: NodeJ
     try {
         child.kill(signal)
     } catch {}
-    const timer = sleep(graceMs).then(() => "timeout")
-    if ((await Promise.race([exited, timer])) === "timeout" && alive(child)) {
+    // The grace timer is cleared once the child exits: a pending one would keep the process alive.
+    let graceTimer: NodeJS.Timeout | undefined
+    const timeout = new Promise<string>(resolve => (graceTimer = setTimeout(() => resolve("timeout"), graceMs)))
+    const outcome = await Promise.race([exited, timeout])
+    clearTimeout(graceTimer)
+    if (outcome === "timeout" && alive(child)) {
         try {
             child.kill("SIGKILL")
         } catch {}
-        await Promise.race([exited, sleep(2000)])
+        let killTimer: NodeJS.Timeout | undefined
+        await Promise.race([exited, new Promise<void>(resolve => (killTimer = setTimeout(resolve, 2000)))])
+        clearTimeout(killTimer)
     }
 }
 
