@@ -7,6 +7,7 @@ import mqtt from "mqtt"
 import { parseArgs } from "node:util"
 import { energyLabel, readingMessage, readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "../src/reading"
 import { newRecord, type ReadingRecord } from "../src/storage/records"
+import { random } from "./random"
 
 const HELP = `npm run fleet -- [options]
   --broker URL      broker (default mqtt://127.0.0.1:1883)
@@ -64,18 +65,6 @@ const WINDOW = number("window", 1, 1000)
 const REPEAT = number("repeat", 0, 1, false)
 const SEED = number("seed", 0, 2 ** 31)
 const LABELS = [energyLabel("main")]
-
-/** mulberry32: the same fleet for the same seed. */
-function random(seed: number) {
-    let a = seed >>> 0
-    return () => {
-        a = (a + 0x6d2b79f5) >>> 0
-        let t = a
-        t = Math.imul(t ^ (t >>> 15), t | 1)
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-    }
-}
 
 class SimulatedNode {
     client!: mqtt.MqttClient

@@ -9,6 +9,7 @@
 // yet counted, flagged partial.
 import { isDataError, type Database, type Queryable } from "./db"
 import { keptPayload, parseMessage, type Element, type Parsed, type ReadingBatch } from "./payload"
+import type { ReadingRow } from "./query"
 
 export interface StoreStats {
     /** Messages stored (acknowledged once committed). */
@@ -47,23 +48,8 @@ interface Outcome {
 const READING_COLUMNS =
     "node, meter, seq, first_seq, boot, time_base, start_time, end_time, delta, total, reported_delta, min, mean, max, estimated, gap, after_seq, replay, partial"
 
-interface StoredRow {
-    seq: number
-    first_seq: number
-    boot: number
-    time_base: string
-    start_time: number
-    end_time: number | null
-    delta: number | null
-    total: number | null
-    reported_delta: number | null
-    min: number | null
-    mean: number | null
-    max: number | null
-    estimated: boolean
-    gap: boolean
-    after_seq: number | null
-}
+/** A stored reading as the duplicate check compares it: the row without its node, meter and flags. */
+type StoredRow = Omit<ReadingRow, "node" | "meter" | "quantity" | "unit" | "replay" | "partial">
 
 const round3 = (x: number) => Math.round(x * 1000) / 1000
 

@@ -61,17 +61,9 @@ export function record(s: RecordSpec): ReadingRecord {
     return r
 }
 
-/** A small deterministic generator (mulberry32). */
-export function random(seed: number) {
-    let a = seed >>> 0
-    return () => {
-        a = (a + 0x6d2b79f5) >>> 0
-        let t = a
-        t = Math.imul(t ^ (t >>> 15), t | 1)
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-    }
-}
+import { random } from "../../collector/random"
+
+export { random }
 
 /** `count` one-minute energy readings from seq `firstSeq`, contiguous, with their totals. */
 export function energyRecords(count: number, options: { firstSeq?: number; startS?: number; seed?: number } = {}) {
