@@ -59,6 +59,21 @@ export function featuresSource(c: Composition, fromDir: string, projectRoot: str
     return { imports, features: `{ ${parts.join(", ")} }` }
 }
 
+/**
+ * The entry point of an image composed as `c`, written in `genDir`: startNode() with `settings`
+ * built in (empty on a board, whose settings come from the Settings store) and the features.
+ */
+export function composedEntrySource(c: Composition, genDir: string, projectRoot: string, settings: object = {}) {
+    const { imports, features } = featuresSource(c, genDir, projectRoot)
+    const node = relative(genDir, `${projectRoot}/src/node`).replace(/\\/g, "/")
+    return (
+        `// Generated for: ${describeComposition(c)}.\n` +
+        `import { startNode } from "${node}"\n` +
+        imports.map(line => line + "\n").join("") +
+        `await startNode(${JSON.stringify(settings, null, 4)}, ${features})\n`
+    )
+}
+
 /** A one-line description of a composition, for build logs. */
 export function describeComposition(c: Composition) {
     const parts = [`meters: ${c.kinds.join(", ") || "none"}`]
