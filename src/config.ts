@@ -35,6 +35,16 @@ export interface NodeConfig {
     simBacklog: number
 }
 
+/** What a composed image's build writes into it, as one JSON text (cheaper in code than an object literal). */
+export interface BuiltConfig {
+    config: NodeConfig
+    /** The settings' errors found at build time, reported at every boot. */
+    errors: string[]
+    /** Every setting name, and the values the image was built with. */
+    keys: string[]
+    settings: Record<string, string | number>
+}
+
 export interface SettingSpec {
     key: string
     default: string | number
@@ -222,8 +232,12 @@ export interface ParsedConfig {
     errors: string[]
 }
 
-/** Builds the configuration from raw settings; `deviceId` is the fallback node id. */
-export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedConfig {
+/**
+ * Builds the configuration from raw settings. Without NODE_ID (or with an invalid one) the node id
+ * is "", which the node replaces with its device id at boot: the host validates settings without
+ * knowing which board will run them.
+ */
+export function parseConfig(raw: Record<string, any>): ParsedConfig {
     const errors: string[] = []
     const v: any = {}
     const specs = settingSpecs()
@@ -237,10 +251,10 @@ export function parseConfig(raw: Record<string, any>, deviceId: string): ParsedC
         v.MQTT_URL = findSpec(specs, "MQTT_URL").default
         broker = parseBrokerUrl(v.MQTT_URL) as BrokerAddress
     }
-    let nodeId: string = v.NODE_ID || deviceId
-    if (!isValidId(nodeId)) {
+    let nodeId: string = v.NODE_ID
+    if (nodeId && !isValidId(nodeId)) {
         errors.push(`setting NODE_ID: ${nodeId} must be 1..32 of ${ID_PATTERN_TEXT}`)
-        nodeId = deviceId
+        nodeId = ""
     }
     const meters = parseMeters(v, errors)
     const prefix = topicSetting(v, "TOPIC_PREFIX", "/x", errors)

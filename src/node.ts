@@ -2,14 +2,14 @@
 // readings from flash, takes readings on schedule and hands them to the uplink, which keeps
 // each one (in RAM, then in flash) until the broker acknowledged it.
 import * as ds from "@devicescript/core"
-import { describeConfig, NodeConfig, parseConfig, settingSpecs } from "./config"
+import { describeConfig, NodeConfig } from "./config"
 import { MqttClient } from "./mqtt/client"
 import { SequenceAllocator } from "./sequence"
 import { EnergyMeter, MeterReading } from "./meters/meter"
 import { MeterLabel, MeterSpec } from "./meters/meter-spec"
 import { firmware, readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
 import { PublishPacket } from "./mqtt/packets"
-import { readJsonSetting, readSettings, writeVerified } from "./platform/settings-store"
+import { readJsonSetting, writeVerified } from "./platform/settings-store"
 import {
     gapRecord,
     initialState,
@@ -691,22 +691,17 @@ class Node {
 }
 
 /**
- * Boots the node. `provisioned` holds settings built into the image (the simulator runner's);
- * they take precedence over the Settings store, which takes precedence over defaults.
+ * Boots the node with a validated configuration and the configuration errors to report (the
+ * defaults were used for those settings). A node id of "" means the device id.
  */
-export async function startNode(provisioned: Record<string, any>, features: Features) {
+export async function runNode(config: NodeConfig, problems: string[], features: Features) {
     firmware.version = ds._dcfgString("@version") || firmware.version
-    const keys = settingSpecs().map(s => s.key)
-    const raw = await readSettings(keys)
-    for (const key of Object.keys(provisioned)) raw[key] = provisioned[key]
-    const { config, errors } = parseConfig(raw, ds.deviceIdentifier("self"))
+    if (!config.nodeId) config.nodeId = ds.deviceIdentifier("self")
     console.log(`meternode: ${describeConfig(config)}`)
     const previous = await loadState()
     const queue = new DurableQueue(new SettingsKeyValueStore(), config.queueBytes, { pause })
     const lost = await queue.open()
     const node = new Node(config, previous, queue, features)
-    const problems: string[] = []
-    for (const e of errors) problems.push(`config: ${e}`)
     if (lost) problems.push(lost)
     await node.start(problems)
 }

@@ -3,7 +3,7 @@
 // when HISTORY_BYTES is set, and nothing else. The VM compiles only what the entry references, so
 // an image carries the code of what its board uses (as ESPHome's code generation does).
 import { relative } from "node:path"
-import { parseConfig } from "../../src/config"
+import { BuiltConfig, parseConfig, settingSpecs } from "../../src/config"
 
 /** Where each meter kind's driver lives: the function the entry imports, and its module. */
 const DRIVERS: Record<string, { name: string; module: string }> = {
@@ -27,15 +27,29 @@ export interface Composition {
     history: boolean
     /** Invalid settings, as the node would report them at boot. */
     errors: string[]
+    /** The settings it was composed for (absent ones take their defaults). */
+    settings: Record<string, unknown>
 }
 
 /** What an image for `settings` must carry (settings absent from it take their defaults). */
 export function composition(settings: Record<string, unknown>, everything = false): Composition {
-    if (everything) return { kinds: Object.keys(DRIVERS), discovery: true, history: true, errors: [] }
-    const { config, errors } = parseConfig(settings, "host")
+    if (everything) return { kinds: Object.keys(DRIVERS), discovery: true, history: true, errors: [], settings }
+    const { config, errors } = parseConfig(settings)
     const kinds: string[] = []
     for (const meter of config.meters) if (meter && !kinds.includes(meter.kind)) kinds.push(meter.kind)
-    return { kinds, discovery: !!config.haPrefix, history: config.historyBytes > 0, errors }
+    return { kinds, discovery: !!config.haPrefix, history: config.historyBytes > 0, errors, settings }
+}
+
+/**
+ * The configuration an image is built with, validated here on the host: the settings given,
+ * then the defaults. Values stay as given (strings from .env files, numbers from the runners).
+ */
+export function builtConfig(settings: Record<string, unknown>): BuiltConfig {
+    const { config, errors } = parseConfig(settings)
+    const given: Record<string, string | number> = {}
+    for (const [key, value] of Object.entries(settings))
+        if (typeof value === "string" || typeof value === "number") given[key] = value
+    return { config, errors, keys: settingSpecs().map(s => s.key), settings: given }
 }
 
 /** The features argument of startNode() for `c`, and the imports it needs. */
@@ -60,17 +74,24 @@ export function featuresSource(c: Composition, fromDir: string, projectRoot: str
 }
 
 /**
- * The entry point of an image composed as `c`, written in `genDir`: startNode() with `settings`
- * built in (empty on a board, whose settings come from the Settings store) and the features.
+ * The entry point of an image composed as `c`, written in `genDir`: the configuration of
+ * `settings` (by default the ones `c` was composed for), validated here and built in, and the
+ * features.
  */
-export function composedEntrySource(c: Composition, genDir: string, projectRoot: string, settings: object = {}) {
+export function composedEntrySource(
+    c: Composition,
+    genDir: string,
+    projectRoot: string,
+    settings: Record<string, unknown> = c.settings
+) {
     const { imports, features } = featuresSource(c, genDir, projectRoot)
-    const node = relative(genDir, `${projectRoot}/src/node`).replace(/\\/g, "/")
+    const boot = relative(genDir, `${projectRoot}/src/platform/boot-built`).replace(/\\/g, "/")
+    const built = JSON.stringify(builtConfig(settings))
     return (
         `// Generated for: ${describeComposition(c)}.\n` +
-        `import { startNode } from "${node}"\n` +
+        `import { startBuiltNode } from "${boot}"\n` +
         imports.map(line => line + "\n").join("") +
-        `await startNode(${JSON.stringify(settings, null, 4)}, ${features})\n`
+        `await startBuiltNode(${JSON.stringify(built)}, ${features})\n`
     )
 }
 

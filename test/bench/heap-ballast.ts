@@ -2,7 +2,7 @@
 // for the whole run, then starts the node (or the baseline program on the built-in client). The largest ballast with which the node still runs its
 // workload without running out of memory bounds the node's peak heap use from above:
 // peak <= heap - ballast.
-import { startNode } from "../../src/node"
+import { startNode } from "../../src/platform/boot-settings"
 import { ALL_FEATURES } from "../../src/full-image"
 import { onlineBuiltin, OnlineBenchOptions } from "./online-builtin"
 

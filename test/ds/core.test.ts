@@ -22,29 +22,26 @@ import { FLAG_NON_ADDITIVE } from "../../src/storage/records"
 
 describe("core in the VM", () => {
     test("configuration parses .env strings and reports bad settings by name", () => {
-        const good = parseConfig({ READ_MS: "1000", MQTT_URL: "mqtt://10.0.0.2:1884", NODE_ID: "node-7" }, "dev")
+        const good = parseConfig({ READ_MS: "1000", MQTT_URL: "mqtt://10.0.0.2:1884", NODE_ID: "node-7" })
         expect(good.errors.length).toBe(0)
         expect(good.config.readingIntervalMs).toBe(1000)
         expect(good.config.broker.port).toBe(1884)
         expect(good.config.nodeId).toBe("node-7")
-        const bad = parseConfig({ READ_MS: "fast", NODE_ID: "a/b" }, "dev")
+        const bad = parseConfig({ READ_MS: "fast", NODE_ID: "a/b" })
         expect(bad.errors.length).toBe(2)
         expect(bad.errors[0].indexOf("setting READ_MS:")).toBe(0)
-        expect(bad.config.nodeId).toBe("dev")
-        expect(describeConfig(parseConfig({ MQTT_PASS: "s3cret" }, "d").config).indexOf("s3cret")).toBe(-1)
+        expect(bad.config.nodeId).toBe("")
+        expect(describeConfig(parseConfig({ MQTT_PASS: "s3cret" }).config).indexOf("s3cret")).toBe(-1)
     })
 
     test("several meters: settings parse in the VM, an invalid meter is named and its slot left empty", () => {
-        const r = parseConfig(
-            {
-                METER_KIND: "s0",
-                METER_OPTS: "imp=800/kWh",
-                METER2: "water s0 imp=1/10L every=900",
-                METER3: "gas s0 imp=0/m3",
-                METER4: "boiler temperature",
-            },
-            "dev"
-        )
+        const r = parseConfig({
+            METER_KIND: "s0",
+            METER_OPTS: "imp=800/kWh",
+            METER2: "water s0 imp=1/10L every=900",
+            METER3: "gas s0 imp=0/m3",
+            METER4: "boiler temperature",
+        })
         expect(r.errors.length).toBe(1)
         expect(r.errors[0].indexOf("meter gas (METER3): imp:")).toBe(0)
         expect(r.config.meters[0].input).toBe("s0a")
@@ -63,7 +60,7 @@ describe("core in the VM", () => {
     })
 
     test("an S0 meter counts up events by their low time, glitches left out, deltas summing to the total", () => {
-        const spec = parseConfig({ METER_KIND: "s0", METER_OPTS: "imp=800/kWh" }, "dev").config.meters[0]
+        const spec = parseConfig({ METER_KIND: "s0", METER_OPTS: "imp=800/kWh" }).config.meters[0]
         for (const c of PULSE_WIDTH_TABLE) {
             const t = new PulseMeter(spec, 0)
             let at = 1000

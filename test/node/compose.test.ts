@@ -1,23 +1,25 @@
 // An image carries the drivers and features its configuration uses, and nothing else.
 import { test } from "node:test"
 import assert from "node:assert/strict"
-import { composition, featuresSource } from "../../devs/lib/compose"
+import { composedEntrySource, composition, featuresSource } from "../../devs/lib/compose"
+import { BuiltConfig } from "../../src/config"
 
 test("the default configuration: the simulated meter and Home Assistant discovery, no history", () => {
     const c = composition({})
-    assert.deepEqual(c, { kinds: ["sim"], discovery: true, history: false, errors: [] })
+    assert.deepEqual(c, { kinds: ["sim"], discovery: true, history: false, errors: [], settings: {} })
 })
 
 test("each meter's kind brings its driver once; HA_PREFIX=- drops discovery; HISTORY_BYTES adds history", () => {
-    const c = composition({
+    const settings = {
         METER_KIND: "s0",
         METER_OPTS: "imp=1000/kWh",
         METER2: "water s0 imp=1/10L",
         METER3: "room temperature",
         HA_PREFIX: "-",
         HISTORY_BYTES: 2048,
-    })
-    assert.deepEqual(c, { kinds: ["s0", "temperature"], discovery: false, history: true, errors: [] })
+    }
+    const c = composition(settings)
+    assert.deepEqual(c, { kinds: ["s0", "temperature"], discovery: false, history: true, errors: [], settings })
 })
 
 test("an invalid meter is named and brings no driver", () => {
@@ -29,7 +31,7 @@ test("an invalid meter is named and brings no driver", () => {
 
 test("the entry imports exactly the composed drivers, each module once", () => {
     const { imports, features } = featuresSource(
-        { kinds: ["s0", "temperature"], discovery: true, history: false, errors: [] },
+        { kinds: ["s0", "temperature"], discovery: true, history: false, errors: [], settings: {} },
         "/p/.devicescript/gen/x",
         "/p"
     )
@@ -41,4 +43,20 @@ test("the entry imports exactly the composed drivers, each module once", () => {
         features,
         '{ meters: { "s0": startPulseMeter, "temperature": startLevelMeter }, discovery: discoveryMessages }'
     )
+})
+
+test("the entry builds in the configuration validated on the host, with its errors and the values given", () => {
+    const c = composition({ METER_KIND: "s0", METER_OPTS: "imp=1000/kWh", READ_MS: "fast", MQTT_PASS: "pw" })
+    const source = composedEntrySource(c, "/p/.devicescript/gen/x", "/p")
+    assert.match(source, /^import \{ startBuiltNode \} from "..\/..\/..\/src\/platform\/boot-built"$/m)
+    const literal = source.match(/await startBuiltNode\(("(?:[^"\\]|\\.)*"), \{/)
+    assert.ok(literal, source)
+    const built: BuiltConfig = JSON.parse(JSON.parse(literal[1]))
+    assert.equal(built.config.meters[0].kind, "s0")
+    assert.equal(built.config.readingIntervalMs, 60000, "the invalid READ_MS is replaced by its default")
+    assert.equal(built.errors.length, 1)
+    assert.match(built.errors[0], /^setting READ_MS: fast /)
+    assert.equal(built.config.nodeId, "", "no NODE_ID: the board's device id, taken at boot")
+    assert.deepEqual(built.settings, { METER_KIND: "s0", METER_OPTS: "imp=1000/kWh", READ_MS: "fast", MQTT_PASS: "pw" })
+    assert.ok(built.keys.includes("METER2") && built.keys.includes("MQTT_URL"), "every setting is compared at boot")
 })

@@ -28,19 +28,20 @@ import { removeAt } from "../../src/util/arrays"
 
 describe("configuration", () => {
     test("defaults apply when nothing is set", () => {
-        const { config, errors } = parseConfig({}, "dev1")
+        const { config, errors } = parseConfig({})
         assert.deepEqual(errors, [])
-        assert.equal(config.nodeId, "dev1")
+        assert.equal(config.nodeId, "", "no NODE_ID: the device id, filled in at boot")
         assert.equal(config.topicPrefix, "meters")
         assert.equal(config.readingIntervalMs, 60000)
         assert.deepEqual(config.broker, { host: "127.0.0.1", port: 1883, tls: false })
     })
 
     test("values from .env files arrive as strings and are parsed", () => {
-        const { config, errors } = parseConfig(
-            { READ_MS: "1000", KEEPALIVE_S: "10", MQTT_URL: "mqtts://broker.lan:8884" },
-            "d"
-        )
+        const { config, errors } = parseConfig({
+            READ_MS: "1000",
+            KEEPALIVE_S: "10",
+            MQTT_URL: "mqtts://broker.lan:8884",
+        })
         assert.deepEqual(errors, [])
         assert.equal(config.readingIntervalMs, 1000)
         assert.equal(config.keepaliveS, 10)
@@ -48,18 +49,15 @@ describe("configuration", () => {
     })
 
     test("each invalid setting is reported by name and replaced by its default", () => {
-        const { config, errors } = parseConfig(
-            {
-                READ_MS: "fast",
-                KEEPALIVE_S: 1,
-                MQTT_URL: "http://x",
-                NODE_ID: "a/b",
-                METER_KIND: "laser",
-                TOPIC_PREFIX: "a/#",
-                BOGUS: 1,
-            },
-            "dev1"
-        )
+        const { config, errors } = parseConfig({
+            READ_MS: "fast",
+            KEEPALIVE_S: 1,
+            MQTT_URL: "http://x",
+            NODE_ID: "a/b",
+            METER_KIND: "laser",
+            TOPIC_PREFIX: "a/#",
+            BOGUS: 1,
+        })
         const named = (key: string) => errors.some(e => e.startsWith(`setting ${key}:`))
         for (const key of ["READ_MS", "KEEPALIVE_S", "MQTT_URL", "NODE_ID", "TOPIC_PREFIX", "BOGUS"])
             assert.ok(named(key), `${key} reported in ${JSON.stringify(errors)}`)
@@ -71,7 +69,7 @@ describe("configuration", () => {
         assert.equal(config.meters[0], null)
         assert.equal(config.readingIntervalMs, 60000)
         assert.equal(config.keepaliveS, 30)
-        assert.equal(config.nodeId, "dev1")
+        assert.equal(config.nodeId, "", "an invalid NODE_ID falls back to the device id, filled in at boot")
         assert.equal(config.topicPrefix, "meters")
         assert.equal(config.broker.port, 1883)
     })
@@ -82,7 +80,7 @@ describe("configuration", () => {
     })
 
     test("the logged configuration never shows the password", () => {
-        const { config } = parseConfig({ MQTT_USER: "u", MQTT_PASS: "s3cret" }, "d")
+        const { config } = parseConfig({ MQTT_USER: "u", MQTT_PASS: "s3cret" })
         const text = describeConfig(config)
         assert.ok(!text.includes("s3cret"))
         assert.ok(text.includes("password ***"))

@@ -14,7 +14,7 @@ import { PULSE_WIDTH_TABLE } from "../fixtures/pulse-table"
 import { gapRecord, initialState, lastKnown, stateFromJson, stateToJson } from "../../src/node-state"
 
 function meters(settings: Record<string, any>) {
-    return parseConfig(settings, "dev1")
+    return parseConfig(settings)
 }
 
 describe("meter configuration", () => {
