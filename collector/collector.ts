@@ -12,7 +12,8 @@ import { exportCsv, oedPath } from "./export"
 import { allReadings } from "./query"
 import { startHttp } from "./http"
 import { flags } from "./format"
-import { Store } from "./store"
+import { OedOutput, type OedOptions } from "./oed"
+import { IngestQueue, Store } from "./store"
 
 export { COMBINED_HEADER, OED_HEADER, oedTimestamp } from "./format"
 
@@ -32,6 +33,9 @@ export interface CollectedRow {
     /** Space-separated: gap, estimated, replay, partial (a merged reading partly stored before). */
     flags: string
 }
+
+/** Tells MQTT.js not to send a PUBACK itself: the collector sends it once the message is committed. */
+const AFTER_COMMIT = new Error("acknowledged after the commit")
 
 /** Statuses kept in memory per node, newest last (the database keeps the last one). */
 const STATUSES_KEPT = 100
@@ -66,6 +70,8 @@ export interface CollectorOptions {
     out?: string
     /** The first wait before connecting again after a failed transaction, ms (doubling up to 30 s). */
     retryMs?: number
+    /** Post each meter's new readings to Open Energy Dashboard, beside ingest (collector/oed.ts). */
+    oed?: Omit<OedOptions, "log">
     /** Serve the HTTP API on this port (0: any free one; undefined: none). */
     httpPort?: number
     httpHost?: string
@@ -82,6 +88,7 @@ export class Collector {
     /** Status messages per node since the collector started, newest last (the last 100). */
     readonly statuses = new Map<string, any[]>()
     http?: Server
+    oed?: OedOutput
     private client?: mqtt.MqttClient
     private timer?: NodeJS.Timeout
     private readonly prefix: string
@@ -90,8 +97,8 @@ export class Collector {
     private broken = false
     private backoffMs: number
     private reconnectTimer?: NodeJS.Timeout
-    /** The transaction in progress, awaited before the database closes. */
-    private inflight: Promise<unknown> = Promise.resolve()
+    /** Messages waiting for their transaction, and the one in progress (awaited before the database closes). */
+    private queue!: IngestQueue
     private stopping = false
     private readonly startedAt = new Date()
 
@@ -134,6 +141,7 @@ export class Collector {
                 this.statuses.set(parsed.node, list)
             },
         })
+        this.queue = new IngestQueue(this.store)
         if (o.httpPort !== undefined)
             this.http = await startHttp(this.db, {
                 port: o.httpPort,
@@ -142,9 +150,11 @@ export class Collector {
                     ...this.store.stats,
                     connected: !!this.client?.connected,
                     started_at: this.startedAt.toISOString(),
+                    ...(this.oed ? { oed: this.oed.stats } : {}),
                 }),
                 log: this.log,
             })
+        if (o.oed) this.oed = new OedOutput(this.db, { ...o.oed, log: this.log }).start()
         const timeTopic = o.timeTopic ?? "meters/time"
         const timeEveryS = o.timeEveryS ?? 0
         const v5 = (o.protocolVersion ?? 5) === 5
@@ -158,23 +168,32 @@ export class Collector {
             username: o.username,
             password: o.password,
             ca: o.ca,
-            // MQTT.js acknowledges a QoS 1 message once this calls back: after the commit.
-            customHandleAcks: v5
-                ? (topic, payload, packet, done) =>
-                      this.gate(topic, payload, !!packet.retain, err => (err ? done(err) : done(null as any, 0)))
-                : undefined,
             // A collector that vanishes clears the time it published: nodes never read a stale one.
             will: timeEveryS > 0 ? { topic: timeTopic, payload: Buffer.alloc(0), qos: 1, retain: true } : undefined,
         })
         const client = this.client
-        // MQTT.js calls handleMessage for every PUBLISH, one at a time, before the PUBACK of a QoS 1
-        // one: with MQTT 3.1.1 (no customHandleAcks) it is the gate; with MQTT 5, for QoS 0 only
-        // (nothing to acknowledge), which customHandleAcks does not see.
+        // MQTT.js calls handleMessage for every PUBLISH, one at a time, and sends the PUBACK of a
+        // QoS 1 one when it calls back without an error; with an error it sends none and goes on to
+        // the next PUBLISH. So a QoS 1 message is handed to the queue, MQTT.js goes on at once
+        // (the broker keeps its in-flight limit of messages unacknowledged, 20 by default in
+        // Mosquitto), and its PUBACK goes out once its transaction has committed, on the connection
+        // it came on: after a reconnection, its packet id may name another message. A QoS 0
+        // message holds MQTT.js until it is stored: nothing else bounds how many arrive.
         client.handleMessage = (packet, callback) => {
-            if (packet.cmd !== "publish" || (v5 && packet.qos !== 0)) return callback()
-            this.gate(String(packet.topic), packet.payload as Buffer, !!packet.retain, err =>
-                err ? callback(err) : callback()
-            )
+            if (packet.cmd !== "publish") return callback()
+            if (!packet.qos)
+                return this.gate(String(packet.topic), packet.payload as Buffer, !!packet.retain, err =>
+                    err ? callback(err) : callback()
+                )
+            const stream = client.stream
+            const messageId = packet.messageId!
+            this.gate(String(packet.topic), packet.payload as Buffer, !!packet.retain, err => {
+                if (!err && client.connected && client.stream === stream)
+                    client["_sendPacket"](
+                        v5 ? { cmd: "puback", messageId, reasonCode: 0 } : { cmd: "puback", messageId }
+                    )
+            })
+            callback(AFTER_COMMIT)
         }
         client.on("error", e => this.log(`collector: ${e.message}`))
         client.on("reconnect", () => this.log("collector: reconnecting"))
@@ -217,26 +236,21 @@ export class Collector {
     }
 
     /**
-     * Every message passes here, one at a time (MQTT.js hands over the next once this one is
-     * settled). done() without an error acknowledges; with one, it does not, and the connection
-     * is dropped so that the broker delivers the message again when the collector is back.
+     * Every message passes here, in the order it came. done() without an error, once its
+     * transaction has committed, acknowledges it; with one, it is not, and the connection is
+     * dropped so that the broker delivers the message again when the collector is back.
      */
     private gate(topic: string, payload: Buffer, retained: boolean, done: (err?: Error) => void) {
         if (this.broken || this.stopping) return done(new Error("not acknowledged: the connection is being dropped"))
-        const work = this.store.store(topic, payload, retained).then(
-            () => {
+        this.queue.push({ topic, payload, retained }, err => {
+            if (!err) {
                 this.backoffMs = this.options.retryMs ?? 1000
-                // PGlite answers without I/O, and MQTT.js moves to the next message on the next tick:
-                // a backlog would hold the event loop (the HTTP API, keepalives) until it is done.
-                setImmediate(() => done())
-            },
-            (err: Error) => {
-                this.log(`collector: ${topic}: not stored, not acknowledged (${err.message})`)
-                this.dropConnection()
-                done(err)
+                return done()
             }
-        )
-        this.inflight = work
+            this.log(`collector: ${topic}: not stored, not acknowledged (${err.message})`)
+            this.dropConnection()
+            done(err)
+        })
     }
 
     /** After a failed transaction: disconnect, wait, connect again; the broker resends what is unacknowledged. */
@@ -266,7 +280,8 @@ export class Collector {
                     .catch(() => {})
             await new Promise<void>(resolve => client.end(false, {}, () => resolve()))
         }
-        await this.inflight.catch(() => {})
+        await this.queue?.idle()
+        await this.oed?.stop()
         if (this.http) {
             this.http.closeAllConnections()
             await new Promise<void>(resolve => this.http!.close(() => resolve()))

@@ -8,7 +8,7 @@
 // A merged reading (first_seq..seq) that covers readings already stored keeps only the amount not
 // yet counted, flagged partial.
 import { isDataError, type Database, type Queryable } from "./db"
-import { keptPayload, parseMessage, type Element, type Parsed, type ReadingBatch } from "./payload"
+import { keptPayload, parseMessage, type Element, type Parsed, type ReadingBatch, type StatusMessage } from "./payload"
 import type { ReadingRow } from "./query"
 
 export interface StoreStats {
@@ -29,6 +29,13 @@ export interface StoreStats {
     failures: number
 }
 
+/** A message as it came from the broker. */
+export interface Incoming {
+    topic: string
+    payload: Buffer
+    retained?: boolean
+}
+
 export function newStats(): StoreStats {
     return { messages: 0, stored: 0, duplicates: 0, partial: 0, conflicts: 0, statuses: 0, rejected: {}, failures: 0 }
 }
@@ -45,8 +52,36 @@ interface Outcome {
     meter?: string
 }
 
+const newOutcome = (): Outcome => ({ stored: 0, duplicates: 0, partial: 0, conflicts: 0, statuses: 0, rejected: [] })
+
 const READING_COLUMNS =
     "node, meter, seq, first_seq, boot, time_base, start_time, end_time, delta, total, reported_delta, min, mean, max, estimated, gap, after_seq, replay, partial"
+
+/** The columns of READING_COLUMNS with their types, for INSERT ... SELECT FROM unnest(arrays). */
+const INSERT_COLUMNS = [
+    "text",
+    "text",
+    "bigint",
+    "bigint",
+    "bigint",
+    "text",
+    "bigint",
+    "bigint",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "boolean",
+    "boolean",
+    "bigint",
+    "boolean",
+    "boolean",
+]
+const INSERT_SQL = `INSERT INTO readings (${READING_COLUMNS})
+    SELECT * FROM unnest(${INSERT_COLUMNS.map((type, i) => `$${i + 1}::${type}[]`).join(", ")})
+    ON CONFLICT (node, meter, seq) DO NOTHING RETURNING node, meter, seq`
 
 /** A stored reading as the duplicate check compares it: the row without its node, meter and flags. */
 type StoredRow = Omit<ReadingRow, "node" | "meter" | "quantity" | "unit" | "replay" | "partial">
@@ -93,14 +128,7 @@ export class Store {
      */
     async store(topic: string, payload: Buffer, retained = false): Promise<Parsed> {
         const parsed = parseMessage(topic, payload, this.prefix, retained)
-        const outcome: Outcome = {
-            stored: 0,
-            duplicates: 0,
-            partial: 0,
-            conflicts: 0,
-            statuses: 0,
-            rejected: [],
-        }
+        const outcome = newOutcome()
         try {
             await this.db.transaction(async tx => {
                 if (parsed.kind === "rejected")
@@ -113,16 +141,8 @@ export class Store {
                         keptPayload(payload),
                         payload.length
                     )
-                else if (parsed.kind === "status") {
-                    await tx.query(
-                        `INSERT INTO nodes (node, status, status_at, status_retained) VALUES ($1, $2::jsonb, now(), $3)
-                         ON CONFLICT (node) DO UPDATE SET status = EXCLUDED.status, status_at = EXCLUDED.status_at,
-                             status_retained = EXCLUDED.status_retained
-                         WHERE nodes.status IS DISTINCT FROM EXCLUDED.status`,
-                        [parsed.node, JSON.stringify(parsed.status), parsed.retained]
-                    )
-                    outcome.statuses++
-                } else await this.storeBatch(tx, outcome, topic, parsed)
+                else if (parsed.kind === "status") await this.storeStatus(tx, outcome, parsed)
+                else await this.storeBatch(tx, outcome, topic, parsed)
             })
         } catch (e) {
             if (!isDataError(e)) {
@@ -145,6 +165,86 @@ export class Store {
         this.apply(outcome, parsed)
         this.onStored?.(parsed)
         return parsed
+    }
+
+    /**
+     * Stores several messages in one transaction: one commit, and the readings of every message
+     * whose elements are plain (no merged reading, nothing refused) in one INSERT. Resolves once
+     * committed, with each message's outcome in order; rejects when the database failed (then
+     * acknowledge none of them). When the database refuses something for its content, the
+     * transaction is rolled back and each message is stored alone, as store() does, so that the
+     * refusal is that message's only.
+     */
+    async storeMany(messages: Incoming[]): Promise<Parsed[]> {
+        if (messages.length === 1)
+            return [await this.store(messages[0].topic, messages[0].payload, messages[0].retained)]
+        const parsed = messages.map(m => parseMessage(m.topic, m.payload, this.prefix, !!m.retained))
+        const outcomes = parsed.map(() => newOutcome())
+        try {
+            await this.db.transaction(async tx => {
+                let plain: { o: Outcome; b: ReadingBatch; topic: string }[] = []
+                // Plain readings wait for one INSERT; anything that reads the readings stored
+                // (a merged reading) must see them, so it flushes them first.
+                const flush = async () => {
+                    if (plain.length) await this.insertPlain(tx, plain)
+                    plain = []
+                }
+                for (let i = 0; i < messages.length; i++) {
+                    const p = parsed[i]
+                    const o = outcomes[i]
+                    const topic = messages[i].topic
+                    if (p.kind === "rejected")
+                        await this.reject(
+                            tx,
+                            o,
+                            topic,
+                            p.reason,
+                            p.detail,
+                            keptPayload(messages[i].payload),
+                            messages[i].payload.length
+                        )
+                    else if (p.kind === "status") await this.storeStatus(tx, o, p)
+                    else if (!p.refused.length && p.elements.every(e => e.gap || e.firstSeq === e.seq)) {
+                        await this.ensureMeter(tx, o, p)
+                        plain.push({ o, b: p, topic })
+                    } else {
+                        await flush()
+                        await this.storeBatch(tx, o, topic, p)
+                    }
+                }
+                await flush()
+            })
+        } catch (e) {
+            if (!isDataError(e)) {
+                this.stats.failures++
+                throw e
+            }
+            const out: Parsed[] = []
+            for (const m of messages) out.push(await this.store(m.topic, m.payload, m.retained))
+            return out
+        }
+        for (let i = 0; i < parsed.length; i++) {
+            this.apply(outcomes[i], parsed[i])
+            this.onStored?.(parsed[i])
+        }
+        return parsed
+    }
+
+    /** The readings of several messages in one statement; each counted in its own message's outcome. */
+    private async insertPlain(tx: Queryable, list: { o: Outcome; b: ReadingBatch; topic: string }[]) {
+        const items = list.flatMap(({ o, b, topic }) =>
+            b.elements.map(e => ({ o, b, topic, row: { e, delta: e.delta, partial: false } }))
+        )
+        const inserted = await this.insertRows(
+            tx,
+            items.map(x => ({ b: x.b, row: x.row }))
+        )
+        for (const { o, b, topic, row } of items) {
+            const key = `${b.node}/${b.meter}/${row.e.seq}`
+            // The same key twice in one statement: the first is the one stored, the next compared with it.
+            if (inserted.delete(key)) o.stored++
+            else await this.compare(tx, o, topic, b, row.e)
+        }
     }
 
     private apply(o: Outcome, parsed: Parsed | null) {
@@ -176,21 +276,35 @@ export class Store {
         )
     }
 
+    private async storeStatus(tx: Queryable, o: Outcome, p: StatusMessage) {
+        await tx.query(
+            `INSERT INTO nodes (node, status, status_at, status_retained) VALUES ($1, $2::jsonb, now(), $3)
+             ON CONFLICT (node) DO UPDATE SET status = EXCLUDED.status, status_at = EXCLUDED.status_at,
+                 status_retained = EXCLUDED.status_retained
+             WHERE nodes.status IS DISTINCT FROM EXCLUDED.status`,
+            [p.node, JSON.stringify(p.status), p.retained]
+        )
+        o.statuses++
+    }
+
+    /** The node and the meter, with this quantity and unit, unless known to be there already. */
+    private async ensureMeter(tx: Queryable, o: Outcome, b: ReadingBatch) {
+        o.meter = `${b.node}/${b.meter}/${b.quantity}/${b.unit}`
+        if (this.knownMeters.has(o.meter)) return
+        await tx.query("INSERT INTO nodes (node) VALUES ($1) ON CONFLICT DO NOTHING", [b.node])
+        await tx.query(
+            `INSERT INTO meters (node, meter, quantity, unit) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (node, meter) DO UPDATE SET quantity = EXCLUDED.quantity, unit = EXCLUDED.unit
+             WHERE meters.quantity <> EXCLUDED.quantity OR meters.unit <> EXCLUDED.unit`,
+            [b.node, b.meter, b.quantity, b.unit]
+        )
+    }
+
     private async storeBatch(tx: Queryable, o: Outcome, topic: string, b: ReadingBatch) {
         for (const r of b.refused)
             await this.reject(tx, o, topic, r.reason, r.detail, r.text, Buffer.byteLength(r.text))
         if (!b.elements.length) return
-        const key = `${b.node}/${b.meter}`
-        o.meter = `${key}/${b.quantity}/${b.unit}`
-        if (!this.knownMeters.has(o.meter)) {
-            await tx.query("INSERT INTO nodes (node) VALUES ($1) ON CONFLICT DO NOTHING", [b.node])
-            await tx.query(
-                `INSERT INTO meters (node, meter, quantity, unit) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (node, meter) DO UPDATE SET quantity = EXCLUDED.quantity, unit = EXCLUDED.unit
-                 WHERE meters.quantity <> EXCLUDED.quantity OR meters.unit <> EXCLUDED.unit`,
-                [b.node, b.meter, b.quantity, b.unit]
-            )
-        }
+        await this.ensureMeter(tx, o, b)
         // Merged readings first: what of first_seq..seq is stored already?
         const rows: Row[] = []
         for (const e of b.elements) {
@@ -287,14 +401,25 @@ export class Store {
         return null
     }
 
-    /** INSERT ... ON CONFLICT DO NOTHING of the rows; the seqs inserted. */
+    /** INSERT ... ON CONFLICT DO NOTHING of one message's rows; the seqs inserted. */
     private async insert(tx: Queryable, b: ReadingBatch, rows: Row[]) {
-        const params: unknown[] = []
-        const values: string[] = []
-        for (const { e, delta, partial } of rows) {
-            const n = params.length
-            values.push(`(${Array.from({ length: 19 }, (_, i) => `$${n + i + 1}`).join(", ")})`)
-            params.push(
+        const keys = await this.insertRows(
+            tx,
+            rows.map(row => ({ b, row }))
+        )
+        return new Set([...keys].map(k => Number(k.slice(k.lastIndexOf("/") + 1))))
+    }
+
+    /**
+     * INSERT ... ON CONFLICT DO NOTHING of rows of any messages, as one array per column: one
+     * statement whose text does not change with the number of rows. The keys inserted, as
+     * node/meter/seq.
+     */
+    private async insertRows(tx: Queryable, rows: { b: ReadingBatch; row: Row }[]) {
+        const columns: unknown[][] = INSERT_COLUMNS.map((): unknown[] => [])
+        for (const { b, row } of rows) {
+            const { e, delta, partial } = row
+            const values = [
                 b.node,
                 b.meter,
                 e.seq,
@@ -313,15 +438,12 @@ export class Store {
                 e.gap,
                 e.afterSeq,
                 b.replay,
-                partial
-            )
+                partial,
+            ]
+            for (let i = 0; i < values.length; i++) columns[i].push(values[i])
         }
-        const inserted = await tx.query<{ seq: number }>(
-            `INSERT INTO readings (${READING_COLUMNS}) VALUES ${values.join(", ")}
-             ON CONFLICT (node, meter, seq) DO NOTHING RETURNING seq`,
-            params
-        )
-        return new Set(inserted.map(r => r.seq))
+        const inserted = await tx.query<{ node: string; meter: string; seq: number }>(INSERT_SQL, columns)
+        return new Set(inserted.map(r => `${r.node}/${r.meter}/${r.seq}`))
     }
 
     private rowsBetween(tx: Queryable, b: ReadingBatch, from: number, to: number) {
@@ -391,4 +513,53 @@ export function differ(row: StoredRow, b: ReadingBatch, e: Element) {
     check("gap", row.gap, e.gap)
     check("after_seq", row.after_seq, e.afterSeq)
     return out
+}
+
+/** Messages one transaction takes at most: a bound on its size, far above what the broker keeps in flight. */
+export const BATCH_MESSAGES = 200
+
+/**
+ * Messages waiting for their transaction. While one transaction runs, the messages that arrive
+ * wait; when it has committed, the next takes all of them (up to BATCH_MESSAGES) at once. A lone
+ * message goes in at once; under load, transactions grow with it, and so one commit stands for
+ * many messages. Each message's callback runs once its transaction has committed (or failed).
+ */
+export class IngestQueue {
+    private waiting: { message: Incoming; done: (err?: Error) => void }[] = []
+    private running: Promise<void> | undefined
+    private scheduled = false
+
+    constructor(private readonly store: Store) {}
+
+    push(message: Incoming, done: (err?: Error) => void) {
+        this.waiting.push({ message, done })
+        this.schedule()
+    }
+
+    /** Resolves once every message pushed so far is settled. */
+    async idle() {
+        while (this.running || this.scheduled || this.waiting.length) await (this.running ?? new Promise(setImmediate))
+    }
+
+    private schedule() {
+        if (this.running || this.scheduled) return
+        this.scheduled = true
+        // After the messages of this read from the socket have been handed over, and after
+        // pending I/O (the HTTP API, keepalives): a backlog never holds the event loop.
+        setImmediate(() => {
+            this.scheduled = false
+            if (!this.waiting.length || this.running) return
+            const batch = this.waiting.splice(0, BATCH_MESSAGES)
+            this.running = this.store.storeMany(batch.map(w => w.message)).then(
+                () => this.settle(batch),
+                (err: Error) => this.settle(batch, err)
+            )
+        })
+    }
+
+    private settle(batch: { done: (err?: Error) => void }[], err?: Error) {
+        this.running = undefined
+        for (const w of batch) w.done(err)
+        if (this.waiting.length) this.schedule()
+    }
 }
