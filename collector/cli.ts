@@ -8,6 +8,7 @@ import { parseArgs } from "node:util"
 import { Collector, DEFAULT_DATA_DIR, summary } from "./collector"
 import { openDatabase } from "./db"
 import { exportCsv } from "./export"
+import { OED_APIS, OED_DEFAULTS, OED_METER_NAME_MAX, type OedApi } from "./oed"
 
 const HELP = `npm run collect -- [options]            collect into the database (Ctrl-C stops)
 npm run collect -- export --out FILE    write the database as CSV files
@@ -30,6 +31,17 @@ Collecting:
   --user NAME         user name; the password comes from the MQTT_PASS environment variable
   --ca-file FILE      CA certificate for mqtts:// with a private CA
 
+Open Energy Dashboard output (off unless --oed is given):
+  --oed URL           post each energy, water and gas meter's new readings to the OED at URL
+                      (http(s)://host:port), to its CSV readings upload; the position is in the database
+  --oed-user NAME     OED user with the CSV role; the password comes from the OED_PASS environment variable
+  --oed-api A         current (default: OED since 2024, the meters must exist in OED) or 1.0 (OED 1.0.0:
+                      a meter OED lacks is created)
+  --oed-meter T       OED meter name of each meter, {node} and {meter} replaced (default ${OED_DEFAULTS.meterName});
+                      at most ${OED_METER_NAME_MAX} characters
+  --oed-batch N       readings per upload (default ${OED_DEFAULTS.batchRows})
+  --oed-every S       seconds between passes over the meters (default ${OED_DEFAULTS.intervalMs / 1000})
+
 Export:
   --out FILE          the combined CSV (default data/readings.csv); FILE-stem.<node>.<meter>.oed.csv
                       beside it, one per meter, for Open Energy Dashboard's CSV readings upload`
@@ -50,6 +62,12 @@ const { values, positionals } = parseArgs({
         "time-every": { type: "string", default: "0" },
         user: { type: "string" },
         "ca-file": { type: "string" },
+        oed: { type: "string" },
+        "oed-user": { type: "string" },
+        "oed-api": { type: "string", default: OED_DEFAULTS.api },
+        "oed-meter": { type: "string", default: OED_DEFAULTS.meterName },
+        "oed-batch": { type: "string", default: String(OED_DEFAULTS.batchRows) },
+        "oed-every": { type: "string", default: String(OED_DEFAULTS.intervalMs / 1000) },
         help: { type: "boolean", default: false },
     },
     allowPositionals: true,
@@ -97,6 +115,38 @@ const httpPort = values.http === undefined ? undefined : Number(values.http)
 if (httpPort !== undefined && !(Number.isInteger(httpPort) && httpPort >= 0 && httpPort < 65536))
     fail(`--http takes a port number, got ${values.http}`)
 
+let oed: NonNullable<ConstructorParameters<typeof Collector>[0]["oed"]> | undefined
+if (values.oed !== undefined) {
+    let url: URL
+    try {
+        url = new URL(values.oed)
+    } catch {
+        fail(`--oed takes OED's URL, http://host:port, got ${values.oed}`)
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") fail(`--oed takes an http:// or https:// URL`)
+    if (url.username || url.password)
+        fail("--oed: no credentials in the URL: --oed-user, and OED_PASS for the password")
+    if (!values["oed-user"] || !process.env.OED_PASS)
+        fail("--oed needs --oed-user and the password in the OED_PASS environment variable")
+    if (!(OED_APIS as string[]).includes(values["oed-api"]!))
+        fail(`--oed-api is ${OED_APIS.join(" or ")}, not ${values["oed-api"]}`)
+    if (!/\{node\}|\{meter\}/.test(values["oed-meter"]!)) fail("--oed-meter needs {node} or {meter} (or both)")
+    const batchRows = Number(values["oed-batch"])
+    if (!(Number.isInteger(batchRows) && batchRows > 0))
+        fail(`--oed-batch takes a number of readings, got ${values["oed-batch"]}`)
+    const everyS = Number(values["oed-every"])
+    if (!(Number.isFinite(everyS) && everyS > 0)) fail(`--oed-every takes seconds, got ${values["oed-every"]}`)
+    oed = {
+        url: values.oed,
+        username: values["oed-user"],
+        password: process.env.OED_PASS,
+        api: values["oed-api"] as OedApi,
+        meterName: values["oed-meter"],
+        batchRows,
+        intervalMs: everyS * 1000,
+    }
+} else if (values["oed-user"]) fail("--oed-user without --oed: give OED's URL")
+
 const collector = new Collector({
     broker: values.broker!,
     db: values.db,
@@ -112,6 +162,7 @@ const collector = new Collector({
     timeEveryS,
     httpPort,
     httpHost: values["http-host"],
+    oed,
 })
 
 let stopping = false
@@ -129,6 +180,12 @@ async function stop() {
         `this run: ${s.messages} messages, ${s.stored} rows stored, ${s.duplicates} duplicates absorbed, ${s.partial} partial, ` +
             `${s.conflicts} integrity conflicts, rejected ${JSON.stringify(s.rejected)}, ${s.failures} failed transactions`
     )
+    const o = collector.oed?.stats
+    if (o)
+        console.log(
+            `Open Energy Dashboard: ${o.posted} readings posted (${o.late} late) in ${o.uploads} uploads, ` +
+                `${o.retries} retried, ${o.refused} refused, parked ${JSON.stringify(o.parked)}`
+        )
     process.exit(0)
 }
 process.on("SIGINT", stop)
@@ -143,5 +200,6 @@ console.log(
     `collecting into ${collector.db.where}` +
         (collector.httpPort !== undefined ? `, HTTP API on http://${values["http-host"]}:${collector.httpPort}` : "") +
         (timeEveryS ? `, publishing the time every ${timeEveryS} s` : "") +
+        (collector.oed ? `, posting to Open Energy Dashboard at ${collector.oed.where}` : "") +
         "; Ctrl-C stops"
 )

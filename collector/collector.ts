@@ -12,6 +12,7 @@ import { exportCsv, oedPath } from "./export"
 import { allReadings } from "./query"
 import { startHttp } from "./http"
 import { flags } from "./format"
+import { OedOutput, type OedOptions } from "./oed"
 import { IngestQueue, Store } from "./store"
 
 export { COMBINED_HEADER, OED_HEADER, oedTimestamp } from "./format"
@@ -69,6 +70,8 @@ export interface CollectorOptions {
     out?: string
     /** The first wait before connecting again after a failed transaction, ms (doubling up to 30 s). */
     retryMs?: number
+    /** Post each meter's new readings to Open Energy Dashboard, beside ingest (collector/oed.ts). */
+    oed?: Omit<OedOptions, "log">
     /** Serve the HTTP API on this port (0: any free one; undefined: none). */
     httpPort?: number
     httpHost?: string
@@ -85,6 +88,7 @@ export class Collector {
     /** Status messages per node since the collector started, newest last (the last 100). */
     readonly statuses = new Map<string, any[]>()
     http?: Server
+    oed?: OedOutput
     private client?: mqtt.MqttClient
     private timer?: NodeJS.Timeout
     private readonly prefix: string
@@ -146,9 +150,11 @@ export class Collector {
                     ...this.store.stats,
                     connected: !!this.client?.connected,
                     started_at: this.startedAt.toISOString(),
+                    ...(this.oed ? { oed: this.oed.stats } : {}),
                 }),
                 log: this.log,
             })
+        if (o.oed) this.oed = new OedOutput(this.db, { ...o.oed, log: this.log }).start()
         const timeTopic = o.timeTopic ?? "meters/time"
         const timeEveryS = o.timeEveryS ?? 0
         const v5 = (o.protocolVersion ?? 5) === 5
@@ -275,6 +281,7 @@ export class Collector {
             await new Promise<void>(resolve => client.end(false, {}, () => resolve()))
         }
         await this.queue?.idle()
+        await this.oed?.stop()
         if (this.http) {
             this.http.closeAllConnections()
             await new Promise<void>(resolve => this.http!.close(() => resolve()))
