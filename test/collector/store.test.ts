@@ -5,7 +5,7 @@
 import { after, describe, test } from "node:test"
 import assert from "node:assert/strict"
 import type { Database } from "../../collector/db"
-import { migrate } from "../../collector/migrate"
+import { listMigrations, migrate } from "../../collector/migrate"
 import { Store } from "../../collector/store"
 import { KEPT_PAYLOAD_BYTES } from "../../collector/payload"
 import { energyLabel, statusPayload } from "../../src/reading"
@@ -54,14 +54,21 @@ for (const v of variants()) {
             const db = await v.open()
             try {
                 const versions = await db.query("SELECT version, name FROM schema_migrations ORDER BY version")
-                assert.deepEqual(versions, [
+                const files = listMigrations()
+                assert.deepEqual(
+                    versions,
+                    files.map(m => ({ version: m.version, name: m.name }))
+                )
+                assert.deepEqual(versions.slice(0, 3), [
                     { version: 1, name: "init" },
                     { version: 2, name: "max_span" },
+                    { version: 3, name: "oed_output" },
                 ])
-                assert.deepEqual(await migrate(db), { from: 2, to: 2 }, "nothing to do the second time")
+                const newest = files.length
+                assert.deepEqual(await migrate(db), { from: newest, to: newest }, "nothing to do the second time")
                 for (const table of ["readings", "meters", "nodes", "integrity_conflicts", "rejected_messages"])
                     assert.equal(await count(db, table), 0, table)
-                await db.query("INSERT INTO schema_migrations (version, name) VALUES (3, 'future')")
+                await db.query("INSERT INTO schema_migrations (version, name) VALUES ($1, 'future')", [newest + 1])
                 await assert.rejects(migrate(db), /newer than this collector/)
             } finally {
                 await db.close()
