@@ -108,32 +108,38 @@ export async function* allReadings(db: Database, pageRows = PAGE_ROWS): AsyncGen
 /** Holes in the seqs and reported gaps listed per meter, the newest. */
 const HOLES_LISTED = 20
 const GAPS_LISTED = 20
+/** Rows of a meter, the newest, in which the holes listed are looked for (their count is exact). */
+export const HOLES_SCANNED = 10_000
 
 /** Each node: its last status, its meters, each meter's last reading and its age, its gaps. */
 export async function nodesSummary(db: Database, nowMs = Date.now()) {
     const nodes = await db.query("SELECT node, status, status_at, status_retained, first_seen FROM nodes ORDER BY node")
+    // Counts from meter_counts, kept on insert; the last reading and the gaps through the key and
+    // the gaps' index: the cost is per meter, not per reading stored.
     const counts = await db.query(
-        `SELECT node, meter, count(*) FILTER (WHERE NOT gap) AS readings, count(*) FILTER (WHERE gap) AS gaps,
-                min(first_seq) AS first_seq, max(seq) AS last_seq, sum(seq - first_seq + 1)::bigint AS seqs_held
-         FROM readings GROUP BY node, meter`
+        "SELECT node, meter, readings, gaps, first_seq, last_seq, seqs_held FROM meter_counts"
     )
     const last = await db.query(
-        `SELECT DISTINCT ON (node, meter) node, meter, seq, boot, time_base, start_time, end_time, total, mean, received_at
-         FROM readings WHERE NOT gap ORDER BY node, meter, seq DESC`
+        `SELECT m.node, m.meter, l.* FROM meters m CROSS JOIN LATERAL (
+             SELECT seq, boot, time_base, start_time, end_time, total, mean, received_at FROM readings r
+             WHERE r.node = m.node AND r.meter = m.meter AND NOT gap ORDER BY seq DESC LIMIT 1) l`
     )
     const gaps = await db.query(
-        `SELECT node, meter, seq, boot, time_base, start_time, after_seq, total FROM (
-             SELECT *, row_number() OVER (PARTITION BY node, meter ORDER BY seq DESC) AS n FROM readings WHERE gap) g
-         WHERE n <= ${GAPS_LISTED} ORDER BY node, meter, seq`
+        `SELECT m.node, m.meter, g.* FROM meters m CROSS JOIN LATERAL (
+             SELECT seq, boot, time_base, start_time, after_seq, total FROM readings r
+             WHERE r.node = m.node AND r.meter = m.meter AND gap ORDER BY seq DESC LIMIT ${GAPS_LISTED}) g
+         ORDER BY node, meter, seq`
     )
+    // Holes are looked for only in meters that have some, among their newest rows.
     const holes = await db.query(
-        `SELECT node, meter, from_seq, to_seq FROM (
-             SELECT node, meter, prev + 1 AS from_seq, first_seq - 1 AS to_seq,
-                    row_number() OVER (PARTITION BY node, meter ORDER BY seq DESC) AS n
-             FROM (SELECT node, meter, seq, first_seq, lag(seq) OVER (PARTITION BY node, meter ORDER BY seq) AS prev
-                   FROM readings) s
-             WHERE first_seq > prev + 1) h
-         WHERE n <= ${HOLES_LISTED} ORDER BY node, meter, from_seq`
+        `SELECT c.node, c.meter, h.from_seq, h.to_seq FROM meter_counts c CROSS JOIN LATERAL (
+             SELECT prev + 1 AS from_seq, first_seq - 1 AS to_seq FROM (
+                 SELECT seq, first_seq, lag(seq) OVER (ORDER BY seq) AS prev FROM (
+                     SELECT seq, first_seq FROM readings r WHERE r.node = c.node AND r.meter = c.meter
+                     ORDER BY seq DESC LIMIT ${HOLES_SCANNED}) newest) s
+             WHERE first_seq > prev + 1 ORDER BY seq DESC LIMIT ${HOLES_LISTED}) h
+         WHERE c.seqs_held < c.last_seq - c.first_seq + 1
+         ORDER BY node, meter, from_seq`
     )
     const meterRows = await meters(db)
     const of = <T extends { node: string; meter: string }>(list: T[], node: string, meter: string) =>

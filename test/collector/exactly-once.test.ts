@@ -271,6 +271,80 @@ for (const v of variants()) {
                 }
             })
 
+        test("a flood of bad input: the audit tables stay bounded, every refusal and conflict counted, ingest goes on", async () => {
+            const db: Database = await v.open()
+            const collector = await new Collector({
+                broker: broker.url,
+                database: db,
+                clientId: `flood-${v.name}-${process.pid}`,
+                protocolVersion: mqttVersion(),
+                log: () => {},
+            }).start()
+            const node = await mqtt.connectAsync(broker.url, { clientId: `flood-node-${process.pid}`, clean: true })
+            try {
+                const records = energyRecords(20, { seed: 5 })
+                await publishAll(node, TOPIC, payloads(records, [energyLabel("main")], 1))
+                // 300 of each: not JSON, a wrong header, an interval that ends before it starts;
+                // and 1,200 readings delivered again with another content (each a new conflict).
+                const head = { meter: "main", quantity: "energy", unit: "Wh", time: "utc_ms" }
+                const good = { seq: 1, boot: 1, start: 1000, end: 61000, delta: 1.5, total: 10 }
+                const flood: string[] = []
+                for (let i = 0; i < 300; i++) {
+                    flood.push(`{not json ${i}`)
+                    flood.push(JSON.stringify({ ...head, time: i, readings: [good] }))
+                    flood.push(JSON.stringify({ ...head, readings: [{ ...good, seq: 1000 + i, end: 500 }] }))
+                }
+                const conflicting = Array.from({ length: 1200 }, (_, i) =>
+                    JSON.stringify({ ...head, readings: [{ ...good, seq: 1 + (i % 20), delta: 100 + i }] })
+                )
+                await publishAll(node, TOPIC, [...flood, ...conflicting], 100)
+                const after = energyRecords(40, { seed: 5 }).slice(20)
+                await publishAll(node, TOPIC, payloads(after, [energyLabel("main")], 1))
+                await waitFor(
+                    "every message settled",
+                    async () => collector.stats.messages >= 20 + flood.length + conflicting.length + 20,
+                    60_000
+                )
+                assert.deepEqual(collector.stats.rejected, {
+                    not_json: 300,
+                    bad_header: 300,
+                    "contract:interval_order": 300,
+                })
+                assert.equal(collector.stats.conflicts, 1200)
+                assert.equal(collector.stats.stored, 40, "the readings before and after the flood are stored")
+                const kept = await db.query(
+                    "SELECT reason, count(*)::int AS n FROM rejected_messages GROUP BY reason ORDER BY reason"
+                )
+                assert.deepEqual(kept, [
+                    { reason: "bad_header", n: 100 },
+                    { reason: "contract:interval_order", n: 100 },
+                    { reason: "not_json", n: 100 },
+                ])
+                // The newest are the ones kept.
+                const newest = await db.query(
+                    "SELECT payload FROM rejected_messages WHERE reason = 'not_json' ORDER BY id DESC LIMIT 1"
+                )
+                assert.equal(newest[0].payload, "{not json 299")
+                assert.equal((await db.query("SELECT count(*)::int AS n FROM integrity_conflicts"))[0].n, 1000)
+                const counted = await db.query("SELECT audit, reason, count FROM audit_counts ORDER BY audit, reason")
+                assert.deepEqual(counted, [
+                    { audit: "conflict", reason: "differs", count: 1200 },
+                    { audit: "rejected", reason: "bad_header", count: 300 },
+                    { audit: "rejected", reason: "contract:interval_order", count: 300 },
+                    { audit: "rejected", reason: "not_json", count: 300 },
+                ])
+                const rows = await db.query("SELECT seq, delta FROM readings ORDER BY seq")
+                assert.deepEqual(
+                    rows.map(r => [r.seq, r.delta]),
+                    [...records, ...after].map(r => [r.seq, r.deltaMilliWh / 1000])
+                )
+            } finally {
+                await node.endAsync()
+                await collector.stop()
+                await db.close()
+            }
+        })
+
         test("a message whose transaction fails is not acknowledged: the broker delivers it again", async () => {
             const db: Database = await v.open()
             // The transaction storing seq 40 fails twice (the sequence outlives the rollback).
