@@ -3,7 +3,8 @@
 // each one (in RAM, then in flash) until the broker acknowledged it.
 import * as ds from "@devicescript/core"
 import { describeConfig, NodeConfig } from "./config"
-import { MqttClient } from "./mqtt/client"
+import { MAX_INBOUND_PACKET_BYTES, MqttClient } from "./mqtt/client"
+import { MAX_TOPIC_BYTES } from "./mqtt/decoder"
 import { SequenceAllocator } from "./sequence"
 import { EnergyMeter, MeterReading } from "./meters/meter"
 import { MeterLabel, MeterSpec } from "./meters/meter-spec"
@@ -35,6 +36,7 @@ import { Uplink } from "./uplink"
 import { removeAt } from "./util/arrays"
 import { ANNOUNCED_KEY, announcedFromJson, announcedKey } from "./discovery"
 import { Features, ReplayHistory, ReplayPort } from "./features"
+import { COMMANDS_PER_WINDOW, CommandRate, parseCommand } from "./commands"
 import { nextBoundaryMs, offsetOfBoot, parseTimePayload, timeFromJson, WallClock, withBootOffset } from "./clock"
 
 /** How long a planned stop waits for its offline status to be acknowledged before going anyway. */
@@ -43,8 +45,6 @@ const SHUTDOWN_ACK_TIMEOUT_MS = 5000
 const RECENT_TOTALS = 32
 /** After a connection, how long readings wait for the time when the clock is not set. */
 const TIME_WAIT_MS = 3000
-/** Commands on <prefix>/<node>/cmd/<name>. */
-const COMMANDS = ["replay", "restart", "shutdown", "status", "time"]
 const NO_HISTORY = "replay: no history kept (HISTORY_BYTES is 0)"
 const RECENT_ACKS = 16
 
@@ -96,6 +96,7 @@ class Node {
     private statusStale = false
     /** Discovery configs awaiting their PUBACK. */
     private discoveryTokens: number[] = []
+    private readonly commandRate = new CommandRate()
 
     constructor(
         readonly config: NodeConfig,
@@ -395,6 +396,13 @@ class Node {
     }
 
     private async onMessage(message: PublishPacket, receivedMs: number) {
+        if (message.skipped) {
+            // Its topic is unknown: the decoder skipped it without decoding it.
+            this.reportError(
+                `mqtt: dropped ${message.skipped}, over the limits (packet ${MAX_INBOUND_PACKET_BYTES} bytes, topic ${MAX_TOPIC_BYTES}); acknowledged, so the broker does not send it again`
+            )
+            return
+        }
         if (this.config.timeTopic && message.topic === this.config.timeTopic) {
             // An empty retained message clears the topic (the time source went away): nothing to do.
             if (!message.payload.length) return
@@ -435,25 +443,24 @@ class Node {
         const c = this.config
         const base = `${c.topicPrefix}/${c.nodeId}/cmd/`
         if (message.topic.indexOf(base) !== 0) return
-        const name = message.topic.slice(base.length)
-        let request: any = {}
-        let error = ""
-        if (message.retain) error = "retained commands are ignored: publish commands without the retain flag"
-        else if (message.payload.length) {
-            try {
-                request = JSON.parse(message.payload.toString())
-            } catch (e) {
-                error = "payload is not JSON"
-            }
-            if (!error && (request === null || typeof request !== "object")) error = "payload must be a JSON object"
+        if (!this.commandRate.admit(ds.millis())) {
+            // Unanswered: a reply per command of a flood would cost what the limit saves.
+            if (this.commandRate.dropped % COMMANDS_PER_WINDOW === 1)
+                this.reportError(
+                    `command: ${this.commandRate.dropped} dropped since boot, over ${COMMANDS_PER_WINDOW} a minute`
+                )
+            return
         }
-        if (!error && COMMANDS.indexOf(name) < 0) error = `unknown command ${name} (known: ${COMMANDS.join(", ")})`
+        const command = parseCommand(message.topic.slice(base.length), message.payload, message.retain)
+        const name = command.name
+        const request = command.request
+        const id = command.id
+        let error = command.error
         let time = { utcMs: 0, error: "" }
         if (!error && name === "time" && request.utc_ms !== undefined) {
             time = timeFromJson(request)
             error = time.error
         }
-        const id = request && request.id !== undefined ? request.id : null
         const reply: any = error ? { id, ok: false, error } : { id, ok: true }
         console.log(`command: ${name}: ${error || "accepted"}`)
         if (!error && name === "time") {

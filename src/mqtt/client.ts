@@ -236,6 +236,10 @@ export class MqttClient {
                 }
                 await this.execute(session.onPacket(ds.millis(), result.packet))
                 if (!this.socket) return
+                // A message's handling can be long (a command, a status publish): the VM stops a
+                // fiber after ~128K operations without a real suspension, so a burst of messages
+                // must not run back to back.
+                if (result.packet.type === PacketType.Publish) await ds.sleep(0)
             }
             this.packetsReceived++
             if (++handled % PACKETS_PER_YIELD === 0) {
@@ -282,6 +286,8 @@ export class MqttClient {
                     if (this.events.onDelivered) await this.events.onDelivered(a.token)
                     break
                 case ActionKind.Message:
+                    // Its acknowledgement reaches the wire first (see Session.onInboundPublish).
+                    await this.flush()
                     if (this.events.onMessage) await this.events.onMessage(a.message, this.chunkReceivedMs)
                     break
                 case ActionKind.Log:

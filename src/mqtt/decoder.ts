@@ -193,6 +193,8 @@ enum DecoderState {
     Body = 2,
     /** A protocol error happened; nothing more is decoded until reset(). */
     Dead = 3,
+    /** Skipping the body of a PUBLISH over the size limit, reading only its packet id. */
+    Skip = 4,
 }
 
 function failure(error: ProtocolError, detail: string): DecodeFailure {
@@ -609,6 +611,12 @@ function decodeAnyPacketBody(type: number, flags: number, body: Buffer): DecodeR
     }
 }
 
+/**
+ * Longest topic of a PUBLISH the client decodes; a longer one is skipped. The node's own topics
+ * (commands, time) are far shorter, and checking a topic's UTF-8 costs VM steps per byte.
+ */
+export const MAX_TOPIC_BYTES = 256
+
 /** PUBACK's fixed header byte: type 4, flags 0 [MQTT-3.4.1]. */
 const PUBACK_FIRST_BYTE = 0x40
 
@@ -638,6 +646,9 @@ export class ClientPacketDecoder {
     private body: Buffer = null
     private bodyFilled = 0
     private failure: DecodeFailure = null
+    /** While skipping an oversized PUBLISH: its topic length (-1 until read) and packet id so far. */
+    private skipTopicBytes = -1
+    private skipPacketId = 0
 
     /**
      * maxPacketBytes bounds a whole packet, fixed header included; larger packets
@@ -645,7 +656,11 @@ export class ClientPacketDecoder {
      * before any of their body is buffered. Values below 2 or above the protocol
      * maximum are clamped.
      */
-    constructor(maxPacketBytes: number) {
+    constructor(
+        maxPacketBytes: number,
+        /** Longest PUBLISH topic decoded; a longer one is skipped like an oversized packet. */
+        readonly maxTopicBytes = MAX_TOPIC_BYTES
+    ) {
         let limit = Math.floor(maxPacketBytes)
         if (!(limit >= 2)) limit = 2
         if (limit > MAX_PACKET_BYTES) limit = MAX_PACKET_BYTES
@@ -683,6 +698,9 @@ export class ClientPacketDecoder {
             const chunk = this.chunks[this.chunkIndex]
             if (this.state === DecoderState.Body) {
                 this.collectBody(chunk)
+            } else if (this.state === DecoderState.Skip) {
+                const skipped = this.skipBody(chunk)
+                if (skipped !== null) return skipped
             } else {
                 const byte = chunk[this.chunkOffset]
                 this.advance(1)
@@ -833,6 +851,15 @@ export class ClientPacketDecoder {
                 )
             )
         const packetBytes = 1 + this.remainingLengthBytes + this.remainingLength
+        if (packetBytes > this.maxPacketBytes && type === PacketType.Publish) {
+            // A message too large for us is skipped, not a reason to close: closing would make the
+            // broker send it again on every reconnect. Only its packet id is kept, to acknowledge it.
+            this.state = DecoderState.Skip
+            this.bodyFilled = 0
+            this.skipTopicBytes = -1
+            this.skipPacketId = 0
+            return null
+        }
         if (packetBytes > this.maxPacketBytes)
             return this.die(
                 failure(
@@ -859,7 +886,67 @@ export class ClientPacketDecoder {
         this.advance(count)
     }
 
+    /**
+     * Consumes what `chunk` holds of an oversized PUBLISH's body, in one step however long it is,
+     * picking out the topic length (its first two bytes) and the packet id (the two bytes after
+     * the topic). Returns the skipped message once its last byte is consumed, else null.
+     */
+    private skipBody(chunk: Buffer): DecodeResult | null {
+        const from = this.bodyFilled
+        const available = chunk.length - this.chunkOffset
+        const needed = this.remainingLength - from
+        const count = available < needed ? available : needed
+        // Visits only the bytes wanted, jumping over the topic and the payload: a megabyte costs
+        // the same few steps as a kilobyte. Byte 0 and 1 come before any other, so the topic
+        // length is known by the time the jump needs it.
+        const end = from + count
+        let at = from
+        while (at < end) {
+            const byte = chunk[this.chunkOffset + at - from]
+            const topicEnd = 2 + this.skipTopicBytes
+            if (at === 0) this.skipTopicBytes = byte * 256
+            else if (at === 1) this.skipTopicBytes += byte
+            else if (at < topicEnd) {
+                at = topicEnd
+                continue
+            } else if (at < topicEnd + 2) this.skipPacketId = this.skipPacketId * 256 + byte
+            else break
+            at++
+        }
+        this.bodyFilled += count
+        this.advance(count)
+        if (this.bodyFilled < this.remainingLength) return null
+        return this.skippedPublish(`a message of ${1 + this.remainingLengthBytes + this.remainingLength} bytes`)
+    }
+
+    /** The PUBLISH just read, without its topic and payload: `what` went over a limit. */
+    private skippedPublish(what: string): DecodeResult {
+        const flags = this.headerFlags
+        const qos = (flags >> 1) & 3
+        const packetId = this.skipPacketId
+        if (qos && !packetId) return this.die(failure(ProtocolError.PacketIdZero, "skipped PUBLISH"))
+        this.startPacket()
+        const packet: PublishPacket = {
+            type: PacketType.Publish,
+            topic: "",
+            payload: Buffer.alloc(0),
+            qos,
+            dup: (flags & 0x08) !== 0,
+            retain: (flags & 0x01) !== 0,
+            skipped: what,
+        }
+        if (qos) packet.packetId = packetId
+        return { packet }
+    }
+
     private completePacket(): DecodeResult {
+        const body = this.body
+        const topicBytes = body.length >= 2 ? body[0] * 256 + body[1] : 0
+        if (this.packetType === PacketType.Publish && topicBytes > this.maxTopicBytes) {
+            // Validating a topic costs VM steps per byte: a long one would stop the program.
+            this.skipPacketId = body.length >= topicBytes + 4 ? body[topicBytes + 2] * 256 + body[topicBytes + 3] : 0
+            return this.skippedPublish(`a topic of ${topicBytes} bytes`)
+        }
         const result = this.decodeBody(this.packetType, this.headerFlags, this.body)
         if (result.error) return this.die(result as DecodeFailure)
         this.startPacket()
@@ -873,6 +960,10 @@ export class ClientPacketDecoder {
 
 /** The streaming decoder for every packet type, both directions: for brokers and conformance tests. */
 export class PacketDecoder extends ClientPacketDecoder {
+    constructor(maxPacketBytes: number) {
+        super(maxPacketBytes, 65535)
+    }
+
     protected override decodeBody(type: number, flags: number, body: Buffer): DecodeResult {
         return decodeAnyPacketBody(type, flags, body)
     }

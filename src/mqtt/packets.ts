@@ -66,6 +66,12 @@ export interface PublishPacket {
     retain: boolean
     /** Present when qos > 0. */
     packetId?: number
+    /**
+     * Set by the client's decoder when the message was over one of its limits (its size, its
+     * topic's length): what it was, for the error. Its topic and payload were not decoded (topic
+     * "" and no payload); it is still acknowledged.
+     */
+    skipped?: string
 }
 
 /** PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK: a packet id and nothing else. */

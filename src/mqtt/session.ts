@@ -333,21 +333,21 @@ export class Session {
         this.pump(nowMs, actions)
     }
 
+    /**
+     * The acknowledgement goes before the message: a message whose handling crashes the program
+     * must not come back from the persistent session at the next boot and crash it again. A
+     * message is therefore handled at most once, which is what a command wants.
+     */
     private onInboundPublish(nowMs: number, packet: PublishPacket, actions: Action[]) {
-        if (packet.qos === 0) {
-            actions.push({ kind: ActionKind.Message, message: packet })
-        } else if (packet.qos === 1) {
-            actions.push({ kind: ActionKind.Message, message: packet })
-            actions.push(this.send(nowMs, { type: PacketType.Puback, packetId: packet.packetId }))
-        } else {
-            // QoS 2, method A of [MQTT-4.3.3]: deliver on first receipt, remember the id until PUBREL.
-            if (this.inboundQos2.indexOf(packet.packetId) < 0) {
-                if (this.inboundQos2.length >= MAX_INBOUND_QOS2) this.inboundQos2.shift()
-                this.inboundQos2.push(packet.packetId)
-                actions.push({ kind: ActionKind.Message, message: packet })
-            }
+        if (packet.qos === 1) actions.push(this.send(nowMs, { type: PacketType.Puback, packetId: packet.packetId }))
+        else if (packet.qos === 2) {
             actions.push(this.send(nowMs, { type: PacketType.Pubrec, packetId: packet.packetId }))
+            // Method A of [MQTT-4.3.3]: deliver on first receipt, remember the id until PUBREL.
+            if (this.inboundQos2.indexOf(packet.packetId) >= 0) return
+            if (this.inboundQos2.length >= MAX_INBOUND_QOS2) this.inboundQos2.shift()
+            this.inboundQos2.push(packet.packetId)
         }
+        actions.push({ kind: ActionKind.Message, message: packet })
     }
 
     private removeInboundQos2(packetId: number) {

@@ -235,7 +235,7 @@ describe("remaining length", () => {
     test("large announced lengths are refused before buffering", () => {
         const lengths = [16384, 2097151, 2097152, MAX_REMAINING_LENGTH]
         for (const length of lengths) {
-            const header = joinBuffers([Buffer.from([0x30]), encodeRemainingLength(length), Buffer.from("0001", "hex")])
+            const header = joinBuffers([Buffer.from([0x90]), encodeRemainingLength(length), Buffer.from("0001", "hex")])
             const decoder = new PacketDecoder(4096)
             decoder.push(header)
             const result = decoder.next()

@@ -3,7 +3,13 @@ import assert from "node:assert/strict"
 import mqttPacket from "mqtt-packet"
 
 import { encodePacket } from "../../src/mqtt/codec"
-import { DecodeResult, PacketDecoder, ProtocolError, protocolErrorText } from "../../src/mqtt/decoder"
+import {
+    ClientPacketDecoder,
+    DecodeResult,
+    PacketDecoder,
+    ProtocolError,
+    protocolErrorText,
+} from "../../src/mqtt/decoder"
 import { Packet, PacketType } from "../../src/mqtt/packets"
 import { MALFORMED_FIXTURES } from "./malformed-fixtures"
 import { fromMqttPacket, PACKET_FIXTURES, toMqttPacket } from "./packet-fixtures"
@@ -286,7 +292,7 @@ describe("malformed input yields the exact ProtocolError", () => {
         assert.equal(bytes.length, 100)
         assert.deepEqual(packetsOf(decodeChunks([bytes], 100)), [packet])
         const results = decodeChunks([bytes], 99)
-        assert.equal(results[0].error, ProtocolError.PacketTooLarge)
+        assert.equal((results[0].packet as any).skipped, "a message of 100 bytes", "skipped, not buffered")
     })
 })
 
@@ -343,7 +349,7 @@ describe("decoder lifecycle", () => {
     test("limits below 2 are clamped so PINGRESP still fits", () => {
         const decoder = new PacketDecoder(0)
         assert.equal(decoder.maxPacketBytes, 2)
-        decoder.push(Buffer.from([0xd0, 0x00, 0x30, 0x01]))
+        decoder.push(Buffer.from([0xd0, 0x00, 0x90, 0x01]))
         assert.deepEqual(decoder.next(), {
             packet: { type: PacketType.Pingresp },
         })
@@ -371,9 +377,98 @@ describe("decoder lifecycle", () => {
 describe("memory stays bounded", () => {
     test("a huge announced length is refused before buffering", () => {
         const decoder = new PacketDecoder(1024 * 1024)
-        decoder.push(Buffer.from([0x30, 0xff, 0xff, 0xff, 0x7f]))
+        decoder.push(Buffer.from([0x90, 0xff, 0xff, 0xff, 0x7f]))
         assert.equal(decoder.next().error, ProtocolError.PacketTooLarge)
         assert.equal(decoder.bufferedBytes(), 0)
+    })
+
+    test("a PUBLISH over the limit is skipped in any split, never buffered, and only its packet id kept", () => {
+        const limit = 4096
+        const big = {
+            type: PacketType.Publish,
+            topic: "meters/n/cmd/" + "x".repeat(300),
+            payload: Buffer.alloc(60000, 0x5b),
+            qos: 1,
+            dup: false,
+            retain: true,
+            packetId: 0x1234,
+        } as Packet
+        const next = { type: PacketType.Pingresp } as Packet
+        const bytes = Buffer.concat([encodePacket(big), encodePacket(next)])
+        for (const step of [1, 2, 3, 7, 301, 302, 303, 304, 305, 1400, 65536]) {
+            const decoder = new PacketDecoder(limit)
+            const results: DecodeResult[] = []
+            for (let offset = 0; offset < bytes.length; offset += step) {
+                decoder.push(bytes.subarray(offset, offset + step))
+                for (let r = decoder.next(); r; r = decoder.next()) results.push(r)
+                assert.equal(decoder.bufferedBytes(), 0, `step ${step}: nothing of it is buffered`)
+            }
+            assert.deepEqual(
+                results,
+                [
+                    {
+                        packet: {
+                            type: PacketType.Publish,
+                            topic: "",
+                            payload: Buffer.alloc(0),
+                            qos: 1,
+                            dup: false,
+                            retain: true,
+                            packetId: 0x1234,
+                            skipped: `a message of ${bytes.length - 2} bytes`,
+                        },
+                    },
+                    { packet: next },
+                ],
+                `step ${step}`
+            )
+        }
+    })
+
+    test("the client's decoder skips a PUBLISH whose topic is over its limit, keeping the packet id", () => {
+        const long = encodePacket({
+            type: PacketType.Publish,
+            topic: "meters/n/cmd/" + "n".repeat(2048),
+            payload: Buffer.from("{}"),
+            qos: 2,
+            dup: false,
+            retain: false,
+            packetId: 77,
+        } as Packet)
+        const decoder = new ClientPacketDecoder(4096)
+        decoder.push(long)
+        const r = decoder.next()
+        assert.equal((r.packet as any).skipped, `a topic of ${13 + 2048} bytes`)
+        assert.equal((r.packet as any).packetId, 77)
+        assert.equal((r.packet as any).qos, 2)
+        const generic = new PacketDecoder(4096)
+        generic.push(long)
+        assert.equal((generic.next().packet as any).topic.length, 13 + 2048, "a broker's decoder takes any topic")
+    })
+
+    test("an oversized QoS 0 PUBLISH carries no packet id; an oversized QoS 1 one with id 0 is a protocol error", () => {
+        const publish = (qos: number, packetId?: number) =>
+            encodePacket({
+                type: PacketType.Publish,
+                topic: "t",
+                payload: Buffer.alloc(200),
+                qos,
+                dup: false,
+                retain: false,
+                packetId,
+            } as Packet)
+        let decoder = new PacketDecoder(100)
+        decoder.push(publish(0))
+        const r = decoder.next()
+        assert.equal((r.packet as any).skipped, "a message of 206 bytes")
+        assert.equal((r.packet as any).packetId, undefined)
+        decoder = new PacketDecoder(100)
+        const zero = publish(1, 1)
+        // The packet id follows 32 cd 01 (QoS 1, remaining length 205), 00 01 and "t".
+        zero[6] = 0
+        zero[7] = 0
+        decoder.push(zero)
+        assert.equal(decoder.next().error, ProtocolError.PacketIdZero)
     })
 
     test("a large packet trickled in holds only its preallocated body", () => {
@@ -526,6 +621,11 @@ describe("fuzz", () => {
             for (const packet of decoded) {
                 const p = packet as any
                 if (p.type === PacketType.Connect && p.clientId === "" && !p.cleanSession) continue
+                // An oversized PUBLISH decodes to a summary (no topic, no payload): checked below.
+                if (p.skipped) {
+                    assert.ok(p.topic === "" && p.payload.length === 0)
+                    continue
+                }
                 const again = decodeChunks([encodePacket(packet)], 1 << 20)
                 assert.deepEqual(again, [{ packet }], `seed ${seed} input ${input}`)
             }
@@ -534,7 +634,7 @@ describe("fuzz", () => {
                 assert.equal(decoded.length > 0, true)
             }
             // Whatever we accept, mqtt-packet accepts the same way.
-            if (decoded.length > 0 && limit === 4096) {
+            if (decoded.length > 0 && limit === 4096 && !decoded.some(p => (p as any).skipped)) {
                 counts.differential++
                 const reference = mqttPacketParse(bytes)
                 assert.deepEqual(

@@ -62,8 +62,8 @@ export const MALFORMED_FIXTURES: MalformedFixture[] = (
         ["PUBLISH qos 0 with dup", packetHex(0x38, str("a")), E.DupWithQos0],
         ["remaining length of 5 bytes", raw("30 ff ff ff ff 01"), E.MalformedRemainingLength],
         ["remaining length continued in byte 4", raw("c0 80 80 80 80"), E.MalformedRemainingLength],
-        ["PUBLISH larger than the limit", raw("30 63"), E.PacketTooLarge, /PUBLISH of 101 bytes, limit 100/],
-        ["maximum remaining length against the limit", raw("30 ff ff ff 7f"), E.PacketTooLarge],
+        ["SUBACK larger than the limit", raw("90 63"), E.PacketTooLarge, /SUBACK of 101 bytes, limit 100/],
+        ["maximum remaining length against the limit", raw("90 ff ff ff 7f"), E.PacketTooLarge],
         [
             "PINGREQ with remaining length 1",
             raw("c0 01 00"),

@@ -1,0 +1,114 @@
+// Commands from the network, checked before anything is allocated for them. Anyone who may
+// publish on the broker can send one, so every part has a byte budget: the name, the payload, its
+// JSON nesting, the `id` a reply echoes, and how many commands a minute are handled at all.
+// What is refused gets one error reply (or, over the rate, a count in the status) and changes
+// nothing; the session acknowledges it like any other message, so it is never handed back.
+//
+// Pure core: imports nothing from @devicescript.
+
+/** Commands on <prefix>/<node>/cmd/<name>. */
+export const COMMANDS = ["replay", "restart", "shutdown", "status", "time"]
+/** Longest command name echoed in a reply topic; a longer one is answered on reply/invalid. */
+export const MAX_COMMAND_NAME_BYTES = 16
+/** Largest payload parsed. Every command fits in well under this. */
+export const MAX_COMMAND_BYTES = 512
+/** Deepest JSON nesting parsed: the VM's JSON.parse recurses without a bound. */
+export const MAX_COMMAND_DEPTH = 4
+/** Longest `id` echoed in a reply (a string; any number is fine). */
+export const MAX_ID_BYTES = 64
+/** Commands handled per window; more are dropped unanswered and counted. */
+export const COMMANDS_PER_WINDOW = 20
+export const COMMAND_WINDOW_MS = 60000
+
+export interface Command {
+    /** The name, or "invalid" when it is too long to echo. */
+    name: string
+    request: any
+    /** Echoed in the reply: a string of at most MAX_ID_BYTES, a number, or null. */
+    id: any
+    /** Why the command is refused; "" when it may run. */
+    error: string
+}
+
+/**
+ * The deepest nesting of objects and arrays in `bytes`, read as JSON text, or -1 once it passes
+ * `limit`: a scan of the bytes, so that deep input never reaches JSON.parse. Brackets inside
+ * strings do not count.
+ */
+export function jsonDepth(bytes: Buffer, limit: number) {
+    let depth = 0
+    let deepest = 0
+    let inString = false
+    for (let i = 0; i < bytes.length; ++i) {
+        const b = bytes[i]
+        if (inString) {
+            if (b === 92)
+                i++ // backslash: skip the escaped byte
+            else if (b === 34) inString = false
+        } else if (b === 34) inString = true
+        else if (b === 123 || b === 91) {
+            if (++depth > limit) return -1
+            if (depth > deepest) deepest = depth
+        } else if (b === 125 || b === 93) depth--
+    }
+    return deepest
+}
+
+/**
+ * Reads the command `name` with `payload` and its retain flag, within the budgets above. Never
+ * throws: a malformed command comes back with its error.
+ */
+export function parseCommand(name: string, payload: Buffer, retain: boolean): Command {
+    const c: Command = { name, request: {}, id: null, error: "" }
+    if (name.length > MAX_COMMAND_NAME_BYTES) {
+        c.name = "invalid"
+        c.error = `command name over ${MAX_COMMAND_NAME_BYTES} bytes`
+        return c
+    }
+    if (retain) c.error = "retained commands are ignored: publish commands without the retain flag"
+    else if (payload.length > MAX_COMMAND_BYTES) c.error = `payload over ${MAX_COMMAND_BYTES} bytes`
+    else if (payload.length) {
+        if (jsonDepth(payload, MAX_COMMAND_DEPTH) < 0) c.error = `payload nested deeper than ${MAX_COMMAND_DEPTH}`
+        else {
+            try {
+                c.request = JSON.parse(payload.toString())
+            } catch (e) {
+                c.error = "payload is not JSON"
+            }
+            if (!c.error && (c.request === null || typeof c.request !== "object" || Array.isArray(c.request))) {
+                c.request = {}
+                c.error = "payload must be a JSON object"
+            }
+        }
+    }
+    const id = c.request.id
+    if (typeof id === "number" || (typeof id === "string" && id.length <= MAX_ID_BYTES)) c.id = id
+    else if (id !== undefined && id !== null && !c.error)
+        c.error = `id must be a number or a string of at most ${MAX_ID_BYTES} characters`
+    if (!c.error && COMMANDS.indexOf(name) < 0) c.error = `unknown command ${name} (known: ${COMMANDS.join(", ")})`
+    return c
+}
+
+/**
+ * At most COMMANDS_PER_WINDOW commands per window; the rest are dropped without a reply, so a
+ * flood costs the node neither replies nor memory. Counts what it dropped.
+ */
+export class CommandRate {
+    private windowStartMs = -COMMAND_WINDOW_MS
+    private inWindow = 0
+    dropped = 0
+
+    /** Whether a command arriving at `nowMs` may be handled. */
+    admit(nowMs: number) {
+        if (nowMs - this.windowStartMs >= COMMAND_WINDOW_MS) {
+            this.windowStartMs = nowMs
+            this.inWindow = 0
+        }
+        if (this.inWindow < COMMANDS_PER_WINDOW) {
+            this.inWindow++
+            return true
+        }
+        this.dropped++
+        return false
+    }
+}
