@@ -1,11 +1,11 @@
-// INA219 / INA226 over I2C, in the shape of @devicescript/drivers: an I2CDriver that takes its
-// bus as a parameter (a fake one in tests), writes the configuration and the calibration
-// computed from the shunt and the maximum current, reads it back, and reads a measurement once
-// the chip reports a conversion ready. The arithmetic is in ina2xx.ts.
+// INA219 / INA226 over I2C: takes its bus as a parameter (a fake one in tests), writes the
+// configuration and the calibration computed from the shunt and the maximum current, reads it
+// back, and reads a measurement once the chip reports a conversion ready. The arithmetic is in
+// ina2xx.ts. It talks to @devicescript/i2c directly rather than extending @devicescript/drivers'
+// I2CDriver: that package brings SPI and GPIO into the image, about 1.2 KB of code.
 // Platform code: DeviceScript only.
 import * as ds from "@devicescript/core"
-import { DriverError, I2CDriver } from "@devicescript/drivers"
-import { I2C } from "@devicescript/i2c"
+import { i2c, I2C } from "@devicescript/i2c"
 import {
     calibrationValue,
     decodeReading,
@@ -39,46 +39,61 @@ export interface InaDriverOptions {
     client?: I2C
 }
 
-export class InaDriver extends I2CDriver {
+export class InaDriver {
     readonly chip: InaChip
+    readonly address: number
+    readonly client: I2C
     readonly currentLsbA: number
     readonly calibration: number
 
     constructor(o: InaDriverOptions) {
-        super(o.address === undefined ? 0x40 : o.address, { client: o.client })
         this.chip = o.chip
+        this.address = o.address === undefined ? 0x40 : o.address
+        this.client = o.client || i2c
         this.currentLsbA = minimumCurrentLsb(o.maxCurrentA)
         const cal = calibrationValue(o.chip, this.currentLsbA, o.shuntOhms)
-        if (typeof cal === "string") throw new DriverError(cal as string)
+        if (typeof cal === "string") throw new Error(cal as string)
         this.calibration = cal as number
     }
 
-    /** Configures the chip. I2CDriver.init() skips this in the simulator; tests with a fake bus call it. */
-    async configure() {
-        await this.initDriver()
+    /**
+     * Configures the chip, except in the simulator, which has no I2C devices (as I2CDriver.init()
+     * of @devicescript/drivers does). Throws with what went wrong.
+     */
+    async init() {
+        if (ds.isSimulator()) return
+        try {
+            await this.configure()
+        } catch (e) {
+            // The chip's own answers (a wrong id, a calibration that does not stick) say enough.
+            const text = (e as Error).message
+            if (text.indexOf(this.chip.name) === 0) throw e
+            throw new Error("I2C device not found or malfunctioning: " + text)
+        }
     }
 
-    protected override async initDriver() {
+    /** Configures the chip and checks it: tests with a fake bus call this directly. */
+    async configure() {
         const chip = this.chip
         if (chip === INA226) {
             const id = await this.readWord(REG_MANUFACTURER_ID)
             if (id !== TI_MANUFACTURER_ID)
-                throw new DriverError(chip.name + ": manufacturer id " + id + ", expected " + TI_MANUFACTURER_ID)
+                throw new Error(chip.name + ": manufacturer id " + id + ", expected " + TI_MANUFACTURER_ID)
         }
         await this.writeWord(REG_CONFIG, chip.config)
         await this.writeWord(REG_CALIBRATION, this.calibration)
         const back = await this.readWord(REG_CALIBRATION)
         if (back !== this.calibration)
-            throw new DriverError(chip.name + ": calibration reads back " + back + ", wrote " + this.calibration)
+            throw new Error(chip.name + ": calibration reads back " + back + ", wrote " + this.calibration)
     }
 
     async readWord(reg: number) {
-        const b = await this.readRegBuf(reg, 2)
+        const b = await this.client.readRegBuf(this.address, reg, 2)
         return b[0] * 256 + b[1]
     }
 
     async writeWord(reg: number, value: number) {
-        await this.writeRegBuf(reg, Buffer.from([(value >> 8) & 0xff, value & 0xff]))
+        await this.client.writeRegBuf(this.address, reg, Buffer.from([(value >> 8) & 0xff, value & 0xff]))
     }
 
     /**

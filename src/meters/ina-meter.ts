@@ -60,7 +60,7 @@ export class InaEnergyMeter implements EnergyMeter {
         } catch (e) {
             this.failures++
             this.failedSinceRead = true
-            this.report(this.driver.chip.name + " at I2C address " + this.driver.devAddr + ": " + (e as Error).message)
+            this.report(this.driver.chip.name + " at I2C address " + this.driver.address + ": " + (e as Error).message)
         }
     }
 
