@@ -442,21 +442,28 @@ export class OedOutput {
         for (const [field, value] of Object.entries(OED_FIELDS)) form.append(field, value)
         const csv = OED_HEADER + "\n" + lines.join("\n") + "\n"
         form.append("csvfile", new Blob([gzipSync(csv)], { type: "application/gzip" }), `${name}.csv.gz`)
-        let res: Response
-        let body: string
-        try {
-            res = await fetch(this.endpoint, {
-                method: "POST",
-                body: form,
-                redirect: "manual",
-                signal: AbortSignal.timeout(o.timeoutMs),
-            })
-            body = await res.text()
-        } catch (e) {
-            const err = e as Error & { cause?: { code?: string; message?: string } }
-            const why =
-                err.name === "TimeoutError" ? `no answer in ${o.timeoutMs} ms` : (err.cause?.code ?? err.message)
-            return { kind: "retry", reason: `OED unreachable (${why})` }
+        let res: Response | undefined
+        let body = ""
+        for (let attempt = 1; !res; attempt++) {
+            try {
+                res = await fetch(this.endpoint, {
+                    method: "POST",
+                    body: form,
+                    redirect: "manual",
+                    signal: AbortSignal.timeout(o.timeoutMs),
+                })
+                body = await res.text()
+            } catch (e) {
+                const err = e as Error & { cause?: { code?: string; message?: string } }
+                const timedOut = err.name === "TimeoutError"
+                res = undefined
+                // A kept-alive connection that OED closed while idle (its keep-alive timeout, or an
+                // event loop that a long query held) fails at once: a new one is worth one more
+                // try. The upload may then arrive twice: OED keeps one (update=no).
+                if (attempt === 1 && !timedOut) continue
+                const why = timedOut ? `no answer in ${o.timeoutMs} ms` : (err.cause?.code ?? err.message)
+                return { kind: "retry", reason: `OED unreachable (${why})` }
+            }
         }
         // OED's success() answers 200 with this heading; anything else did not store the readings.
         if (res.ok && body.includes("<h1>SUCCESS</h1>")) return { kind: "accepted" }

@@ -65,7 +65,8 @@ class FakeOed {
     delayMs = 0
     private server?: Server
 
-    async start() {
+    /** Listens on `port` (0: any free one). */
+    async start(port = 0) {
         this.server = createServer((req, res) => {
             const chunks: Buffer[] = []
             req.on("data", c => chunks.push(c))
@@ -79,7 +80,7 @@ class FakeOed {
                 }
             })
         })
-        this.server.listen(0, "127.0.0.1")
+        this.server.listen(port, "127.0.0.1")
         await new Promise(resolve => this.server!.once("listening", resolve))
         return this
     }
@@ -165,7 +166,7 @@ for (const v of variants()) {
         /** An output of this test's database to this test's OED. */
         const output = (options: Partial<OedOptions> = {}) => {
             const o = new OedOutput(db, {
-                url: oed.url,
+                url: options.url ?? oed.url,
                 username: USER,
                 password: PASSWORD,
                 retryMs: 20,
@@ -339,6 +340,27 @@ for (const v of variants()) {
                 )
                 await sleep(200)
                 assert.equal(oed.uploads.length, 1, "not posted again")
+            } finally {
+                await end()
+            }
+        })
+
+        test("OED unreachable, then listening again: the readings delivered once", async () => {
+            await begin()
+            try {
+                const records = energyRecords(10, { seed: 21 })
+                await storeAll(store, "n1", "main", records)
+                const port = Number(new URL(oed.url).port)
+                await oed.stop()
+                const o = output({ intervalMs: 60_000, url: `http://127.0.0.1:${port}` }).start()
+                await waitFor("two failed tries", async () => o.stats.retries >= 2)
+                assert.ok(
+                    logs.some(l => /n1\/main: OED unreachable \(ECONNREFUSED\)/.test(l)),
+                    logs.join("\n")
+                )
+                oed = await new FakeOed().start(port)
+                await waitFor("the upload accepted", async () => o.stats.uploads === 1, 10_000)
+                assert.deepEqual(oed.rowsOf("n1.main"), records.map(expectedRow))
             } finally {
                 await end()
             }
