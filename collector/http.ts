@@ -7,13 +7,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { once } from "node:events"
 import type { Database } from "./db"
 import { COMBINED_HEADER, csvRow, jsonRow, OED_HEADER, oedRow } from "./format"
-import { FAR_FUTURE_MS, nodesSummary, readingsInRange, type Range } from "./query"
+import { FAR_FUTURE_MS, nodesSummary, OED_COLUMNS, PAGE_ROWS, readingsInRange, type Range } from "./query"
 
 export interface HttpOptions {
     port: number
     host?: string
     /** The counters /api/stats shows. */
-    stats?: () => unknown
+    stats?: () => object
     log?: (line: string) => void
 }
 
@@ -87,7 +87,8 @@ async function sendReadings(db: Database, res: ServerResponse, q: Range & { form
             `{"from":${JSON.stringify(new Date(q.from).toISOString())},"to":${JSON.stringify(new Date(q.to).toISOString())},"readings":[`
         )
     else await write(res, (q.format === "csv" ? COMBINED_HEADER : OED_HEADER) + "\n")
-    for await (const page of readingsInRange(db, q)) {
+    const columns = q.format === "oed" ? OED_COLUMNS : undefined
+    for await (const page of readingsInRange(db, q, PAGE_ROWS, columns)) {
         if (res.destroyed) return
         let text = ""
         for (const r of page) {
@@ -120,7 +121,13 @@ export async function startHttp(db: Database, options: HttpOptions): Promise<Ser
         try {
             if (url.pathname === "/api/readings") return await sendReadings(db, res, readingsQuery(url.searchParams))
             if (url.pathname === "/api/nodes") return sendJson(res, 200, { nodes: await nodesSummary(db) })
-            if (url.pathname === "/api/stats") return sendJson(res, 200, options.stats?.() ?? {})
+            if (url.pathname === "/api/stats") {
+                const { rss, heapUsed } = process.memoryUsage()
+                return sendJson(res, 200, {
+                    ...(options.stats?.() ?? {}),
+                    memory: { rss_bytes: rss, heap_used_bytes: heapUsed },
+                })
+            }
             return sendJson(res, 404, { error: `no ${url.pathname}: /api/readings, /api/nodes, /api/stats` })
         } catch (e) {
             if (e instanceof BadRequest) return sendJson(res, 400, { error: e.message })
