@@ -4,6 +4,7 @@
 // seq by seq, the fleet at R messages per second in all. With --verify URL it then asks the
 // collector's HTTP API until every reading is stored, and prints how long that took.
 import mqtt from "mqtt"
+import { appendFileSync, writeFileSync } from "node:fs"
 import { parseArgs } from "node:util"
 import { energyLabel, readingMessage, readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "../src/reading"
 import { newRecord, type ReadingRecord } from "../src/storage/records"
@@ -21,7 +22,9 @@ const HELP = `npm run fleet -- [options]
   --prefix P        first topic level (default meters)
   --id PREFIX       node ids PREFIX-0001... (default fleet)
   --seed S          seed of the generated energy (default 1)
-  --verify URL      the collector's HTTP API (http://127.0.0.1:PORT): wait until it has every reading`
+  --verify URL      the collector's HTTP API (http://127.0.0.1:PORT): wait until it has every reading
+  --log FILE        write each reading as it is taken, a JSON line {"node","seq","delta","total"} (mWh):
+                    what the database must hold once every reading is delivered`
 
 const { values } = parseArgs({
     options: {
@@ -37,6 +40,7 @@ const { values } = parseArgs({
         id: { type: "string", default: "fleet" },
         seed: { type: "string", default: "1" },
         verify: { type: "string" },
+        log: { type: "string" },
         help: { type: "boolean", default: false },
     },
     strict: true,
@@ -65,6 +69,8 @@ const WINDOW = number("window", 1, 1000)
 const REPEAT = number("repeat", 0, 1, false)
 const SEED = number("seed", 0, 2 ** 31)
 const LABELS = [energyLabel("main")]
+const LOG = values.log
+if (LOG) writeFileSync(LOG, "")
 
 class SimulatedNode {
     client!: mqtt.MqttClient
@@ -131,6 +137,17 @@ class SimulatedNode {
             r.totalMilliWh = this.total
             out.push(r)
         }
+        // Taken: from now on the node holds these readings until the broker has them, as the
+        // firmware does in flash.
+        if (LOG)
+            appendFileSync(
+                LOG,
+                out
+                    .map(r =>
+                        JSON.stringify({ node: this.id, seq: r.seq, delta: r.deltaMilliWh, total: r.totalMilliWh })
+                    )
+                    .join("\n") + "\n"
+            )
         return out
     }
 
@@ -150,8 +167,13 @@ class SimulatedNode {
                     onAck(performance.now() - at)
                 },
                 e => {
-                    this.inFlight--
-                    console.error(`${this.id}: ${e.message}`)
+                    // Not acknowledged (the connection dropped as it went out): sent again, as a
+                    // node sends what it still holds once it is connected again.
+                    console.error(`${this.id}: ${e.message}; sending it again in 1 s`)
+                    setTimeout(() => {
+                        this.inFlight--
+                        send()
+                    }, 1000)
                 }
             )
         }

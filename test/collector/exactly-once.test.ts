@@ -1,6 +1,9 @@
 // Exactly once into the database, through a real broker, on PGlite and on a PostgreSQL server:
 // - the collector (a child process) is killed with SIGKILL twice while a node publishes, and
 //   restarted with the same persistent session: every reading is stored once, none is missing;
+// - a fleet of simulated nodes publishes for a minute while the collector is SIGKILLed twice and
+//   the broker restarted once: every reading the fleet took is stored once (crash-run.ts);
+// - a flood of bad input keeps the audit tables bounded, each refusal counted;
 // - a message whose transaction fails is not acknowledged: the broker delivers it again.
 import { after, before, describe, test } from "node:test"
 import assert from "node:assert/strict"
@@ -9,6 +12,7 @@ import { Broker } from "../../devs/lib/broker"
 import { Collector } from "../../collector/collector"
 import { openDatabase, type Database } from "../../collector/db"
 import { energyLabel, statusPayload } from "../../src/reading"
+import { crashRun } from "./crash-run"
 import { CollectorProcess, disposeBroker, energyRecords, payloads, variants, waitFor } from "./helpers"
 
 const NODE = "eo-node"
@@ -270,6 +274,33 @@ for (const v of variants()) {
                     await collector.stop()
                 }
             })
+
+        test("a fleet for a minute, the collector SIGKILLed twice, the broker restarted: every reading taken stored once", async t => {
+            if (broker.kind !== "mosquitto")
+                return t.skip("needs Mosquitto: its persistence keeps the session across the restart")
+            // CRASH_SEED picks other fault times; the seed is printed either way.
+            const seed = Number(process.env.CRASH_SEED ?? 1)
+            const r = await crashRun({
+                database: v.name as "PGlite" | "PostgreSQL",
+                nodes: 5,
+                seconds: 60,
+                kills: 2,
+                seed,
+                log: line => console.log(`# ${line}`),
+            })
+            console.log(`# ${JSON.stringify(r)}`)
+            assert.ok(r.taken >= 5 * 60, `the fleet took ${r.taken} readings`)
+            assert.deepEqual(
+                {
+                    stored: r.stored,
+                    lost: r.lost,
+                    doubled: r.doubled,
+                    wrong: r.wrong,
+                    energyDiffMilli: r.energyDiffMilli,
+                },
+                { stored: r.taken, lost: 0, doubled: 0, wrong: 0, energyDiffMilli: 0 }
+            )
+        })
 
         test("a flood of bad input: the audit tables stay bounded, every refusal and conflict counted, ingest goes on", async () => {
             const db: Database = await v.open()
