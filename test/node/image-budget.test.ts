@@ -24,11 +24,13 @@ function composed(name: string, settings: Record<string, unknown>): () => string
     }
 }
 
-const C3_BUDGET_BYTES = 51 * KB
+// The hardening against hostile input (command budgets, skipping oversized messages) cost about
+// 1.7 KB of each image; the configuration built in on the host had freed 5.3 KB.
+const C3_BUDGET_BYTES = 53 * KB
 
 const IMAGES: Budgeted[] = [
     { name: "every driver (src/main.ts)", entry: () => "src/main.ts", budgetBytes: 63 * KB },
-    { name: "simulator default", entry: composed("sim", { METER_KIND: "sim" }), budgetBytes: 51 * KB },
+    { name: "simulator default", entry: composed("sim", { METER_KIND: "sim" }), budgetBytes: 52 * KB },
     {
         name: "ESP32-C3, one S0 meter, Home Assistant discovery",
         entry: composed("c3-s0", { METER_KIND: "s0", METER_OPTS: "imp=1000/kWh" }),
