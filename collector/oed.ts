@@ -298,11 +298,8 @@ export class OedOutput {
                     continue
                 }
                 const result = await this.postMeter(m, name)
-                if (result === "uploaded") uploads++
-                if (result === "more") {
-                    uploads++
-                    more = true
-                }
+                if (result.uploaded) uploads++
+                if (result.more) more = true
             }
             if (!more) return uploads
             // Ingest (the HTTP API, MQTT keepalives) between rounds.
@@ -315,8 +312,8 @@ export class OedOutput {
         this.log(`collector: oed ${key}: not posted until the collector restarts: ${reason}`)
     }
 
-    /** One upload of one meter (its late readings first); "more" when it filled a batch. */
-    private async postMeter(m: MeterWork, name: string): Promise<"uploaded" | "more" | "nothing" | "failed"> {
+    /** One upload of one meter (its late readings first); more when it read a full batch. */
+    private async postMeter(m: MeterWork, name: string): Promise<{ uploaded: boolean; more: boolean }> {
         const key = `${m.node}/${m.meter}`
         const { batchRows } = this.options
         const holes = (
@@ -341,7 +338,7 @@ export class OedOutput {
                       [m.node, m.meter, m.posted_seq, batchRows - late.length]
                   )
                 : []
-        if (!late.length && !fresh.length) return "nothing"
+        if (!late.length && !fresh.length) return { uploaded: false, more: false }
         const rows = [...late, ...fresh]
         for (const r of rows) Object.assign(r, { node: m.node, meter: m.meter, quantity: m.quantity, unit: m.unit })
         const lines = rows
@@ -355,7 +352,7 @@ export class OedOutput {
             )
             if (answer.kind !== "accepted") {
                 await this.failed(m, key, answer)
-                return "failed"
+                return { uploaded: false, more: false }
             }
         }
         const postedSeq = fresh.length ? fresh[fresh.length - 1].seq : m.posted_seq
@@ -402,7 +399,7 @@ export class OedOutput {
             this.stats.posted += lines.length
             this.stats.late += lateLines
         }
-        return rows.length >= batchRows ? "more" : lines.length ? "uploaded" : "nothing"
+        return { uploaded: lines.length > 0, more: rows.length >= batchRows }
     }
 
     private async failed(m: MeterWork, key: string, answer: Exclude<Answer, { kind: "accepted" }>) {
