@@ -16,6 +16,8 @@ export const MAX_COMMAND_BYTES = 512
 export const MAX_COMMAND_DEPTH = 4
 /** Longest `id` echoed in a reply (a string; any number is fine). */
 export const MAX_ID_BYTES = 64
+/** Replies awaiting their PUBACK; a command arriving while this many wait is dropped and counted. */
+export const MAX_REPLIES_WAITING = 4
 /** Commands handled per window; more are dropped unanswered and counted. */
 export const COMMANDS_PER_WINDOW = 20
 export const COMMAND_WINDOW_MS = 60000
@@ -90,16 +92,21 @@ export function parseCommand(name: string, payload: Buffer, retain: boolean): Co
 }
 
 /**
- * At most COMMANDS_PER_WINDOW commands per window; the rest are dropped without a reply, so a
- * flood costs the node neither replies nor memory. Counts what it dropped.
+ * At most COMMANDS_PER_WINDOW commands per window, and none while MAX_REPLIES_WAITING replies
+ * wait for their acknowledgement; the rest are dropped without a reply, so a flood costs the node
+ * neither replies nor memory. Counts what it dropped.
  */
 export class CommandRate {
     private windowStartMs = -COMMAND_WINDOW_MS
     private inWindow = 0
     dropped = 0
 
-    /** Whether a command arriving at `nowMs` may be handled. */
-    admit(nowMs: number) {
+    /** Whether a command arriving at `nowMs`, with `repliesWaiting` replies unacknowledged, may be handled. */
+    admit(nowMs: number, repliesWaiting: number) {
+        if (repliesWaiting >= MAX_REPLIES_WAITING) {
+            this.dropped++
+            return false
+        }
         if (nowMs - this.windowStartMs >= COMMAND_WINDOW_MS) {
             this.windowStartMs = nowMs
             this.inWindow = 0

@@ -36,7 +36,7 @@ import { Uplink } from "./uplink"
 import { removeAt } from "./util/arrays"
 import { ANNOUNCED_KEY, announcedFromJson, announcedKey } from "./discovery"
 import { Features, ReplayHistory, ReplayPort } from "./features"
-import { COMMANDS_PER_WINDOW, CommandRate, parseCommand } from "./commands"
+import { COMMANDS_PER_WINDOW, CommandRate, MAX_REPLIES_WAITING, parseCommand } from "./commands"
 import { nextBoundaryMs, offsetOfBoot, parseTimePayload, timeFromJson, WallClock, withBootOffset } from "./clock"
 
 /** How long a planned stop waits for its offline status to be acknowledged before going anyway. */
@@ -97,6 +97,8 @@ class Node {
     /** Discovery configs awaiting their PUBACK. */
     private discoveryTokens: number[] = []
     private readonly commandRate = new CommandRate()
+    /** Replies awaiting their PUBACK: each holds its payload in RAM until then. */
+    private replyTokens: number[] = []
 
     constructor(
         readonly config: NodeConfig,
@@ -230,6 +232,8 @@ class Node {
                     }
                     const d = self.discoveryTokens.indexOf(token)
                     if (d >= 0) removeAt(self.discoveryTokens, d)
+                    const r = self.replyTokens.indexOf(token)
+                    if (r >= 0) removeAt(self.replyTokens, r)
                     self.recentAcks.push(token)
                     if (self.recentAcks.length > RECENT_ACKS) self.recentAcks.shift()
                     self.delivered.emit(token)
@@ -443,11 +447,11 @@ class Node {
         const c = this.config
         const base = `${c.topicPrefix}/${c.nodeId}/cmd/`
         if (message.topic.indexOf(base) !== 0) return
-        if (!this.commandRate.admit(ds.millis())) {
+        if (!this.commandRate.admit(ds.millis(), this.replyTokens.length)) {
             // Unanswered: a reply per command of a flood would cost what the limit saves.
             if (this.commandRate.dropped % COMMANDS_PER_WINDOW === 1)
                 this.reportError(
-                    `command: ${this.commandRate.dropped} dropped since boot, over ${COMMANDS_PER_WINDOW} a minute`
+                    `command: ${this.commandRate.dropped} dropped since boot, over ${COMMANDS_PER_WINDOW} a minute or ${MAX_REPLIES_WAITING} replies waiting`
                 )
             return
         }
@@ -478,11 +482,13 @@ class Node {
             reply.ok = false
             reply.error = error
         }
-        await this.client.publish(
-            `${c.topicPrefix}/${c.nodeId}/reply/${name}`,
-            Buffer.from(JSON.stringify(reply)),
-            1,
-            false
+        this.replyTokens.push(
+            await this.client.publish(
+                `${c.topicPrefix}/${c.nodeId}/reply/${name}`,
+                Buffer.from(JSON.stringify(reply)),
+                1,
+                false
+            )
         )
         if (!error && (name === "restart" || name === "shutdown")) {
             // In a fiber of its own: this handler runs on the fiber that reads the socket, and the

@@ -9,6 +9,7 @@ import {
     MAX_COMMAND_BYTES,
     MAX_COMMAND_DEPTH,
     MAX_ID_BYTES,
+    MAX_REPLIES_WAITING,
     parseCommand,
 } from "../../src/commands"
 
@@ -65,9 +66,16 @@ describe("commands", () => {
     test("at most COMMANDS_PER_WINDOW commands a window are admitted; the rest are counted", () => {
         const rate = new CommandRate()
         let admitted = 0
-        for (let i = 0; i < 2000; ++i) if (rate.admit(1000 + i)) admitted++
+        for (let i = 0; i < 2000; ++i) if (rate.admit(1000 + i, 0)) admitted++
         assert.equal(admitted, COMMANDS_PER_WINDOW)
         assert.equal(rate.dropped, 2000 - COMMANDS_PER_WINDOW)
-        assert.ok(rate.admit(1000 + COMMAND_WINDOW_MS), "a new window admits again")
+        assert.ok(rate.admit(1000 + COMMAND_WINDOW_MS, 0), "a new window admits again")
+    })
+
+    test("no command is admitted while MAX_REPLIES_WAITING replies wait for their acknowledgement", () => {
+        const rate = new CommandRate()
+        assert.equal(rate.admit(0, MAX_REPLIES_WAITING), false)
+        assert.equal(rate.dropped, 1)
+        assert.equal(rate.admit(0, MAX_REPLIES_WAITING - 1), true)
     })
 })
