@@ -1,7 +1,7 @@
 // The collector's storage against PGlite and a real PostgreSQL: migrations, the CHECK constraints
 // of the payload contract, duplicates absorbed by the key, a differing duplicate kept aside,
-// merged readings that overlap stored ones, refused input, and a failed transaction reported to
-// the caller (who then does not acknowledge the message).
+// merged readings that overlap stored ones, several messages in one transaction, refused input,
+// and a failed transaction reported to the caller (who then does not acknowledge the message).
 import { after, describe, test } from "node:test"
 import assert from "node:assert/strict"
 import type { Database } from "../../collector/db"
@@ -245,6 +245,71 @@ for (const v of variants()) {
                 assert.equal(store.stats.duplicates, 2)
                 assert.equal(store.stats.conflicts, 0)
                 assert.equal(await count(db, "readings"), 5)
+            } finally {
+                await db.close()
+            }
+        })
+
+        test("several messages in one transaction: as one by one, and meter_counts agrees with the readings", async () => {
+            const db = await v.open()
+            const store = new Store(db, { log: () => {} })
+            try {
+                const records = energyRecords(8, { firstSeq: 11 })
+                const singles = payloads(records.slice(0, 4), [energyLabel("main")], 1)
+                const merged = record({
+                    seq: 18,
+                    firstSeq: 11,
+                    startS: records[0].startS,
+                    durationS: 8 * 60,
+                    deltaMilli: records.reduce((s, r) => s + r.deltaMilliWh, 0),
+                    totalMilli: records[7].totalMilliWh,
+                })
+                const other = payloads(energyRecords(3, { seed: 9 }), [energyLabel("main")], 12)[0]
+                const message = (topic: string, text: string) => ({ topic, payload: Buffer.from(text) })
+                // Plain readings, one of them twice, another meter's backlog, then a merged
+                // reading over the plain ones: it must see them, stored earlier in the same transaction.
+                await store.storeMany([
+                    ...singles.map(m => message(TOPIC, m)),
+                    message(TOPIC, singles[1]),
+                    message("meters/n2/main/reading", other),
+                    message(TOPIC, payloads([merged])[0]),
+                ])
+                assert.deepEqual(
+                    { stored: store.stats.stored, duplicates: store.stats.duplicates, partial: store.stats.partial },
+                    { stored: 4 + 3 + 1, duplicates: 1, partial: 1 }
+                )
+                const [last] = await db.query("SELECT delta, partial FROM readings WHERE node = 'n1' AND seq = 18")
+                const later = records.slice(4).reduce((s, r) => s + r.deltaMilliWh, 0) / 1000
+                assert.ok(
+                    last.partial && Math.abs(last.delta - later) < 1e-6,
+                    `${last.delta} Wh new, ${later} expected`
+                )
+                // A refusal in a batch: rolled back, then each message alone; only the bad one refused.
+                const bad = JSON.stringify({
+                    meter: "main",
+                    quantity: "energy",
+                    unit: "Wh",
+                    time: "utc_ms",
+                    readings: [{ seq: 30, boot: 1, start: 5000, end: 4000, delta: 1, total: 1 }],
+                })
+                const more = payloads(energyRecords(2, { firstSeq: 40, seed: 4 }), [energyLabel("main")], 1)
+                await store.storeMany([message(TOPIC, more[0]), message(TOPIC, bad), message(TOPIC, more[1])])
+                assert.equal(store.stats.rejected["contract:interval_order"], 1)
+                assert.deepEqual(
+                    (await db.query("SELECT seq FROM readings WHERE node = 'n1' AND seq >= 30 ORDER BY seq")).map(
+                        r => r.seq
+                    ),
+                    [40, 41]
+                )
+                const counts = await db.query(
+                    "SELECT node, meter, readings, gaps, first_seq, last_seq, seqs_held FROM meter_counts ORDER BY node"
+                )
+                const actual = await db.query(
+                    `SELECT node, meter, count(*) FILTER (WHERE NOT gap) AS readings, count(*) FILTER (WHERE gap) AS gaps,
+                            min(first_seq) AS first_seq, max(seq) AS last_seq, sum(seq - first_seq + 1)::bigint AS seqs_held
+                     FROM readings GROUP BY node, meter ORDER BY node`
+                )
+                assert.deepEqual(counts, actual)
             } finally {
                 await db.close()
             }
