@@ -26,6 +26,9 @@ Collecting:
                       subscription; each collector its own --client-id, all on one --db server)
   --http PORT         serve the HTTP API (/api/readings, /api/nodes, /api/stats) on PORT
   --http-host HOST    address of the HTTP API (default 127.0.0.1)
+  --operator-token-file FILE
+                      allow commands (restart, time) from the fleet page to whoever gives the token in
+                      FILE (one line, at least 16 characters); without it the page is read-only
   --time-every S      be the nodes' time source: publish UTC retained every S seconds (default 0: off)
   --time-topic T      the time topic (default meters/time)
   --user NAME         user name; the password comes from the MQTT_PASS environment variable
@@ -58,6 +61,7 @@ const { values, positionals } = parseArgs({
         share: { type: "string" },
         http: { type: "string" },
         "http-host": { type: "string", default: "127.0.0.1" },
+        "operator-token-file": { type: "string" },
         "time-topic": { type: "string", default: "meters/time" },
         "time-every": { type: "string", default: "0" },
         user: { type: "string" },
@@ -115,6 +119,19 @@ const httpPort = values.http === undefined ? undefined : Number(values.http)
 if (httpPort !== undefined && !(Number.isInteger(httpPort) && httpPort >= 0 && httpPort < 65536))
     fail(`--http takes a port number, got ${values.http}`)
 
+let operatorToken: string | undefined
+if (values["operator-token-file"] !== undefined) {
+    if (httpPort === undefined) fail("--operator-token-file is for the fleet page: give --http PORT too")
+    try {
+        operatorToken = readFileSync(values["operator-token-file"], "utf-8").trim()
+    } catch (e) {
+        fail(`--operator-token-file: ${(e as Error).message}`)
+    }
+    // A short token could be guessed through the page's command route.
+    if (operatorToken.length < 16 || /\s/.test(operatorToken))
+        fail("--operator-token-file: the token is one line of at least 16 characters, no spaces")
+}
+
 let oed: NonNullable<ConstructorParameters<typeof Collector>[0]["oed"]> | undefined
 if (values.oed !== undefined) {
     let url: URL
@@ -162,6 +179,7 @@ const collector = new Collector({
     timeEveryS,
     httpPort,
     httpHost: values["http-host"],
+    operatorToken,
     oed,
 })
 
@@ -198,7 +216,10 @@ try {
 }
 console.log(
     `collecting into ${collector.db.where}` +
-        (collector.httpPort !== undefined ? `, HTTP API on http://${values["http-host"]}:${collector.httpPort}` : "") +
+        (collector.httpPort !== undefined
+            ? `, HTTP API on http://${values["http-host"]}:${collector.httpPort} ` +
+              `(the fleet page at /, ${operatorToken ? "commands on" : "read-only"})`
+            : "") +
         (timeEveryS ? `, publishing the time every ${timeEveryS} s` : "") +
         (collector.oed ? `, posting to Open Energy Dashboard at ${collector.oed.where}` : "") +
         "; Ctrl-C stops"

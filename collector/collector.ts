@@ -14,6 +14,8 @@ import { startHttp } from "./http"
 import { flags } from "./format"
 import { OedOutput, type OedOptions } from "./oed"
 import { IngestQueue, Store } from "./store"
+import { LiveEvents } from "./live"
+import { pageRoutes } from "./page"
 
 export { COMBINED_HEADER, OED_HEADER, oedTimestamp } from "./format"
 
@@ -75,6 +77,8 @@ export interface CollectorOptions {
     /** Serve the HTTP API on this port (0: any free one; undefined: none). */
     httpPort?: number
     httpHost?: string
+    /** The fleet page's commands (restart, time) need this token; without it the page is read-only. */
+    operatorToken?: string
     log?: (line: string) => void
 }
 
@@ -89,6 +93,8 @@ export class Collector {
     readonly statuses = new Map<string, any[]>()
     http?: Server
     oed?: OedOutput
+    /** Statuses and readings as they are committed, for the fleet page's event stream. */
+    readonly live = new LiveEvents()
     private client?: mqtt.MqttClient
     private timer?: NodeJS.Timeout
     private readonly prefix: string
@@ -134,6 +140,7 @@ export class Collector {
             prefix: this.prefix,
             log: this.log,
             onStored: parsed => {
+                this.live.stored(parsed)
                 if (parsed.kind !== "status") return
                 const list = this.statuses.get(parsed.node) ?? []
                 list.push({ ...parsed.status, retained: parsed.retained, atMs: Date.now() })
@@ -151,8 +158,16 @@ export class Collector {
                     connected: !!this.client?.connected,
                     started_at: this.startedAt.toISOString(),
                     ...(this.oed ? { oed: this.oed.stats } : {}),
+                    live: { listeners: this.live.listeners, updates: this.live.sent },
                 }),
                 log: this.log,
+                routes: pageRoutes({
+                    db: this.db,
+                    live: this.live,
+                    operatorToken: o.operatorToken,
+                    command: (node, name, payload) => this.command(node, name, payload),
+                    log: this.log,
+                }),
             })
         if (o.oed) this.oed = new OedOutput(this.db, { ...o.oed, log: this.log }).start()
         const timeTopic = o.timeTopic ?? "meters/time"
@@ -224,6 +239,24 @@ export class Collector {
         return this
     }
 
+    /** Publishes a command to a node (QoS 1); resolves once the broker has acknowledged it. */
+    async command(node: string, name: string, payload: Record<string, unknown>) {
+        const client = this.client
+        if (!client?.connected) throw new Error("not connected to the broker")
+        let timer: NodeJS.Timeout | undefined
+        const timeout = new Promise<never>(
+            (_, reject) => (timer = setTimeout(() => reject(new Error("no PUBACK from the broker in 5 s")), 5000))
+        )
+        try {
+            await Promise.race([
+                client.publishAsync(`${this.prefix}/${node}/cmd/${name}`, JSON.stringify(payload), { qos: 1 }),
+                timeout,
+            ])
+        } finally {
+            clearTimeout(timer)
+        }
+    }
+
     private subscribe(v5: boolean) {
         // MQTT 5: retained statuses only with a new subscription, not at every reconnection.
         const options = { qos: 1 as const, ...(v5 ? { rh: 1 } : {}) }
@@ -282,6 +315,7 @@ export class Collector {
         }
         await this.queue?.idle()
         await this.oed?.stop()
+        this.live.close()
         if (this.http) {
             this.http.closeAllConnections()
             await new Promise<void>(resolve => this.http!.close(() => resolve()))

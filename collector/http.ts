@@ -15,6 +15,8 @@ export interface HttpOptions {
     /** The counters /api/stats shows. */
     stats?: () => object
     log?: (line: string) => void
+    /** More routes (the fleet page, page.ts), tried first: true when they answered the request. */
+    routes?: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean>
 }
 
 class BadRequest extends Error {}
@@ -117,6 +119,7 @@ export async function startHttp(db: Database, options: HttpOptions): Promise<Ser
     const log = options.log ?? (line => console.log(line))
     const handle = async (req: IncomingMessage, res: ServerResponse) => {
         const url = new URL(req.url ?? "/", "http://collector")
+        if (options.routes && (await options.routes(req, res, url))) return
         if (req.method !== "GET") return sendJson(res, 405, { error: "only GET" })
         try {
             if (url.pathname === "/api/readings") return await sendReadings(db, res, readingsQuery(url.searchParams))
