@@ -158,9 +158,15 @@ async function runNodeTests(name: string, files: string[], extra: string[]): Pro
     }
 }
 
-/** `prettier --check` over the tracked .ts files (the files .prettierignore leaves out stay out). */
+/**
+ * `prettier --check` over the tracked .ts files and the collector's page (plain HTML, CSS and
+ * JavaScript); the files .prettierignore leaves out stay out.
+ */
 async function runFormatCheck(): Promise<Counts> {
-    const listed = spawnSync("git", ["ls-files", "-z", "--", "*.ts"], { cwd: PROJECT_ROOT, encoding: "utf-8" })
+    const listed = spawnSync("git", ["ls-files", "-z", "--", "*.ts", "collector/web/*"], {
+        cwd: PROJECT_ROOT,
+        encoding: "utf-8",
+    })
     // Outside a git checkout, prettier finds the files itself.
     const files =
         listed.status === 0

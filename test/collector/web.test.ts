@@ -1,0 +1,401 @@
+// The collector's fleet page in a real Chromium (Debian's `chromium`, driven by playwright-core):
+// a node that vanishes shows offline with its will's reason, and online again, without a reload;
+// a gap lands in its meter's completeness strip at its hour; the chart's sum over a range is the
+// database's; sorting and filtering work from the keyboard; the page asks nothing of any other
+// origin; 1,000 nodes render in under a second and a status change shows within 2 s; and the
+// screenshots of the README come from this run. Skipped with a message where Chromium is missing.
+import { after, before, describe, test } from "node:test"
+import assert from "node:assert/strict"
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import mqtt from "mqtt"
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core"
+import { Broker } from "../../devs/lib/broker"
+import { Collector } from "../../collector/collector"
+import type { Database } from "../../collector/db"
+import type { Incoming } from "../../collector/store"
+import { statusPayload, WILL_PAYLOAD, type NodeStatus } from "../../src/reading"
+import { disposeBroker, energyRecords, payloads, record, variants, waitFor } from "./helpers"
+
+// What runs inside the page (page.evaluate and friends) sees the browser's globals; this project
+// type-checks against Node's only.
+declare const document: any, CSS: any, Image: any, performance: any
+
+const HOUR_MS = 3_600_000
+const CHROMIUM_PATHS = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+const chromiumPath = [process.env.CHROMIUM, ...CHROMIUM_PATHS].find(p => p && existsSync(p))
+const missing = chromiumPath ? undefined : "Chromium is not installed: apt-get install chromium, or set CHROMIUM"
+/** Where the screenshots go: docs/images when asked to write the README's, else a temporary directory. */
+const SCREENSHOTS_DIR = process.env.WEB_SCREENSHOTS_DIR ?? mkdtempSync(join(tmpdir(), "meternode-web-"))
+
+const online = (s: Partial<NodeStatus> = {}) =>
+    statusPayload({
+        online: true,
+        boot: 3,
+        uptimeS: 600,
+        queued: 0,
+        dropped: 0,
+        merged: 0,
+        lastError: "",
+        clock: "set",
+        ...s,
+    })
+
+/** The whole hour, UTC, 6 hours ago: where the test meter's readings start. */
+const BASE_MS = (Math.floor(Date.now() / HOUR_MS) - 6) * HOUR_MS
+const BASE_S = BASE_MS / 1000
+
+/**
+ * web-gap/main: one-minute readings from BASE for 2 h 30 min (seqs 1..150), a power cut, the gap
+ * element of boot 2 at BASE + 2 h 30 min (readings after seq 150 may be missing), readings again
+ * from BASE + 4 h (seqs 1001..1060), and one merged reading over BASE + 5 h .. + 5 h 30 min.
+ */
+function gapMeterRecords() {
+    const first = energyRecords(150, { startS: BASE_S, seed: 7 })
+    const lastTotal = first[first.length - 1].totalMilliWh
+    const gap = record({
+        seq: 1000,
+        firstSeq: 151,
+        boot: 2,
+        startS: BASE_S + 150 * 60,
+        totalMilli: lastTotal,
+        gap: true,
+    })
+    const second = energyRecords(60, { firstSeq: 1001, startS: BASE_S + 4 * 3600, seed: 8 })
+    for (const r of second) r.boot = 2
+    const merged = record({
+        seq: 1090,
+        firstSeq: 1061,
+        boot: 2,
+        startS: BASE_S + 5 * 3600,
+        durationS: 1800,
+        deltaMilli: 60_000,
+        totalMilli: second[second.length - 1].totalMilliWh + 60_000,
+    })
+    return [...first, gap, ...second, merged]
+}
+
+/** The page's state text of a node's row, or undefined while the row is not there. */
+async function rowState(page: Page, node: string) {
+    return page.evaluate(
+        id => document.querySelector(`#fleet tr[data-node="${CSS.escape(id)}"] .c-state`)?.textContent ?? undefined,
+        node
+    )
+}
+
+/** Waits until the row's state text matches; the milliseconds it took from `since`. */
+async function waitForState(page: Page, node: string, text: string, since: number, timeoutMs: number) {
+    await page.waitForFunction(
+        ([id, want]) =>
+            document.querySelector(`#fleet tr[data-node="${CSS.escape(id)}"] .c-state`)?.textContent === want,
+        [node, text] as const,
+        { timeout: timeoutMs, polling: 50 }
+    )
+    return Date.now() - since
+}
+
+/** The variance of the screenshot's pixels (luminance), computed by the browser from the PNG. */
+async function pixelVariance(page: Page, png: Buffer) {
+    return page.evaluate(
+        async dataUrl => {
+            const img = new Image()
+            img.src = dataUrl
+            await img.decode()
+            const canvas = document.createElement("canvas")
+            canvas.width = img.width
+            canvas.height = img.height
+            const ctx = canvas.getContext("2d")!
+            ctx.drawImage(img, 0, 0)
+            const d = ctx.getImageData(0, 0, img.width, img.height).data
+            let sum = 0
+            let sq = 0
+            const n = d.length / 4
+            for (let i = 0; i < d.length; i += 4) {
+                const y = 0.2126 * d[i] + 0.7152 * d[i + 1] + 0.0722 * d[i + 2]
+                sum += y
+                sq += y * y
+            }
+            return sq / n - (sum / n) ** 2
+        },
+        `data:image/png;base64,${png.toString("base64")}`
+    )
+}
+
+describe("the fleet page in Chromium", { skip: missing }, () => {
+    const pglite = variants()[0]
+    let broker: Broker
+    let db: Database
+    let collector: Collector
+    let browser: Browser
+    let context: BrowserContext
+    let page: Page
+    let base = ""
+    /** Every request the page made, and those to another origin than the collector. */
+    const requests: string[] = []
+    const outside: string[] = []
+    /** The origins of the collectors the tests start: the only ones the page may ask. */
+    const collectors: string[] = []
+    const clients: mqtt.MqttClient[] = []
+
+    const publisher = async (id: string, will?: string) => {
+        const c = await mqtt.connectAsync(broker.url, {
+            clientId: id,
+            reconnectPeriod: 0,
+            will: will
+                ? { topic: `meters/${will}/status`, payload: Buffer.from(WILL_PAYLOAD), qos: 1, retain: true }
+                : undefined,
+        })
+        clients.push(c)
+        return c
+    }
+
+    before(async () => {
+        broker = await new Broker({ persistence: false }).start()
+        db = await pglite.open()
+        collector = await new Collector({
+            broker: broker.url,
+            database: db,
+            clientId: `web-test-${process.pid}`,
+            protocolVersion: broker.kind === "mosquitto" ? 5 : 4,
+            httpPort: 0,
+            log: () => {},
+        }).start()
+        base = `http://127.0.0.1:${collector.httpPort}`
+        collectors.push(base)
+        // A small fleet of every state, for the screenshot and the sorting.
+        const c = await publisher("web-fleet")
+        const fleet: [string, string][] = [
+            ["boiler-room", online({ boot: 12, queued: 0 })],
+            ["east-wing", online({ boot: 4, queued: 37, merged: 120, lastError: "mqtt: connection refused (5)" })],
+            [
+                "garage",
+                statusPayload({
+                    online: false,
+                    reason: "shutdown",
+                    boot: 2,
+                    uptimeS: 0,
+                    queued: 0,
+                    dropped: 0,
+                    merged: 0,
+                    lastError: "",
+                }),
+            ],
+            ["kitchen", WILL_PAYLOAD],
+            ["roof-pv", online({ boot: 1, clock: "unset", queued: 5 })],
+            [
+                "west-wing",
+                online({ boot: 8, dropped: 14, merged: 2210, lastError: "flash: queue full, readings dropped" }),
+            ],
+        ]
+        for (const [node, payload] of fleet)
+            await c.publishAsync(`meters/${node}/status`, payload, { qos: 1, retain: true })
+        for (const [node] of fleet.slice(0, 2)) {
+            const now = Math.floor(Date.now() / 60_000) * 60 - 600
+            for (const p of payloads(energyRecords(10, { startS: now, seed: node.length })))
+                await c.publishAsync(`meters/${node}/main/reading`, p, { qos: 1 })
+        }
+        await c.publishAsync("meters/web-gap/status", online({ boot: 2 }), { qos: 1, retain: true })
+        for (const p of payloads(gapMeterRecords())) await c.publishAsync("meters/web-gap/main/reading", p, { qos: 1 })
+        await waitFor("the readings stored", async () => {
+            const [r] = await db.query("SELECT count(*)::int AS n FROM readings WHERE node = 'web-gap'")
+            return r.n === 150 + 1 + 60 + 1
+        })
+
+        browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ["--no-sandbox"] })
+        context = await browser.newContext({ viewport: { width: 1280, height: 720 } })
+        await context.route("**/*", route => {
+            const url = route.request().url()
+            requests.push(url)
+            // Only the collector and inline data: everything else is recorded and refused.
+            if (collectors.some(origin => url.startsWith(origin + "/")) || url.startsWith("data:"))
+                return route.continue()
+            outside.push(url)
+            return route.abort()
+        })
+        page = await context.newPage()
+        page.on("pageerror", e => console.log(`# page error: ${e.message}`))
+        await page.goto(base + "/")
+        await page.waitForSelector('#fleet tr[data-node="web-gap"]')
+    })
+
+    after(async () => {
+        await browser?.close()
+        for (const c of clients) c.end(true)
+        await collector?.stop()
+        await db?.close()
+        await pglite.dispose()
+        await disposeBroker(broker)
+        if (!process.env.WEB_SCREENSHOTS_DIR) rmSync(SCREENSHOTS_DIR, { recursive: true, force: true })
+    })
+
+    test("a node that vanishes shows offline with its will's reason within 5 s, and online again, without a reload", async () => {
+        const node = await publisher("web-1", "web-1")
+        await node.publishAsync("meters/web-1/status", online({ queued: 2 }), { qos: 1, retain: true })
+        await waitForState(page, "web-1", "online", Date.now(), 5000)
+        const loads = await page.evaluate(() => performance.getEntriesByType("navigation").length)
+
+        // Its socket destroyed without DISCONNECT: the broker publishes the will, retained.
+        let t = Date.now()
+        node.stream.destroy()
+        const offlineMs = await waitForState(page, "web-1", "offline (lost)", t, 5000)
+
+        t = Date.now()
+        const back = await publisher("web-1", "web-1")
+        await back.publishAsync("meters/web-1/status", online({ boot: 4 }), { qos: 1, retain: true })
+        const onlineMs = await waitForState(page, "web-1", "online", t, 5000)
+        const boot = await page.textContent('#fleet tr[data-node="web-1"] td:nth-of-type(3)')
+        assert.equal(boot, "4", "the new boot shows")
+        assert.equal(await page.evaluate(() => performance.getEntriesByType("navigation").length), loads, "no reload")
+        console.log(`# offline shown ${offlineMs} ms after the socket closed, online ${onlineMs} ms after the status`)
+    })
+
+    test("a gap shows in its meter's completeness strip at its hour, merged and full hours beside it", async () => {
+        await page.goto(base + "/#/meter/web-gap/main")
+        const cell = (offsetH: number) => `#strip td[data-start="${BASE_MS + offsetH * HOUR_MS}"]`
+        await page.waitForSelector(cell(0))
+        const state = async (offsetH: number) => {
+            const el = (await page.$(cell(offsetH)))!
+            return {
+                state: await el.getAttribute("data-state"),
+                letter: await el.textContent(),
+                label: await el.getAttribute("aria-label"),
+            }
+        }
+        const gapHour = await state(2)
+        assert.equal(gapHour.state, "gap")
+        assert.equal(gapHour.letter, "G")
+        assert.match(gapHour.label!, /gap/)
+        assert.equal((await state(0)).state, "full")
+        assert.match((await state(0)).label!, /full resolution \(60 min full/)
+        assert.equal((await state(3)).state, "none", "no reading between the cut and the next boot's readings")
+        assert.equal((await state(4)).state, "full")
+        assert.equal((await state(5)).state, "merged")
+        assert.equal((await state(-1)).state, "none")
+        const gaps = await page.$$eval("#strip td[data-state=gap]", tds => tds.length)
+        assert.equal(gaps, 1, "one hour with a gap")
+    })
+
+    test("the meter chart's sum over a range is the database's sum for that range", async () => {
+        // From 30 minutes in to 5 h 10 min: a partial first hour, the gap, the merged reading cut through.
+        const from = BASE_MS + 30 * 60_000
+        const to = BASE_MS + 5 * HOUR_MS + 10 * 60_000
+        await page.goto(`${base}/#/meter/web-gap/main?from=${from}&to=${to}`)
+        await page.waitForSelector('#chart-figure[data-state="drawn"]')
+        const figure = await page.$eval("#chart-figure", f => ({ ...f.dataset }))
+        const [expected] = await db.query(
+            `SELECT round(sum(delta) * 1000)::bigint AS milli, count(*)::int AS n FROM readings
+             WHERE node = 'web-gap' AND meter = 'main' AND time_base = 'utc_ms' AND NOT gap
+               AND start_time < $2 AND end_time > $1`,
+            [from, to]
+        )
+        assert.ok(expected.n > 100, "the range holds readings")
+        assert.equal(Number(figure.sumMilli), expected.milli)
+        assert.equal(Number(figure.count), expected.n)
+        assert.ok(await page.$("#chart canvas"), "uPlot drew")
+        const href = await page.getAttribute("#csv", "href")
+        const csv = await (await fetch(new URL(href!, base))).text()
+        assert.equal(csv.trim().split("\n").length - 1, expected.n, "the OED download holds the range's readings")
+    })
+
+    test("sorting and filtering from the keyboard", async () => {
+        await page.goto(base + "/#/")
+        await page.waitForSelector('#fleet tr[data-node="west-wing"]')
+        await page.keyboard.press("/")
+        await page.keyboard.type("wing")
+        const visible = () => page.$$eval("#fleet tbody tr:not([hidden])", trs => trs.map(tr => tr.dataset.node))
+        assert.deepEqual(await visible(), ["east-wing", "west-wing"])
+        await page.fill("#filter", "")
+        await page.focus('#fleet th[data-key="dropped"] button')
+        await page.keyboard.press("Enter")
+        assert.equal(await page.getAttribute('#fleet th[data-key="dropped"]', "aria-sort"), "ascending")
+        await page.keyboard.press("Enter")
+        assert.equal(await page.getAttribute('#fleet th[data-key="dropped"]', "aria-sort"), "descending")
+        assert.equal((await visible())[0], "west-wing", "the most dropped first")
+        await page.selectOption("#state-filter", "offline")
+        assert.deepEqual((await visible()).sort(), ["garage", "kitchen"])
+        await page.selectOption("#state-filter", "")
+    })
+
+    test("screenshots of the fleet and a meter, not blank", async () => {
+        mkdirSync(SCREENSHOTS_DIR, { recursive: true })
+        await page.goto(base + "/#/")
+        await page.waitForSelector('#fleet tr[data-node="west-wing"]')
+        await page.click('#fleet th[data-key="node"] button')
+        const fleet = await page.screenshot()
+        const from = BASE_MS
+        const to = BASE_MS + 6 * HOUR_MS
+        await page.goto(`${base}/#/meter/web-gap/main?from=${from}&to=${to}`)
+        await page.waitForSelector('#chart-figure[data-state="drawn"]')
+        await page.waitForSelector("#strip td[data-state=gap]")
+        const meter = await page.screenshot({ fullPage: true })
+        for (const [name, png] of [
+            ["fleet.png", fleet],
+            ["meter.png", meter],
+        ] as const) {
+            const variance = await pixelVariance(page, png)
+            assert.ok(variance > 100, `${name}: pixel variance ${variance.toFixed(1)}, a blank page`)
+            writeFileSync(join(SCREENSHOTS_DIR, name), png)
+        }
+    })
+
+    test("the page asks nothing of any other origin", () => {
+        assert.ok(
+            requests.some(u => u.endsWith("/vendor/uplot.js")),
+            "requests were seen"
+        )
+        assert.deepEqual(outside, [])
+    })
+
+    test("1,000 nodes: the fleet renders in under 1 s, a status change shows within 2 s", async () => {
+        const scaleDb = await pglite.open()
+        const scale = await new Collector({
+            broker: broker.url,
+            database: scaleDb,
+            prefix: "scale",
+            clientId: `web-scale-${process.pid}`,
+            protocolVersion: broker.kind === "mosquitto" ? 5 : 4,
+            httpPort: 0,
+            log: () => {},
+        }).start()
+        try {
+            // Through the collector's own storage, in transactions of 200 messages as under a
+            // backlog: a status and a message of 12 readings per node.
+            const messages: Incoming[] = []
+            const startS = Math.floor(Date.now() / 60_000) * 60 - 12 * 60
+            for (let i = 0; i < 1000; i++) {
+                const node = `n${String(i).padStart(4, "0")}`
+                const status = i % 10 === 9 ? WILL_PAYLOAD : online({ boot: 1 + (i % 7), queued: i % 13 })
+                messages.push({ topic: `scale/${node}/status`, payload: Buffer.from(status), retained: true })
+                for (const p of payloads(energyRecords(12, { startS, seed: i })))
+                    messages.push({ topic: `scale/${node}/main/reading`, payload: Buffer.from(p) })
+            }
+            for (let i = 0; i < messages.length; i += 200) await scale.store.storeMany(messages.slice(i, i + 200))
+
+            collectors.push(`http://127.0.0.1:${scale.httpPort}`)
+            const p = await context.newPage()
+            const t = Date.now()
+            await p.goto(`http://127.0.0.1:${scale.httpPort}/`)
+            await p.waitForFunction(() => document.documentElement.dataset.fleetRenderedMs, null, { polling: 20 })
+            const wallMs = Date.now() - t
+            const renderedMs = Number(await p.evaluate(() => document.documentElement.dataset.fleetRenderedMs))
+            assert.equal(await p.$$eval("#fleet tbody tr", trs => trs.length), 1000)
+            assert.match((await p.textContent("#fleet-counts"))!, /^1000: 900 online, 100 offline/)
+            // The event stream is open before the change is published.
+            await p.waitForSelector('#live[data-state="live"]')
+
+            const c = await publisher("web-scale")
+            const since = Date.now()
+            await c.publishAsync("scale/n0500/status", WILL_PAYLOAD, { qos: 1, retain: true })
+            const changeMs = await waitForState(p, "n0500", "offline (lost)", since, 2000)
+            console.log(
+                `# 1,000 nodes: first render ${renderedMs} ms from navigation (${wallMs} ms in all), a status change shown in ${changeMs} ms`
+            )
+            assert.ok(renderedMs < 1000, `first render took ${renderedMs} ms`)
+            await p.close()
+        } finally {
+            await scale.stop()
+            await scaleDb.close()
+        }
+    })
+})
