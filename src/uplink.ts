@@ -13,15 +13,21 @@
 //
 // Pure core: the clock, sleeping, new fibers and the MQTT client are passed in, so Node tests
 // drive it under random interleavings against the model of the Settings store.
-import { readingMessage } from "./reading"
+import { MAX_READINGS_PER_MESSAGE, readingElement, readingMessage } from "./reading"
 import { MeterLabel } from "./meters/meter-spec"
-import { recordInUtc } from "./clock"
 import { DurableQueue } from "./storage/durable-queue"
-import { ReadingRecord } from "./storage/records"
+import { copyInto, FLAG_CLOCK_NOT_SET, FLAG_NON_ADDITIVE, newRecord, ReadingRecord } from "./storage/records"
 import { removeAt } from "./util/arrays"
 
-/** Reading messages out at once: each holds up to 1 KB of heap until its PUBACK. */
+/** Reading messages out at once, each held in the heap until its PUBACK. */
 const MAX_MESSAGES_OUT = 8
+/**
+ * Largest reading message the uplink sends, in bytes: about 6 readings. The VM's heap does not
+ * move, and during a drain it fragments until no free block holds 1 KB while a third of it is
+ * free: small messages fit the gaps, and 8 of them out hold 5 KB rather than 8 KB.
+ */
+export const MAX_MESSAGE_BYTES_OUT = 600
+
 /** Messages handed to the client in one go before yielding (the VM's op limit). */
 const SUBMITS_PER_YIELD = 4
 
@@ -82,6 +88,9 @@ export class Uplink {
     /** The highest seq the broker acknowledged. */
     private acknowledgedSeq = 0
     private readonly window: number
+    /** The record a message is built from, and the payload built for the next publish. */
+    private readonly record: ReadingRecord = newRecord()
+    private payload: Buffer = null
 
     constructor(
         readonly queue: DurableQueue,
@@ -239,22 +248,12 @@ export class Uplink {
         try {
             let submitted = 0
             while (this.out.length < this.window && this.pinned < this.queue.size() && this.connected()) {
-                const records = await this.queue.peek(12, this.pinned)
-                if (!records.length) break
-                const offsetOf = this.events.utcOffsetS
-                if (offsetOf)
-                    for (let i = 0; i < records.length; ++i)
-                        records[i] = recordInUtc(records[i], offsetOf(records[i].boot))
-                const m = readingMessage(records, this.meters)
-                const message: OutMessage = {
-                    token: 0,
-                    count: m.count,
-                    lastSeq: records[m.count - 1].seq,
-                    acked: false,
-                }
+                const message = await this.nextMessage()
+                if (!message) break
                 this.out.push(message)
-                this.pinned += m.count
-                message.token = await this.client.publish(this.topics[m.meter], Buffer.from(m.payload), 1, false)
+                this.pinned += message.count
+                message.token = await this.client.publish(this.topics[this.record.meter], this.payload, 1, false)
+                this.payload = null
                 // The PUBACK can come back while publish() is still writing: it waited here.
                 const early = this.earlyAcks.indexOf(message.token)
                 if (early >= 0) {
@@ -266,6 +265,51 @@ export class Uplink {
         } finally {
             this.release()
         }
+    }
+
+    /**
+     * The next message from the oldest records not out: consecutive records of one meter and
+     * time base, up to MAX_READINGS_PER_MESSAGE and MAX_MESSAGE_BYTES_OUT; its payload goes
+     * to `payload`. The records are decoded in place and each element is encoded on its own, then
+     * copied once into a payload of its exact size: no record objects, no text that grows by
+     * concatenation, and no block larger than the payload (the heap does not move, so large
+     * blocks are what it runs short of first).
+     */
+    private async nextMessage(): Promise<OutMessage> {
+        const self = this
+        const r = this.record
+        const offsetOf = this.events.utcOffsetS
+        const parts: Buffer[] = []
+        // Bytes of the parts: the first is a whole message, head, element and closing "]}".
+        let length = 0
+        const count = await this.queue.read(this.pinned, MAX_READINGS_PER_MESSAGE, stored => {
+            // In UTC when the boot's offset is known (as recordInUtc, without a copy).
+            const offsetS = offsetOf && stored.flags & FLAG_CLOCK_NOT_SET ? offsetOf(stored.boot) : 0
+            const flags = offsetS ? stored.flags - FLAG_CLOCK_NOT_SET : stored.flags
+            const more = parts.length > 0
+            if (more && (stored.meter !== r.meter || (flags ^ r.flags) & (FLAG_CLOCK_NOT_SET | FLAG_NON_ADDITIVE)))
+                return false
+            copyInto(r, stored)
+            r.flags = flags
+            r.startS += offsetS
+            const part = Buffer.from(more ? "," + readingElement(r) : readingMessage([r], self.meters).payload)
+            if (more && length + part.length > MAX_MESSAGE_BYTES_OUT) return false
+            parts.push(part)
+            length += part.length
+            return true
+        })
+        if (!count) return null
+        // Each part after the first is written over the "]}" before it, which is written last.
+        const payload = Buffer.alloc(length)
+        let at = 0
+        for (const part of parts) {
+            payload.set(part, at)
+            at += part.length - (at ? 0 : 2)
+        }
+        payload[at] = 93 // ]
+        payload[at + 1] = 125 // }
+        this.payload = payload
+        return { token: 0, count, lastSeq: r.seq, acked: false }
     }
 
     /**

@@ -142,10 +142,6 @@ interface Block {
     open: boolean
 }
 
-function twoDigits(n: number) {
-    return n < 10 ? "0" + n : "" + n
-}
-
 function insertAt<T>(items: T[], index: number, item: T) {
     items.push(item)
     for (let i = items.length - 1; i > index; --i) items[i] = items[i - 1]
@@ -330,23 +326,12 @@ export class DurableQueue {
         return writer
     }
 
-    private async readingsAfter(bytes: Buffer, skip: number) {
-        const reader = new BlockReader(bytes)
-        let readings = 0
-        let index = 0
-        for (let r = reader.next(); r; r = reader.next()) {
-            if (index++ >= skip) readings += r.seq - r.firstSeq + 1
-            await this.tick()
-        }
-        return readings
-    }
-
     private metaKey() {
         return this.keyPrefix + "meta"
     }
 
     private blockKey(slot: number) {
-        return this.keyPrefix + "b" + twoDigits(slot)
+        return this.keyPrefix + (slot < 10 ? "b0" : "b") + slot
     }
 
     // ---- restoring ------------------------------------------------------------------------------
@@ -495,7 +480,7 @@ export class DurableQueue {
         for (let i = 0; i < this.blocks.length; ++i) {
             const b = this.blocks[i]
             if (b.slot >= 0) continue
-            const lost = b.skip ? readingsIn(b.writer.bytes(), b.skip) : b.writer.readings
+            const lost = readingsIn(b.writer.bytes(), b.skip)
             removeAt(this.blocks, i)
             this.droppedReadings += lost
             return "queue: flash not written, dropped " + lost + " readings held in RAM"
@@ -519,13 +504,27 @@ export class DurableQueue {
     }
 
     /**
-     * `n` records from position `from` (0: the oldest), oldest first; fewer at the end of the
-     * queue. Reads only the blocks that hold them. Records are objects of about a dozen numbers:
-     * keep n small (tens) in the VM's 64 KB heap.
+     * Copies of `n` records from position `from` (0: the oldest), oldest first; fewer at the end
+     * of the queue. Each copy is an object of a dozen numbers (about 200 bytes of the VM's heap):
+     * keep n small, or use read().
      */
     async peek(n: number, from = 0): Promise<ReadingRecord[]> {
         const out: ReadingRecord[] = []
-        for (let i = 0; i < this.blocks.length && out.length < n; ++i) {
+        await this.read(from, n, r => {
+            out.push(copyRecord(r))
+            return true
+        })
+        return out
+    }
+
+    /**
+     * Calls `visit` with up to `n` records from position `from`, oldest first, until it returns
+     * false; returns how many it took. Reads only the blocks that hold them and allocates no
+     * record: `visit` gets the block reader's own, valid only during the call.
+     */
+    async read(from: number, n: number, visit: (r: ReadingRecord) => boolean) {
+        let taken = 0
+        for (let i = 0; i < this.blocks.length && taken < n; ++i) {
             const b = this.blocks[i]
             if (from >= b.count - b.skip) {
                 from -= b.count - b.skip
@@ -533,13 +532,16 @@ export class DurableQueue {
             }
             const reader = new BlockReader(await this.blockBytes(i))
             let index = 0
-            for (let r = reader.next(); r && out.length < n; r = reader.next()) {
-                if (index++ >= b.skip + from) out.push(r)
+            for (let r = reader.next(); r && taken < n; r = reader.next()) {
+                if (index++ >= b.skip + from) {
+                    if (!visit(r)) return taken
+                    taken++
+                }
                 await this.tick()
             }
             from = 0
         }
-        return out
+        return taken
     }
 
     /**
@@ -624,7 +626,7 @@ export class DurableQueue {
                 if (b.slot < 0 || b.flushedLength === b.length) continue
                 // Taken before the write: a record appended meanwhile is not in flash yet.
                 const length = b.length
-                error = await this.writeVerified(this.blockKey(b.slot), b.writer.bytes())
+                error = await this.writeVerified(b.slot, b.writer.bytes())
                 if (error) return error
                 b.flushedLength = length
                 if (!b.open && b.flushedLength === b.length) b.writer = null
@@ -685,7 +687,7 @@ export class DurableQueue {
         const meta = this.buildMeta(this.generation + 1)
         const old = this.committedMeta
         if (sameBytes(meta.slice(5, meta.length), old.slice(5, old.length))) return ""
-        const error = await this.writeVerified(this.metaKey(), meta)
+        const error = await this.writeVerified(-1, meta)
         if (error) {
             this.serialLimit = limit
             return error
@@ -698,15 +700,15 @@ export class DurableQueue {
         return ""
     }
 
-    /** Writes a value and reads it back; returns "" when it is in flash, else an error text. */
-    private async writeVerified(key: string, value: Buffer): Promise<string> {
+    /** Writes slot `slot`'s block (-1: the meta) and reads it back; returns "" when it is in flash, else an error text. */
+    private async writeVerified(slot: number, value: Buffer): Promise<string> {
+        const key = slot < 0 ? this.metaKey() : this.blockKey(slot)
         await this.store.set(key, value)
         this.flashWrites++
         this.flashBytesWritten += entryCostBytes(value.length)
         const back = await this.store.get(key)
         if (!sameBytes(back, value)) return "queue: writing " + key + " did not persist (settings store full?)"
-        for (let slot = 0; slot < this.slots; ++slot)
-            if (this.blockKey(slot) === key) this.slotBytes[slot] = entryCostBytes(value.length)
+        if (slot >= 0) this.slotBytes[slot] = entryCostBytes(value.length)
         return ""
     }
 
@@ -857,7 +859,7 @@ export class DurableQueue {
         let error = ""
         if (writer.serial >= this.serialLimit) error = await this.writeMeta(writer.serial)
         if (error) return error
-        error = await this.writeVerified(this.blockKey(slot), writer.bytes())
+        error = await this.writeVerified(slot, writer.bytes())
         if (error) return error
         const merged: Block = {
             slot,
@@ -897,7 +899,7 @@ export class DurableQueue {
         const i = this.firstMovable()
         if (i >= this.blocks.length || !this.isSettled(this.blocks[i])) return "queue: no room and nothing to drop"
         const head = this.blocks[i]
-        const readings = await this.readingsAfter(await this.blockBytes(i), head.skip)
+        const readings = readingsIn(await this.blockBytes(i), head.skip)
         removeAt(this.blocks, i)
         this.droppedReadings += readings
         const error = await this.writeMeta()

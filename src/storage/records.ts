@@ -72,20 +72,24 @@ export function newRecord(): ReadingRecord {
 }
 
 export function copyRecord(r: ReadingRecord): ReadingRecord {
-    return {
-        meter: r.meter,
-        flags: r.flags,
-        firstSeq: r.firstSeq,
-        seq: r.seq,
-        boot: r.boot,
-        startS: r.startS,
-        durationS: r.durationS,
-        deltaMilliWh: r.deltaMilliWh,
-        totalMilliWh: r.totalMilliWh,
-        minMilli: r.minMilli,
-        meanMilli: r.meanMilli,
-        maxMilli: r.maxMilli,
-    }
+    return copyInto(newRecord(), r)
+}
+
+/** Copies every field of `from` into `to`, an object the caller reuses; returns `to`. */
+export function copyInto(to: ReadingRecord, from: ReadingRecord) {
+    to.meter = from.meter
+    to.flags = from.flags
+    to.firstSeq = from.firstSeq
+    to.seq = from.seq
+    to.boot = from.boot
+    to.startS = from.startS
+    to.durationS = from.durationS
+    to.deltaMilliWh = from.deltaMilliWh
+    to.totalMilliWh = from.totalMilliWh
+    to.minMilli = from.minMilli
+    to.meanMilli = from.meanMilli
+    to.maxMilli = from.maxMilli
+    return to
 }
 
 export function isAdditive(r: ReadingRecord) {
@@ -121,27 +125,26 @@ export function energyRecord(
 
 /** Why a record cannot be stored, or "". */
 export function recordError(r: ReadingRecord) {
-    if (!isWhole(r.meter, 255)) return "meter index " + r.meter + " is not 0..255"
-    if (!isWhole(r.flags, 255)) return "flags " + r.flags + " are not 0..255"
-    if (!isWhole(r.seq, 4294967295) || !isWhole(r.firstSeq, r.seq))
-        return "seq " + r.firstSeq + ".." + r.seq + " out of range"
-    if (!isWhole(r.boot, 65535)) return "boot " + r.boot + " is not 0..65535"
-    if (!isWhole(r.startS, 4294967295)) return "start " + r.startS + " s out of range"
-    if (!isWhole(r.durationS, MAX_DURATION_S)) return "duration " + r.durationS + " s out of range"
-    if (isAdditive(r)) {
-        if (!isWholeSigned(r.deltaMilliWh)) return "delta " + r.deltaMilliWh + " out of range"
-        if (!isWhole(r.totalMilliWh, MAX_UINT48)) return "total " + r.totalMilliWh + " out of range"
-    } else if (!isWholeSigned(r.minMilli) || !isWholeSigned(r.meanMilli) || !isWholeSigned(r.maxMilli))
-        return "min/mean/max " + r.minMilli + "/" + r.meanMilli + "/" + r.maxMilli + " out of range"
-    return ""
+    return (
+        rangeError("meter index", r.meter, 0, 255) ||
+        rangeError("flags", r.flags, 0, 255) ||
+        rangeError("seq", r.seq, 0, 4294967295) ||
+        rangeError("first seq", r.firstSeq, 0, r.seq) ||
+        rangeError("boot", r.boot, 0, 65535) ||
+        rangeError("start s", r.startS, 0, 4294967295) ||
+        rangeError("duration s", r.durationS, 0, MAX_DURATION_S) ||
+        (isAdditive(r)
+            ? rangeError("delta", r.deltaMilliWh, -MAX_INT32, MAX_INT32) ||
+              rangeError("total", r.totalMilliWh, 0, MAX_UINT48)
+            : rangeError("min", r.minMilli, -MAX_INT32, MAX_INT32) ||
+              rangeError("mean", r.meanMilli, -MAX_INT32, MAX_INT32) ||
+              rangeError("max", r.maxMilli, -MAX_INT32, MAX_INT32))
+    )
 }
 
-function isWhole(v: number, max: number) {
-    return typeof v === "number" && Math.floor(v) === v && v >= 0 && v <= max
-}
-
-function isWholeSigned(v: number) {
-    return typeof v === "number" && Math.floor(v) === v && v >= -MAX_INT32 && v <= MAX_INT32
+/** "" when `v` is a whole number in min..max, else why not. */
+function rangeError(name: string, v: number, min: number, max: number) {
+    return typeof v === "number" && Math.floor(v) === v && v >= min && v <= max ? "" : name + " " + v + " out of range"
 }
 
 // ---- merging ------------------------------------------------------------------------------
@@ -400,11 +403,15 @@ function findRef(refs: ReadingRecord[], meter: number) {
     return -1
 }
 
-/** Makes `r` (kept as is, not copied) the reference for the next record of its meter. */
+/**
+ * Makes `r` the reference for the next record of its meter, and returns that reference: `r` is
+ * copied into it, so a block costs one object per meter however many records it holds.
+ */
 function setRef(refs: ReadingRecord[], r: ReadingRecord) {
     const i = findRef(refs, r.meter)
-    if (i < 0) refs.push(r)
-    else refs[i] = r
+    if (i >= 0) return copyInto(refs[i], r)
+    refs.push(copyRecord(r))
+    return refs[refs.length - 1]
 }
 
 /**
@@ -450,10 +457,15 @@ function writeInBlock(w: ByteWriter, refs: ReadingRecord[], lastMeter: number, r
     }
 }
 
+/**
+ * Decodes the next record into the reference of its meter, which it then is: records of one
+ * meter are differences from each other, so decoding in place allocates nothing (a record in
+ * the full layout, the first of its meter in a block, is read and then copied in).
+ */
 function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number): ReadingRecord {
     const v = rd.varint()
     if (rd.error) return null
-    if (v === 1) return readFull(rd)
+    if (v === 1) return setRef(refs, readFull(rd))
     const half = Math.floor(v / 2)
     const changes = v - half * 2 ? half : 0
     const meter = changes & CHANGE_METER ? rd.u8() : lastMeter
@@ -462,31 +474,35 @@ function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number): 
         if (!rd.error) rd.error = "record refers to meter " + meter + " before its first record"
         return null
     }
-    const ref = refs[i]
-    const r = copyRecord(ref)
-    if (changes & CHANGE_FLAGS) r.flags = rd.u8()
-    if (changes & CHANGE_DURATION) r.durationS = ref.durationS + rd.zigzag()
-    const spanReadings = changes & CHANGE_SPAN ? rd.varint() + 1 : span(ref)
+    const r = refs[i]
+    // The reference's end is this record's start, its seq + 1 the first seq.
+    const startS = r.startS + r.durationS
+    if (changes & CHANGE_FLAGS) {
+        const flags = rd.u8()
+        if ((flags & FLAG_NON_ADDITIVE) !== (r.flags & FLAG_NON_ADDITIVE)) {
+            if (!rd.error) rd.error = "record changes kind within its meter"
+            return null
+        }
+        r.flags = flags
+    }
+    if (changes & CHANGE_DURATION) r.durationS += rd.zigzag()
+    const spanReadings = changes & CHANGE_SPAN ? rd.varint() + 1 : span(r)
     let firstDiff = 0
     if (changes) firstDiff = rd.zigzag()
     else {
         const quarter = Math.floor(half / 2)
         firstDiff = half - quarter * 2 ? -quarter - 1 : quarter
     }
-    r.firstSeq = ref.seq + 1
+    r.firstSeq = r.seq + 1
     r.seq = r.firstSeq + spanReadings - 1
-    r.startS = ref.startS + ref.durationS
+    r.startS = startS
     if (isAdditive(r)) {
-        r.deltaMilliWh = ref.deltaMilliWh + firstDiff
-        r.totalMilliWh = ref.totalMilliWh + r.deltaMilliWh
+        r.deltaMilliWh += firstDiff
+        r.totalMilliWh += r.deltaMilliWh
     } else {
-        r.meanMilli = ref.meanMilli + firstDiff
-        r.minMilli = ref.minMilli + rd.zigzag()
-        r.maxMilli = ref.maxMilli + rd.zigzag()
-    }
-    if ((r.flags & FLAG_NON_ADDITIVE) !== (ref.flags & FLAG_NON_ADDITIVE)) {
-        if (!rd.error) rd.error = "record changes kind within its meter"
-        return null
+        r.meanMilli += firstDiff
+        r.minMilli += rd.zigzag()
+        r.maxMilli += rd.zigzag()
     }
     return r
 }
@@ -502,8 +518,6 @@ export class BlockWriter {
     private scratch = new ByteWriter(Buffer.alloc(MAX_RECORD_BYTES))
     length = BLOCK_HEADER_BYTES
     count = 0
-    /** Readings the records cover (a merged record covers several). */
-    readings = 0
     /** Shortest interval in the block, s (0 while empty). */
     finestDurationS = 0
 
@@ -527,10 +541,8 @@ export class BlockWriter {
         for (let i = 0; i < s.pos; ++i) this.buf[this.length + i] = s.buf[i]
         this.length += s.pos
         this.count++
-        // A copy: the caller may change its record afterwards.
-        setRef(this.refs, copyRecord(r))
+        setRef(this.refs, r)
         this.lastMeter = r.meter
-        this.readings += r.seq - r.firstSeq + 1
         if (!this.finestDurationS || r.durationS < this.finestDurationS) this.finestDurationS = r.durationS
         return true
     }
@@ -541,8 +553,9 @@ export class BlockWriter {
 }
 
 /**
- * Reads a block's records in order; `error` says why it stopped early. Each record returned is
- * also the reader's reference for the next one: copy it before changing it while still reading.
+ * Reads a block's records in order; `error` says why it stopped early. The record returned is
+ * the reader's own, decoded in place: it is valid until the next call of next(), and changes
+ * then. Copy what you keep (copyRecord).
  */
 export class BlockReader {
     private rd: ByteReader
@@ -569,7 +582,6 @@ export class BlockReader {
             this.error = this.rd.error || "unreadable record"
             return null
         }
-        setRef(this.refs, r)
         this.lastMeter = r.meter
         return r
     }

@@ -139,7 +139,7 @@ describe("reading records", () => {
         const reader = new BlockReader(w.bytes())
         assert.equal(reader.serial, 42)
         const back: ReadingRecord[] = []
-        for (let r = reader.next(); r; r = reader.next()) back.push(r)
+        for (let r = reader.next(); r; r = reader.next()) back.push(copyRecord(r))
         assert.equal(reader.error, "")
         assert.deepEqual(back, written)
         const perRecord = (w.length - BLOCK_HEADER_BYTES - 26) / (written.length - 1)
@@ -182,7 +182,7 @@ describe("reading records", () => {
         add(rebooted)
         const back: ReadingRecord[] = []
         const reader = new BlockReader(w.bytes())
-        for (let r = reader.next(); r; r = reader.next()) back.push(r)
+        for (let r = reader.next(); r; r = reader.next()) back.push(copyRecord(r))
         assert.equal(reader.error, "")
         assert.deepEqual(back, written)
     })

@@ -11,7 +11,7 @@ import { KeyValueStore } from "../../src/storage/kv"
 import { DurableQueue } from "../../src/storage/durable-queue"
 import { energyRecord, ReadingRecord } from "../../src/storage/records"
 import { SimulatedEnergyMeter } from "../../src/meters/simulated"
-import { Uplink, UplinkClient } from "../../src/uplink"
+import { MAX_MESSAGE_BYTES_OUT, Uplink, UplinkClient } from "../../src/uplink"
 
 class Random {
     constructor(private state: number) {}
@@ -65,7 +65,7 @@ class FakeBroker implements UplinkClient {
     }
     async publish(_topic: string, payload: Buffer, qos: number) {
         assert.equal(qos, 1)
-        assert.ok(payload.length < 1000, `message of ${payload.length} bytes`)
+        assert.ok(payload.length <= MAX_MESSAGE_BYTES_OUT, `message of ${payload.length} bytes`)
         const s = { token: this.nextToken++, payload: payload.toString(), acked: false }
         this.sent.push(s)
         if (this.connected) this.received.push(s.payload)
@@ -166,10 +166,12 @@ function firstDeliveries(received: string[]) {
 }
 
 describe("uplink: a queue too small for an outage", () => {
-    // Seed 8 in a 1,100-byte budget (3 blocks): the messages out for delivery pin the oldest
+    // Seed 9 in a 1,100-byte budget (3 blocks): the messages out for delivery pin the oldest
     // blocks, the rest cannot be merged small enough, and the oldest unpinned block is dropped.
+    // Which schedules force a drop in 3 blocks depends on how many readings a message carries:
+    // of seeds 1 to 24 at this budget, 9, 10, 15, 22 and 24 do (the others are below).
     test("drops only as a last resort, says so, and delivers every reading it kept, in order", async () => {
-        const run = await runSchedule(8, 4000, 1100, 1)
+        const run = await runSchedule(9, 4000, 1100, 1)
         const delivered = firstDeliveries(run.broker.received)
         const dropped = run.queue.stats().droppedReadings
         assert.ok(dropped > 0, "this schedule overflows the budget")
@@ -186,7 +188,7 @@ describe("uplink: a queue too small for an outage", () => {
             last = e.seq
         }
         assert.equal(covered + dropped, run.taken.length, "every reading taken was delivered or counted as dropped")
-        console.log(`  seed 8: ${covered} readings delivered, ${dropped} dropped and reported`)
+        console.log(`  seed 9: ${covered} readings delivered, ${dropped} dropped and reported`)
     })
 })
 
@@ -201,10 +203,10 @@ describe("uplink: store and forward under random interleavings", () => {
         [5, 1100, 1],
         [6, 1100, 1],
         [7, 1100, 1],
-        [9, 1100, 1],
-        [10, 1100, 1],
         [11, 1100, 1],
         [12, 1100, 1],
+        [13, 1100, 1],
+        [14, 1100, 1],
     ] as const) {
         test(`seed ${seed}, queue budget ${budget} bytes, link flips ${outage}/1000 steps: every reading delivered, in order, energy exact`, async () => {
             const run = await runSchedule(seed, 4000, budget, outage)
