@@ -13,6 +13,7 @@ import { Broker } from "./lib/broker"
 import { buildFirmware, PROJECT_ROOT, Simulator } from "./lib/simulator"
 import type { Settings } from "./lib/simulator"
 import { ChildRegistry } from "./lib/process"
+import { maskUrl } from "../src/mqtt/url"
 
 const HELP = `Usage: npm start -- [options]
 
@@ -264,7 +265,7 @@ async function main() {
         broker = await startOwnBroker(join(PROJECT_ROOT, "run", nodeId, "broker.port"))
         brokerUrl = broker.url
         console.log(`[runner] broker: ${broker.describe()}`)
-    } else console.log(`[runner] broker: ${brokerUrl} (not started by this runner)`)
+    } else console.log(`[runner] broker: ${maskUrl(brokerUrl)} (not started by this runner)`)
     settings.MQTT_URL = settings.MQTT_URL ?? brokerUrl
 
     const ca = process.env.NODE_EXTRA_CA_CERTS

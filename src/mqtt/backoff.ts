@@ -12,3 +12,31 @@ export function backoffDelayMs(attempt: number, baseMs: number, capMs: number, f
     const ceiling = Math.min(capMs, baseMs * Math.pow(2, exponent))
     return Math.max(floorMs, Math.floor(random01 * ceiling))
 }
+
+const JITTER_MODULUS = 2147483647
+
+/**
+ * The first state of a node's jitter: its client id (which holds the node id, by default the
+ * device id) hashed with `entropy` (the uptime at the first reconnect). DeviceScript's
+ * Math.random repeats one sequence on every run in the simulator, so without this every node of
+ * a fleet would wait the same delays and reconnect in lockstep after a broker outage.
+ */
+export function jitterSeed(clientId: string, entropy: number) {
+    let h = Math.floor(Math.abs(entropy)) % JITTER_MODULUS
+    for (let i = 0; i < clientId.length; ++i) h = (h * 31 + clientId.charCodeAt(i)) % JITTER_MODULUS
+    // Ids that differ in their last character hash to neighbours: a few steps spread them apart.
+    h = h || 1
+    for (let i = 0; i < 3; ++i) h = nextJitter(h)
+    return h
+}
+
+/** The next state (Park-Miller); state / JITTER_MODULUS is uniform in (0, 1). */
+export function nextJitter(state: number) {
+    return (state * 48271) % JITTER_MODULUS
+}
+
+/** A value in [0, 1) from `state` and `random01` (Math.random, real entropy on a board). */
+export function jitter01(state: number, random01: number) {
+    const v = state / JITTER_MODULUS + random01
+    return v >= 1 ? v - 1 : v
+}

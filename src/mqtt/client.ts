@@ -7,7 +7,7 @@ import { connect, Socket } from "@devicescript/net"
 import { encodeClientPacket, encodePublishInto } from "./codec"
 import { ClientPacketDecoder, DecodeFailure, protocolErrorText } from "./decoder"
 import { Action, ActionKind, connectReturnCodeText, Session, SessionOptions, SessionState } from "./session"
-import { backoffDelayMs } from "./backoff"
+import { backoffDelayMs, jitter01, jitterSeed, nextJitter } from "./backoff"
 import { BrokerAddress } from "./url"
 import { PacketType, PublishPacket } from "./packets"
 
@@ -51,6 +51,8 @@ export class MqttClient {
     private decoder = new ClientPacketDecoder(MAX_INBOUND_PACKET_BYTES)
     private stopped = false
     private attempt = 0
+    /** The reconnect jitter's generator; 0 until the first reconnect. */
+    private jitterState = 0
     private refused = false
     private connectedAtMs = 0
     /** Consecutive connections the broker closed within SHORT_CONNECTION_MS. */
@@ -128,12 +130,20 @@ export class MqttClient {
                 BACKOFF_BASE_MS,
                 BACKOFF_CAP_MS,
                 this.refused || this.shortClosures >= TAKEOVER_CLOSES ? REFUSED_FLOOR_MS : 0,
-                Math.random()
+                this.nextJitter()
             )
             this.attempt++
             console.log(`mqtt: reconnecting in ${delayMs} ms (attempt ${this.attempt})`)
             await ds.sleep(delayMs)
         }
+    }
+
+    /** Uniform in [0, 1), different on every node (see jitterSeed). */
+    private nextJitter() {
+        this.jitterState = this.jitterState
+            ? nextJitter(this.jitterState)
+            : jitterSeed(this.session.options.clientId, ds.millis())
+        return jitter01(this.jitterState, Math.random())
     }
 
     private async runOneConnection() {
@@ -292,6 +302,9 @@ export class MqttClient {
                     break
                 case ActionKind.Log:
                     console.log(`mqtt: ${a.reason}`)
+                    break
+                case ActionKind.Error:
+                    this.reportError(a.reason)
                     break
             }
         }

@@ -56,6 +56,8 @@ export enum ActionKind {
     /** An inbound application message. */
     Message,
     Log,
+    /** Something the user must hear of (a refused subscription): `reason` goes to the status. */
+    Error,
 }
 
 export interface Action {
@@ -107,8 +109,17 @@ export function keepaliveTimers(keepaliveS: number) {
         pingIdleMs: Math.floor(keepaliveMs * 0.75),
         pingTimeoutMs: Math.floor(keepaliveMs * 0.5),
         connackTimeoutMs: Math.max(2000, Math.floor(keepaliveMs * 0.5)),
+        // A broker that answers PINGREQ but acknowledges nothing would leave the queue growing
+        // on a link that looks alive: reconnecting makes it resend, and says so.
+        pubackTimeoutMs: Math.max(PUBACK_TIMEOUT_MIN_MS, keepaliveMs * 2),
     }
 }
+
+/** How long after a refused subscription it is asked for again. */
+export const RESUBSCRIBE_MS = 60000
+
+/** The shortest wait for a PUBACK before the connection is given up (see keepaliveTimers). */
+export const PUBACK_TIMEOUT_MIN_MS = 20000
 
 export class Session {
     state = SessionState.Disconnected
@@ -126,7 +137,16 @@ export class Session {
     private lastReceivedMs = 0
     private pingSentMs = -1
     private connectSentMs = 0
-    private readonly timers: { pingIdleMs: number; pingTimeoutMs: number; connackTimeoutMs: number }
+    /** When a refused subscription is asked for again; 0: none refused. */
+    private resubscribeAtMs = 0
+    /** When the oldest publish in flight started waiting: its send, the last PUBACK, or the CONNACK. */
+    private ackWaitSinceMs = 0
+    private readonly timers: {
+        pingIdleMs: number
+        pingTimeoutMs: number
+        connackTimeoutMs: number
+        pubackTimeoutMs: number
+    }
 
     constructor(readonly options: SessionOptions) {
         this.timers = keepaliveTimers(options.keepaliveS)
@@ -203,7 +223,16 @@ export class Session {
                 this.close(actions, `no CONNACK within ${t.connackTimeoutMs} ms`)
             return actions
         }
-        if (this.state !== SessionState.Connected || this.options.keepaliveS === 0) return actions
+        if (this.state !== SessionState.Connected) return actions
+        if (this.resubscribeAtMs && nowMs >= this.resubscribeAtMs && !this.subscribeId) this.subscribe(nowMs, actions)
+        if (this.options.keepaliveS === 0) return actions
+        if (this.inflight.length && nowMs - this.ackWaitSinceMs >= t.pubackTimeoutMs) {
+            this.close(
+                actions,
+                `no PUBACK within ${t.pubackTimeoutMs / 1000} s although the broker answers: it stopped acknowledging`
+            )
+            return actions
+        }
         if (this.pingSentMs >= 0) {
             if (nowMs - this.pingSentMs >= t.pingTimeoutMs)
                 this.close(actions, `no PINGRESP within ${t.pingTimeoutMs} ms: connection half-open`)
@@ -246,8 +275,14 @@ export class Session {
                     this.subscribeId = 0
                     const subs = this.options.subscriptions
                     for (let i = 0; i < packet.returnCodes.length; ++i)
-                        if (packet.returnCodes[i] === SUBACK_FAILURE)
-                            actions.push(log(`subscription to ${subs[i] ? subs[i].topic : "?"} refused by the broker`))
+                        if (packet.returnCodes[i] === SUBACK_FAILURE) {
+                            // An ACL changed on the broker can grant it later: asked again, not given up.
+                            this.resubscribeAtMs = nowMs + RESUBSCRIBE_MS
+                            actions.push({
+                                kind: ActionKind.Error,
+                                reason: `mqtt: subscription to ${subs[i] ? subs[i].topic : "?"} refused by the broker (not authorized?); asking again in ${RESUBSCRIBE_MS / 1000} s`,
+                            })
+                        }
                 }
                 break
             case PacketType.Unsuback:
@@ -283,18 +318,14 @@ export class Session {
         if (!sessionPresent) this.inboundQos2 = []
         // A SUBSCRIBE still unacknowledged is sent again even if a session is present: the
         // broker creates the session at CONNECT and may have lost the link before reading it.
-        const resubscribe = !sessionPresent || this.subscribeId !== 0 || this.options.subscribeOnEveryConnect
-        if (resubscribe && this.options.subscriptions.length) {
-            if (this.subscribeId === 0) this.subscribeId = this.allocatePacketId()
-            actions.push(
-                this.send(nowMs, {
-                    type: PacketType.Subscribe,
-                    packetId: this.subscribeId,
-                    subscriptions: this.options.subscriptions,
-                })
-            )
-        }
+        const resubscribe =
+            !sessionPresent ||
+            this.subscribeId !== 0 ||
+            this.resubscribeAtMs !== 0 ||
+            this.options.subscribeOnEveryConnect
+        if (resubscribe && this.options.subscriptions.length) this.subscribe(nowMs, actions)
         // [MQTT-4.4.0-1]: resend every unacknowledged PUBLISH, in the original order, with DUP set.
+        this.ackWaitSinceMs = nowMs
         for (const p of this.inflight) {
             p.packet.dup = true
             this.lastSentMs = nowMs
@@ -309,6 +340,7 @@ export class Session {
      */
     onPuback(nowMs: number, packetId: number, actions: Action[]) {
         this.lastReceivedMs = nowMs
+        this.ackWaitSinceMs = nowMs
         // Brokers acknowledge in order [MQTT-4.6.0-2]: the oldest is almost always the one, and
         // shift() is a native move in the VM where a removal by index is a loop.
         if (this.inflight.length && this.inflight[0].packet.packetId === packetId) {
@@ -368,11 +400,25 @@ export class Session {
         if (packet.qos > 0) {
             packet.packetId = this.allocatePacketId()
             p.idStep = this.idSteps
+            if (!this.inflight.length) this.ackWaitSinceMs = nowMs
             this.inflight.push(p)
         }
         this.lastSentMs = nowMs
         actions.push(p)
         if (packet.qos === 0) actions.push({ kind: ActionKind.Delivered, token: p.token })
+    }
+
+    /** Sends SUBSCRIBE for every subscription (again, under the same id, when one is unacknowledged). */
+    private subscribe(nowMs: number, actions: Action[]) {
+        this.resubscribeAtMs = 0
+        if (this.subscribeId === 0) this.subscribeId = this.allocatePacketId()
+        actions.push(
+            this.send(nowMs, {
+                type: PacketType.Subscribe,
+                packetId: this.subscribeId,
+                subscriptions: this.options.subscriptions,
+            })
+        )
     }
 
     /** Ids run 1..65535 and wrap, never 0 [MQTT-2.3.1-1], skipping ids still in flight. */

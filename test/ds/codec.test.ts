@@ -383,7 +383,9 @@ describe("fuzz sample", () => {
                             // Valid on the wire, refused by our encoder on purpose.
                             const emptyIdPersistent =
                                 packet.type === PacketType.Connect && connect.clientId === "" && !connect.cleanSession
-                            if (!emptyIdPersistent) encodePacket(packet)
+                            // A PUBLISH over the limit is a summary (no topic): nothing to encode.
+                            const skipped = packet.type === PacketType.Publish && !!(packet as PublishPacket).skipped
+                            if (!emptyIdPersistent && !skipped) encodePacket(packet)
                             packets++
                         }
                     }

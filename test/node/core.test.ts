@@ -22,8 +22,8 @@ import {
 } from "../../src/storage/records"
 import { gapRecord, initialState, lastKnown, stateFromJson, stateToJson } from "../../src/node-state"
 import { SeededRandom, SimulatedEnergyMeter } from "../../src/meters/simulated"
-import { parseBrokerUrl } from "../../src/mqtt/url"
-import { backoffDelayMs } from "../../src/mqtt/backoff"
+import { maskUrl, parseBrokerUrl } from "../../src/mqtt/url"
+import { backoffDelayMs, jitter01, jitterSeed, nextJitter } from "../../src/mqtt/backoff"
 import { removeAt } from "../../src/util/arrays"
 
 describe("configuration", () => {
@@ -359,6 +359,22 @@ describe("broker URL", () => {
         assert.match(parseBrokerUrl("mqtt://:1883") as string, /no host/)
         assert.match(parseBrokerUrl("") as string, /empty/)
     })
+    test("credentials in the URL are refused, and the password never appears in the error", () => {
+        const error = parseBrokerUrl("mqtt://meter:s3cret@broker.lan:1883") as string
+        assert.match(error, /holds credentials: put them in MQTT_USER and MQTT_PASS/)
+        assert.ok(!error.includes("s3cret"), error)
+        assert.ok(!(parseBrokerUrl("ftp://u:s3cret@h") as string).includes("s3cret"))
+        const { config, errors } = parseConfig({ MQTT_URL: "mqtts://meter:s3cret@broker.lan" })
+        assert.equal(config.brokerUrl, "mqtt://127.0.0.1:1883", "the default replaces it")
+        assert.ok(!JSON.stringify(errors).includes("s3cret"))
+        assert.ok(!describeConfig(config).includes("s3cret"))
+    })
+    test("maskUrl hides a password and leaves everything else", () => {
+        assert.equal(maskUrl("mqtt://u:pw@h:1883"), "mqtt://u:***@h:1883")
+        assert.equal(maskUrl("postgres://app:pa:ss@db/x"), "postgres://app:***@db/x")
+        assert.equal(maskUrl("mqtt://h:1883"), "mqtt://h:1883")
+        assert.equal(maskUrl("mqtt://u@h"), "mqtt://u@h")
+    })
 })
 
 describe("reconnect backoff", () => {
@@ -372,6 +388,26 @@ describe("reconnect backoff", () => {
     test("a refused connection never retries sooner than the floor", () => {
         for (let attempt = 0; attempt < 10; attempt++)
             assert.ok(backoffDelayMs(attempt, 1000, 60000, 30000, Math.random()) >= 30000)
+    })
+    test("five nodes with the same Math.random sequence and the same uptime still wait different delays", () => {
+        // The simulator's Math.random repeats one sequence on every run: model it as one fixed sequence.
+        const sameRandom = [0.1, 0.7, 0.3, 0.9, 0.5, 0.2, 0.8, 0.4]
+        const delays = ["a", "b", "c", "d", "e"].map(n => {
+            let state = 0
+            return sameRandom.map((r, attempt) => {
+                state = state ? nextJitter(state) : jitterSeed(`meternode-node-${n}`, 5321)
+                return backoffDelayMs(attempt, 1000, 60000, 0, jitter01(state, r))
+            })
+        })
+        for (let attempt = 1; attempt < sameRandom.length; attempt++) {
+            const at = delays.map(d => d[attempt])
+            assert.equal(new Set(at).size, 5, `attempt ${attempt}: ${at.join(", ")} ms`)
+        }
+        for (const d of delays.flat()) assert.ok(d >= 0 && d <= 60000)
+        // Spread, not a shift: over many draws the values fill [0, 1).
+        let state = jitterSeed("x", 1)
+        const draws = Array.from({ length: 1000 }, () => jitter01((state = nextJitter(state)), 0.5))
+        assert.ok(Math.min(...draws) < 0.05 && Math.max(...draws) > 0.95)
     })
 })
 

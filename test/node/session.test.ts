@@ -22,6 +22,7 @@ import {
     connectReturnCodeText,
     keepaliveTimers,
     MAX_PACKET_ID,
+    RESUBSCRIBE_MS,
     Session,
     SessionOptions,
     SessionState,
@@ -562,6 +563,61 @@ describe("CONNACK", () => {
     })
 })
 
+describe("a broker that stops acknowledging", () => {
+    const K = 5
+    const { pubackTimeoutMs, pingIdleMs } = keepaliveTimers(K)
+
+    /** Lets `ms` pass as a broker that answers every PINGREQ at once would; returns what happened. */
+    function idleAnsweringPings(d: Driver, ms: number): Event[] {
+        const events: Event[] = []
+        for (let t = 0; t < ms; t += 100) {
+            const step = d.idle(100)
+            events.push(...step)
+            if (step.some(e => e.action.kind === ActionKind.Send && e.action.packet.type === PacketType.Pingreq))
+                d.receive({ type: PacketType.Pingresp })
+            if (closes(step).length) break
+        }
+        return events
+    }
+
+    test("the wait is 2 x keepalive, at least 20 s", () => {
+        assert.equal(pubackTimeoutMs, 20000)
+        assert.equal(keepaliveTimers(60).pubackTimeoutMs, 120000)
+    })
+
+    test("a publish unacknowledged for pubackTimeoutMs closes the connection, although PINGRESPs come", () => {
+        const d = new Driver({ keepaliveS: K })
+        d.connect()
+        const start = d.nowMs
+        d.publish("r1")
+        const events = idleAnsweringPings(d, 3 * pubackTimeoutMs)
+        assert.ok(sendTimes(events, PacketType.Pingreq).length >= 2, "PINGREQs went out and were answered")
+        const closed = closes(events)
+        assert.equal(closed.length, 1, "the connection was given up")
+        assert.equal(closed[0].atMs - start, pubackTimeoutMs)
+        assert.match(closed[0].action.reason, /no PUBACK within 20 s although the broker answers/)
+        assert.ok(pingIdleMs < pubackTimeoutMs)
+    })
+
+    test("each PUBACK restarts the wait, so a slow but steady broker is never cut off", () => {
+        const d = new Driver({ keepaliveS: K, inflightWindow: 4 })
+        d.connect()
+        for (let i = 0; i < 8; ++i) d.publish(`r${i}`)
+        // One PUBACK every 15 s: each within the timeout of the previous one.
+        for (let id = 1; id <= 8; ++id) {
+            assert.deepEqual(closes(idleAnsweringPings(d, 15000)), [], `no close before PUBACK ${id}`)
+            d.puback(id)
+        }
+        assert.equal(d.session.state, SessionState.Connected)
+    })
+
+    test("nothing in flight: no timeout however long the link is quiet", () => {
+        const d = new Driver({ keepaliveS: K })
+        d.connect()
+        assert.deepEqual(closes(idleAnsweringPings(d, 10 * pubackTimeoutMs)), [])
+    })
+})
+
 describe("keepalive", () => {
     const K = 20
     const { pingIdleMs, pingTimeoutMs } = keepaliveTimers(K)
@@ -796,18 +852,38 @@ describe("subscriptions", () => {
         assert.deepEqual(kinds(d.connect(true)), ["Connected"])
     })
 
-    test("a SUBACK refusing a filter logs the filter's name", () => {
-        const d = new Driver({ subscriptions })
+    test("a SUBACK refusing a filter is an error naming it, and the subscription is asked for again", () => {
+        const d = new Driver({ subscriptions, keepaliveS: 0 })
         const s = sent(d.connect(false))[0] as SubscribePacket
         const actions = d.receive({
             type: PacketType.Suback,
             packetId: s.packetId,
             returnCodes: [1, SUBACK_FAILURE],
         })
-        assert.deepEqual(kinds(actions), ["Log"])
-        assert.match(actions[0].reason, /meters\/all\/# refused/)
+        assert.deepEqual(kinds(actions), ["Error"])
+        assert.match(actions[0].reason, /meters\/all\/# refused by the broker/)
         assert.ok(!actions[0].reason.includes("meters/node/cmd"))
         assert.equal(d.session.state, SessionState.Connected)
+        // Asked for again after RESUBSCRIBE_MS... (keepalive 0 still ticks the retry)
+        const start = d.nowMs
+        const again = d.idle(2 * RESUBSCRIBE_MS, 1000)
+        const subscribes = sendTimes(again, PacketType.Subscribe)
+        assert.deepEqual(subscribes, [start + RESUBSCRIBE_MS])
+        // ...and once granted, never again.
+        const retry = again.find(e => e.action.packet?.type === PacketType.Subscribe)!.action.packet as SubscribePacket
+        assert.deepEqual(d.receive({ type: PacketType.Suback, packetId: retry.packetId, returnCodes: [1, 0] }), [])
+        assert.deepEqual(sendTimes(d.idle(3 * RESUBSCRIBE_MS, 1000), PacketType.Subscribe), [])
+    })
+
+    test("a refused subscription is asked for at the next connection even when the session is kept", () => {
+        const d = new Driver({ subscriptions })
+        const s = sent(d.connect(false))[0] as SubscribePacket
+        d.receive({ type: PacketType.Suback, packetId: s.packetId, returnCodes: [SUBACK_FAILURE, 0] })
+        d.drop()
+        assert.deepEqual(
+            sent(d.connect(true)).map(p => p.type),
+            [PacketType.Subscribe]
+        )
     })
 
     test("a SUBACK granting everything is silent", () => {
