@@ -14,6 +14,7 @@ import { startHttp } from "./http"
 import { flags } from "./format"
 import { OedOutput, type OedOptions } from "./oed"
 import { IngestQueue, Store } from "./store"
+import { maskUrl } from "../src/mqtt/url"
 import { LiveEvents } from "./live"
 import { pageRoutes } from "./page"
 
@@ -214,14 +215,17 @@ export class Collector {
         client.on("reconnect", () => this.log("collector: reconnecting"))
         let subscribed: Promise<unknown> | undefined
         client.on("connect", connack => {
-            this.log(`collector: connected to ${o.broker} (session present: ${connack.sessionPresent})`)
+            this.log(`collector: connected to ${maskUrl(o.broker)} (session present: ${connack.sessionPresent})`)
             this.broken = false
             // Subscribing again on a kept session is harmless and covers a broker that lost it.
             subscribed = this.subscribe(v5)
             subscribed.catch(e => this.log(`collector: subscribe: ${e.message}`))
         })
         await new Promise<void>((resolve, reject) => {
-            const timeout = setTimeout(() => reject(new Error(`collector: cannot connect to ${o.broker}`)), 15_000)
+            const timeout = setTimeout(
+                () => reject(new Error(`collector: cannot connect to ${maskUrl(o.broker)}`)),
+                15_000
+            )
             client.once("connect", () => {
                 clearTimeout(timeout)
                 subscribed!.then(() => resolve(), reject)

@@ -9,6 +9,7 @@ import { parseArgs } from "node:util"
 import { energyLabel, readingMessage, readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "../src/reading"
 import { newRecord, type ReadingRecord } from "../src/storage/records"
 import { random } from "./random"
+import { maskUrl } from "../src/mqtt/url"
 
 const HELP = `npm run fleet -- [options]
   --broker URL      broker (default mqtt://127.0.0.1:1883)
@@ -216,7 +217,7 @@ const nodes = Array.from(
 )
 let t = performance.now()
 for (let i = 0; i < nodes.length; i += 50) await Promise.all(nodes.slice(i, i + 50).map(n => n.connect()))
-console.log(`${NODES} nodes connected to ${values.broker} in ${Math.round(performance.now() - t)} ms`)
+console.log(`${NODES} nodes connected to ${maskUrl(values.broker!)} in ${Math.round(performance.now() - t)} ms`)
 
 const acks: number[] = []
 const startedAt = performance.now()
