@@ -118,17 +118,12 @@ export class Uplink {
     async append(record: ReadingRecord) {
         this.newest = record
         this.appendedSinceFlush = true
-        if (this.busy) this.deferredAppends.push(record)
-        else this.appendNow(record)
+        this.deferredAppends.push(record)
+        if (!this.busy) this.applyDeferred()
         // Two closed blocks not in flash: the broker is not keeping up, so write them now rather
         // than let RAM fill up.
         if (this.queue.closedUnflushedBlocks() >= 2) await this.flush()
         else await this.submit()
-    }
-
-    private appendNow(record: ReadingRecord) {
-        const error = this.queue.append(record)
-        if (error) this.events.onError(error)
     }
 
     /** Every flushIntervalMs: writes what is not acknowledged yet (nothing when all is). */
@@ -187,24 +182,25 @@ export class Uplink {
 
     private release() {
         this.busy = false
-        const changed = this.deferredAppends.length > 0 || this.deferredRemovals > 0
-        for (const r of this.deferredAppends) this.appendNow(r)
-        this.deferredAppends = []
-        if (this.deferredRemovals) {
-            this.removeAcknowledged(this.deferredRemovals)
-            this.deferredRemovals = 0
-        }
         // What arrived meanwhile found the queue busy: publish it now, not at the next reading.
-        if (changed) this.kick()
+        if (this.applyDeferred()) this.kick()
     }
 
     /**
-     * Removes acknowledged records from the queue's head. `pinned` counts positions in the queue
-     * as it is: it shrinks only together with the queue, never while a removal waits.
+     * Applies the appends and the removal of acknowledged records that waited for the queue;
+     * returns whether there were any. `pinned` counts positions in the queue as it is: it shrinks
+     * only together with the queue, never while a removal waits.
      */
-    private removeAcknowledged(n: number) {
-        this.queue.remove(n)
-        this.pinned -= n
+    private applyDeferred() {
+        const changed = this.deferredAppends.length > 0 || this.deferredRemovals > 0
+        while (this.deferredAppends.length) {
+            const error = this.queue.append(this.deferredAppends.shift())
+            if (error) this.events.onError(error)
+        }
+        this.queue.remove(this.deferredRemovals)
+        this.pinned -= this.deferredRemovals
+        this.deferredRemovals = 0
+        return changed
     }
 
     /**
@@ -220,10 +216,6 @@ export class Uplink {
             self.kicked = false
             await self.submit()
         })
-    }
-
-    private connected() {
-        return this.client && this.client.isConnected()
     }
 
     /**
@@ -243,16 +235,17 @@ export class Uplink {
 
     /** Publishes the oldest readings not yet out, while the link is up and the window has room. */
     async submit() {
-        if (this.busy || !this.connected() || this.platform.millis() < this.heldUntilMs) return
+        const client = this.client
+        if (this.busy || !client || !client.isConnected() || this.platform.millis() < this.heldUntilMs) return
         this.busy = true
         try {
             let submitted = 0
-            while (this.out.length < this.window && this.pinned < this.queue.size() && this.connected()) {
+            while (this.out.length < this.window && this.pinned < this.queue.size() && client.isConnected()) {
                 const message = await this.nextMessage()
                 if (!message) break
                 this.out.push(message)
                 this.pinned += message.count
-                message.token = await this.client.publish(this.topics[this.record.meter], this.payload, 1, false)
+                message.token = await client.publish(this.topics[this.record.meter], this.payload, 1, false)
                 this.payload = null
                 // The PUBACK can come back while publish() is still writing: it waited here.
                 const early = this.earlyAcks.indexOf(message.token)
@@ -343,8 +336,8 @@ export class Uplink {
             if (this.out[0].lastSeq > this.acknowledgedSeq) this.acknowledgedSeq = this.out[0].lastSeq
             removeAt(this.out, 0)
         }
-        if (this.busy) this.deferredRemovals += removed
-        else this.removeAcknowledged(removed)
+        this.deferredRemovals += removed
+        if (!this.busy) this.applyDeferred()
         this.kick()
         return true
     }

@@ -254,10 +254,6 @@ export class ByteReader {
         readonly end: number
     ) {}
 
-    atEnd() {
-        return this.pos >= this.end
-    }
-
     u8() {
         if (this.pos >= this.end) {
             if (!this.error) this.error = "truncated at byte " + this.pos
@@ -363,7 +359,7 @@ export function encodeRecord(r: ReadingRecord) {
 export function decodeRecord(bytes: Buffer): ReadingRecord {
     const rd = new ByteReader(bytes, 0, bytes.length)
     const r = readFull(rd)
-    if (rd.error || !rd.atEnd() || r.firstSeq < 0) return null
+    if (rd.error || rd.pos < rd.end || r.firstSeq < 0) return null
     return r
 }
 
@@ -576,7 +572,7 @@ export class BlockReader {
 
     /** The next record, or null at the end or at an error. */
     next(): ReadingRecord {
-        if (this.error || this.rd.atEnd()) return null
+        if (this.error || this.rd.pos >= this.rd.end) return null
         const r = readInBlock(this.rd, this.refs, this.lastMeter)
         if (this.rd.error || !r) {
             this.error = this.rd.error || "unreadable record"
