@@ -20,16 +20,19 @@
 //            lifetime, online and offline, at the default configuration (the firmware's queue
 //            code on the model of the store, over simulated days: test/bench/flash-cost.ts).
 // Options: --only publish,drain,online,image,heap,flash, --count N, --payload BYTES, --window N, --rounds N,
-//          --json FILE, --vm-costs, --write-results (write the output into docs/results.md; --readme is
-//          an alias).
+//          --drain-rounds N (default 10 of each backlog), --heap-workloads drain,online,builtin,full-drain,
+//          full-online, --heap-probe KB (one probe instead of the search; BENCH_HEAP_DEBUG=1 prints the
+//          simulator's console), --json FILE, --vm-costs, --write-results (write the output into
+//          docs/results.md; --readme is an alias).
 import mqtt from "mqtt"
 import { execFileSync } from "node:child_process"
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { cpus, tmpdir } from "node:os"
-import { join } from "node:path"
+import { join, relative } from "node:path"
 import { parseArgs } from "node:util"
 import { Broker, findMosquitto } from "./lib/broker"
-import { buildEntry, buildFirmware, devsSync, PROJECT_ROOT, Simulator } from "./lib/simulator"
+import { buildEntry, buildFirmware, compile, devsSync, PROJECT_ROOT, Simulator } from "./lib/simulator"
+import { composedEntrySource, composition } from "./lib/compose"
 import { FaultProxy } from "./lib/fault-proxy"
 import { flashCost, FlashScenario } from "../test/bench/flash-cost"
 import { ingestBench, rangeBench } from "../test/bench/ingest"
@@ -42,6 +45,12 @@ const { values } = parseArgs({
         payload: { type: "string", default: "100" },
         window: { type: "string", default: "128" },
         rounds: { type: "string", default: "3" },
+        // The drain is the node's riskiest moment (a crash there reboots into the same drain):
+        // it runs more rounds than the others, a day's and a week's backlog each.
+        "drain-rounds": { type: "string", default: "10" },
+        "heap-workloads": { type: "string", default: "drain,online,builtin,full-drain" },
+        // One probe at this ballast (KB) instead of the search: whether the workload runs with it.
+        "heap-probe": { type: "string" },
         "vm-costs": { type: "boolean", default: false },
         only: { type: "string", default: "publish,drain,online,image,heap,flash" },
         // The collector's benchmarks (test/bench/ingest.ts) run when named: --only ingest,range.
@@ -56,6 +65,7 @@ const count = Number(values.count)
 const payloadBytes = Number(values.payload)
 const window = Number(values.window)
 const rounds = Number(values.rounds)
+const drainRounds = Number(values["drain-rounds"])
 const scenarios = values.only!.split(",")
 
 function versions(broker: Broker) {
@@ -230,10 +240,30 @@ interface DrainRound {
     crashed: string
 }
 
+/** The firmware of the drain benchmark, with BACKLOG readings to queue at boot, built once for every round. */
+async function drainFirmware(BACKLOG: number, buildDir: string) {
+    return await buildFirmware(
+        // No time topic: a node that has one but no time yet holds its readings up to 3 s
+        // after connecting, so that they go out in UTC; that wait is not the drain's.
+        {
+            MQTT_URL: broker.url,
+            NODE_ID: DRAIN_NODE_ID,
+            READ_MS: 1000,
+            SIM_BACKLOG: BACKLOG,
+            KEEPALIVE_S: 30,
+            TIME_TOPIC: "-",
+        },
+        buildDir,
+        `bench-drain-${process.pid}`
+    )
+}
+
+const DRAIN_NODE_ID = "bench-drain"
+
 /** One run of the firmware with BACKLOG readings queued before it connects. */
-async function drainRound(BACKLOG: number): Promise<DrainRound> {
+async function drainRound(BACKLOG: number, bytecode: string): Promise<DrainRound> {
     const runDir = mkdtempSync(join(tmpdir(), "meternode-bench-"))
-    const nodeId = "bench-drain"
+    const nodeId = DRAIN_NODE_ID
     const arrivals: { atMs: number; seqs: number[]; boots: number[]; bytes: number }[] = []
     const sub = mqtt.connect(broker.url, { clientId: `bench-drain-${process.pid}`, clean: true })
     await new Promise<void>(resolve =>
@@ -248,20 +278,6 @@ async function drainRound(BACKLOG: number): Promise<DrainRound> {
     })
     let connackMs = 0
     try {
-        const bytecode = await buildFirmware(
-            // No time topic: a node that has one but no time yet holds its readings up to 3 s
-            // after connecting, so that they go out in UTC; that wait is not the drain's.
-            {
-                MQTT_URL: broker.url,
-                NODE_ID: nodeId,
-                READ_MS: 1000,
-                SIM_BACKLOG: BACKLOG,
-                KEEPALIVE_S: 30,
-                TIME_TOPIC: "-",
-            },
-            runDir,
-            "bench-drain"
-        )
         const sim = new Simulator({
             bytecode,
             runDir,
@@ -312,28 +328,39 @@ async function drainBench(BACKLOG: number) {
     print(`\ndrain: ${BACKLOG} one-minute readings queued in flash, a new reading every second`)
     const ours: DrainRound[] = []
     const baseline: number[] = []
-    for (let round = 0; round < rounds; round++) {
-        const r = await drainRound(BACKLOG)
-        ours.push(r)
-        if (r.crashed) print(`  round ${round + 1}: CRASH: ${r.crashed}`)
-        else
-            print(
-                `  round ${round + 1}: backlog delivered ${(r.drainMs / 1000).toFixed(2)} s after CONNACK in ${r.messages} messages (largest ${r.largestBytes} bytes); ` +
-                    `${r.liveDuring} new readings delivered meanwhile, ${r.liveAfter} in the 3 s after`
+    const buildDir = mkdtempSync(join(tmpdir(), "meternode-bench-"))
+    try {
+        const bytecode = await drainFirmware(BACKLOG, buildDir)
+        for (let round = 0; round < Math.max(drainRounds, rounds); round++) {
+            if (round < drainRounds) {
+                const r = await drainRound(BACKLOG, bytecode)
+                ours.push(r)
+                if (r.crashed) print(`  round ${round + 1}: CRASH: ${r.crashed}`)
+                else
+                    print(
+                        `  round ${round + 1}: backlog delivered ${(r.drainMs / 1000).toFixed(2)} s after CONNACK in ${r.messages} messages (largest ${r.largestBytes} bytes); ` +
+                            `${r.liveDuring} new readings delivered meanwhile, ${r.liveAfter} in the 3 s after`
+                    )
+            }
+            // The baseline has no crash to look for: --rounds of it are enough for its median.
+            if (round >= rounds) continue
+            // A reading element is about 85 bytes; one per message, as a client without batching sends them.
+            const b = await runProgram(
+                "test/bench/publish-builtin",
+                "benchBuiltin",
+                { qos: 1, count: BACKLOG, payloadBytes: 85 },
+                broker
             )
-        // A reading element is about 85 bytes; one per message, as a client without batching sends them.
-        const b = await runProgram(
-            "test/bench/publish-builtin",
-            "benchBuiltin",
-            { qos: 1, count: BACKLOG, payloadBytes: 85 },
-            broker
-        )
-        baseline.push(b.crashed ? 0 : rate(b.line.accepted, b.line.ms))
+            baseline.push(b.crashed ? 0 : rate(b.line.accepted, b.line.ms))
+        }
+    } finally {
+        rmSync(buildDir, { recursive: true, force: true })
     }
     const oursRate = median(ours.map(r => (r.crashed ? 0 : rate(BACKLOG, r.drainMs))))
     const drainS = median(ours.map(r => (r.crashed ? Infinity : r.drainMs))) / 1000
+    const crashes = ours.filter(r => r.crashed).length
     print(
-        `  meternode, from flash, acknowledged:                    median ${drainS.toFixed(2)} s = ${oursRate.toFixed(0)} readings/s (goal: under 10 s)`
+        `  meternode, from flash, acknowledged:                    median ${drainS.toFixed(2)} s = ${oursRate.toFixed(0)} readings/s (goal: under 10 s); ${ours.length - crashes} of ${ours.length} rounds without a crash`
     )
     print(
         `  built-in client, from RAM, QoS 1 fire-and-forget, 1 per message: median ${median(baseline).toFixed(0)} readings/s`
@@ -534,27 +561,71 @@ async function imageBench() {
     return { ours, builtin }
 }
 
-type HeapWorkload = "drain" | "online" | "builtin"
+type HeapWorkload = "drain" | "online" | "builtin" | "full-drain" | "full-online"
 
 const HEAP_WORKLOADS: Record<HeapWorkload, string> = {
-    drain: "meternode, a day's backlog (1,440 readings) drained, then 20 live readings",
-    online: "meternode, online: 20 readings, one a second",
+    drain: "meternode, worst-case drain: a day's backlog (1,440 readings), live readings, a command, discovery",
+    online: "meternode, online: 20 readings, one a second, discovery",
     builtin: "built-in client, online: 20 readings, one a second",
+    "full-drain": "meternode, every driver (src/main.ts), the same worst-case drain",
+    "full-online": "meternode, every driver (src/main.ts), online",
 }
 
-/** One heap probe: true when the workload runs to its end with `ballastKb` of the heap held. */
+/**
+ * The simulator's default composed image (a simulated meter, Home Assistant discovery on: what
+ * `npm start` and a board built for those settings run), holding `ballastKb` before it boots.
+ */
+async function ballastedFirmware(settings: Record<string, string | number>, ballastKb: number, runDir: string) {
+    // Per process: the entry is written, then compiled under the build lock, and another
+    // benchmark run must not overwrite it in between.
+    const name = `bench-heap-${process.pid}`
+    const genDir = join(PROJECT_ROOT, ".devicescript", "gen", name)
+    mkdirSync(genDir, { recursive: true })
+    const ballast = relative(genDir, join(PROJECT_ROOT, "test/bench/ballast")).replace(/\\/g, "/")
+    const source = composedEntrySource(composition(settings), genDir, PROJECT_ROOT, settings).replace(
+        /^await startBuiltNode/m,
+        `holdBallast(${ballastKb * 1024})\nawait startBuiltNode`
+    )
+    const entry = join(genDir, "main.ts")
+    writeFileSync(entry, `import { holdBallast } from "${ballast}"\n` + source)
+    const out = join(runDir, "firmware.devs")
+    await compile(entry, out)
+    return out
+}
+
+/** Live readings the node must deliver after its backlog for a heap probe to pass. */
+const HEAP_LIVE_READINGS = 20
+
+/**
+ * One heap probe: true when the workload runs to its end with `ballastKb` of the heap held. A
+ * drain passes when the whole backlog and the live readings after it arrived, the reply to a
+ * `status` command published while the backlog drains came back, and so did discovery.
+ */
 async function heapProbe(ballastKb: number, workload: HeapWorkload) {
     const runDir = mkdtempSync(join(tmpdir(), "meternode-bench-"))
     const nodeId = workload === "builtin" ? "bench-builtin" : "bench-heap"
-    const backlog = workload === "drain" ? 1440 : 0
+    const draining = workload === "drain" || workload === "full-drain"
+    const backlog = draining ? 1440 : 0
     const seen = new Set<number>()
+    let replied = false
+    let discovered = false
     const sub = mqtt.connect(broker.url, { clientId: `bench-heap-${process.pid}-${Date.now()}`, clean: true })
     await new Promise<void>(resolve =>
-        sub.once("connect", () => sub.subscribe(`meters/${nodeId}/+/reading`, { qos: 1 }, () => resolve()))
+        sub.once("connect", () =>
+            sub.subscribe(
+                [`meters/${nodeId}/+/reading`, `meters/${nodeId}/reply/+`, "homeassistant/#"],
+                { qos: 1 },
+                () => resolve()
+            )
+        )
     )
-    sub.on("message", (_t, payload) => {
-        for (const e of JSON.parse(payload.toString()).readings)
-            for (let q = e.first_seq ?? e.seq; q <= e.seq; q++) seen.add(q)
+    sub.on("message", (topic, payload, packet) => {
+        // Configs retained by an earlier probe arrive flagged retained; this node's arrive live.
+        if (topic.startsWith("homeassistant/")) discovered ||= !packet.retain
+        else if (topic.includes("/reply/")) replied = true
+        else
+            for (const e of JSON.parse(payload.toString()).readings)
+                for (let q = e.first_seq ?? e.seq; q <= e.seq; q++) seen.add(q)
     })
     try {
         const settings = {
@@ -572,24 +643,51 @@ async function heapProbe(ballastKb: number, workload: HeapWorkload) {
                       "ballastBuiltin",
                       {
                           ballastBytes: ballastKb * 1024,
-                          online: { host: "127.0.0.1", port: broker.port, count: 25, intervalMs: 1000 },
+                          online: {
+                              host: "127.0.0.1",
+                              port: broker.port,
+                              count: HEAP_LIVE_READINGS + 5,
+                              intervalMs: 1000,
+                          },
                       },
                       runDir,
                       "bench-heap-builtin"
                   )
-                : await buildEntry(
-                      "test/bench/heap-ballast",
-                      "ballastNode",
-                      { ballastBytes: ballastKb * 1024, settings },
-                      runDir,
-                      "bench-heap"
-                  )
-        const sim = await new Simulator({ bytecode, runDir, mode: "device", clearFlash: true }).start()
+                : workload.startsWith("full-")
+                  ? await buildEntry(
+                        "test/bench/heap-ballast",
+                        "ballastNode",
+                        { ballastBytes: ballastKb * 1024, settings },
+                        runDir,
+                        "bench-heap-full"
+                    )
+                  : await ballastedFirmware(settings, ballastKb, runDir)
+        // The command goes out while the backlog drains: its reply is one more message in flight.
+        const command = () =>
+            setTimeout(() => sub.publish(`meters/${nodeId}/cmd/status`, '{"id":"heap"}', { qos: 1 }), 150)
+        const sim = await new Simulator({
+            bytecode,
+            runDir,
+            mode: "device",
+            clearFlash: true,
+            onLine: line => {
+                if (process.env.BENCH_HEAP_DEBUG) console.log(`    [${ballastKb} KB] ${line}`)
+                if (draining && line.startsWith("mqtt: connected")) command()
+            },
+        }).start()
         try {
             const deadline = Date.now() + 120_000
+            const done = () =>
+                seen.has(backlog + HEAP_LIVE_READINGS) &&
+                (!draining || replied) &&
+                (workload === "builtin" || discovered)
             while (Date.now() < deadline) {
                 if (sim.lines.some(l => CRASH_PATTERN.test(l)) || sim.exit) return false
-                if (seen.has(backlog + 20)) return true
+                if (done()) {
+                    for (let seq = 1; seq <= backlog; seq++)
+                        if (!seen.has(seq)) throw new Error(`heap: seq ${seq} never delivered`)
+                    return true
+                }
                 await sleep(200)
             }
             return false
@@ -604,6 +702,12 @@ async function heapProbe(ballastKb: number, workload: HeapWorkload) {
 
 /** Binary search to 2 KB for the largest ballast the workload runs with: its peak is at most 64 KB minus that. */
 async function heapSearch(workload: HeapWorkload) {
+    if (values["heap-probe"] !== undefined) {
+        const kb = Number(values["heap-probe"])
+        const good = await heapProbe(kb, workload)
+        print(`  ${HEAP_WORKLOADS[workload]}: ballast ${kb} KB ${good ? "ran" : "out"}`)
+        return { workload, ballastKb: good ? kb : 0, failedKb: good ? 64 : kb, peakKb: [64 - kb, 64 - kb] }
+    }
     if (!(await heapProbe(0, workload))) {
         print(`  ${HEAP_WORKLOADS[workload]}: FAILED even without ballast`)
         process.exitCode = 1
@@ -619,22 +723,36 @@ async function heapSearch(workload: HeapWorkload) {
         if (good) ok = mid
         else failed = mid
     }
-    print(`  ${HEAP_WORKLOADS[workload].padEnd(76)} peak ${64 - failed}-${64 - ok} KB  (ballast ${tried.join(", ")})`)
+    print(`  ${HEAP_WORKLOADS[workload].padEnd(100)} peak ${64 - failed}-${64 - ok} KB  (ballast ${tried.join(", ")})`)
     return { workload, ballastKb: ok, failedKb: failed, peakKb: [64 - failed, 64 - ok] }
 }
+
+/** The targets: the worst-case drain and the node online, in the simulator's default image. */
+const HEAP_TARGET_KB: Partial<Record<HeapWorkload, number>> = { drain: 44, online: 24 }
 
 async function heapBench() {
     print(
         "\nheap: peak use of the 64 KB heap, from the largest ballast held out of it with which the workload still runs"
     )
-    const drain = await heapSearch("drain")
-    const online = await heapSearch("online")
-    const builtin = await heapSearch("builtin")
+    print("  the simulator's default composed image (a simulated meter, Home Assistant discovery) unless named")
+    const workloads = values["heap-workloads"]!.split(",") as HeapWorkload[]
+    const results: Record<string, Awaited<ReturnType<typeof heapSearch>>> = {}
+    for (const w of workloads) {
+        if (!HEAP_WORKLOADS[w]) throw new Error(`heap: unknown workload ${w}`)
+        results[w] = await heapSearch(w)
+    }
     const mid = (r: { peakKb: number[] }) => (r.peakKb[0] + r.peakKb[1]) / 2
-    print(
-        `  ratio, meternode online / built-in online (peak, midpoints): ${(mid(online) / mid(builtin)).toFixed(2)} x; the built-in client has no queue, so the drain has no baseline`
-    )
-    return { drain, online, builtin }
+    const builtin = results.builtin
+    for (const w of ["online", "drain", "full-online", "full-drain"] as HeapWorkload[])
+        if (results[w] && builtin)
+            print(`  ratio, ${w} / built-in online (peak, midpoints): ${(mid(results[w]) / mid(builtin)).toFixed(2)} x`)
+    if (builtin) print("  the built-in client has no queue, so the drain has no baseline of its own")
+    for (const [w, target] of Object.entries(HEAP_TARGET_KB))
+        if (results[w] && results[w].peakKb[1] > target!) {
+            print(`  FAILED: ${w} peaks above ${target} KB`)
+            process.exitCode = 1
+        }
+    return results
 }
 const broker = await new Broker({ persistence: false }).start()
 const counter = await startCounter(broker.url)
