@@ -41,6 +41,8 @@ import { nextBoundaryMs, offsetOfBoot, parseTimePayload, timeFromJson, WallClock
 
 /** How long a planned stop waits for its offline status to be acknowledged before going anyway. */
 const SHUTDOWN_ACK_TIMEOUT_MS = 5000
+/** News (an error, a drained queue) is published in the status at most this often. */
+const STATUS_MIN_INTERVAL_MS = 10000
 /** Totals of recent readings kept for the mark: enough for every reading in flight. */
 const RECENT_TOTALS = 32
 /** After a connection, how long readings wait for the time when the clock is not set. */
@@ -94,6 +96,10 @@ class Node {
     /** The birth status awaiting its PUBACK (0: none), and whether newer news waits behind it. */
     private statusToken = 0
     private statusStale = false
+    /** When the last status was published, with how many readings queued, and whether another is due. */
+    private lastStatusMs = -STATUS_MIN_INTERVAL_MS
+    private lastStatusQueued = 0
+    private statusScheduled = false
     /** Discovery configs awaiting their PUBACK. */
     private discoveryTokens: number[] = []
     private readonly commandRate = new CommandRate()
@@ -219,6 +225,9 @@ class Node {
             {
                 onConnected: async () => {
                     await self.publishStatus()
+                    // The birth status told what kept the node away; that is over once connected,
+                    // and the next status (within STATUS_MIN_INTERVAL_MS) says so.
+                    if (self.lastError.indexOf("mqtt: ") === 0) self.setError("")
                     await self.publishDiscovery()
                     // Without the time, hold the readings briefly: the retained time usually
                     // arrives right after the SUBACK, and readings that wait go out in UTC.
@@ -238,11 +247,11 @@ class Node {
                     if (self.recentAcks.length > RECENT_ACKS) self.recentAcks.shift()
                     self.delivered.emit(token)
                     self.uplink.onDelivered(token)
+                    // The backlog the last status announced is through: say so.
+                    if (self.lastStatusQueued && !self.uplink.size()) self.statusChanged()
                 },
                 onMessage: async (message, receivedMs) => await self.onMessage(message, receivedMs),
-                onError: text => {
-                    self.lastError = text
-                },
+                onError: text => self.setError(text),
             }
         )
         this.uplink.attach(this.client)
@@ -338,6 +347,8 @@ class Node {
 
     private async publishStatus() {
         const q = this.queue.stats()
+        this.lastStatusMs = ds.millis()
+        this.lastStatusQueued = this.uplink.size()
         const payload = statusPayload({
             online: true,
             boot: this.boot,
@@ -699,7 +710,32 @@ class Node {
 
     private reportError(text: string) {
         console.log(text)
+        this.setError(text)
+    }
+
+    /** A new error (or "" once it cleared) is news for the status. */
+    private setError(text: string) {
+        if (text === this.lastError) return
         this.lastError = text
+        this.statusChanged()
+    }
+
+    /**
+     * The status would say something new (an error, the queue drained): published soon, at most
+     * once every STATUS_MIN_INTERVAL_MS, so a consumer never reads a stale one for long.
+     */
+    private statusChanged() {
+        if (this.statusScheduled || !this.client) return
+        this.statusScheduled = true
+        const self = this
+        const waitMs = this.lastStatusMs + STATUS_MIN_INTERVAL_MS - ds.millis()
+        setTimeout(
+            async () => {
+                self.statusScheduled = false
+                if (self.client.isConnected()) await self.publishStatus()
+            },
+            waitMs > 0 ? waitMs : 0
+        )
     }
 }
 

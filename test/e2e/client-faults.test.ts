@@ -302,7 +302,7 @@ test("broker killed and restarted with persistence: every reading delivered in o
         20_000
     )
     const createdWhileDown = createdSeqs(node).length - createdBeforeKill
-    const reconnected = sim.waitForLine(/mqtt: connected \(session present: (\w+)\)/, 40_000)
+    const reconnected = sim.waitForLine(/mqtt: connected \(session present: (\w+)\)/, 75_000)
     await broker.start()
     const restartedAt = Date.now()
     const sessionPresent = (await reconnected)[1]
@@ -315,6 +315,19 @@ test("broker killed and restarted with persistence: every reading delivered in o
     assert.ok(resends.length >= 1, "the publishes in flight at the crash were resent")
     assert.ok(createdWhileDown >= 5, `${createdWhileDown} readings queued while the broker was down`)
     assertNoProtocolErrors(rig)
+    // The status tells the present: once the backlog is through, a newer status says so, with the
+    // connection error of the outage cleared (at most STATUS_MIN_INTERVAL_MS, 10 s, later).
+    proxy.delayBrokerToClient(0)
+    const statusTopic = `meters/${node.settings.NODE_ID}/status`
+    const current = () => {
+        const s = recorder.messages.filter(m => m.topic === statusTopic).at(-1)
+        return s ? JSON.parse(s.payload) : undefined
+    }
+    await until(
+        "a status with nothing queued and no error",
+        () => current()?.state === "online" && current()?.queued === 0 && current()?.error === "",
+        40_000
+    )
     console.log(
         `# crash: disconnected (${reason}); ${createdWhileDown} readings created while down; reconnected ${reconnectMs} ms after the restart; ` +
             `${stats.readings} readings (seq ${stats.first}..${stats.last}), ${stats.duplicates} duplicates delivered, ` +
@@ -428,7 +441,7 @@ test("bad credentials: the refusal is named, retries are 30 s apart, the passwor
     // attempt, no sooner than 30 s after the first, succeeds.
     setPassword(USER, PASSWORD, false)
     process.kill(broker.pid!, "SIGHUP")
-    await sim.waitForLine(/mqtt: connected/, 45_000)
+    await sim.waitForLine(/mqtt: connected/, 75_000)
     await recorder.waitFor("3 readings", r => r.readings(READING_SUFFIX).length >= 3, 15_000)
 
     const attempts = proxy.connections.map(c => c.openedAtMs)
@@ -508,7 +521,7 @@ test("a graceful stop (restart command) sends DISCONNECT and leaves the retained
             r.messages.some(
                 m => m.topic === statusTopic && m.atMs >= sentAt && JSON.parse(m.payload).state === "online"
             ),
-        45_000
+        75_000
     )
     const online = recorder.messages.find(
         m => m.topic === statusTopic && m.atMs >= sentAt && JSON.parse(m.payload).state === "online"
