@@ -1,9 +1,10 @@
 // The fleet page and what only it needs, beside the read-only API of http.ts:
 //   GET /                      the page (collector/web/, served from disk: no build step)
 //   GET /web/*, /vendor/*      its script and style, and uPlot from node_modules
-//   GET /api/events            server-sent events: statuses and newest readings as they are committed (live.ts)
+//   GET /api/fleet             each node's status and each meter's newest reading, as the collector keeps them
+//   GET /api/events            server-sent events: the fleet as /api/fleet tells it, then statuses and newest
+//                              readings as they are committed (live.ts)
 //   GET /api/completeness      per meter, hour by hour: readings at full resolution, merged, a gap, nothing
-//   GET /api/commands          whether commands are on
 //   POST /api/command          restart or time, to one node: only with the operator token, every one logged
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { createRequire } from "node:module"
@@ -11,7 +12,7 @@ import { readFile } from "node:fs/promises"
 import { timingSafeEqual } from "node:crypto"
 import { join } from "node:path"
 import type { Database } from "./db"
-import type { LiveEvents } from "./live"
+import type { FleetNode, LiveEvents } from "./live"
 
 const WEB_DIR = join(import.meta.dirname, "web")
 const require = createRequire(import.meta.url)
@@ -95,6 +96,34 @@ export async function completeness(db: Database, node: string, meter: string, da
     return { node, meter, from, to, hour_ms: HOUR_MS, hours }
 }
 
+/**
+ * What the fleet table shows, in one query: each node's last status and, per meter, its newest
+ * reading (through the key, one row per meter). /api/nodes tells more (counts, gaps, holes), at
+ * several times the cost and size for a thousand nodes. The collector reads it at start and keeps
+ * it in memory (live.ts).
+ */
+export async function fleet(db: Database): Promise<FleetNode[]> {
+    const rows = await db.query<FleetNode & { status_at: Date | string | null }>(
+        `SELECT n.node, n.status, n.status_at, coalesce((
+             SELECT json_agg(json_build_object('meter', m.meter, 'quantity', m.quantity, 'unit', m.unit,
+                        'last_seq', l.seq, 'time', l.time_base, 'end', l.end_time, 'received_at', l.received_at)
+                        ORDER BY m.meter)
+             FROM meters m LEFT JOIN LATERAL (
+                 SELECT seq, time_base, end_time, received_at FROM readings r
+                 WHERE r.node = m.node AND r.meter = m.meter AND NOT gap ORDER BY seq DESC LIMIT 1) l ON true
+             WHERE m.node = n.node), '[]') AS meters
+         FROM nodes n ORDER BY n.node`
+    )
+    return rows.map(r => ({
+        ...r,
+        status_at: r.status_at === null ? null : new Date(r.status_at).toISOString(),
+        meters: r.meters.map(m => ({
+            ...m,
+            received_at: m.received_at === null ? null : new Date(m.received_at).toISOString(),
+        })),
+    }))
+}
+
 export interface PageOptions {
     db: Database
     live: LiveEvents
@@ -132,6 +161,11 @@ let commandsSent = 0
  * API (http.ts).
  */
 export function pageRoutes(options: PageOptions) {
+    // The page learns from the event stream's first event whether to offer commands.
+    options.live.about = { commands: options.operatorToken && options.command ? PAGE_COMMANDS : [] }
+    options.live
+        .track(() => fleet(options.db), options.log)
+        .catch(e => options.log(`collector: fleet page: reading the fleet: ${(e as Error).message}`))
     return async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> => {
         const path = url.pathname
         try {
@@ -153,11 +187,11 @@ export function pageRoutes(options: PageOptions) {
                 return true
             }
             if (path === "/api/events") {
-                options.live.serve(req, res)
+                await options.live.serve(req, res)
                 return true
             }
-            if (path === "/api/commands") {
-                sendJson(res, 200, { enabled: !!options.operatorToken, commands: PAGE_COMMANDS })
+            if (path === "/api/fleet") {
+                sendJson(res, 200, { nodes: await options.live.snapshot() })
                 return true
             }
             if (path === "/api/completeness") {

@@ -11,13 +11,10 @@ const MAX_RANGE_MS = 31 * 24 * HOUR_MS
 
 const $ = sel => document.querySelector(sel)
 
-/** Node id -> { node, status, statusAt (ms), meters: [{ meter, unit, quantity, readings, lastAt, lastSeq }] } */
+/** Node id -> { node, status, statusAt (ms), meters: [{ meter, unit, quantity, lastAt, lastSeq }] } */
 const nodes = new Map()
 /** Node id -> its <tr>. */
 const rows = new Map()
-let loaded = false
-/** Updates that arrived while /api/nodes was loading: applied after it. */
-let pending = []
 let sortKey = "node"
 let sortDir = 1
 
@@ -75,22 +72,24 @@ function lastReadingAt(n) {
     return best
 }
 
+/** A meter of /api/fleet (or of an update) in the page's terms. */
+function meterFromApi(m) {
+    return {
+        meter: m.meter,
+        quantity: m.quantity,
+        unit: m.unit,
+        lastSeq: m.last_seq,
+        lastAt: m.last_seq === null ? null : m.time === "utc_ms" ? m.end : Date.parse(m.received_at),
+    }
+}
+
+/** A node of /api/fleet in the page's terms. */
 function fromApi(n) {
     return {
         node: n.node,
         status: n.status,
         statusAt: n.status_at ? Date.parse(n.status_at) : null,
-        meters: n.meters.map(m => {
-            const l = m.last_reading
-            return {
-                meter: m.meter,
-                quantity: m.quantity,
-                unit: m.unit,
-                readings: m.readings,
-                lastSeq: l ? l.seq : null,
-                lastAt: l ? (l.time === "utc_ms" ? l.end : Date.parse(l.received_at)) : null,
-            }
-        }),
+        meters: n.meters.map(meterFromApi),
     }
 }
 
@@ -169,16 +168,59 @@ function matchesFilter(n) {
     )
 }
 
-/** The whole table, in one go: 1,000 rows are one innerHTML. */
+/** Rows drawn at once: more than a screen. The others follow in chunks, a frame each. */
+const FIRST_ROWS = 60
+const CHUNK_ROWS = 300
+/** Which renderFleet() the chunks being appended belong to: a newer one (a sort) stops them. */
+let renderToken = 0
+/** Nodes sorted but not in the table yet: their rows come with the next chunks. */
+const notYetDrawn = new Set()
+
+function appendRows(list) {
+    const tbody = $("#fleet tbody")
+    const now = Date.now()
+    const before = tbody.children.length
+    tbody.insertAdjacentHTML(
+        "beforeend",
+        list
+            .map(
+                n =>
+                    `<tr data-node="${escapeHtml(n.node)}"${matchesFilter(n) ? "" : " hidden"}>${cellsHtml(n, now)}</tr>`
+            )
+            .join("")
+    )
+    for (let i = before; i < tbody.children.length; i++) {
+        const tr = tbody.children[i]
+        rows.set(tr.dataset.node, tr)
+        notYetDrawn.delete(tr.dataset.node)
+    }
+}
+
+/** Runs once the browser has painted what the script did. */
+const afterPaint = fn => requestAnimationFrame(() => setTimeout(fn, 0))
+
+/**
+ * The whole table, sorted: the first screenful at once, the rest in chunks, so a thousand nodes
+ * show in one frame and the page answers input while the rest is drawn.
+ */
 function renderFleet() {
+    const token = ++renderToken
     const now = Date.now()
     const list = [...nodes.values()].sort((a, b) => compare(a, b, now))
-    const tbody = $("#fleet tbody")
-    tbody.innerHTML = list
-        .map(n => `<tr data-node="${escapeHtml(n.node)}"${matchesFilter(n) ? "" : " hidden"}>${cellsHtml(n, now)}</tr>`)
-        .join("")
+    $("#fleet tbody").textContent = ""
     rows.clear()
-    for (const tr of tbody.children) rows.set(tr.dataset.node, tr)
+    notYetDrawn.clear()
+    for (const n of list) notYetDrawn.add(n.node)
+    appendRows(list.slice(0, FIRST_ROWS))
+    let next = FIRST_ROWS
+    const more = () => {
+        if (token !== renderToken) return
+        if (next >= list.length) return markRendered("fleetCompleteMs")
+        appendRows(list.slice(next, next + CHUNK_ROWS))
+        next += CHUNK_ROWS
+        afterPaint(more)
+    }
+    afterPaint(more)
     $("#fleet-empty").hidden = nodes.size > 0
     for (const th of document.querySelectorAll("#fleet th[data-key]"))
         th.setAttribute("aria-sort", th.dataset.key === sortKey ? (sortDir > 0 ? "ascending" : "descending") : "none")
@@ -196,6 +238,7 @@ function renderCounts() {
 /** One node changed: its row in place (a new node: the table again, in order). */
 function renderNode(n) {
     const tr = rows.get(n.node)
+    if (!tr && notYetDrawn.has(n.node)) return renderCounts()
     if (!tr) return renderFleet()
     tr.innerHTML = cellsHtml(n, Date.now())
     tr.hidden = !matchesFilter(n)
@@ -218,25 +261,22 @@ function tick() {
         }
 }
 
-async function loadFleet() {
-    const res = await fetch("/api/nodes")
-    if (!res.ok) throw new Error(`/api/nodes: ${res.status}`)
-    const body = await res.json()
+/** When the fleet was first drawn and painted, ms from navigation: what the tests hold to a second. */
+function markRendered(name) {
+    const root = document.documentElement
+    if (!root.dataset[name]) afterPaint(() => (root.dataset[name] = String(Math.round(performance.now()))))
+}
+
+/** The fleet as the event stream's first event tells it (/api/fleet's answer). */
+function loadFleet(snapshot) {
     nodes.clear()
-    for (const n of body.nodes) nodes.set(n.node, fromApi(n))
-    loaded = true
+    for (const n of snapshot) nodes.set(n.node, fromApi(n))
     renderFleet()
-    const updates = pending
-    pending = []
-    for (const u of updates) applyUpdate(u)
+    markRendered("fleetRenderedMs")
     if (view.node) renderMeterHeader()
-    // How long the first render took from navigation: what the tests hold to a second.
-    if (!document.documentElement.dataset.fleetRenderedMs)
-        document.documentElement.dataset.fleetRenderedMs = String(Math.round(performance.now()))
 }
 
 function applyUpdate(u) {
-    if (!loaded) return pending.push(u)
     const changed = new Set()
     for (const s of u.statuses) {
         let n = nodes.get(s.node)
@@ -251,18 +291,12 @@ function applyUpdate(u) {
     for (const r of u.readings) {
         let n = nodes.get(r.node)
         if (!n) nodes.set(r.node, (n = { node: r.node, status: null, statusAt: null, meters: [] }))
-        let m = n.meters.find(x => x.meter === r.meter)
-        if (!m) {
-            n.meters.push(
-                (m = { meter: r.meter, quantity: r.quantity, unit: r.unit, readings: 0, lastSeq: null, lastAt: null })
-            )
+        const m = meterFromApi(r)
+        const i = n.meters.findIndex(x => x.meter === r.meter)
+        if (i < 0) {
+            n.meters.push(m)
             n.meters.sort((a, b) => a.meter.localeCompare(b.meter))
-        }
-        if (!r.gap) m.readings += r.count
-        if (!r.gap && (m.lastSeq === null || r.seq > m.lastSeq)) {
-            m.lastSeq = r.seq
-            m.lastAt = r.time === "utc_ms" ? r.end : r.at
-        }
+        } else n.meters[i] = m
         changed.add(n)
         if (r.node === view.node && r.meter === view.meter) scheduleStrip()
     }
@@ -273,12 +307,13 @@ function applyUpdate(u) {
 function connectEvents() {
     const live = $("#live")
     const events = new EventSource("/api/events")
-    // Each (re)connection starts with hello: what was missed while away comes from /api/nodes.
-    events.addEventListener("hello", () => {
+    // Each (re)connection starts with the whole fleet, then what changes after it.
+    events.addEventListener("fleet", e => {
+        const data = JSON.parse(e.data)
+        $("#commands").hidden = !data.commands?.length
+        loadFleet(data.nodes)
         live.textContent = "live"
         live.dataset.state = "live"
-        loaded = false
-        loadFleet().catch(e => (live.textContent = `could not load the fleet: ${e.message}`))
     })
     events.addEventListener("update", e => applyUpdate(JSON.parse(e.data)))
     events.onerror = () => {
@@ -349,7 +384,8 @@ function renderMeterHeader() {
         `${stateText(n)}` +
         (n.statusAt !== null ? ` for ${duration(Date.now() - n.statusAt)}` : "") +
         (s.version ? `, version ${s.version}` : "") +
-        (m ? `; ${m.readings} readings of ${m.quantity} in ${m.unit}` : "")
+        (m ? `; ${m.quantity} in ${m.unit}` : "") +
+        (m?.lastAt ? `, newest reading ${duration(Date.now() - m.lastAt)} ago (seq ${m.lastSeq})` : "")
 }
 
 function scheduleStrip() {
@@ -428,7 +464,22 @@ async function showRange(from, to) {
         return
     }
     const body = await res.json()
+    await loadChartLibrary()
     drawChart(body.readings, from, to)
+}
+
+let chartLibrary = null
+
+/** uPlot, from the collector, only once a chart is wanted: the fleet view starts without it. */
+function loadChartLibrary() {
+    chartLibrary ??= new Promise((resolve, reject) => {
+        const script = document.createElement("script")
+        script.src = "/vendor/uplot.js"
+        script.onload = resolve
+        script.onerror = () => reject(new Error("uPlot did not load"))
+        document.head.append(script)
+    })
+    return chartLibrary
 }
 
 /**
@@ -529,15 +580,13 @@ function setupMeterControls() {
         })
 }
 
-async function start() {
+function start() {
     setupFleetControls()
     setupMeterControls()
     window.addEventListener("hashchange", route)
     connectEvents()
     route()
     setInterval(tick, 1000)
-    const res = await fetch("/api/commands")
-    if (res.ok && (await res.json()).enabled) $("#commands").hidden = false
 }
 
 start()
