@@ -40,6 +40,8 @@ export interface BuiltConfig {
     config: NodeConfig
     /** The settings' errors found at build time, reported at every boot. */
     errors: string[]
+    /** describeConfig() of `config`, made at build time: the board prints it at boot. */
+    description: string
     /** Every setting name, and the values the image was built with. */
     keys: string[]
     settings: Record<string, string | number>
@@ -288,13 +290,16 @@ export function parseConfig(raw: Record<string, any>): ParsedConfig {
     }
 }
 
+/** Where describeConfig() writes the node id when it is the device id, known only at boot. */
+export const DEVICE_ID_MARK = "<device id>"
+
 /** The configuration as it may be logged and published: secrets masked. */
 export function describeConfig(c: NodeConfig) {
     // Built in pieces: the DeviceScript compiler fails on template literals with many substitutions.
     let text = "broker " + c.brokerUrl
     if (c.username) text += " user " + c.username
     if (c.password) text += " password ***"
-    text += `, node ${c.nodeId}, prefix ${c.topicPrefix}, keepalive ${c.keepaliveS} s`
+    text += `, node ${c.nodeId || DEVICE_ID_MARK}, prefix ${c.topicPrefix}, keepalive ${c.keepaliveS} s`
     for (const m of c.meters) if (m) text += `, meter ${m.id} (${m.kind}) every ${m.readMs / 1000} s`
     return (
         text +

@@ -58,9 +58,21 @@ export interface HistoryFeature {
     start(history: ReplayHistory, request: any, id: any, node: ReplayPort): string
 }
 
+/** What the simulated backlog (SIM_BACKLOG) needs of the node. */
+export interface BacklogHost {
+    readonly boot: number
+    /** By slot; the backlog is the first meter's. */
+    readonly meters: EnergyMeter[]
+    /** The next seq, its reservation persisted first. */
+    takeSeq(): Promise<number>
+    readonly uplink: { append(r: ReadingRecord): Promise<void>; flush(): Promise<void> }
+}
+
 export interface Features {
     /** Drivers by meter kind. A configured kind without one is reported by name and left out. */
     meters: { [kind: string]: MeterStarter }
     discovery?: DiscoveryMessages
     history?: HistoryFeature
+    /** Queues SIM_BACKLOG readings of simulated history at boot (benchmarks only). */
+    backlog?: (node: BacklogHost, count: number) => Promise<void>
 }

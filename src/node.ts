@@ -2,7 +2,7 @@
 // readings from flash, takes readings on schedule and hands them to the uplink, which keeps
 // each one (in RAM, then in flash) until the broker acknowledged it.
 import * as ds from "@devicescript/core"
-import { describeConfig, NodeConfig } from "./config"
+import { DEVICE_ID_MARK, NodeConfig } from "./config"
 import { MAX_INBOUND_PACKET_BYTES, MqttClient } from "./mqtt/client"
 import { MAX_TOPIC_BYTES } from "./mqtt/decoder"
 import { SequenceAllocator } from "./sequence"
@@ -35,7 +35,7 @@ import {
 import { Uplink } from "./uplink"
 import { removeAt } from "./util/arrays"
 import { ANNOUNCED_KEY, announcedFromJson, announcedKey } from "./discovery"
-import { Features, ReplayHistory, ReplayPort } from "./features"
+import { BacklogHost, Features, ReplayHistory, ReplayPort } from "./features"
 import { COMMANDS_PER_WINDOW, CommandRate, MAX_REPLIES_WAITING, parseCommand } from "./commands"
 import { nextBoundaryMs, offsetOfBoot, parseTimePayload, timeFromJson, WallClock, withBootOffset } from "./clock"
 
@@ -63,18 +63,18 @@ async function pause() {
     await ds.sleep(0)
 }
 
-class Node {
+class Node implements BacklogHost {
     private client: MqttClient
-    private uplink: Uplink
+    uplink: Uplink
     private lastError = ""
     private sequence: SequenceAllocator
     /** By slot; null where no meter runs (none configured, or unusable: the node stays up and says why). */
-    private meters: EnergyMeter[] = []
+    readonly meters: EnergyMeter[] = []
     /** By slot: id, quantity and unit; null where no meter is configured. */
     private readonly labels: MeterLabel[] = []
     /** The totals of the last readings taken, as (seq, slot, total): the mark records each meter's. */
     private recentTotals: number[][] = []
-    private readonly boot: number
+    readonly boot: number
     private stopping = false
     /** Emits the token of every acknowledged publish, for code that waits on one. */
     private delivered = ds.emitter<number>()
@@ -203,8 +203,10 @@ class Node {
             await this.uplink.flush()
         }
         const first = c.meters[0]
-        if (c.simBacklog && first && first.kind === "sim" && this.meters[0] && !this.queue.size())
-            await this.queueHistory(c.simBacklog)
+        if (c.simBacklog && !this.features.backlog)
+            this.reportError("config: SIM_BACKLOG is set, but this image has no simulated backlog; none queued")
+        else if (c.simBacklog && first && first.kind === "sim" && this.meters[0] && !this.queue.size())
+            await this.features.backlog(this, c.simBacklog)
         let totals = ""
         for (let slot = 0; slot < c.meters.length; ++slot)
             if (this.meters[slot]) totals += ", " + c.meters[slot].id + " total " + this.meters[slot].totalMilliWh
@@ -324,25 +326,10 @@ class Node {
         }
     }
 
-    /**
-     * Simulated history for drain benchmarks: `count` one-minute readings of the previous boot,
-     * queued and flushed before the link comes up, as after a day without a broker.
-     */
-    private async queueHistory(count: number) {
-        const historyBoot = this.boot - 1
-        const meter = this.meters[0]
-        for (let i = 0; i < count; ++i) {
-            const r = await meter.read(i * 60000, (i + 1) * 60000)
-            await this.persistReservation(false)
-            const seq = this.sequence.take()
-            await this.uplink.append(
-                energyRecord(0, seq, historyBoot, i * 60000, (i + 1) * 60000, r.deltaMilliWh, meter.totalMilliWh)
-            )
-            if (i % 16 === 15) await ds.sleep(0)
-        }
-        await this.uplink.flush()
-        const last = this.sequence.peek() - 1
-        console.log(`node: queued ${count} readings of simulated history, seq ${last - count + 1}..${last}`)
+    /** The next seq, its reservation persisted first (BacklogHost). */
+    async takeSeq() {
+        await this.persistReservation(false)
+        return this.sequence.take()
     }
 
     private async publishStatus() {
@@ -678,10 +665,9 @@ class Node {
     /** Stores and queues one reading of meter `slot`, in stored seconds startS..endS. */
     private async record(slot: number, r: MeterReading, startMs: number, endMs: number, startS: number, endS: number) {
         const meter = this.meters[slot]
-        await this.persistReservation(false)
         const record = energyRecord(
             slot,
-            this.sequence.take(),
+            await this.takeSeq(),
             this.boot,
             startMs,
             endMs,
@@ -743,10 +729,15 @@ class Node {
  * Boots the node with a validated configuration and the configuration errors to report (the
  * defaults were used for those settings). A node id of "" means the device id.
  */
-export async function runNode(config: NodeConfig, problems: string[], features: Features) {
+export async function runNode(config: NodeConfig, problems: string[], features: Features, description: string) {
     firmware.version = ds._dcfgString("@version") || firmware.version
-    if (!config.nodeId) config.nodeId = ds.deviceIdentifier("self")
-    console.log(`meternode: ${describeConfig(config)}`)
+    if (!config.nodeId) {
+        config.nodeId = ds.deviceIdentifier("self")
+        const at = description.indexOf(DEVICE_ID_MARK)
+        if (at >= 0)
+            description = description.slice(0, at) + config.nodeId + description.slice(at + DEVICE_ID_MARK.length)
+    }
+    console.log(`meternode: ${description}`)
     const previous = await loadState()
     const queue = new DurableQueue(new SettingsKeyValueStore(), config.queueBytes, { pause })
     const lost = await queue.open()

@@ -3,7 +3,7 @@
 // when HISTORY_BYTES is set, and nothing else. The VM compiles only what the entry references, so
 // an image carries the code of what its board uses (as ESPHome's code generation does).
 import { relative } from "node:path"
-import { BuiltConfig, parseConfig, settingSpecs } from "../../src/config"
+import { BuiltConfig, describeConfig, parseConfig, settingSpecs } from "../../src/config"
 
 /** Where each meter kind's driver lives: the function the entry imports, and its module. */
 const DRIVERS: Record<string, { name: string; module: string }> = {
@@ -19,12 +19,15 @@ const DRIVERS: Record<string, { name: string; module: string }> = {
 }
 const DISCOVERY = { name: "discoveryMessages", module: "src/discovery" }
 const HISTORY = { name: "replayHistory", module: "src/platform/history-feature" }
+const BACKLOG = { name: "queueSimulatedBacklog", module: "src/meters/sim-backlog" }
 
 export interface Composition {
     /** Meter kinds with a driver in the image. */
     kinds: string[]
     discovery: boolean
     history: boolean
+    /** The simulated backlog of SIM_BACKLOG (benchmarks). */
+    backlog: boolean
     /** Invalid settings, as the node would report them at boot. */
     errors: string[]
     /** The settings it was composed for (absent ones take their defaults). */
@@ -33,11 +36,13 @@ export interface Composition {
 
 /** What an image for `settings` must carry (settings absent from it take their defaults). */
 export function composition(settings: Record<string, unknown>, everything = false): Composition {
-    if (everything) return { kinds: Object.keys(DRIVERS), discovery: true, history: true, errors: [], settings }
+    if (everything)
+        return { kinds: Object.keys(DRIVERS), discovery: true, history: true, backlog: true, errors: [], settings }
     const { config, errors } = parseConfig(settings)
     const kinds: string[] = []
     for (const meter of config.meters) if (meter && !kinds.includes(meter.kind)) kinds.push(meter.kind)
-    return { kinds, discovery: !!config.haPrefix, history: config.historyBytes > 0, errors, settings }
+    const history = config.historyBytes > 0
+    return { kinds, discovery: !!config.haPrefix, history, backlog: config.simBacklog > 0, errors, settings }
 }
 
 /**
@@ -49,7 +54,13 @@ export function builtConfig(settings: Record<string, unknown>): BuiltConfig {
     const given: Record<string, string | number> = {}
     for (const [key, value] of Object.entries(settings))
         if (typeof value === "string" || typeof value === "number") given[key] = value
-    return { config, errors, keys: settingSpecs().map(s => s.key), settings: given }
+    return {
+        config,
+        errors,
+        description: describeConfig(config),
+        keys: settingSpecs().map(s => s.key),
+        settings: given,
+    }
 }
 
 /** The features argument of startNode() for `c`, and the imports it needs. */
@@ -66,6 +77,7 @@ export function featuresSource(c: Composition, fromDir: string, projectRoot: str
     const parts = [`meters: { ${meters.join(", ")} }`]
     if (c.discovery) (use(DISCOVERY), parts.push(`discovery: ${DISCOVERY.name}`))
     if (c.history) (use(HISTORY), parts.push(`history: ${HISTORY.name}`))
+    if (c.backlog) (use(BACKLOG), parts.push(`backlog: ${BACKLOG.name}`))
     const imports = [...modules].map(([module, names]) => {
         const path = relative(fromDir, `${projectRoot}/${module}`).replace(/\\/g, "/")
         return `import { ${[...names].join(", ")} } from "${path.startsWith(".") ? path : "./" + path}"`
@@ -100,5 +112,6 @@ export function describeComposition(c: Composition) {
     const parts = [`meters: ${c.kinds.join(", ") || "none"}`]
     parts.push(c.discovery ? "Home Assistant discovery" : "no discovery")
     parts.push(c.history ? "replay history" : "no history")
+    if (c.backlog) parts.push("simulated backlog")
     return parts.join("; ")
 }

@@ -19,5 +19,5 @@ export async function startBuiltNode(json: string, features: Features) {
                 `config: setting ${key} in the Settings store differs from this image's; the image's is used (build and flash again)`
             )
     }
-    await runNode(built.config, problems, features)
+    await runNode(built.config, problems, features, built.description)
 }

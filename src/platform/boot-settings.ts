@@ -1,7 +1,7 @@
 // Boot for an image configured after flashing (src/main.ts, every driver): the settings are read
 // from the Settings store and validated on the board. `provisioned` holds settings built into the
 // image; they take precedence over the Settings store, which takes precedence over the defaults.
-import { parseConfig, settingSpecs } from "../config"
+import { describeConfig, parseConfig, settingSpecs } from "../config"
 import { Features } from "../features"
 import { runNode } from "../node"
 import { readSettings } from "./settings-store"
@@ -13,6 +13,7 @@ export async function startNode(provisioned: Record<string, any>, features: Feat
     await runNode(
         config,
         errors.map(e => `config: ${e}`),
-        features
+        features,
+        describeConfig(config)
     )
 }

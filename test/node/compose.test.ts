@@ -6,7 +6,7 @@ import { BuiltConfig } from "../../src/config"
 
 test("the default configuration: the simulated meter and Home Assistant discovery, no history", () => {
     const c = composition({})
-    assert.deepEqual(c, { kinds: ["sim"], discovery: true, history: false, errors: [], settings: {} })
+    assert.deepEqual(c, { kinds: ["sim"], discovery: true, history: false, backlog: false, errors: [], settings: {} })
 })
 
 test("each meter's kind brings its driver once; HA_PREFIX=- drops discovery; HISTORY_BYTES adds history", () => {
@@ -19,7 +19,14 @@ test("each meter's kind brings its driver once; HA_PREFIX=- drops discovery; HIS
         HISTORY_BYTES: 2048,
     }
     const c = composition(settings)
-    assert.deepEqual(c, { kinds: ["s0", "temperature"], discovery: false, history: true, errors: [], settings })
+    assert.deepEqual(c, {
+        kinds: ["s0", "temperature"],
+        discovery: false,
+        history: true,
+        backlog: false,
+        errors: [],
+        settings,
+    })
 })
 
 test("an invalid meter is named and brings no driver", () => {
@@ -31,7 +38,7 @@ test("an invalid meter is named and brings no driver", () => {
 
 test("the entry imports exactly the composed drivers, each module once", () => {
     const { imports, features } = featuresSource(
-        { kinds: ["s0", "temperature"], discovery: true, history: false, errors: [], settings: {} },
+        { kinds: ["s0", "temperature"], discovery: true, history: false, backlog: false, errors: [], settings: {} },
         "/p/.devicescript/gen/x",
         "/p"
     )
@@ -59,4 +66,12 @@ test("the entry builds in the configuration validated on the host, with its erro
     assert.equal(built.config.nodeId, "", "no NODE_ID: the board's device id, taken at boot")
     assert.deepEqual(built.settings, { METER_KIND: "s0", METER_OPTS: "imp=1000/kWh", READ_MS: "fast", MQTT_PASS: "pw" })
     assert.ok(built.keys.includes("METER2") && built.keys.includes("MQTT_URL"), "every setting is compared at boot")
+})
+
+test("SIM_BACKLOG brings the simulated backlog; no other configuration carries it", () => {
+    assert.equal(composition({ SIM_BACKLOG: 1440 }).backlog, true)
+    assert.equal(composition({}).backlog, false)
+    const { imports, features } = featuresSource(composition({ SIM_BACKLOG: 1440 }), "/p/.devicescript/gen/x", "/p")
+    assert.ok(imports.includes('import { queueSimulatedBacklog } from "../../../src/meters/sim-backlog"'))
+    assert.match(features, /backlog: queueSimulatedBacklog/)
 })
