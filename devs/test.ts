@@ -30,7 +30,7 @@ const QUICK: Suite[] = ["format", "node", "ds"]
  */
 const E2E_EXPECTED_S: Record<string, number> = {
     "store-forward.test.ts": 435,
-    "client-faults.test.ts": 275,
+    "client-faults.test.ts": 320,
     "time-collector.test.ts": 270,
     "meters.test.ts": 190,
     "data-path.test.ts": 100,

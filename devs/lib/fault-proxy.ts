@@ -68,6 +68,20 @@ interface Pipe {
     delayTimer?: NodeJS.Timeout
     parsers: Record<Direction, StreamRecorder>
     closed: boolean
+    /** Broker bytes not yet forming a whole packet, while PUBACKs are being dropped (or after). */
+    framing?: Buffer
+}
+
+/** The length of the whole MQTT packet at the start of `b`, or 0 when `b` does not hold it yet. */
+function wholePacketBytes(b: Buffer) {
+    let length = 0
+    let multiplier = 1
+    for (let i = 1; i < 5 && i < b.length; i++) {
+        length += (b[i] & 0x7f) * multiplier
+        multiplier *= 128
+        if (!(b[i] & 0x80)) return b.length >= 1 + i + length ? 1 + i + length : 0
+    }
+    return 0
 }
 
 /** Parses one direction of one connection and appends the packets to the shared record. */
@@ -117,6 +131,9 @@ export class FaultProxy {
     private refusing = false
     private connackRefusal: number | null = null
     private delayMs = 0
+    private droppingPubacks = false
+    /** PUBACKs the proxy swallowed (dropPubacks). */
+    pubacksDropped = 0
     private pendingCut?: {
         filter: (chunk: Buffer) => boolean
         resolve: (r: CutReport) => void
@@ -203,6 +220,14 @@ export class FaultProxy {
     }
 
     /** On: new connections are closed as soon as they are accepted. */
+    /**
+     * A broker that stops acknowledging: every PUBACK from the broker is swallowed while on; all
+     * else (PINGRESP included) goes through, so the link looks alive.
+     */
+    dropPubacks(on: boolean) {
+        this.droppingPubacks = on
+    }
+
     refuse(on: boolean) {
         this.refusing = on
     }
@@ -354,6 +379,10 @@ export class FaultProxy {
 
     private fromBroker(pipe: Pipe, chunk: Buffer) {
         if (pipe.closed) return
+        if (this.droppingPubacks || pipe.framing) {
+            chunk = this.withoutPubacks(pipe, chunk)
+            if (!chunk.length) return
+        }
         if (pipe.blackholed) {
             pipe.info.droppedBytes += chunk.length
             pipe.parsers["broker->client"].push(chunk, false)
@@ -371,6 +400,23 @@ export class FaultProxy {
             return
         }
         this.toClient(pipe, chunk)
+    }
+
+    /** The whole packets of `chunk` (after what was held back), PUBACKs left out while dropping them. */
+    private withoutPubacks(pipe: Pipe, chunk: Buffer) {
+        let rest = pipe.framing ? Buffer.concat([pipe.framing, chunk]) : chunk
+        const keep: Buffer[] = []
+        for (let n = wholePacketBytes(rest); n > 0; n = wholePacketBytes(rest)) {
+            const packet = rest.subarray(0, n)
+            rest = rest.subarray(n)
+            if (this.droppingPubacks && packet[0] >> 4 === 4) {
+                this.pubacksDropped++
+                pipe.info.droppedBytes += n
+                pipe.parsers["broker->client"].push(packet, false)
+            } else keep.push(packet)
+        }
+        pipe.framing = rest.length ? Buffer.from(rest) : undefined
+        return Buffer.concat(keep)
     }
 
     private toClient(pipe: Pipe, chunk: Buffer) {

@@ -402,6 +402,36 @@ test("half-open link: detected within 1.5 x keepalive, then delivery resumes wit
     )
 })
 
+test("a broker that answers PINGREQ but stops acknowledging: left within 2 x keepalive (20 s), then no seq missing", async t => {
+    const KEEPALIVE_S = 5
+    const rig = await startRig(t, "e2e-stuck", { READ_MS: 1000, KEEPALIVE_S }, { proxy: true })
+    const { recorder, node } = rig
+    const proxy = rig.proxy!
+    const sim = node.simulator!
+    await recorder.waitFor("3 readings", r => r.readings(READING_SUFFIX).length >= 3, 30_000)
+    const disconnected = sim.waitForLine(/mqtt: disconnected: (.*)/, 60_000)
+    const stuckAt = Date.now()
+    proxy.dropPubacks(true)
+    const reason = (await disconnected)[1]
+    const detectionMs = Date.now() - stuckAt
+    const pings = proxy
+        .clientPackets("pingreq")
+        .filter(p => p.atMs >= stuckAt && p.atMs <= stuckAt + detectionMs).length
+    proxy.dropPubacks(false)
+    await sim.waitForLine(/mqtt: connected/, 75_000)
+    await waitForReadingsBeyond(rig, 4, 20_000)
+    console.log(
+        `# stuck broker: ${proxy.pubacksDropped} PUBACKs swallowed, ${pings} PINGREQs answered meanwhile, left after ${detectionMs} ms: ${reason}`
+    )
+    assert.match(reason, /no PUBACK within 20 s although the broker answers/)
+    // The first reading after the broker got stuck starts the wait: at most one reading interval
+    // (1 s) and a tick later than the bound.
+    assert.ok(detectionMs >= 20_000 && detectionMs <= 23_000, `left after ${detectionMs} ms`)
+    assert.ok(pings >= 2, "the link looked alive: PINGREQs went out and were answered")
+    assertDeliveredInOrder(rig)
+    assertNoProtocolErrors(rig)
+})
+
 test("bad credentials: the refusal is named, retries are 30 s apart, the password is never printed; the right one connects", async t => {
     const USER = "meter-e2e"
     const PASSWORD = "Wrong-Pa55-7e1f"
