@@ -24,7 +24,8 @@ Collecting:
   --mqtt-version V    5 (default) or 4 (MQTT 3.1.1, for a broker without MQTT 5)
   --share GROUP       share the messages with the other collectors of GROUP (MQTT 5 shared
                       subscription; each collector its own --client-id, all on one --db server)
-  --http PORT         serve the HTTP API (/api/readings, /api/nodes, /api/stats) on PORT
+  --http PORT         serve the HTTP API (/api/readings, /api/nodes, /api/stats) and the fleet page
+                      (http://127.0.0.1:PORT/) on PORT
   --http-host HOST    address of the HTTP API (default 127.0.0.1)
   --operator-token-file FILE
                       allow commands (restart, time) from the fleet page to whoever gives the token in

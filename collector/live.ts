@@ -109,8 +109,9 @@ export class LiveEvents {
         return [...this.fleet.values()].sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0))
     }
 
-    /** Called with each message once its transaction has committed. */
+    /** Called with each message once its transaction has committed; nothing to do without a page. */
     stored(parsed: Parsed, now = Date.now()) {
+        if (!this.load) return
         this.duringLoad?.push(parsed)
         this.apply(parsed, now)
     }
