@@ -367,12 +367,18 @@ describe("the fleet page in Chromium", { skip: missing }, () => {
         assert.equal(bad.status, 400, "shutdown is not for the page")
     })
 
-    test("the page asks nothing of any other origin", () => {
+    test("the page asks nothing of any other origin", async () => {
         assert.ok(
             requests.some(u => u.endsWith("/vendor/uplot.js")),
             "requests were seen"
         )
         assert.deepEqual(outside, [])
+        // The watch itself: a request to elsewhere from a blank page of the same browser context
+        // (no Content-Security-Policy there to stop it first) is seen and refused.
+        const probe = await context.newPage()
+        await probe.evaluate(() => fetch("http://192.0.2.1/probe").catch(() => {}))
+        await probe.close()
+        assert.deepEqual(outside, ["http://192.0.2.1/probe"])
     })
 
     test("1,000 nodes: the fleet renders in under 1 s, a status change shows within 2 s", async () => {
