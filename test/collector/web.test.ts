@@ -14,7 +14,8 @@ import { chromium, type Browser, type BrowserContext, type Page } from "playwrig
 import { Broker } from "../../devs/lib/broker"
 import { Collector } from "../../collector/collector"
 import type { Database } from "../../collector/db"
-import type { Incoming } from "../../collector/store"
+import { Store, type Incoming } from "../../collector/store"
+import { completeness } from "../../collector/page"
 import { statusPayload, WILL_PAYLOAD, type NodeStatus } from "../../src/reading"
 import { disposeBroker, energyRecords, payloads, record, variants, waitFor } from "./helpers"
 
@@ -444,3 +445,52 @@ describe("the fleet page in Chromium", { skip: missing }, () => {
         }
     })
 })
+
+for (const v of variants()) {
+    describe(`completeness in SQL on ${v.name}`, { skip: v.skip }, () => {
+        let db: Database
+        before(async () => {
+            db = await v.open()
+        })
+        after(async () => {
+            await db?.close()
+            await v.dispose()
+        })
+
+        test("each reading counts in the hours it overlaps; the worst of an hour shows", async () => {
+            const store = new Store(db, { log: () => {} })
+            // Seq 1: 20 min ending at BASE + 10 min (10 min in each of two hours); seq 2..3: 1 h
+            // later, a merged reading of 90 min over three hours; then a gap in the last of them.
+            const records = [
+                record({ seq: 1, startS: BASE_S - 600, durationS: 1200, deltaMilli: 1000, totalMilli: 1000 }),
+                record({
+                    seq: 3,
+                    firstSeq: 2,
+                    startS: BASE_S + 3600 + 1800,
+                    durationS: 5400,
+                    deltaMilli: 5000,
+                    totalMilli: 6000,
+                }),
+                record({ seq: 10, firstSeq: 4, boot: 2, startS: BASE_S + 3 * 3600 + 60, totalMilli: 6000, gap: true }),
+            ]
+            for (const p of payloads(records)) await store.store("meters/c/main/reading", Buffer.from(p))
+            const c = (await completeness(db, "c", "main", 1))!
+            assert.equal(c.hours.length, 24)
+            const at = (offsetH: number) => c.hours.find(h => h.start === BASE_MS + offsetH * HOUR_MS)!
+            assert.deepEqual(at(-1), {
+                start: BASE_MS - HOUR_MS,
+                state: "full",
+                full_ms: 600_000,
+                merged_ms: 0,
+                gaps: 0,
+            })
+            assert.deepEqual(at(0), { start: BASE_MS, state: "full", full_ms: 600_000, merged_ms: 0, gaps: 0 })
+            assert.equal(at(1).state, "merged")
+            assert.equal(at(1).merged_ms, 1_800_000)
+            assert.equal(at(2).merged_ms, HOUR_MS)
+            assert.deepEqual(at(3), { start: BASE_MS + 3 * HOUR_MS, state: "gap", full_ms: 0, merged_ms: 0, gaps: 1 })
+            assert.equal(at(4).state, "none")
+            assert.equal(await completeness(db, "c", "other", 7), undefined, "an unknown meter")
+        })
+    })
+}
