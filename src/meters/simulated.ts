@@ -5,12 +5,12 @@
 //
 // Pure core: imports nothing from @devicescript.
 import { MeterSpec } from "./meter-spec"
+import { nextParkMiller, PARK_MILLER_MODULUS as PRNG_MODULUS } from "../util/park-miller"
 
 const MS_PER_HOUR = 3600000
 const MS_PER_DAY = 24 * MS_PER_HOUR
-const PRNG_MODULUS = 2147483647
 
-/** Park-Miller minimal standard generator: exact in double arithmetic, no 32-bit tricks needed. */
+/** Park-Miller minimal standard generator, the same sequence in Node and in the VM. */
 export class SeededRandom {
     private state: number
     constructor(seed: number) {
@@ -18,7 +18,7 @@ export class SeededRandom {
     }
     /** Uniform in [0, 1). */
     next() {
-        this.state = (this.state * 48271) % PRNG_MODULUS
+        this.state = nextParkMiller(this.state)
         return (this.state - 1) / (PRNG_MODULUS - 1)
     }
 }

@@ -1,6 +1,7 @@
 // Reconnect delays: exponential backoff with full jitter ("Exponential Backoff And Jitter",
 // AWS Architecture Blog, 2015), capped, reset by the caller after a successful CONNACK.
 // Pure core: imports nothing from @devicescript.
+import { nextParkMiller, PARK_MILLER_MODULUS } from "../util/park-miller"
 
 /**
  * Delay before reconnect attempt number `attempt` (0 for the first retry): a uniformly random
@@ -13,8 +14,6 @@ export function backoffDelayMs(attempt: number, baseMs: number, capMs: number, f
     return Math.max(floorMs, Math.floor(random01 * ceiling))
 }
 
-const JITTER_MODULUS = 2147483647
-
 /**
  * The first state of a node's jitter: its client id (which holds the node id, by default the
  * device id) hashed with `entropy` (the uptime at the first reconnect). DeviceScript's
@@ -22,21 +21,24 @@ const JITTER_MODULUS = 2147483647
  * a fleet would wait the same delays and reconnect in lockstep after a broker outage.
  */
 export function jitterSeed(clientId: string, entropy: number) {
-    let h = Math.floor(Math.abs(entropy)) % JITTER_MODULUS
-    for (let i = 0; i < clientId.length; ++i) h = (h * 31 + clientId.charCodeAt(i)) % JITTER_MODULUS
+    let h = (Math.floor(Math.abs(entropy)) % (PARK_MILLER_MODULUS - 1)) + 1
+    for (let i = 0; i < clientId.length; ++i) {
+        h += clientId.charCodeAt(i)
+        if (h >= PARK_MILLER_MODULUS) h -= PARK_MILLER_MODULUS - 1
+        h = nextParkMiller(h)
+    }
     // Ids that differ in their last character hash to neighbours: a few steps spread them apart.
-    h = h || 1
-    for (let i = 0; i < 3; ++i) h = nextJitter(h)
+    for (let i = 0; i < 3; ++i) h = nextParkMiller(h)
     return h
 }
 
-/** The next state (Park-Miller); state / JITTER_MODULUS is uniform in (0, 1). */
+/** The next state; state / PARK_MILLER_MODULUS is uniform in (0, 1). */
 export function nextJitter(state: number) {
-    return (state * 48271) % JITTER_MODULUS
+    return nextParkMiller(state)
 }
 
 /** A value in [0, 1) from `state` and `random01` (Math.random, real entropy on a board). */
 export function jitter01(state: number, random01: number) {
-    const v = state / JITTER_MODULUS + random01
+    const v = state / PARK_MILLER_MODULUS + random01
     return v >= 1 ? v - 1 : v
 }

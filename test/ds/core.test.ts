@@ -1,6 +1,7 @@
 // The pure core, run in the DeviceScript VM: the same files the Node tests exercise must compile
 // and give the same results here (number formatting, string handling and arithmetic differ
 // between the runtimes in places).
+import * as ds from "@devicescript/core"
 import { describe, test, expect } from "@devicescript/test"
 import { isValidId, parseConfig, describeConfig } from "../../src/config"
 import { SequenceAllocator } from "../../src/sequence"
@@ -9,7 +10,7 @@ import { energyRecord } from "../../src/storage/records"
 import { gapRecord, lastKnown, stateFromJson, stateToJson } from "../../src/node-state"
 import { SeededRandom, SimulatedEnergyMeter } from "../../src/meters/simulated"
 import { parseBrokerUrl, BrokerAddress } from "../../src/mqtt/url"
-import { backoffDelayMs } from "../../src/mqtt/backoff"
+import { backoffDelayMs, jitter01, nextJitter } from "../../src/mqtt/backoff"
 import { removeAt } from "../../src/util/arrays"
 import { PulseFilter } from "../../src/meters/pulse-filter"
 import { nextBoundaryMs, parseTimePayload, recordInUtc, WallClock } from "../../src/clock"
@@ -182,6 +183,9 @@ describe("core in the VM", () => {
         // Minimal standard generator: from seed 1 the first state is 48271.
         const r = new SeededRandom(1)
         expect(r.next()).toBe(48270 / 2147483646)
+        // Past the first step the products leave 32 bits, where the VM's arithmetic wraps.
+        const expected = [182605794, 1291394886, 1914720637, 2078669041, 407355683]
+        for (const x of expected) expect(r.next()).toBe((x - 1) / 2147483646)
         const m = new SimulatedEnergyMeter(5, 800, 0)
         let sum = 0
         for (let i = 0; i < 60; i++) sum += m.read(i * 60000, (i + 1) * 60000).deltaMilliWh
@@ -195,6 +199,23 @@ describe("core in the VM", () => {
         expect(typeof parseBrokerUrl("mqtt://h:0")).toBe("string")
         expect(backoffDelayMs(3, 1000, 60000, 0, 0.5)).toBe(4000)
         expect(backoffDelayMs(30, 1000, 60000, 30000, 0)).toBe(30000)
+    })
+
+    test("the reconnect jitter's generator gives the exact Park-Miller sequence in the VM", async () => {
+        // From Node with exact integer arithmetic: products reach 1e14, past 32 bits.
+        const expected = [48271, 182605794, 1291394886, 1914720637, 2078669041, 407355683]
+        let state = 1
+        for (const x of expected) {
+            state = nextJitter(state)
+            expect(state).toBe(x)
+        }
+        for (let i = 0; i < 50; i++) {
+            state = nextJitter(state)
+            const v = jitter01(state, 0.25)
+            expect(v >= 0 && v < 1).toBe(true)
+        }
+        // The VM stops a fiber after ~128K operations without a suspension: the next tests need theirs.
+        await ds.sleep(0)
     })
 
     test("the S0 pulse filter's truth table gives the same counts in the VM", () => {
