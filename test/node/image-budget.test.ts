@@ -24,19 +24,22 @@ function composed(name: string, settings: Record<string, unknown>): () => string
     }
 }
 
-// The hardening against hostile input (command budgets, skipping oversized messages) cost about
-// 1.7 KB of each image; the configuration built in on the host had freed 5.3 KB.
-const C3_BUDGET_BYTES = 53 * KB
+// The hardening against hostile input (command budgets, skipping oversized messages, the PUBACK
+// timeout, a status that tells the present) cost about 2.5 KB of each image; the configuration
+// built in on the host had freed 5.3 KB.
+const C3_BUDGET_BYTES = 54 * KB
 
 const IMAGES: Budgeted[] = [
-    { name: "every driver (src/main.ts)", entry: () => "src/main.ts", budgetBytes: 63 * KB },
-    { name: "simulator default", entry: composed("sim", { METER_KIND: "sim" }), budgetBytes: 52 * KB },
+    // At the VM's own limit: the image with every driver has no room left. The next change to the
+    // common code must make room first, or take a driver out of src/full-image.ts.
+    { name: "every driver (src/main.ts)", entry: () => "src/main.ts", budgetBytes: CODE_SECTION_LIMIT_BYTES },
+    { name: "simulator default", entry: composed("sim", { METER_KIND: "sim" }), budgetBytes: 53 * KB },
     {
         name: "ESP32-C3, one S0 meter, Home Assistant discovery",
         entry: composed("c3-s0", { METER_KIND: "s0", METER_OPTS: "imp=1000/kWh" }),
         budgetBytes: C3_BUDGET_BYTES,
     },
-    { name: "Pico W, INA226", entry: composed("pico-ina226", { METER_KIND: "ina226" }), budgetBytes: 55 * KB },
+    { name: "Pico W, INA226", entry: composed("pico-ina226", { METER_KIND: "ina226" }), budgetBytes: 56 * KB },
 ]
 
 /** Whether an image's code section is within budget, and a message saying by how much it is not. */
