@@ -312,6 +312,25 @@ interface Result {
 }
 
 /** Seqs a gap says may be missing: after_seq+1 up to the gap's own seq. */
+/** The row of a scenario that could not run to its end: every figure 0, the failure noted. */
+function failedResult(scenario: string, broker: string, error: unknown, notes: string[] = []): Result {
+    return {
+        scenario,
+        broker,
+        taken: 0,
+        delivered: 0,
+        dup: 0,
+        reord: 0,
+        lost: 0,
+        unexplained: 0,
+        energyDiffMilli: 0,
+        recoverS: null,
+        statusTruthful: false,
+        restartsUnasked: 0,
+        notes: [...notes, `FAILED: ${(error as Error).message.split("\n")[0]}`],
+    }
+}
+
 function gapRanges(rig: Rig) {
     return rig.recorder.gaps().map(g => [g.after_seq + 1, g.seq] as [number, number])
 }
@@ -558,21 +577,7 @@ for (const kind of brokers) {
         try {
             r = await runScenario(s, kind)
         } catch (e) {
-            r = {
-                scenario: s.name,
-                broker: kind,
-                taken: 0,
-                delivered: 0,
-                dup: 0,
-                reord: 0,
-                lost: 0,
-                unexplained: 0,
-                energyDiffMilli: 0,
-                recoverS: null,
-                statusTruthful: false,
-                restartsUnasked: 0,
-                notes: [`FAILED: ${(e as Error).message.split("\n")[0]}`],
-            }
+            r = failedResult(s.name, kind, e)
         }
         results.push(r)
         print(row(r))
@@ -642,21 +647,7 @@ if (findMosquitto() && (!only || only.includes("collector-crash")))
             }
             if (c.doubled) notes.push(`FAILED: ${c.doubled} readings stored twice`)
         } catch (e) {
-            r = {
-                scenario: "collector-crash",
-                broker: "mosquitto",
-                taken: 0,
-                delivered: 0,
-                dup: 0,
-                reord: 0,
-                lost: 0,
-                unexplained: 0,
-                energyDiffMilli: 0,
-                recoverS: null,
-                statusTruthful: false,
-                restartsUnasked: 0,
-                notes: [database, `FAILED: ${(e as Error).message.split("\n")[0]}`],
-            }
+            r = failedResult("collector-crash", "mosquitto", e, [database])
         }
         results.push(r)
         print(row(r))
