@@ -21,6 +21,13 @@ export const RESYNC_THRESHOLD_MS = 600
  * as NTP keeps the sample with the least delay.
  */
 export const ESTIMATE_SAMPLES = 5
+/**
+ * Once the clock is set, a time message further than this from it is refused: a time source does
+ * not jump, a forged or broken one does. Only the `time` command (an operator's act) steps it.
+ */
+export const MAX_TIME_MESSAGE_STEP_MS = 300000
+/** The largest step the `time` command makes: a reading must still span the step (records.ts). */
+export const MAX_TIME_COMMAND_STEP_MS = 30 * 86400000
 /** Boots whose offsets the state keeps: records of older boots still queued publish in uptime. */
 export const KEPT_BOOT_OFFSETS = 4
 
@@ -68,8 +75,12 @@ export class WallClock {
     bootOffsetS = 0
     /** Where the time came from, for the status message. */
     source = ""
-    /** Set by `apply` when it changed the clock: what happened, for the log. */
+    /** Set by `apply` and `step` when they changed the clock: what happened, for the log. */
     lastChange = ""
+    /** Set by `apply` when it refused a time message: why, for the status. */
+    refusal = ""
+    /** How often the clock was stepped (or re-anchored by a minute or more): a reading that spans one is flagged. */
+    changes = 0
     /** Recent live samples of utc - uptime, ms. */
     private samples: number[] = []
 
@@ -85,9 +96,22 @@ export class WallClock {
      */
     apply(nowMs: number, utcMs: number, source: string, retained: boolean): boolean {
         this.lastChange = ""
+        this.refusal = ""
         const sampleMs = utcMs - nowMs
         if (this.isSet()) {
             if (retained) return false
+            const offMs = sampleMs - this.offsetS * 1000
+            if (Math.abs(offMs) > MAX_TIME_MESSAGE_STEP_MS) {
+                this.refusal =
+                    "time from " +
+                    source +
+                    " is " +
+                    Math.round(offMs / 1000) +
+                    " s from the clock, more than " +
+                    MAX_TIME_MESSAGE_STEP_MS / 1000 +
+                    " s: refused (the time command steps the clock)"
+                return false
+            }
             this.samples.push(sampleMs)
             while (this.samples.length > ESTIMATE_SAMPLES) this.samples.shift()
             let estimateMs = this.samples[0]
@@ -97,6 +121,8 @@ export class WallClock {
             this.offsetS = Math.round(estimateMs / 1000)
             this.samples = [estimateMs]
             this.source = source
+            // A drifting crystal's second or two is not news; a minute is.
+            if (Math.abs(driftMs) >= 60000) this.changes++
             this.lastChange = "clock re-anchored by " + Math.round(driftMs) + " ms (" + source + ")"
             return true
         }
@@ -106,6 +132,27 @@ export class WallClock {
         this.source = source
         this.lastChange = "clock set from " + source + (retained ? " (retained copy)" : "")
         return true
+    }
+
+    /**
+     * The `time` command: sets the clock to `utcMs` whatever it said, forward or back, by at most
+     * MAX_TIME_COMMAND_STEP_MS once set. Returns "" or why the step is refused.
+     */
+    step(nowMs: number, utcMs: number, source: string): string {
+        const sampleMs = utcMs - nowMs
+        if (!this.isSet()) {
+            this.apply(nowMs, utcMs, source, false)
+            return ""
+        }
+        const stepMs = sampleMs - this.offsetS * 1000
+        if (Math.abs(stepMs) > MAX_TIME_COMMAND_STEP_MS)
+            return "a step of " + Math.round(stepMs / 1000) + " s is more than 30 days: restart the node instead"
+        this.offsetS = Math.round(sampleMs / 1000)
+        this.samples = [sampleMs]
+        this.source = source
+        this.changes++
+        this.lastChange = "clock stepped by " + Math.round(stepMs) + " ms (" + source + ")"
+        return ""
     }
 
     /** The node's UTC now in ms, for replies. */

@@ -423,7 +423,10 @@ class Node implements BacklogHost {
      */
     private async setTime(utcMs: number, receivedMs: number, source: string, retained: boolean) {
         const wasSet = this.clock.isSet()
-        if (!this.clock.apply(receivedMs, utcMs, source, retained)) return
+        if (!this.clock.apply(receivedMs, utcMs, source, retained)) {
+            if (this.clock.refusal) this.reportError(this.clock.refusal)
+            return
+        }
         console.log("time: " + this.clock.lastChange + ", offset " + this.clock.offsetS + " s")
         if (wasSet) return
         const self = this
@@ -458,15 +461,18 @@ class Node implements BacklogHost {
         const request = command.request
         const id = command.id
         let error = command.error
-        let time = { utcMs: 0, error: "" }
         if (!error && name === "time" && request.utc_ms !== undefined) {
-            time = timeFromJson(request)
-            error = time.error
+            const given = timeFromJson(request)
+            error = given.error
+            // An operator's explicit act: the clock steps, forward or back (bounded), once it is set.
+            if (!error && this.clock.isSet()) {
+                error = this.clock.step(receivedMs, given.utcMs, "time command")
+                if (!error) console.log("time: " + this.clock.lastChange + ", offset " + this.clock.offsetS + " s")
+            } else if (!error) await this.setTime(given.utcMs, receivedMs, "time command", false)
         }
         const reply: any = error ? { id, ok: false, error } : { id, ok: true }
         console.log(`command: ${name}: ${error || "accepted"}`)
         if (!error && name === "time") {
-            if (time.utcMs) await this.setTime(time.utcMs, receivedMs, "time command", false)
             reply.clock = this.clock.isSet() ? "set" : "unset"
             if (this.clock.isSet()) reply.utc_ms = this.clock.utcMs(ds.millis())
         }
@@ -639,24 +645,35 @@ class Node implements BacklogHost {
         let startMs = Math.floor(ds.millis() / 1000) * 1000
         let startS = startMs / 1000
         let startUtc = false
+        /** The boundary last reached: the next one is scheduled from it, even while startMs waits. */
+        let boundaryMs = startMs
+        let clockChanges = this.clock.changes
         while (!this.stopping) {
-            let endMs = nextBoundaryMs(startMs, spec.readMs, this.clock)
+            let endMs = nextBoundaryMs(boundaryMs, spec.readMs, this.clock)
             const waitMs = endMs - ds.millis()
             if (waitMs > 0) await ds.sleep(waitMs)
             if (this.stopping) break
             // After a long stall, end the reading now rather than firing a burst of missed ones.
             if (ds.millis() - endMs >= 1000) endMs = Math.floor(ds.millis() / 1000) * 1000
-            const r = await meter.read(startMs, endMs)
+            boundaryMs = endMs
             let endS = endMs / 1000
             if (this.clock.isSet()) {
                 if (!startUtc) startS += this.clock.bootOffsetS
                 startUtc = true
                 endS = this.clock.utcSeconds(endMs)
             }
-            // A clock re-anchored backwards by more than an interval: an empty reading, never a negative one.
-            if (endS < startS) endS = startS
+            // The clock stepped back past this interval's start: a reading may neither end before it
+            // starts nor overlap the last one. The energy goes on accumulating in the meter, into
+            // the first reading that ends after startS.
+            if (endS <= startS) continue
+            const r = await meter.read(startMs, endMs)
             // A level meter with no value yet has nothing to say about this interval.
-            if (r) await this.record(slot, r, startMs, endMs, startS, endS)
+            if (r) {
+                // The interval that spans a step of the clock is not the time it says: flagged.
+                if (this.clock.changes !== clockChanges) r.estimated = true
+                await this.record(slot, r, startMs, endMs, startS, endS)
+            }
+            clockChanges = this.clock.changes
             startMs = endMs
             startS = endS
         }

@@ -73,6 +73,38 @@ describe("wall clock", () => {
         assert.equal(c.apply(5_000, NINE_AM, "time topic", true), true)
         assert.match(c.lastChange, /retained copy/)
     })
+
+    test("once set, a time message more than 5 minutes away is refused, the clock untouched", () => {
+        const c = new WallClock()
+        c.apply(10_000, NINE_AM, "time topic", false)
+        const offset = c.offsetS
+        const tenYears = 10 * 365 * 86400_000
+        assert.equal(c.apply(20_000, NINE_AM + 10_000 + tenYears, "time topic", false), false)
+        assert.match(c.refusal, /^time from time topic is 315360000 s from the clock, more than 300 s: refused/)
+        assert.equal(c.apply(30_000, NINE_AM + 20_000 - 301_000, "time topic", false), false, "5 min 1 s back")
+        assert.equal(c.offsetS, offset, "the clock did not move")
+        assert.equal(c.changes, 0)
+        // Within the bound it re-anchors, and a step of a minute or more counts as a change.
+        assert.equal(c.apply(40_000, NINE_AM + 30_000 + 120_000, "time topic", false), true)
+        assert.equal(c.offsetS, offset + 120)
+        assert.equal(c.refusal, "")
+        assert.equal(c.changes, 1)
+    })
+
+    test("the time command steps the clock either way, up to 30 days; a first time sets it", () => {
+        const c = new WallClock()
+        assert.equal(c.step(10_000, NINE_AM, "time command"), "")
+        assert.equal(c.utcMs(10_000), NINE_AM)
+        assert.equal(c.changes, 0, "setting an unset clock is not a step")
+        assert.equal(c.step(20_000, NINE_AM + 10_000 - 3600_000, "time command"), "", "an hour back")
+        assert.equal(c.utcMs(20_000), NINE_AM + 10_000 - 3600_000)
+        assert.match(c.lastChange, /^clock stepped by -3600000 ms \(time command\)/)
+        assert.equal(c.changes, 1)
+        assert.equal(c.bootOffsetS * 1000, NINE_AM - 10_000, "readings stored before the first time keep its offset")
+        const before = c.offsetS
+        assert.match(c.step(30_000, NINE_AM + 40 * 86400_000, "time command"), /more than 30 days/)
+        assert.equal(c.offsetS, before)
+    })
 })
 
 describe("reading boundaries", () => {
