@@ -1,7 +1,7 @@
 // Entry point for a board configured after flashing: settings come from the Settings store,
 // deployed from .env.defaults / .env.local by devtools or baked into the image by `devs bundle`.
-// It carries every driver; `npm run build -- --board ID` composes a smaller image for one
-// configuration.
+// It carries every energy meter driver (level sensors need a composed image); `npm run build --
+// --board ID` composes a smaller image for one configuration.
 import { startNode } from "./platform/boot-settings"
 import { ALL_FEATURES } from "./full-image"
 
