@@ -583,24 +583,7 @@ for (const kind of brokers) {
         print(row(r))
     }
     if (soakMin > 0 && (!only || only.includes("soak")) && soakBrokers.includes(kind)) {
-        const r = await soak(kind, soakMin).catch(
-            e =>
-                ({
-                    scenario: "soak",
-                    broker: kind,
-                    taken: 0,
-                    delivered: 0,
-                    dup: 0,
-                    reord: 0,
-                    lost: 0,
-                    unexplained: 0,
-                    energyDiffMilli: 0,
-                    recoverS: null,
-                    statusTruthful: false,
-                    restartsUnasked: 0,
-                    notes: [`FAILED: ${(e as Error).message.split("\n")[0]}`],
-                }) as Result
-        )
+        const r = await soak(kind, soakMin).catch(e => failedResult("soak", kind, e))
         if (r.restartsUnasked) r.notes.push(`FAILED: ${r.restartsUnasked} restarts the node did not ask for`)
         results.push(r)
         print(row(r))

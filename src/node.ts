@@ -743,10 +743,10 @@ class Node implements BacklogHost {
 }
 
 /**
- * Boots the node with a validated configuration and the configuration errors to report (the
- * defaults were used for those settings). A node id of "" means the device id.
+ * Boots the node with a validated configuration and the configuration's problems, reported at
+ * boot (for invalid settings the defaults were used). A node id of "" means the device id.
  */
-export async function runNode(config: NodeConfig, problems: string[], features: Features, description: string) {
+export async function runNode(config: NodeConfig, configErrors: string[], features: Features, description: string) {
     firmware.version = ds._dcfgString("@version") || firmware.version
     if (!config.nodeId) {
         config.nodeId = ds.deviceIdentifier("self")
@@ -759,6 +759,7 @@ export async function runNode(config: NodeConfig, problems: string[], features: 
     const queue = new DurableQueue(new SettingsKeyValueStore(), config.queueBytes, { pause })
     const lost = await queue.open()
     const node = new Node(config, previous, queue, features)
+    const problems = configErrors.map(e => `config: ${e}`)
     if (lost) problems.push(lost)
     await node.start(problems)
 }

@@ -32,12 +32,10 @@ export function jitterSeed(clientId: string, entropy: number) {
     return h
 }
 
-/** The next state; state / PARK_MILLER_MODULUS is uniform in (0, 1). */
-export function nextJitter(state: number) {
-    return nextParkMiller(state)
-}
-
-/** A value in [0, 1) from `state` and `random01` (Math.random, real entropy on a board). */
+/**
+ * A value in [0, 1) from a generator state (nextParkMiller's; state / PARK_MILLER_MODULUS is
+ * uniform in (0, 1)) and `random01` (Math.random, real entropy on a board).
+ */
 export function jitter01(state: number, random01: number) {
     const v = state / PARK_MILLER_MODULUS + random01
     return v >= 1 ? v - 1 : v

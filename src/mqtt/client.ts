@@ -7,7 +7,8 @@ import { connect, Socket } from "@devicescript/net"
 import { encodeClientPacket, encodePublishInto } from "./codec"
 import { ClientPacketDecoder, DecodeFailure, protocolErrorText } from "./decoder"
 import { Action, ActionKind, connectReturnCodeText, Session, SessionOptions, SessionState } from "./session"
-import { backoffDelayMs, jitter01, jitterSeed, nextJitter } from "./backoff"
+import { backoffDelayMs, jitter01, jitterSeed } from "./backoff"
+import { nextParkMiller } from "../util/park-miller"
 import { BrokerAddress } from "./url"
 import { PacketType, PublishPacket } from "./packets"
 
@@ -141,7 +142,7 @@ export class MqttClient {
     /** Uniform in [0, 1), different on every node (see jitterSeed). */
     private nextJitter() {
         this.jitterState = this.jitterState
-            ? nextJitter(this.jitterState)
+            ? nextParkMiller(this.jitterState)
             : jitterSeed(this.session.options.clientId, ds.millis())
         return jitter01(this.jitterState, Math.random())
     }

@@ -916,14 +916,16 @@ export class ClientPacketDecoder {
         this.bodyFilled += count
         this.advance(count)
         if (this.bodyFilled < this.remainingLength) return null
-        return this.skippedPublish(`a message of ${1 + this.remainingLengthBytes + this.remainingLength} bytes`)
+        return this.skippedPublish(
+            `a message of ${1 + this.remainingLengthBytes + this.remainingLength} bytes`,
+            this.skipPacketId
+        )
     }
 
     /** The PUBLISH just read, without its topic and payload: `what` went over a limit. */
-    private skippedPublish(what: string): DecodeResult {
+    private skippedPublish(what: string, packetId: number): DecodeResult {
         const flags = this.headerFlags
         const qos = (flags >> 1) & 3
-        const packetId = this.skipPacketId
         if (qos && !packetId) return this.die(failure(ProtocolError.PacketIdZero, "skipped PUBLISH"))
         this.startPacket()
         const packet: PublishPacket = {
@@ -944,8 +946,8 @@ export class ClientPacketDecoder {
         const topicBytes = body.length >= 2 ? body[0] * 256 + body[1] : 0
         if (this.packetType === PacketType.Publish && topicBytes > this.maxTopicBytes) {
             // Validating a topic costs VM steps per byte: a long one would stop the program.
-            this.skipPacketId = body.length >= topicBytes + 4 ? body[topicBytes + 2] * 256 + body[topicBytes + 3] : 0
-            return this.skippedPublish(`a topic of ${topicBytes} bytes`)
+            const packetId = body.length >= topicBytes + 4 ? body[topicBytes + 2] * 256 + body[topicBytes + 3] : 0
+            return this.skippedPublish(`a topic of ${topicBytes} bytes`, packetId)
         }
         const result = this.decodeBody(this.packetType, this.headerFlags, this.body)
         if (result.error) return this.die(result as DecodeFailure)

@@ -9,14 +9,15 @@ import { readJsonSetting } from "./settings-store"
 
 export async function startBuiltNode(json: string, features: Features) {
     const built: BuiltConfig = JSON.parse(json)
-    const problems = built.errors.map(e => `config: ${e}`)
+    // The settings' errors found at build time, then what the Settings store says otherwise.
+    const problems = built.errors
     for (const key of built.keys) {
         const stored = await readJsonSetting(key, undefined)
         const own = built.settings[key]
         // Values are not printed: a password is a setting too.
         if (stored !== undefined && "" + stored !== (own === undefined ? "" : "" + own))
             problems.push(
-                `config: setting ${key} in the Settings store differs from this image's; the image's is used (build and flash again)`
+                `setting ${key} in the Settings store differs from this image's; the image's is used (build and flash again)`
             )
     }
     await runNode(built.config, problems, features, built.description)

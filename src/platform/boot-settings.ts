@@ -10,10 +10,5 @@ export async function startNode(provisioned: Record<string, any>, features: Feat
     const raw = await readSettings(settingSpecs().map(s => s.key))
     for (const key of Object.keys(provisioned)) raw[key] = provisioned[key]
     const { config, errors } = parseConfig(raw)
-    await runNode(
-        config,
-        errors.map(e => `config: ${e}`),
-        features,
-        describeConfig(config)
-    )
+    await runNode(config, errors, features, describeConfig(config))
 }

@@ -10,7 +10,8 @@ import { energyRecord } from "../../src/storage/records"
 import { gapRecord, lastKnown, stateFromJson, stateToJson } from "../../src/node-state"
 import { SeededRandom, SimulatedEnergyMeter } from "../../src/meters/simulated"
 import { parseBrokerUrl, BrokerAddress } from "../../src/mqtt/url"
-import { backoffDelayMs, jitter01, nextJitter } from "../../src/mqtt/backoff"
+import { backoffDelayMs, jitter01 } from "../../src/mqtt/backoff"
+import { nextParkMiller } from "../../src/util/park-miller"
 import { removeAt } from "../../src/util/arrays"
 import { PulseFilter } from "../../src/meters/pulse-filter"
 import { nextBoundaryMs, parseTimePayload, recordInUtc, WallClock } from "../../src/clock"
@@ -206,11 +207,11 @@ describe("core in the VM", () => {
         const expected = [48271, 182605794, 1291394886, 1914720637, 2078669041, 407355683]
         let state = 1
         for (const x of expected) {
-            state = nextJitter(state)
+            state = nextParkMiller(state)
             expect(state).toBe(x)
         }
         for (let i = 0; i < 50; i++) {
-            state = nextJitter(state)
+            state = nextParkMiller(state)
             const v = jitter01(state, 0.25)
             expect(v >= 0 && v < 1).toBe(true)
         }

@@ -23,7 +23,8 @@ import {
 import { gapRecord, initialState, lastKnown, stateFromJson, stateToJson } from "../../src/node-state"
 import { SeededRandom, SimulatedEnergyMeter } from "../../src/meters/simulated"
 import { maskUrl, parseBrokerUrl } from "../../src/mqtt/url"
-import { backoffDelayMs, jitter01, jitterSeed, nextJitter } from "../../src/mqtt/backoff"
+import { backoffDelayMs, jitter01, jitterSeed } from "../../src/mqtt/backoff"
+import { nextParkMiller } from "../../src/util/park-miller"
 import { removeAt } from "../../src/util/arrays"
 
 describe("configuration", () => {
@@ -395,7 +396,7 @@ describe("reconnect backoff", () => {
         const delays = ["a", "b", "c", "d", "e"].map(n => {
             let state = 0
             return sameRandom.map((r, attempt) => {
-                state = state ? nextJitter(state) : jitterSeed(`meternode-node-${n}`, 5321)
+                state = state ? nextParkMiller(state) : jitterSeed(`meternode-node-${n}`, 5321)
                 return backoffDelayMs(attempt, 1000, 60000, 0, jitter01(state, r))
             })
         })
@@ -406,7 +407,7 @@ describe("reconnect backoff", () => {
         for (const d of delays.flat()) assert.ok(d >= 0 && d <= 60000)
         // Spread, not a shift: over many draws the values fill [0, 1).
         let state = jitterSeed("x", 1)
-        const draws = Array.from({ length: 1000 }, () => jitter01((state = nextJitter(state)), 0.5))
+        const draws = Array.from({ length: 1000 }, () => jitter01((state = nextParkMiller(state)), 0.5))
         assert.ok(Math.min(...draws) < 0.05 && Math.max(...draws) > 0.95)
     })
 })
