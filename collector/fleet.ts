@@ -24,6 +24,8 @@ const HELP = `npm run fleet -- [options]
   --id PREFIX       node ids PREFIX-0001... (default fleet)
   --seed S          seed of the generated energy (default 1)
   --verify URL      the collector's HTTP API (http://127.0.0.1:PORT): wait until it has every reading
+  --hold            stay connected once published (and verified) until SIGTERM or SIGINT, then stop
+                    as a node does; SIGKILL instead is every node losing power at once
   --log FILE        write each reading as it is taken, a JSON line {"node","seq","delta","total"} (mWh):
                     what the database must hold once every reading is delivered`
 
@@ -42,6 +44,7 @@ const { values } = parseArgs({
         seed: { type: "string", default: "1" },
         verify: { type: "string" },
         log: { type: "string" },
+        hold: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
     },
     strict: true,
@@ -215,7 +218,7 @@ const nodes = Array.from(
     { length: NODES },
     (_, i) => new SimulatedNode(`${values.id}-${String(i + 1).padStart(4, "0")}`, i)
 )
-let t = performance.now()
+const t = performance.now()
 for (let i = 0; i < nodes.length; i += 50) await Promise.all(nodes.slice(i, i + 50).map(n => n.connect()))
 console.log(`${NODES} nodes connected to ${maskUrl(values.broker!)} in ${Math.round(performance.now() - t)} ms`)
 
@@ -277,6 +280,12 @@ if (values.verify) {
         await sleep(200)
     }
 }
-t = performance.now()
+if (values.hold && !failed) {
+    console.log(`holding ${NODES} nodes connected until SIGTERM`)
+    await new Promise(resolve => {
+        process.once("SIGTERM", resolve)
+        process.once("SIGINT", resolve)
+    })
+}
 await Promise.all(nodes.map(n => n.end()))
 process.exit(failed ? 1 : 0)

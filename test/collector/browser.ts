@@ -1,0 +1,30 @@
+// Chromium from Debian's packages, driven by playwright-core, and what the page tests ask of the
+// fleet page: a row's state text, waited for as it changes live.
+import { existsSync } from "node:fs"
+import { chromium, type Page } from "playwright-core"
+
+// What runs inside the page (page.evaluate and friends) sees the browser's globals; this project
+// type-checks against Node's only.
+declare const document: any, CSS: any
+
+const CHROMIUM_PATHS = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+export const chromiumPath = [process.env.CHROMIUM, ...CHROMIUM_PATHS].find(p => p && existsSync(p))
+/** Why the browser tests are skipped, or undefined when Chromium is there. */
+export const chromiumMissing = chromiumPath
+    ? undefined
+    : "Chromium is not installed: apt-get install chromium, or set CHROMIUM"
+
+export function launchChromium() {
+    return chromium.launch({ executablePath: chromiumPath, headless: true, args: ["--no-sandbox"] })
+}
+
+/** Waits until the fleet row's state text is `text`; the milliseconds it took from `since`. */
+export async function waitForState(page: Page, node: string, text: string, since: number, timeoutMs: number) {
+    await page.waitForFunction(
+        ([id, want]) =>
+            document.querySelector(`#fleet tr[data-node="${CSS.escape(id)}"] .c-state`)?.textContent === want,
+        [node, text] as const,
+        { timeout: timeoutMs, polling: 50 }
+    )
+    return Date.now() - since
+}
