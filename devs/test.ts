@@ -41,6 +41,7 @@ const E2E_EXPECTED_S: Record<string, number> = {
     "acl.test.ts": 45,
     "jitter.test.ts": 90,
     "clock-step.test.ts": 40,
+    "fleet-page.test.ts": 60,
 }
 const DEFAULT_E2E_S = 120
 const E2E_DURATIONS_FILE = join(PROJECT_ROOT, ".devicescript", "e2e-durations.json")

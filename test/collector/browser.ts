@@ -18,12 +18,18 @@ export function launchChromium() {
     return chromium.launch({ executablePath: chromiumPath, headless: true, args: ["--no-sandbox"] })
 }
 
-/** Waits until the fleet row's state text is `text`; the milliseconds it took from `since`. */
-export async function waitForState(page: Page, node: string, text: string, since: number, timeoutMs: number) {
+/**
+ * Waits until the fleet row's state text is `text` (or matches it); the milliseconds it took from
+ * `since`.
+ */
+export async function waitForState(page: Page, node: string, text: string | RegExp, since: number, timeoutMs: number) {
+    const pattern = typeof text === "string" ? undefined : text.source
     await page.waitForFunction(
-        ([id, want]) =>
-            document.querySelector(`#fleet tr[data-node="${CSS.escape(id)}"] .c-state`)?.textContent === want,
-        [node, text] as const,
+        ([id, want, source]) => {
+            const shown = document.querySelector(`#fleet tr[data-node="${CSS.escape(id)}"] .c-state`)?.textContent
+            return source ? new RegExp(source).test(shown ?? "") : shown === want
+        },
+        [node, typeof text === "string" ? text : "", pattern] as const,
         { timeout: timeoutMs, polling: 50 }
     )
     return Date.now() - since
