@@ -23,7 +23,7 @@ import { disposeBroker, energyRecords, payloads, record, ROOT, variants, waitFor
 
 // What runs inside the page (page.evaluate and friends) sees the browser's globals; this project
 // type-checks against Node's only.
-declare const document: any, Image: any, performance: any
+declare const document: any, Image: any, performance: any, getComputedStyle: any
 
 const HOUR_MS = 3_600_000
 const OPERATOR_TOKEN = "operator-token-for-the-tests"
@@ -133,6 +133,17 @@ describe("the fleet page in Chromium", { skip: chromiumMissing }, () => {
         return c
     }
 
+    /** Records every request of the context's pages; only the collectors' and inline data may pass. */
+    const watchRequests = (c: BrowserContext) =>
+        c.route("**/*", route => {
+            const url = route.request().url()
+            requests.push(url)
+            if (collectors.some(origin => url.startsWith(origin + "/")) || url.startsWith("data:"))
+                return route.continue()
+            outside.push(url)
+            return route.abort()
+        })
+
     before(async () => {
         broker = await new Broker({ persistence: false }).start()
         db = await pglite.open()
@@ -188,15 +199,7 @@ describe("the fleet page in Chromium", { skip: chromiumMissing }, () => {
 
         browser = await launchChromium()
         context = await browser.newContext({ viewport: { width: 1280, height: 720 } })
-        await context.route("**/*", route => {
-            const url = route.request().url()
-            requests.push(url)
-            // Only the collector and inline data: everything else is recorded and refused.
-            if (collectors.some(origin => url.startsWith(origin + "/")) || url.startsWith("data:"))
-                return route.continue()
-            outside.push(url)
-            return route.abort()
-        })
+        await watchRequests(context)
         page = await context.newPage()
         page.on("pageerror", e => console.log(`# page error: ${e.message}`))
         await page.goto(base + "/")
@@ -346,6 +349,64 @@ describe("the fleet page in Chromium", { skip: chromiumMissing }, () => {
             body: JSON.stringify({ node: "web-gap", command: "shutdown" }),
         })
         assert.equal(bad.status, 400, "shutdown is not for the page")
+    })
+
+    test("readable on a phone: a card per node, nothing wider than the screen", async () => {
+        const phone = await browser.newContext({
+            viewport: { width: 390, height: 844 },
+            deviceScaleFactor: 2,
+            isMobile: true,
+            hasTouch: true,
+        })
+        await watchRequests(phone)
+        const p = await phone.newPage()
+        try {
+            await p.goto(base + "/#/")
+            await p.waitForSelector('#fleet tr[data-node="west-wing"]')
+            const layout = await p.evaluate(() => {
+                const width = document.documentElement.clientWidth
+                const cells = [...document.querySelectorAll("#fleet tbody tr:not([hidden]) > *")].filter(
+                    (el: any) => el.getClientRects().length > 0
+                )
+                return {
+                    width,
+                    scrollWidth: document.documentElement.scrollWidth,
+                    cells: cells.length,
+                    outside: cells.filter((el: any) => el.getBoundingClientRect().right > width + 0.5).length,
+                    smallestFontPx: Math.min(...cells.map((el: any) => parseFloat(getComputedStyle(el).fontSize))),
+                    errorLabel: getComputedStyle(
+                        document.querySelector('#fleet tr[data-node="west-wing"] td:nth-of-type(7)'),
+                        "::before"
+                    ).content,
+                }
+            })
+            assert.ok(layout.cells > 30, `cells shown: ${layout.cells}`)
+            assert.equal(layout.scrollWidth, layout.width, "the page does not scroll sideways")
+            assert.equal(layout.outside, 0, "every cell within the screen")
+            assert.ok(layout.smallestFontPx >= 12, `smallest text ${layout.smallestFontPx} px`)
+            assert.equal(layout.errorLabel, '"dropped "', "each number named by its column")
+            const fleetPng = await p.screenshot()
+
+            await p.goto(`${base}/#/meter/web-gap/main?from=${BASE_MS}&to=${BASE_MS + 6 * HOUR_MS}`)
+            await p.waitForSelector('#chart-figure[data-state="drawn"]')
+            await p.waitForSelector("#strip td[data-state=gap]")
+            const meter = await p.evaluate(() => ({
+                width: document.documentElement.clientWidth,
+                scrollWidth: document.documentElement.scrollWidth,
+                chartRight: document.querySelector("#chart canvas").getBoundingClientRect().right,
+                stripScrolls:
+                    document.querySelector("#strip").scrollWidth > document.querySelector("#strip").clientWidth,
+            }))
+            assert.equal(meter.scrollWidth, meter.width, "the meter page does not scroll sideways")
+            assert.ok(meter.chartRight <= meter.width, `the chart ends at ${meter.chartRight} px`)
+            assert.ok(meter.stripScrolls, "the 24 hours of the strip scroll within it")
+            const variance = await pixelVariance(page, fleetPng)
+            assert.ok(variance > 100, `the phone's fleet view: pixel variance ${variance.toFixed(1)}`)
+            mkdirSync(SCREENSHOTS_DIR, { recursive: true })
+            writeFileSync(join(SCREENSHOTS_DIR, "fleet-phone.png"), fleetPng)
+        } finally {
+            await phone.close()
+        }
     })
 
     test("the page asks nothing of any other origin", async () => {
