@@ -115,9 +115,30 @@ function sendJson(res: ServerResponse, status: number, body: unknown) {
     res.end(text)
 }
 
+const LOOPBACK_NAMES = new Set(["127.0.0.1", "localhost", "[::1]"])
+
+/**
+ * Whether a request's Host may be answered. On a loopback address only loopback names: a page on
+ * another site whose name an attacker points at 127.0.0.1 (DNS rebinding) would otherwise read the
+ * API and post commands as if it were the collector's own page. On another address, any name: the
+ * operator chose to serve the network, under whatever names it has.
+ */
+export function hostAllowed(boundHost: string, hostHeader: string | undefined) {
+    const loopback = LOOPBACK_NAMES.has(boundHost) || boundHost === "::1" || boundHost.startsWith("127.")
+    if (!loopback) return true
+    if (!hostHeader) return false
+    const name = hostHeader.replace(/:\d+$/, "").toLowerCase()
+    return LOOPBACK_NAMES.has(name) || name === boundHost
+}
+
 export async function startHttp(db: Database, options: HttpOptions): Promise<Server> {
     const log = options.log ?? (line => console.log(line))
+    const boundHost = options.host ?? "127.0.0.1"
     const handle = async (req: IncomingMessage, res: ServerResponse) => {
+        if (!hostAllowed(boundHost, req.headers.host))
+            return sendJson(res, 421, {
+                error: `Host ${JSON.stringify(req.headers.host ?? "")}: on ${boundHost} this collector answers to 127.0.0.1, localhost and [::1] only`,
+            })
         const url = new URL(req.url ?? "/", "http://collector")
         if (options.routes && (await options.routes(req, res, url))) return
         if (req.method !== "GET") return sendJson(res, 405, { error: "only GET" })
@@ -141,7 +162,7 @@ export async function startHttp(db: Database, options: HttpOptions): Promise<Ser
         }
     }
     const server = createServer((req, res) => void handle(req, res))
-    server.listen(options.port, options.host ?? "127.0.0.1")
+    server.listen(options.port, boundHost)
     await once(server, "listening")
     return server
 }

@@ -10,6 +10,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { spawn } from "node:child_process"
+import { request } from "node:http"
 import mqtt from "mqtt"
 import type { Browser, BrowserContext, Page } from "playwright-core"
 import { Broker } from "../../devs/lib/broker"
@@ -349,6 +350,46 @@ describe("the fleet page in Chromium", { skip: chromiumMissing }, () => {
             body: JSON.stringify({ node: "web-gap", command: "shutdown" }),
         })
         assert.equal(bad.status, 400, "shutdown is not for the page")
+    })
+
+    test("a request under another name (DNS rebinding) gets nothing: 421, no command sent", async () => {
+        const ask = (path: string, host: string, method = "GET", body?: string) =>
+            new Promise<{ status: number; text: string }>((resolve, reject) => {
+                const req = request(
+                    {
+                        host: "127.0.0.1",
+                        port: collector.httpPort,
+                        path,
+                        method,
+                        headers: { host, authorization: `Bearer ${OPERATOR_TOKEN}` },
+                    },
+                    res => {
+                        let text = ""
+                        res.on("data", d => (text += d))
+                        res.on("end", () => resolve({ status: res.statusCode!, text }))
+                    }
+                )
+                req.on("error", reject)
+                req.end(body)
+            })
+        const port = collector.httpPort
+        const before = collectorLog.length
+        for (const path of ["/", "/api/fleet", "/api/nodes", "/api/events"]) {
+            const r = await ask(path, `rebind.example:${port}`)
+            assert.equal(r.status, 421, path)
+            assert.match(r.text, /answers to 127\.0\.0\.1, localhost and \[::1\] only/)
+            assert.doesNotMatch(r.text, /web-gap/, "no fleet data")
+        }
+        const post = await ask(
+            "/api/command",
+            `rebind.example:${port}`,
+            "POST",
+            JSON.stringify({ node: "web-gap", command: "restart" })
+        )
+        assert.equal(post.status, 421)
+        assert.equal(collectorLog.slice(before).filter(l => /command restart/.test(l)).length, 0, "no command")
+        for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`])
+            assert.equal((await ask("/api/fleet", host)).status, 200, host)
     })
 
     test("readable on a phone: a card per node, nothing wider than the screen", async () => {
