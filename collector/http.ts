@@ -6,8 +6,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import { once } from "node:events"
 import type { Database } from "./db"
-import { COMBINED_HEADER, csvRow, jsonRow, OED_HEADER, oedRow } from "./format"
-import { FAR_FUTURE_MS, nodesSummary, OED_COLUMNS, PAGE_ROWS, readingsInRange, type Range } from "./query"
+import { COMBINED_HEADER, csvRow, jsonRow, OED_HEADER } from "./format"
+import { FAR_FUTURE_MS, nodesSummary, oedLinesInRange, PAGE_ROWS, readingsInRange, type Range } from "./query"
 
 export interface HttpOptions {
     port: number
@@ -89,17 +89,20 @@ async function sendReadings(db: Database, res: ServerResponse, q: Range & { form
             `{"from":${JSON.stringify(new Date(q.from).toISOString())},"to":${JSON.stringify(new Date(q.to).toISOString())},"readings":[`
         )
     else await write(res, (q.format === "csv" ? COMBINED_HEADER : OED_HEADER) + "\n")
-    const columns = q.format === "oed" ? OED_COLUMNS : undefined
-    for await (const page of readingsInRange(db, q, PAGE_ROWS, columns)) {
+    if (q.format === "oed") {
+        // Written by the database, a page of text at a time (query.ts).
+        for await (const text of oedLinesInRange(db, { ...q, node: q.node!, meter: q.meter! })) {
+            if (res.destroyed) return
+            await write(res, text)
+        }
+        res.end()
+        return
+    }
+    for await (const page of readingsInRange(db, q, PAGE_ROWS)) {
         if (res.destroyed) return
         let text = ""
         for (const r of page) {
-            if (q.format === "json") text += (count ? ",\n" : "\n") + jsonRow(r)
-            else {
-                const line = q.format === "csv" ? csvRow(r) : oedRow(r)
-                if (line === null) continue
-                text += line + "\n"
-            }
+            text += q.format === "json" ? (count ? ",\n" : "\n") + jsonRow(r) : csvRow(r) + "\n"
             count++
         }
         await write(res, text)

@@ -3,6 +3,7 @@
 // held in memory and ingest goes on between pages), every reading of a meter for the export, and
 // what the collector knows of each node.
 import type { Database } from "./db"
+import { oedRow } from "./format"
 
 export interface ReadingRow {
     node: string
@@ -31,8 +32,8 @@ export interface ReadingRow {
 const COLUMNS =
     "seq, first_seq, boot, time_base, start_time, end_time, delta, total, reported_delta, min, mean, max, estimated, gap, after_seq, replay, partial"
 
-/** What an Open Energy Dashboard row needs (format.ts oedRow): a year of one meter is half a million rows. */
-export const OED_COLUMNS = "seq, time_base, start_time, end_time, delta, mean, gap"
+/** What an Open Energy Dashboard row needs (format.ts oedRow). */
+const OED_COLUMNS = "seq, time_base, start_time, end_time, delta, mean, gap"
 
 export interface MeterKey {
     node: string
@@ -43,6 +44,8 @@ export interface MeterKey {
 }
 
 export const PAGE_ROWS = 2000
+/** OED text pages (oedLinesInRange): about 45 bytes a row, so 1 MB a page. */
+export const OED_PAGE_ROWS = 20_000
 /** Later than any reading: the end of an open range. */
 export const FAR_FUTURE_MS = 8.64e15
 
@@ -66,12 +69,7 @@ export interface Range {
  * The UTC readings and gaps that overlap the range, by node, meter and start, in pages of up to
  * pageRows. Readings in uptime (a boot that never had the time) have no place in a date range.
  */
-export async function* readingsInRange(
-    db: Database,
-    range: Range,
-    pageRows = PAGE_ROWS,
-    columns = COLUMNS
-): AsyncGenerator<ReadingRow[]> {
+export async function* readingsInRange(db: Database, range: Range, pageRows = PAGE_ROWS): AsyncGenerator<ReadingRow[]> {
     for (const m of await meters(db, range.node, range.meter)) {
         // A reading that overlaps `from` started at most max_span_ms before it.
         const lowest = Math.max(0, range.from - m.max_span_ms)
@@ -79,7 +77,7 @@ export async function* readingsInRange(
         // once (adding four to each of half a million rows afterwards costs seconds of GC).
         const page = (after: [number, number]) =>
             db.query<ReadingRow>(
-                `SELECT node, meter, $9::text AS quantity, $10::text AS unit, ${columns} FROM readings
+                `SELECT node, meter, $9::text AS quantity, $10::text AS unit, ${COLUMNS} FROM readings
                  WHERE node = $1 AND meter = $2 AND time_base = 'utc_ms' AND start_time >= $3 AND start_time < $4
                    AND (end_time > $5 OR (end_time IS NULL AND start_time >= $5))
                    AND (start_time, seq) > ($6, $7)
@@ -102,6 +100,72 @@ export async function* readingsInRange(
             yield rows
             if (!more) break
         }
+    }
+}
+
+/** Unix ms of 10000-01-01: from there JavaScript's ISO dates (+010000-...) and PostgreSQL's part. */
+const YEAR_10000_MS = 253_402_300_800_000
+
+/** An OED row's time, `YYYY-MM-DD HH:MM:SS` in UTC, as format.ts oedTimestamp writes it. */
+const oedTime = (column: string) =>
+    `to_char(to_timestamp(${column} / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')`
+
+/**
+ * One meter's Open Energy Dashboard rows over a range, as text: the lines of format.ts oedRow for
+ * readingsInRange's rows, in the same order, written by the database a page at a time (a year is
+ * half a million rows; building an object for each and formatting it here took 5x as long). A
+ * page holding a value the database would print otherwise than JavaScript (under 0.0001 or from
+ * 1e15 up it writes `1e-05` where JavaScript writes `0.00001`; no value at all; a year past 9999)
+ * is fetched again as rows and formatted by oedRow, so the text is always oedRow's.
+ */
+export async function* oedLinesInRange(
+    db: Database,
+    range: Range & { node: string; meter: string },
+    pageRows = OED_PAGE_ROWS
+): AsyncGenerator<string> {
+    const [m] = await meters(db, range.node, range.meter)
+    if (!m) return
+    const lowest = Math.max(0, range.from - m.max_span_ms)
+    const where = `node = $1 AND meter = $2 AND time_base = 'utc_ms' AND start_time >= $3 AND start_time < $4
+                   AND (end_time > $5 OR (end_time IS NULL AND start_time >= $5))
+                   AND (start_time, seq) > ($6, $7)`
+    const params = (after: [number, number]) => [
+        m.node,
+        m.meter,
+        lowest,
+        range.to,
+        range.from,
+        after[0],
+        after[1],
+        pageRows,
+    ]
+    const value = "coalesce(delta, mean)"
+    const plain = `${value} IS NOT NULL AND (${value} = 0 OR (abs(${value}) >= 1e-4 AND abs(${value}) < 1e15))
+                   AND end_time < ${YEAR_10000_MS}`
+    let after: [number, number] = [-1, 0]
+    for (;;) {
+        const [page] = await db.query<{ text: string | null; n: number; odd: number; last_start: number; last_seq: number }>(
+            `SELECT string_agg(${value}::text || ',' || ${oedTime("start_time")} || ',' || ${oedTime("end_time")},
+                               E'\n' ORDER BY start_time, seq) FILTER (WHERE NOT gap) AS text,
+                    count(*)::int AS n,
+                    count(*) FILTER (WHERE NOT gap AND NOT (${plain}))::int AS odd,
+                    (array_agg(start_time ORDER BY start_time DESC, seq DESC))[1] AS last_start,
+                    (array_agg(seq ORDER BY start_time DESC, seq DESC))[1] AS last_seq
+             FROM (SELECT start_time, end_time, seq, delta, mean, gap FROM readings WHERE ${where}
+                   ORDER BY start_time, seq LIMIT $8) AS page`,
+            params(after)
+        )
+        if (!page.n) return
+        if (page.odd) {
+            const rows = await db.query<ReadingRow>(
+                `SELECT ${OED_COLUMNS} FROM readings WHERE ${where} ORDER BY start_time, seq LIMIT $8`,
+                params(after)
+            )
+            const lines = rows.map(oedRow).filter(line => line !== null)
+            if (lines.length) yield lines.join("\n") + "\n"
+        } else if (page.text) yield page.text + "\n"
+        if (page.n < pageRows) return
+        after = [Number(page.last_start), Number(page.last_seq)]
     }
 }
 

@@ -11,9 +11,10 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Database } from "../../collector/db"
 import { startHttp } from "../../collector/http"
+import { FAR_FUTURE_MS, oedLinesInRange, readingsInRange } from "../../collector/query"
 import { Store } from "../../collector/store"
 import { exportCsv, oedPath } from "../../collector/export"
-import { COMBINED_HEADER, OED_HEADER } from "../../collector/format"
+import { COMBINED_HEADER, OED_HEADER, oedRow } from "../../collector/format"
 import { energyLabel, statusPayload } from "../../src/reading"
 import { energyRecords, payloads, readText, record, T0_S, variants } from "./helpers"
 
@@ -314,6 +315,51 @@ for (const v of variants()) {
                     .trimEnd()
                     .split("\n").length - 1,
                 6
+            )
+        })
+
+        test("OED text written by the database is oedRow's, byte for byte, odd values and page edges included", async () => {
+            // Values the database prints otherwise than JavaScript (1e-05, 1e+15), a mean for a
+            // level, times with milliseconds, a gap; pages of 3 rows so that they fall everywhere.
+            const values = [1.5, 0.00001, 0, 1e15, 0.1 + 0.2, 123456.789012345, 0.0001, 2 / 3, 7e-7, 42]
+            await db.exec(`
+                INSERT INTO nodes (node) VALUES ('odd');
+                INSERT INTO meters (node, meter, quantity, unit) VALUES ('odd', 'main', 'energy', 'Wh');`)
+            for (const [i, delta] of values.entries())
+                await db.query(
+                    `INSERT INTO readings (node, meter, seq, first_seq, boot, time_base, start_time, end_time, delta, total)
+                     VALUES ('odd', 'main', $1, $1, 1, 'utc_ms', $2, $3, $4, 1)`,
+                    [i + 1, T0 + i * MIN + 999, T0 + (i + 1) * MIN + 999, delta]
+                )
+            await db.query(
+                `INSERT INTO readings (node, meter, seq, first_seq, boot, time_base, start_time, total, gap, after_seq)
+                 VALUES ('odd', 'main', 30, 30, 2, 'utc_ms', $1, 1, true, 19)`,
+                [T0 + 5 * MIN]
+            )
+            const range = { node: "odd", meter: "main", from: 0, to: FAR_FUTURE_MS }
+            let expected = ""
+            for await (const page of readingsInRange(db, range))
+                for (const r of page) {
+                    const line = oedRow(r)
+                    if (line !== null) expected += line + "\n"
+                }
+            assert.equal(expected.split("\n").length - 1, values.length, "every reading, no gap")
+            assert.match(expected, /^0\.00001,/m)
+            for (const pageRows of [3, 4, 100]) {
+                let text = ""
+                for await (const page of oedLinesInRange(db, range, pageRows)) text += page
+                assert.equal(text, expected, `pages of ${pageRows}`)
+            }
+            const plain = [1.5, 0.1 + 0.2, 123456.789012345, 0.0001, 2 / 3, 42]
+            let text = ""
+            for await (const page of oedLinesInRange(db, range, 3)) text += page
+            assert.deepEqual(
+                text
+                    .trimEnd()
+                    .split("\n")
+                    .map(l => Number(l.split(",")[0]))
+                    .filter(v => plain.includes(v)),
+                plain
             )
         })
     })
