@@ -54,6 +54,8 @@ function openPostgres(url: string, poolSize: number): Database {
     const pool = new pg.Pool({
         connectionString: url,
         max: poolSize,
+        // Timestamps as text in ISO style whatever the server's default: the OED text (query.ts).
+        options: `-c DateStyle=${DATE_STYLE}`,
         types: {
             getTypeParser: ((oid: number, format?: any) =>
                 oid === INT8 ? Number : pg.types.getTypeParser(oid, format)) as any,
@@ -129,6 +131,9 @@ function processAlive(pid: number) {
     }
 }
 
+/** How timestamps read as text: `2025-01-01 00:00:00`. */
+const DATE_STYLE = "ISO,MDY"
+
 /** PGlite's data directory for an in-memory database (tests, trials): nothing on disk. */
 export const MEMORY = ":memory:"
 
@@ -145,6 +150,7 @@ async function openPGlite(dataDir: string): Promise<Database> {
     let db: PGlite
     try {
         db = await PGlite.create({ dataDir: pgdata, parsers: PGLITE_PARSERS })
+        await db.exec(`SET DateStyle TO '${DATE_STYLE}'`)
     } catch (e) {
         if (lock) rmSync(lock, { force: true })
         locked.delete(lock)

@@ -106,9 +106,12 @@ export async function* readingsInRange(db: Database, range: Range, pageRows = PA
 /** Unix ms of 10000-01-01: from there JavaScript's ISO dates (+010000-...) and PostgreSQL's part. */
 const YEAR_10000_MS = 253_402_300_800_000
 
-/** An OED row's time, `YYYY-MM-DD HH:MM:SS` in UTC, as format.ts oedTimestamp writes it. */
-const oedTime = (column: string) =>
-    `to_char(to_timestamp(${column} / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')`
+/**
+ * An OED row's time, `YYYY-MM-DD HH:MM:SS` in UTC, as format.ts oedTimestamp writes it: a
+ * timestamp of whole seconds as text in the ISO date style, which db.ts sets (twice as fast as
+ * to_char with its time zone).
+ */
+const oedTime = (column: string) => `('epoch'::timestamp + (${column} / 1000) * interval '1 second')::text`
 
 /**
  * One meter's Open Energy Dashboard rows over a range, as text: the lines of format.ts oedRow for
@@ -142,30 +145,43 @@ export async function* oedLinesInRange(
     const value = "coalesce(delta, mean)"
     const plain = `${value} IS NOT NULL AND (${value} = 0 OR (abs(${value}) >= 1e-4 AND abs(${value}) < 1e15))
                    AND end_time < ${YEAR_10000_MS}`
-    let after: [number, number] = [-1, 0]
-    for (;;) {
-        const [page] = await db.query<{ text: string | null; n: number; odd: number; last_start: number; last_seq: number }>(
+    const textPage = (after: [number, number]) =>
+        db.query<{ text: string | null; n: number; odd: number; last_start: number; last_seq: number }>(
+            // The aggregates take the rows in the order of the subquery (PostgreSQL does so for a
+            // sorted subquery, as its documentation of aggregates says): no sort of their own, and
+            // the last row is the page's last (start_time, seq).
             `SELECT string_agg(${value}::text || ',' || ${oedTime("start_time")} || ',' || ${oedTime("end_time")},
-                               E'\n' ORDER BY start_time, seq) FILTER (WHERE NOT gap) AS text,
+                               E'\n') FILTER (WHERE NOT gap) AS text,
                     count(*)::int AS n,
                     count(*) FILTER (WHERE NOT gap AND NOT (${plain}))::int AS odd,
-                    (array_agg(start_time ORDER BY start_time DESC, seq DESC))[1] AS last_start,
-                    (array_agg(seq ORDER BY start_time DESC, seq DESC))[1] AS last_seq
+                    max(start_time) AS last_start,
+                    (array_agg(seq))[count(*)] AS last_seq
              FROM (SELECT start_time, end_time, seq, delta, mean, gap FROM readings WHERE ${where}
                    ORDER BY start_time, seq LIMIT $8) AS page`,
             params(after)
         )
+    let after: [number, number] = [-1, 0]
+    let next = textPage(after)
+    for (;;) {
+        const [page] = await next
         if (!page.n) return
+        const pageAfter = after
+        // The next page is asked for before this one is handed over, as in readingsInRange.
+        const more = page.n === pageRows
+        if (more) {
+            after = [Number(page.last_start), Number(page.last_seq)]
+            next = textPage(after)
+            next.catch(() => {})
+        }
         if (page.odd) {
             const rows = await db.query<ReadingRow>(
                 `SELECT ${OED_COLUMNS} FROM readings WHERE ${where} ORDER BY start_time, seq LIMIT $8`,
-                params(after)
+                params(pageAfter)
             )
             const lines = rows.map(oedRow).filter(line => line !== null)
             if (lines.length) yield lines.join("\n") + "\n"
         } else if (page.text) yield page.text + "\n"
-        if (page.n < pageRows) return
-        after = [Number(page.last_start), Number(page.last_seq)]
+        if (!more) return
     }
 }
 

@@ -474,7 +474,9 @@ export async function rangeBench(broker: Broker) {
                 for await (const chunk of res.body as any as AsyncIterable<Uint8Array>) {
                     if (!firstByteS) firstByteS = (performance.now() - t) / 1000
                     bytes += chunk.length
-                    for (const b of chunk) if (b === 10) lines++
+                    // indexOf, not a loop over 22 MB in JavaScript: the client is not what is measured.
+                    const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length)
+                    for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, i + 1)) lines++
                 }
                 const seconds = (performance.now() - t) / 1000
                 sampling = false
