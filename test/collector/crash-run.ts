@@ -5,15 +5,15 @@
 // exactly once, with the delta and total it was taken with, and per node the sum of the deltas must
 // equal the change of the total. The fault campaign runs it for 10 minutes (`npm run faults --
 // --only collector-crash`), the collector's tests for a minute.
-import { spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Broker } from "../../devs/lib/broker"
-import { sleep, trackChild } from "../../devs/lib/process"
+import { sleep } from "../../devs/lib/process"
 import { openDatabase } from "../../collector/db"
 import { random } from "../../collector/random"
-import { CollectorProcess, PostgresServer, ROOT, stopChild, waitFor } from "./helpers"
+import { CollectorProcess, PostgresServer, startFleet, stopChild, waitFor } from "./helpers"
 
 export interface CrashRunOptions {
     database: "PGlite" | "PostgreSQL"
@@ -63,7 +63,7 @@ export async function crashRun(o: CrashRunOptions): Promise<CrashRunResult> {
     const broker = await new Broker({ kind: "mosquitto", persistence: true }).start()
     let server: PostgresServer | undefined
     let collector: CollectorProcess | undefined
-    let fleet: ReturnType<typeof spawn> | undefined
+    let fleet: ChildProcess | undefined
     try {
         let dbArgs: string[]
         if (o.database === "PostgreSQL") {
@@ -78,25 +78,13 @@ export async function crashRun(o: CrashRunOptions): Promise<CrashRunResult> {
         )
         const fleetLog = join(dir, "fleet.jsonl")
         const id = `crash${process.pid}`
-        let fleetOutput = ""
-        fleet = trackChild(
-            spawn(
-                process.execPath,
-                [
-                    "--import",
-                    "tsx",
-                    join(ROOT, "collector/fleet.ts"),
-                    ...["--broker", broker.url, "--nodes", String(o.nodes), "--rate", String(o.nodes)],
-                    ...["--readings", String(o.seconds), "--interval", "1", "--window", "100"],
-                    ...["--id", id, "--seed", String(o.seed), "--log", fleetLog],
-                ],
-                { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] }
-            )
-        )
-        fleet.stdout!.on("data", d => (fleetOutput += d))
-        fleet.stderr!.on("data", d => (fleetOutput += d))
-        const fleetExit = new Promise<number | null>(resolve => fleet!.once("exit", code => resolve(code)))
-        await waitFor("the fleet connected", async () => /nodes connected/.test(fleetOutput), 60_000)
+        const run = startFleet([
+            ...["--broker", broker.url, "--nodes", String(o.nodes), "--rate", String(o.nodes)],
+            ...["--readings", String(o.seconds), "--interval", "1", "--window", "100"],
+            ...["--id", id, "--seed", String(o.seed), "--log", fleetLog],
+        ])
+        fleet = run.child
+        await waitFor("the fleet connected", async () => /nodes connected/.test(run.output), 60_000)
         const t0 = Date.now()
         const at = (s: number) => sleep(Math.max(0, t0 + s * 1000 - Date.now()))
         const faults = [
@@ -122,8 +110,8 @@ export async function crashRun(o: CrashRunOptions): Promise<CrashRunResult> {
                 log(`${((Date.now() - t0) / 1000).toFixed(1)} s: broker restarted`)
             }
         }
-        const code = await fleetExit
-        if (code !== 0) throw new Error(`the fleet exited with ${code}:\n${fleetOutput.slice(-2000)}`)
+        const code = await run.exited
+        if (code !== 0) throw new Error(`the fleet exited with ${code}:\n${run.output.slice(-2000)}`)
         const fleetDoneAt = Date.now()
         const taken = readFileSync(fleetLog, "utf-8")
             .split("\n")

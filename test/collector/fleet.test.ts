@@ -3,13 +3,11 @@
 // And the collector as the nodes' time source (--time-every).
 import { after, before, describe, test } from "node:test"
 import assert from "node:assert/strict"
-import { spawn } from "node:child_process"
 import mqtt from "mqtt"
-import { join } from "node:path"
 import { Broker } from "../../devs/lib/broker"
 import { Collector } from "../../collector/collector"
 import type { Database } from "../../collector/db"
-import { disposeBroker, energyRecords, payloads, ROOT, variants } from "./helpers"
+import { disposeBroker, energyRecords, payloads, startFleet, variants } from "./helpers"
 
 describe("fleet simulator", () => {
     const pglite = variants()[0]
@@ -39,22 +37,9 @@ describe("fleet simulator", () => {
 
     test("20 nodes, 10 readings each, a fifth of the messages twice: 200 readings stored once, verified", async () => {
         const args = ["--broker", broker.url, "--nodes", "20", "--rate", "400", "--readings", "10", "--repeat", "0.2"]
-        const child = spawn(
-            process.execPath,
-            [
-                "--import",
-                "tsx",
-                join(ROOT, "collector", "fleet.ts"),
-                ...args,
-                "--verify",
-                `http://127.0.0.1:${collector.httpPort}`,
-            ],
-            { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] }
-        )
-        let output = ""
-        child.stdout!.on("data", d => (output += d))
-        child.stderr!.on("data", d => (output += d))
-        const code = await new Promise<number | null>(resolve => child.on("exit", resolve))
+        const fleet = startFleet([...args, "--verify", `http://127.0.0.1:${collector.httpPort}`])
+        const code = await fleet.exited
+        const output = fleet.output
         assert.equal(code, 0, output)
         assert.match(output, /^20 nodes connected/m)
         assert.match(output, /^published \d+ messages \(200 readings\)/m)

@@ -302,7 +302,28 @@ export function variants(): Variant[] {
     ]
 }
 
-// ---- The collector as a child process ----
+// ---- The fleet simulator and the collector as child processes ----
+
+/** `collector/fleet.ts` (npm run fleet) started with the arguments: its output, kept, and its exit. */
+export function startFleet(args: string[]) {
+    const child = trackChild(
+        spawn(process.execPath, ["--import", "tsx", join(ROOT, "collector", "fleet.ts"), ...args], {
+            cwd: ROOT,
+            stdio: ["ignore", "pipe", "pipe"],
+        })
+    )
+    const fleet = {
+        child,
+        output: "",
+        /** How it ended: its exit code, or the signal that ended it. */
+        exited: new Promise<number | NodeJS.Signals | null>(resolve =>
+            child.once("exit", (code, signal) => resolve(code ?? signal))
+        ),
+    }
+    child.stdout!.on("data", d => (fleet.output += d))
+    child.stderr!.on("data", d => (fleet.output += d))
+    return fleet
+}
 
 export class CollectorProcess {
     child?: ChildProcess

@@ -9,7 +9,6 @@ import assert from "node:assert/strict"
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { spawn } from "node:child_process"
 import { request } from "node:http"
 import mqtt from "mqtt"
 import type { Browser, BrowserContext, Page } from "playwright-core"
@@ -20,7 +19,7 @@ import { Store } from "../../collector/store"
 import { completeness } from "../../collector/page"
 import { statusPayload, WILL_PAYLOAD, type NodeStatus } from "../../src/reading"
 import { chromiumMissing, launchChromium, waitForState } from "./browser"
-import { disposeBroker, energyRecords, payloads, record, ROOT, variants, waitFor } from "./helpers"
+import { disposeBroker, energyRecords, payloads, record, startFleet, variants, waitFor } from "./helpers"
 
 // What runs inside the page (page.evaluate and friends) sees the browser's globals; this project
 // type-checks against Node's only.
@@ -477,31 +476,20 @@ describe("the fleet page in Chromium", { skip: chromiumMissing }, () => {
         }).start()
         const scaleBase = `http://127.0.0.1:${scale.httpPort}`
         // 1,000 MQTT connections, each with its retained status, its will and 3 readings, held open.
-        const fleet = spawn(
-            process.execPath,
-            [
-                "--import",
-                "tsx",
-                join(ROOT, "collector", "fleet.ts"),
-                ...["--broker", broker.url, "--prefix", "scale", "--id", "scale", "--nodes", "1000"],
-                ...["--readings", "3", "--rate", "2000", "--verify", scaleBase, "--hold"],
-            ],
-            { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] }
-        )
-        let output = ""
-        fleet.stdout!.on("data", d => (output += d))
-        fleet.stderr!.on("data", d => (output += d))
-        const exited = new Promise<string>(resolve => fleet.on("exit", (code, signal) => resolve(`${code ?? signal}`)))
+        const fleet = startFleet([
+            ...["--broker", broker.url, "--prefix", "scale", "--id", "scale", "--nodes", "1000"],
+            ...["--readings", "3", "--rate", "2000", "--verify", scaleBase, "--hold"],
+        ])
         try {
             await Promise.race([
                 waitFor(
                     "the fleet connected, published and verified",
-                    async () => /^holding 1000 nodes/m.test(output),
+                    async () => /^holding 1000 nodes/m.test(fleet.output),
                     120_000
                 ),
-                exited.then(how => assert.fail(`the fleet simulator exited (${how}): ${output}`)),
+                fleet.exited.then(how => assert.fail(`the fleet simulator exited (${how}): ${fleet.output}`)),
             ])
-            console.log(output.trim().replace(/^/gm, "# "))
+            console.log(fleet.output.trim().replace(/^/gm, "# "))
 
             collectors.push(scaleBase)
             const p = await context.newPage()
@@ -527,7 +515,7 @@ describe("the fleet page in Chromium", { skip: chromiumMissing }, () => {
 
             // Every node loses power at once: the broker publishes 1,000 wills.
             const since = Date.now()
-            fleet.kill("SIGKILL")
+            fleet.child.kill("SIGKILL")
             const changeMs = await waitForState(p, "scale-0500", "offline (lost)", since, 2000)
             await p.waitForFunction(
                 () => /^1000: 0 online, 1000 offline/.test(document.querySelector("#fleet-counts").textContent),
@@ -542,8 +530,8 @@ describe("the fleet page in Chromium", { skip: chromiumMissing }, () => {
             assert.ok(renderedMs < 1000, `first render took ${renderedMs} ms`)
             await p.close()
         } finally {
-            fleet.kill("SIGKILL")
-            await exited
+            fleet.child.kill("SIGKILL")
+            await fleet.exited
             await scale.stop()
             await scaleDb.close()
         }
