@@ -66,6 +66,15 @@ export interface Range {
 }
 
 /**
+ * A page of one meter's UTC readings and gaps in a range, after a (start_time, seq): $1 node, $2
+ * meter, $3 the lowest start that can overlap, $4 the range's end, $5 its start, $6 and $7 the
+ * last (start_time, seq) of the page before; with `ORDER BY start_time, seq LIMIT $8`.
+ */
+const IN_RANGE = `node = $1 AND meter = $2 AND time_base = 'utc_ms' AND start_time >= $3 AND start_time < $4
+    AND (end_time > $5 OR (end_time IS NULL AND start_time >= $5))
+    AND (start_time, seq) > ($6, $7)`
+
+/**
  * The UTC readings and gaps that overlap the range, by node, meter and start, in pages of up to
  * pageRows. Readings in uptime (a boot that never had the time) have no place in a date range.
  */
@@ -78,10 +87,7 @@ export async function* readingsInRange(db: Database, range: Range, pageRows = PA
         const page = (after: [number, number]) =>
             db.query<ReadingRow>(
                 `SELECT node, meter, $9::text AS quantity, $10::text AS unit, ${COLUMNS} FROM readings
-                 WHERE node = $1 AND meter = $2 AND time_base = 'utc_ms' AND start_time >= $3 AND start_time < $4
-                   AND (end_time > $5 OR (end_time IS NULL AND start_time >= $5))
-                   AND (start_time, seq) > ($6, $7)
-                 ORDER BY start_time, seq LIMIT $8`,
+                 WHERE ${IN_RANGE} ORDER BY start_time, seq LIMIT $8`,
                 [m.node, m.meter, lowest, range.to, range.from, after[0], after[1], pageRows, m.quantity, m.unit]
             )
         let next = page([-1, 0])
@@ -129,9 +135,6 @@ export async function* oedLinesInRange(
     const [m] = await meters(db, range.node, range.meter)
     if (!m) return
     const lowest = Math.max(0, range.from - m.max_span_ms)
-    const where = `node = $1 AND meter = $2 AND time_base = 'utc_ms' AND start_time >= $3 AND start_time < $4
-                   AND (end_time > $5 OR (end_time IS NULL AND start_time >= $5))
-                   AND (start_time, seq) > ($6, $7)`
     const params = (after: [number, number]) => [
         m.node,
         m.meter,
@@ -156,7 +159,7 @@ export async function* oedLinesInRange(
                     count(*) FILTER (WHERE NOT gap AND NOT (${plain}))::int AS odd,
                     max(start_time) AS last_start,
                     (array_agg(seq))[count(*)] AS last_seq
-             FROM (SELECT start_time, end_time, seq, delta, mean, gap FROM readings WHERE ${where}
+             FROM (SELECT start_time, end_time, seq, delta, mean, gap FROM readings WHERE ${IN_RANGE}
                    ORDER BY start_time, seq LIMIT $8) AS page`,
             params(after)
         )
@@ -175,7 +178,7 @@ export async function* oedLinesInRange(
         }
         if (page.odd) {
             const rows = await db.query<ReadingRow>(
-                `SELECT ${OED_COLUMNS} FROM readings WHERE ${where} ORDER BY start_time, seq LIMIT $8`,
+                `SELECT ${OED_COLUMNS} FROM readings WHERE ${IN_RANGE} ORDER BY start_time, seq LIMIT $8`,
                 params(pageAfter)
             )
             const lines = rows.map(oedRow).filter(line => line !== null)
