@@ -198,3 +198,12 @@ export function isDataError(e: unknown) {
     const code = (e as any)?.code
     return typeof code === "string" && (code.startsWith("22") || code.startsWith("23"))
 }
+
+/**
+ * A transaction that lost a race with another one (deadlock_detected, serialization_failure): the
+ * same transaction run again succeeds. Collectors sharing a group meet these.
+ */
+export function isRaceError(e: unknown) {
+    const code = (e as any)?.code
+    return code === "40P01" || code === "40001"
+}

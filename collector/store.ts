@@ -7,7 +7,7 @@
 // differs is an integrity error, kept in integrity_conflicts and never stored over the first.
 // A merged reading (first_seq..seq) that covers readings already stored keeps only the amount not
 // yet counted, flagged partial.
-import { isDataError, type Database, type Queryable } from "./db"
+import { isDataError, isRaceError, type Database, type Queryable } from "./db"
 import { keptPayload, parseMessage, type Element, type Parsed, type ReadingBatch, type StatusMessage } from "./payload"
 import type { ReadingRow } from "./query"
 
@@ -27,6 +27,8 @@ export interface StoreStats {
     rejected: Record<string, number>
     /** Transactions that failed (the message was not acknowledged, the broker delivers it again). */
     failures: number
+    /** Transactions run again at once after losing a race with another collector's (deadlock, serialization). */
+    retries: number
 }
 
 /** A message as it came from the broker. */
@@ -37,7 +39,17 @@ export interface Incoming {
 }
 
 export function newStats(): StoreStats {
-    return { messages: 0, stored: 0, duplicates: 0, partial: 0, conflicts: 0, statuses: 0, rejected: {}, failures: 0 }
+    return {
+        messages: 0,
+        stored: 0,
+        duplicates: 0,
+        partial: 0,
+        conflicts: 0,
+        statuses: 0,
+        rejected: {},
+        failures: 0,
+        retries: 0,
+    }
 }
 
 /** What one message did, applied to the counters once its transaction has committed. */
@@ -51,6 +63,9 @@ interface Outcome {
     /** The meter (node/meter/quantity/unit) this transaction made sure of. */
     meter?: string
 }
+
+/** A meter as the store knows it: a change of quantity or unit is another key. */
+const meterKey = (b: ReadingBatch) => `${b.node}/${b.meter}/${b.quantity}/${b.unit}`
 
 const newOutcome = (): Outcome => ({ stored: 0, duplicates: 0, partial: 0, conflicts: 0, statuses: 0, rejected: [] })
 
@@ -146,7 +161,8 @@ export class Store {
             })
         } catch (e) {
             if (!isDataError(e)) {
-                this.stats.failures++
+                // A lost race is counted by whoever gives up running it again (IngestQueue).
+                if (!isRaceError(e)) this.stats.failures++
                 throw e
             }
             // The content, not the database: the same message would fail again. Kept as refused.
@@ -182,6 +198,10 @@ export class Store {
         const outcomes = parsed.map(() => newOutcome())
         try {
             await this.db.transaction(async tx => {
+                const batches = parsed.filter((p): p is ReadingBatch => p.kind === "readings" && !!p.elements.length)
+                const unknown = batches.filter(b => !this.knownMeters.has(meterKey(b)))
+                await this.ensureMeters(tx, unknown)
+                const ensured = new Set(unknown.map(meterKey))
                 let plain: { o: Outcome; b: ReadingBatch; topic: string }[] = []
                 // Plain readings wait for one INSERT; anything that reads the readings stored
                 // (a merged reading) must see them, so it flushes them first.
@@ -205,18 +225,19 @@ export class Store {
                         )
                     else if (p.kind === "status") await this.storeStatus(tx, o, p)
                     else if (!p.refused.length && p.elements.every(e => e.gap || e.firstSeq === e.seq)) {
-                        await this.ensureMeter(tx, o, p)
+                        await this.ensureMeter(tx, o, p, ensured)
                         plain.push({ o, b: p, topic })
                     } else {
                         await flush()
-                        await this.storeBatch(tx, o, topic, p)
+                        await this.storeBatch(tx, o, topic, p, ensured)
                     }
                 }
                 await flush()
             })
         } catch (e) {
             if (!isDataError(e)) {
-                this.stats.failures++
+                // A lost race is counted by whoever gives up running it again (IngestQueue).
+                if (!isRaceError(e)) this.stats.failures++
                 throw e
             }
             const out: Parsed[] = []
@@ -287,24 +308,54 @@ export class Store {
         o.statuses++
     }
 
-    /** The node and the meter, with this quantity and unit, unless known to be there already. */
-    private async ensureMeter(tx: Queryable, o: Outcome, b: ReadingBatch) {
-        o.meter = `${b.node}/${b.meter}/${b.quantity}/${b.unit}`
-        if (this.knownMeters.has(o.meter)) return
-        await tx.query("INSERT INTO nodes (node) VALUES ($1) ON CONFLICT DO NOTHING", [b.node])
+    /** The node and the meter, with this quantity and unit, unless known or made in this transaction already. */
+    private async ensureMeter(tx: Queryable, o: Outcome, b: ReadingBatch, ensured?: Set<string>) {
+        o.meter = meterKey(b)
+        if (this.knownMeters.has(o.meter) || ensured?.has(o.meter)) return
+        await this.ensureMeters(tx, [b])
+    }
+
+    /**
+     * The nodes and meters of these batches, in one statement each and in the database's order of
+     * their names. Collectors sharing a group write into one database at once: rows locked in a
+     * different order by each of them would deadlock. The meters row is locked only when its
+     * quantity or unit changes (ON CONFLICT DO UPDATE would lock it every time, against the key
+     * locks other transactions' readings hold on it).
+     */
+    private async ensureMeters(tx: Queryable, batches: ReadingBatch[]) {
+        const byKey = new Map(batches.map(b => [`${b.node}\u0000${b.meter}`, b]))
+        if (!byKey.size) return
+        const list = [...byKey.values()]
+        const columns = [
+            list.map(b => b.node),
+            list.map(b => b.meter),
+            list.map(b => b.quantity),
+            list.map(b => b.unit),
+        ]
         await tx.query(
-            `INSERT INTO meters (node, meter, quantity, unit) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (node, meter) DO UPDATE SET quantity = EXCLUDED.quantity, unit = EXCLUDED.unit
-             WHERE meters.quantity <> EXCLUDED.quantity OR meters.unit <> EXCLUDED.unit`,
-            [b.node, b.meter, b.quantity, b.unit]
+            "INSERT INTO nodes (node) SELECT DISTINCT unnest($1::text[]) ORDER BY 1 ON CONFLICT DO NOTHING",
+            [columns[0]]
+        )
+        await tx.query(
+            `INSERT INTO meters (node, meter, quantity, unit)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) ORDER BY 1, 2
+             ON CONFLICT (node, meter) DO NOTHING`,
+            columns
+        )
+        await tx.query(
+            `UPDATE meters SET quantity = u.quantity, unit = u.unit
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u (node, meter, quantity, unit)
+             WHERE meters.node = u.node AND meters.meter = u.meter
+                 AND (meters.quantity <> u.quantity OR meters.unit <> u.unit)`,
+            columns
         )
     }
 
-    private async storeBatch(tx: Queryable, o: Outcome, topic: string, b: ReadingBatch) {
+    private async storeBatch(tx: Queryable, o: Outcome, topic: string, b: ReadingBatch, ensured?: Set<string>) {
         for (const r of b.refused)
             await this.reject(tx, o, topic, r.reason, r.detail, r.text, Buffer.byteLength(r.text))
         if (!b.elements.length) return
-        await this.ensureMeter(tx, o, b)
+        await this.ensureMeter(tx, o, b, ensured)
         // Merged readings first: what of first_seq..seq is stored already?
         const rows: Row[] = []
         for (const e of b.elements) {
@@ -515,6 +566,9 @@ export function differ(row: StoredRow, b: ReadingBatch, e: Element) {
     return out
 }
 
+/** Runs of one transaction that lost races before the failure is the caller's (a reconnection, with its backoff). */
+const RACE_ATTEMPTS = 5
+
 /** Messages one transaction takes at most: a bound on its size, far above what the broker keeps in flight. */
 export const BATCH_MESSAGES = 200
 
@@ -550,11 +604,27 @@ export class IngestQueue {
             this.scheduled = false
             if (!this.waiting.length || this.running) return
             const batch = this.waiting.splice(0, BATCH_MESSAGES)
-            this.running = this.store.storeMany(batch.map(w => w.message)).then(
+            this.running = this.storeRetrying(batch.map(w => w.message)).then(
                 () => this.settle(batch),
                 (err: Error) => this.settle(batch, err)
             )
         })
+    }
+
+    /** A transaction that lost a race runs again (its outcomes are made anew each time); any other failure is the caller's. */
+    private async storeRetrying(messages: Incoming[]) {
+        for (let attempt = 1; ; attempt++) {
+            try {
+                return await this.store.storeMany(messages)
+            } catch (e) {
+                if (!isRaceError(e)) throw e
+                if (attempt >= RACE_ATTEMPTS) {
+                    this.store.stats.failures++
+                    throw e
+                }
+                this.store.stats.retries++
+            }
+        }
     }
 
     private settle(batch: { done: (err?: Error) => void }[], err?: Error) {

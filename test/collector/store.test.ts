@@ -315,6 +315,42 @@ for (const v of variants()) {
             }
         })
 
+        test(
+            "collectors sharing a group make new meters in one order: two transactions of the same new meters, in opposite orders, both commit at once",
+            { skip: v.server ? false : "one process on PGlite" },
+            async () => {
+                const db = await v.open()
+                // Two stores are two collectors: each its own connection from the pool, its own cache of meters.
+                const stores = [new Store(db, { log: () => {} }), new Store(db, { log: () => {} })]
+                try {
+                    const nodes = Array.from({ length: 60 }, (_, i) => `race-${i}`)
+                    const messages = (seq: number) =>
+                        nodes.map(n => ({
+                            topic: `meters/${n}/main/reading`,
+                            payload: Buffer.from(
+                                payloads(energyRecords(1, { firstSeq: seq }), [energyLabel("main")])[0]
+                            ),
+                        }))
+                    const t = performance.now()
+                    await Promise.all([stores[0].storeMany(messages(1)), stores[1].storeMany(messages(2).reverse())])
+                    const ms = performance.now() - t
+                    // A deadlock is found after PostgreSQL's deadlock_timeout (1 s), and one transaction fails.
+                    assert.deepEqual(
+                        stores.map(s => [s.stats.stored, s.stats.failures]),
+                        [
+                            [60, 0],
+                            [60, 0],
+                        ]
+                    )
+                    assert.ok(ms < 900, `both committed in ${ms.toFixed(0)} ms: a lock wait that long is a deadlock`)
+                    assert.equal(await count(db, "readings"), 120)
+                    assert.equal(await count(db, "meters"), 60)
+                } finally {
+                    await db.close()
+                }
+            }
+        )
+
         test("bad input is refused, counted by reason, kept in rejected_messages, never in readings", async () => {
             const db = await v.open()
             const store = new Store(db, { log: () => {} })
