@@ -18,6 +18,8 @@ export interface StoreStats {
     stored: number
     /** Readings delivered again with the same content. */
     duplicates: number
+    /** Readings that came after a merged reading covering them, not stored: their energy is in it. */
+    covered: number
     /** Merged readings stored with only the part not already counted. */
     partial: number
     /** Readings delivered again with another content: see integrity_conflicts. */
@@ -43,6 +45,7 @@ export function newStats(): StoreStats {
         messages: 0,
         stored: 0,
         duplicates: 0,
+        covered: 0,
         partial: 0,
         conflicts: 0,
         statuses: 0,
@@ -56,6 +59,7 @@ export function newStats(): StoreStats {
 interface Outcome {
     stored: number
     duplicates: number
+    covered: number
     partial: number
     conflicts: number
     statuses: number
@@ -67,7 +71,15 @@ interface Outcome {
 /** A meter as the store knows it: a change of quantity or unit is another key. */
 const meterKey = (b: ReadingBatch) => `${b.node}/${b.meter}/${b.quantity}/${b.unit}`
 
-const newOutcome = (): Outcome => ({ stored: 0, duplicates: 0, partial: 0, conflicts: 0, statuses: 0, rejected: [] })
+const newOutcome = (): Outcome => ({
+    stored: 0,
+    duplicates: 0,
+    covered: 0,
+    partial: 0,
+    conflicts: 0,
+    statuses: 0,
+    rejected: [],
+})
 
 const READING_COLUMNS =
     "node, meter, seq, first_seq, boot, time_base, start_time, end_time, delta, total, reported_delta, min, mean, max, estimated, gap, after_seq, replay, partial"
@@ -94,8 +106,14 @@ const INSERT_COLUMNS = [
     "boolean",
     "boolean",
 ]
+/**
+ * Rows as arrays, one per column; a row inside a merged reading stored before it (first_seq..seq
+ * covering its own) is left out like one whose key is taken: compare() tells the two apart.
+ */
 const INSERT_SQL = `INSERT INTO readings (${READING_COLUMNS})
-    SELECT * FROM unnest(${INSERT_COLUMNS.map((type, i) => `$${i + 1}::${type}[]`).join(", ")})
+    SELECT * FROM unnest(${INSERT_COLUMNS.map((type, i) => `$${i + 1}::${type}[]`).join(", ")}) AS u (${READING_COLUMNS})
+    WHERE NOT EXISTS (SELECT 1 FROM readings r WHERE r.node = u.node AND r.meter = u.meter
+        AND r.first_seq < r.seq AND r.seq > u.seq AND r.first_seq <= u.first_seq)
     ON CONFLICT (node, meter, seq) DO NOTHING RETURNING node, meter, seq`
 
 /** A stored reading as the duplicate check compares it: the row without its node, meter and flags. */
@@ -169,7 +187,13 @@ export class Store {
             const err = e as any
             const reason = err.constraint ? `contract:${err.constraint}` : `refused:${err.code}`
             outcome.rejected = []
-            outcome.stored = outcome.duplicates = outcome.partial = outcome.conflicts = outcome.statuses = 0
+            outcome.stored =
+                outcome.duplicates =
+                outcome.covered =
+                outcome.partial =
+                outcome.conflicts =
+                outcome.statuses =
+                    0
             await this.db.transaction(tx =>
                 this.reject(tx, outcome, topic, reason, String(err.message), keptPayload(payload), payload.length)
             )
@@ -273,6 +297,7 @@ export class Store {
         s.messages++
         s.stored += o.stored
         s.duplicates += o.duplicates
+        s.covered += o.covered
         s.partial += o.partial
         s.conflicts += o.conflicts
         s.statuses += o.statuses
@@ -504,9 +529,19 @@ export class Store {
         )
     }
 
-    /** The key is taken: the same reading again (absorbed), or another one (an integrity error). */
+    /**
+     * Not inserted: inside a merged reading stored before (absorbed: its energy is counted there),
+     * or its key is taken: the same reading again (absorbed) or another one (an integrity error).
+     */
     private async compare(tx: Queryable, o: Outcome, topic: string, b: ReadingBatch, e: Element) {
         const [row] = await this.rowsBetween(tx, b, e.seq, e.seq)
+        if (!row) {
+            o.covered++
+            this.log(
+                `collector: ${b.node}/${b.meter} seq ${e.firstSeq}..${e.seq}: inside a merged reading stored before, not stored`
+            )
+            return false
+        }
         const differences = differ(row, b, e)
         if (!differences.length) {
             o.duplicates++

@@ -250,6 +250,53 @@ for (const v of variants()) {
             }
         })
 
+        test("a reading that comes after a merged reading covering it is not stored: its energy is counted once", async () => {
+            const db = await v.open()
+            const store = new Store(db, { log: () => {} })
+            try {
+                const records = energyRecords(9, { firstSeq: 11 })
+                const sumOf = (list: typeof records) => list.reduce((s, r) => s + r.deltaMilliWh, 0)
+                const merge = (from: number, to: number) =>
+                    record({
+                        seq: 11 + to,
+                        firstSeq: 11 + from,
+                        startS: records[from].startS,
+                        durationS: (to - from + 1) * 60,
+                        deltaMilli: sumOf(records.slice(from, to + 1)),
+                        totalMilli: records[to].totalMilliWh,
+                    })
+                // The node merged 11..18 and a collector stored it; 12 and the smaller merge 11..15,
+                // sent before the merge, come late (another collector's session gives them back),
+                // with 19, the reading after.
+                await store.store(TOPIC, Buffer.from(payloads([merge(0, 7)])[0]))
+                const plain = payloads([records[1], records[8]], [energyLabel("main")], 1)
+                await store.storeMany([
+                    { topic: TOPIC, payload: Buffer.from(plain[0]) },
+                    { topic: TOPIC, payload: Buffer.from(plain[1]) },
+                ])
+                await store.store(TOPIC, Buffer.from(payloads([merge(0, 4)])[0]))
+                const rows = await db.query("SELECT seq, first_seq, delta FROM readings ORDER BY seq")
+                assert.deepEqual(
+                    rows.map(r => [r.first_seq, r.seq]),
+                    [
+                        [11, 18],
+                        [19, 19],
+                    ]
+                )
+                const sum = rows.reduce((s, r) => s + r.delta, 0)
+                assert.ok(
+                    Math.abs(sum - sumOf(records) / 1000) < 1e-6,
+                    `${sum} Wh stored, ${sumOf(records) / 1000} taken`
+                )
+                assert.deepEqual(
+                    { stored: store.stats.stored, covered: store.stats.covered, conflicts: store.stats.conflicts },
+                    { stored: 2, covered: 2, conflicts: 0 }
+                )
+            } finally {
+                await db.close()
+            }
+        })
+
         test("several messages in one transaction: as one by one, and meter_counts agrees with the readings", async () => {
             const db = await v.open()
             const store = new Store(db, { log: () => {} })
