@@ -42,6 +42,7 @@ const E2E_EXPECTED_S: Record<string, number> = {
     "jitter.test.ts": 90,
     "clock-step.test.ts": 40,
     "fleet-page.test.ts": 60,
+    "power-cuts.test.ts": 150,
 }
 const DEFAULT_E2E_S = 120
 const E2E_DURATIONS_FILE = join(PROJECT_ROOT, ".devicescript", "e2e-durations.json")

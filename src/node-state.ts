@@ -107,6 +107,38 @@ export function stateFromJson(v: any): NodeState {
     }
 }
 
+/** Settings key of the acknowledgement mark. */
+export const ACK_KEY = "mn_ack"
+
+/**
+ * What the broker has acknowledged, written after each acknowledgement as a value of its own
+ * (the state is three times its size, and flash wears by the bytes written): the last seq
+ * acknowledged, the end of its interval (as markEndS), and each meter's ceiling, a total that no
+ * reading published so far exceeds. After a power cut, the next boot reports a gap only after that
+ * seq, and each meter resumes at its ceiling: a total never goes back in what subscribers got.
+ */
+export interface AckMark {
+    boot: number
+    seq: number
+    endS: number
+    endUtc: boolean
+    /** By slot, thousandths of the meter's unit. */
+    ceilings: number[]
+}
+
+export function ackMarkToJson(m: AckMark): number[] {
+    const out = [m.boot, m.seq, m.endS, m.endUtc ? 1 : 0]
+    for (const c of m.ceilings) out.push(c)
+    return out
+}
+
+/** The mark read from flash, or null when it is missing or damaged. */
+export function ackMarkFromJson(v: any): AckMark {
+    if (!Array.isArray(v) || v.length < 4) return null
+    for (const x of v) if (!isWholeNumber(x)) return null
+    return { boot: v[0], seq: v[1], endS: v[2], endUtc: v[3] === 1, ceilings: v.slice(4) }
+}
+
 /** Where the previous boot's accounted-for readings end: its mark, or a later record still queued. */
 export interface LastKnown {
     boot: number
@@ -123,7 +155,12 @@ export interface LastKnown {
  * (by slot, null where none), default newestQueued for its own meter. A meter's total is the
  * larger of the mark's and its newest queued record's: records older than the mark hold smaller ones.
  */
-export function lastKnown(prev: NodeState, newestQueued: ReadingRecord, newestByMeter?: ReadingRecord[]): LastKnown {
+export function lastKnown(
+    prev: NodeState,
+    newestQueued: ReadingRecord,
+    newestByMeter?: ReadingRecord[],
+    acked?: AckMark
+): LastKnown {
     const k: LastKnown = {
         boot: prev.boot,
         seq: prev.markSeq,
@@ -139,6 +176,18 @@ export function lastKnown(prev: NodeState, newestQueued: ReadingRecord, newestBy
         if (newestQueued.boot === prev.boot) {
             k.endS = newestQueued.startS + newestQueued.durationS
             k.endUtc = !(newestQueued.flags & FLAG_CLOCK_NOT_SET)
+        }
+    }
+    if (acked) {
+        for (let slot = 0; slot < acked.ceilings.length; ++slot)
+            if (acked.ceilings[slot] > totalOf(k.totals, slot))
+                k.totals = withTotal(k.totals, slot, acked.ceilings[slot])
+        if (acked.seq > k.seq) {
+            k.seq = acked.seq
+            k.endS = acked.endS
+            // A mark of an older boot (a gap record): the previous boot had accounted for nothing after it.
+            k.endUtc = acked.boot === prev.boot && acked.endUtc
+            if (acked.boot !== prev.boot) k.endS = 0
         }
     }
     return k

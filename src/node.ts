@@ -12,6 +12,10 @@ import { firmware, readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from
 import { PublishPacket } from "./mqtt/packets"
 import { readJsonSetting, writeVerified } from "./platform/settings-store"
 import {
+    ACK_KEY,
+    AckMark,
+    ackMarkFromJson,
+    ackMarkToJson,
     gapRecord,
     initialState,
     lastKnown,
@@ -24,14 +28,7 @@ import {
 } from "./node-state"
 import { DurableQueue } from "./storage/durable-queue"
 import { SettingsKeyValueStore } from "./storage/settings-kv"
-import {
-    energyRecord,
-    FLAG_CLOCK_NOT_SET,
-    FLAG_ESTIMATED,
-    FLAG_NON_ADDITIVE,
-    isAdditive,
-    ReadingRecord,
-} from "./storage/records"
+import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, FLAG_NON_ADDITIVE, ReadingRecord } from "./storage/records"
 import { Uplink } from "./uplink"
 import { removeAt } from "./util/arrays"
 import { ANNOUNCED_KEY, announcedFromJson, announcedKey } from "./discovery"
@@ -43,8 +40,6 @@ import { nextBoundaryMs, offsetOfBoot, parseTimePayload, timeFromJson, WallClock
 const SHUTDOWN_ACK_TIMEOUT_MS = 5000
 /** News (an error, a drained queue) is published in the status at most this often. */
 const STATUS_MIN_INTERVAL_MS = 10000
-/** Totals of recent readings kept for the mark: enough for every reading in flight. */
-const RECENT_TOTALS = 32
 /** After a connection, how long readings wait for the time when the clock is not set. */
 const TIME_WAIT_MS = 3000
 const NO_HISTORY = "replay: no history kept (HISTORY_BYTES is 0)"
@@ -72,8 +67,11 @@ class Node implements BacklogHost {
     readonly meters: EnergyMeter[] = []
     /** By slot: id, quantity and unit; null where no meter is configured. */
     private readonly labels: MeterLabel[] = []
-    /** The totals of the last readings taken, as (seq, slot, total): the mark records each meter's. */
-    private recentTotals: number[][] = []
+    /** The acknowledgement mark as last written (see AckMark), and whether a write of it is under way. */
+    private acked: AckMark
+    private ackBusy = false
+    /** By slot, the amount of the meter's last reading: the margin of its ceiling. */
+    private readonly lastDeltas: number[] = []
     readonly boot: number
     private stopping = false
     /** Emits the token of every acknowledged publish, for code that waits on one. */
@@ -85,8 +83,6 @@ class Node implements BacklogHost {
     private readonly statusTopic: string
     /** As last written to flash. */
     private state: NodeState
-    /** The newest reading taken, for the mark a planned stop writes. */
-    private newest: ReadingRecord = null
     /** UTC, once a time message arrived. */
     private readonly clock = new WallClock()
     /** Meter ids with a Home Assistant config out, as stored in flash. */
@@ -137,7 +133,12 @@ class Node implements BacklogHost {
             c.flushIntervalMs,
             {
                 onError: text => self.reportError(text),
-                onFlushed: async (newest, inFlash) => await self.markSafe(newest, inFlash),
+                // What was acknowledged before the flush is in the acknowledgement mark already;
+                // what the queue holds, the next boot finds there.
+                onFlushed: (newest, inFlash) => {
+                    if (inFlash) console.log(`flash: safe up to seq ${newest.seq}`)
+                },
+                onAcknowledged: async newest => await self.markAcknowledged(newest),
                 utcOffsetS: boot => self.utcOffsetOfBoot(boot),
             },
             {
@@ -163,9 +164,18 @@ class Node implements BacklogHost {
         if (c.historyBytes) {
             this.history = await this.features.history.open(c.historyBytes)
         }
+        const acked = ackMarkFromJson(await readJsonSetting(ACK_KEY, undefined))
+        if (acked) await this.dropAcknowledged(acked.seq)
         const newestByMeter = await this.newestQueuedByMeter()
         const newestQueued = this.queue.size() ? (await this.queue.peek(1, this.queue.size() - 1))[0] : null
-        const known = lastKnown(this.previous, newestQueued, newestByMeter)
+        const known = lastKnown(this.previous, newestQueued, newestByMeter, acked)
+        this.acked = {
+            boot: known.boot,
+            seq: known.seq,
+            endS: known.endS,
+            endUtc: known.endUtc,
+            ceilings: known.totals,
+        }
         for (let slot = 0; slot < c.meters.length; ++slot) {
             const spec = c.meters[slot]
             this.meters.push(spec ? await this.createMeter(spec, totalOf(known.totals, slot)) : null)
@@ -556,8 +566,9 @@ class Node implements BacklogHost {
         const token = await this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
         await this.waitForAck(token, SHUTDOWN_ACK_TIMEOUT_MS)
         await this.uplink.flush()
+        // What is not in the queue now was acknowledged: the mark says so, with every total.
+        await this.writeAckMark()
         const s = this.nextState()
-        if (this.newest) this.markAt(s, this.newest)
         s.clean = true
         await this.writeState(s)
         await this.client.stop()
@@ -588,39 +599,56 @@ class Node implements BacklogHost {
         return !error
     }
 
-    /**
-     * Called after a flush: `newest` and every reading before it is in flash or acknowledged.
-     * While the queue in flash still holds `newest`, the next boot finds it there: no write.
-     */
-    private async markSafe(newest: ReadingRecord, inFlash: boolean) {
-        const s = this.nextState()
-        if (newest.seq <= s.markSeq) return
-        if (inFlash) {
-            console.log(`flash: safe up to seq ${newest.seq}`)
-            return
-        }
-        this.markAt(s, newest)
-        if (await this.writeState(s)) console.log(`flash: safe up to seq ${s.markSeq}`)
+    /** The broker acknowledged `r` and everything before it: the mark moves there. */
+    private async markAcknowledged(r: ReadingRecord) {
+        const m = this.acked
+        if (r.seq <= m.seq) return
+        m.seq = r.seq
+        // A gap record belongs to the previous boot: this boot had accounted for nothing yet.
+        const ownBoot = r.boot === this.boot
+        m.boot = this.boot
+        m.endS = ownBoot ? r.startS + r.durationS : 0
+        m.endUtc = ownBoot && !(r.flags & FLAG_CLOCK_NOT_SET)
+        await this.writeAckMark()
     }
 
-    /** Makes `r` the last safe reading of state `s`. */
-    private markAt(s: NodeState, r: ReadingRecord) {
-        s.markSeq = r.seq
-        // A gap record belongs to the previous boot: this boot has accounted for nothing yet.
-        const ownBoot = r.boot === this.boot
-        s.markEndS = ownBoot ? r.startS + r.durationS : 0
-        s.markUtc = ownBoot && !(r.flags & FLAG_CLOCK_NOT_SET)
-        // Every meter's total as of the mark: its newest reading up to r, among the recent ones.
-        for (let slot = 0; slot < this.meters.length; ++slot) {
-            let best = -1
-            for (let i = 0; i < this.recentTotals.length; ++i) {
-                const t = this.recentTotals[i]
-                if (t[1] === slot && t[0] <= r.seq) best = i
+    /**
+     * Writes the acknowledgement mark, each meter's ceiling raised to its total plus twice its
+     * last amount: the next reading usually stays below it, so it needs no write of its own
+     * before it is published. One write at a time; one that comes meanwhile waits.
+     */
+    private async writeAckMark() {
+        while (this.ackBusy) await ds.sleep(5)
+        this.ackBusy = true
+        try {
+            const m = this.acked
+            for (let slot = 0; slot < this.meters.length; ++slot) {
+                const meter = this.meters[slot]
+                if (!meter) continue
+                const ceiling = meter.totalMilliWh + 2 * (this.lastDeltas[slot] || 0)
+                if (ceiling > totalOf(m.ceilings, slot)) m.ceilings = withTotal(m.ceilings, slot, ceiling)
             }
-            if (best >= 0) s.totals = withTotal(s.totals, slot, this.recentTotals[best][2])
+            const error = await writeVerified(ACK_KEY, ackMarkToJson(m))
+            if (error) this.reportError(error)
+            else console.log(`flash: acknowledged up to seq ${m.seq}`)
+        } finally {
+            this.ackBusy = false
         }
-        if (isAdditive(r) && r.totalMilliWh > totalOf(s.totals, r.meter))
-            s.totals = withTotal(s.totals, r.meter, r.totalMilliWh)
+    }
+
+    /**
+     * Drops the queue's oldest records up to seq `ackedSeq`: the broker acknowledged them before
+     * the last boot ended, and their removal had not reached flash. Without this, the readings and
+     * gaps a power cut caught there were sent again. The queue holds records in the order of their
+     * seqs, and acknowledgements come in the queue's order.
+     */
+    private async dropAcknowledged(ackedSeq: number) {
+        const upTo = await this.queue.read(0, this.queue.size(), r => r.seq <= ackedSeq)
+        if (!upTo) return
+        this.queue.remove(upTo)
+        const error = await this.queue.flush()
+        if (error) this.reportError(error)
+        console.log(`node: ${upTo} queued readings were acknowledged before the last boot ended, dropped`)
     }
 
     /** Persists a new seq reservation when the current one is used up (or `force`: the boot write). */
@@ -682,6 +710,10 @@ class Node implements BacklogHost {
     /** Stores and queues one reading of meter `slot`, in stored seconds startS..endS. */
     private async record(slot: number, r: MeterReading, startMs: number, endMs: number, startS: number, endS: number) {
         const meter = this.meters[slot]
+        // Above its ceiling (the power rose): raised in flash before the reading can be published.
+        // Before its seq is taken: from the seq to the append nothing waits, so the queue holds
+        // readings in the order of their seqs (dropAcknowledged relies on it).
+        if (meter.totalMilliWh > totalOf(this.acked.ceilings, slot)) await this.writeAckMark()
         const record = energyRecord(
             slot,
             await this.takeSeq(),
@@ -703,9 +735,7 @@ class Node implements BacklogHost {
             record.maxMilli = r.level.maxMilli
         }
         if (r.estimated) record.flags |= FLAG_ESTIMATED
-        this.newest = record
-        this.recentTotals.push([record.seq, slot, record.totalMilliWh])
-        if (this.recentTotals.length > RECENT_TOTALS) this.recentTotals.shift()
+        this.lastDeltas[slot] = record.deltaMilliWh
         await this.uplink.append(record)
         if (this.history) this.history.add(record)
         console.log(`reading: seq ${record.seq} of ${this.labels[slot].id}, queued ${this.uplink.size()}`)

@@ -16,7 +16,14 @@
 import { MAX_READINGS_PER_MESSAGE, readingElement, readingMessage } from "./reading"
 import { MeterLabel } from "./meters/meter-spec"
 import { DurableQueue } from "./storage/durable-queue"
-import { copyInto, FLAG_CLOCK_NOT_SET, FLAG_NON_ADDITIVE, newRecord, ReadingRecord } from "./storage/records"
+import {
+    copyInto,
+    copyRecord,
+    FLAG_CLOCK_NOT_SET,
+    FLAG_NON_ADDITIVE,
+    newRecord,
+    ReadingRecord,
+} from "./storage/records"
 import { removeAt } from "./util/arrays"
 
 /** Reading messages out at once, each held in the heap until its PUBACK. */
@@ -33,9 +40,9 @@ const SUBMITS_PER_YIELD = 4
 
 interface OutMessage {
     token: number
-    /** Queue records the message carries, and the seq of its last. */
+    /** Queue records the message carries, and the last of them as published. */
     count: number
-    lastSeq: number
+    last: ReadingRecord
     acked: boolean
 }
 
@@ -63,6 +70,12 @@ export interface UplinkEvents {
      */
     onFlushed: (newest: ReadingRecord, inFlash: boolean) => Promise<void> | void
     /**
+     * The broker acknowledged `newest` and everything before it: they are leaving the queue, and
+     * the next boot must know they were delivered. Called on a fiber of its own, one at a time,
+     * with the newest only when several come meanwhile.
+     */
+    onAcknowledged?: (newest: ReadingRecord) => Promise<void>
+    /**
      * UTC offset (utcS - uptimeS) of boot `boot`, or 0 when that boot never learned the time.
      * Readings stored in uptime seconds are published in UTC when their boot's offset is known.
      */
@@ -87,6 +100,9 @@ export class Uplink {
     private earlyAcks: number[] = []
     /** The highest seq the broker acknowledged. */
     private acknowledgedSeq = 0
+    /** The newest record acknowledged, and whether onAcknowledged is running. */
+    private acknowledged: ReadingRecord = null
+    private reporting = false
     private readonly window: number
     /** The record a message is built from, and the payload built for the next publish. */
     private readonly record: ReadingRecord = newRecord()
@@ -302,7 +318,7 @@ export class Uplink {
         payload[at] = 93 // ]
         payload[at + 1] = 125 // }
         this.payload = payload
-        return { token: 0, count, lastSeq: r.seq, acked: false }
+        return { token: 0, count, last: copyRecord(r), acked: false }
     }
 
     /**
@@ -332,13 +348,35 @@ export class Uplink {
         // acknowledged head leaves it.
         let removed = 0
         while (this.out.length && this.out[0].acked) {
+            const last = this.out[0].last
             removed += this.out[0].count
-            if (this.out[0].lastSeq > this.acknowledgedSeq) this.acknowledgedSeq = this.out[0].lastSeq
+            if (last.seq > this.acknowledgedSeq) {
+                this.acknowledgedSeq = last.seq
+                this.acknowledged = last
+            }
             removeAt(this.out, 0)
         }
         this.deferredRemovals += removed
         if (!this.busy) this.applyDeferred()
         this.kick()
+        if (removed && this.events.onAcknowledged && !this.reporting) {
+            const self = this
+            this.reporting = true
+            this.platform.spawn(async () => await self.reportAcknowledged())
+        }
         return true
+    }
+
+    /** Tells onAcknowledged the newest acknowledged record until it has heard of the newest. */
+    private async reportAcknowledged() {
+        let told: ReadingRecord = null
+        try {
+            while (this.acknowledged !== told) {
+                told = this.acknowledged
+                await this.events.onAcknowledged(told)
+            }
+        } finally {
+            this.reporting = false
+        }
     }
 }

@@ -20,7 +20,15 @@ import {
     FLAG_CLOCK_NOT_SET,
     ReadingRecord,
 } from "../../src/storage/records"
-import { gapRecord, initialState, lastKnown, stateFromJson, stateToJson } from "../../src/node-state"
+import {
+    ackMarkFromJson,
+    ackMarkToJson,
+    gapRecord,
+    initialState,
+    lastKnown,
+    stateFromJson,
+    stateToJson,
+} from "../../src/node-state"
 import { SeededRandom, SimulatedEnergyMeter } from "../../src/meters/simulated"
 import { maskUrl, parseBrokerUrl } from "../../src/mqtt/url"
 import { backoffDelayMs, jitter01, jitterSeed } from "../../src/mqtt/backoff"
@@ -314,6 +322,34 @@ describe("persistent state and gaps", () => {
         assert.equal(gap.seq, 3001)
         assert.equal(gap.startS, 960)
         assert.equal(gap.totalMilliWh, 25)
+    })
+
+    test("after a power cut online, the acknowledgement mark places the gap and lifts each total to its ceiling", () => {
+        const cut = {
+            ...initialState(),
+            boot: 3,
+            seq: 3000,
+            totals: [10, 7],
+            markSeq: 2500,
+            markEndS: 900,
+            clean: false,
+        }
+        const mark = { boot: 3, seq: 2650, endS: 1_796_280_000, endUtc: true, ceilings: [40, 5] }
+        const back = ackMarkFromJson(JSON.parse(JSON.stringify(ackMarkToJson(mark))))
+        assert.deepEqual(back, mark)
+        assert.equal(ackMarkFromJson([3, 2650, "x"]), null, "damage reads as no mark")
+        // Acknowledged past the newest queued record: the gap starts after it, in UTC; a meter's
+        // total is the higher of its ceiling and what the state and the queue say.
+        const queued = energyRecord(0, 2600, 3, 900_000, 960_000, 5, 25)
+        const known = lastKnown(cut, queued, undefined, back!)
+        assert.deepEqual(known, { boot: 3, seq: 2650, endS: 1_796_280_000, endUtc: true, totals: [40, 7] })
+        assert.equal(gapRecord(cut, known, 0, 3001)!.firstSeq, 2651)
+        // A mark of an older boot (its gap record acknowledged): no time of this boot to start from.
+        const older = lastKnown(cut, null, undefined, { ...mark, boot: 2 })
+        assert.deepEqual([older.seq, older.endS, older.endUtc], [2650, 0, false])
+        // Behind the queue, it moves nothing but the totals.
+        const behind = lastKnown(cut, queued, undefined, { ...mark, seq: 2550 })
+        assert.deepEqual([behind.seq, behind.endS, behind.totals], [2600, 960, [40, 7]])
     })
 })
 
