@@ -116,19 +116,13 @@ export const ACK_KEY = "mn_ack"
  * acknowledged, the end of its interval (as markEndS), and each meter's ceiling, a total that no
  * reading published so far exceeds. After a power cut, the next boot reports a gap only after that
  * seq, and each meter resumes at its ceiling: a total never goes back in what subscribers got.
+ * The shape of LastKnown, its totals being the ceilings.
  */
-export interface AckMark {
-    boot: number
-    seq: number
-    endS: number
-    endUtc: boolean
-    /** By slot, thousandths of the meter's unit. */
-    ceilings: number[]
-}
+export type AckMark = LastKnown
 
 export function ackMarkToJson(m: AckMark): number[] {
     const out = [m.boot, m.seq, m.endS, m.endUtc ? 1 : 0]
-    for (const c of m.ceilings) out.push(c)
+    for (const c of m.totals) out.push(c)
     return out
 }
 
@@ -136,7 +130,7 @@ export function ackMarkToJson(m: AckMark): number[] {
 export function ackMarkFromJson(v: any): AckMark {
     if (!Array.isArray(v) || v.length < 4) return null
     for (const x of v) if (!isWholeNumber(x)) return null
-    return { boot: v[0], seq: v[1], endS: v[2], endUtc: v[3] === 1, ceilings: v.slice(4) }
+    return { boot: v[0], seq: v[1], endS: v[2], endUtc: v[3] === 1, totals: v.slice(4) }
 }
 
 /** Where the previous boot's accounted-for readings end: its mark, or a later record still queued. */
@@ -179,9 +173,8 @@ export function lastKnown(
         }
     }
     if (acked) {
-        for (let slot = 0; slot < acked.ceilings.length; ++slot)
-            if (acked.ceilings[slot] > totalOf(k.totals, slot))
-                k.totals = withTotal(k.totals, slot, acked.ceilings[slot])
+        for (let slot = 0; slot < acked.totals.length; ++slot)
+            if (acked.totals[slot] > totalOf(k.totals, slot)) k.totals = withTotal(k.totals, slot, acked.totals[slot])
         if (acked.seq > k.seq) {
             k.seq = acked.seq
             k.endS = acked.endS

@@ -139,6 +139,11 @@ class Node implements BacklogHost {
                     if (inFlash) console.log(`flash: safe up to seq ${newest.seq}`)
                 },
                 onAcknowledged: async newest => await self.markAcknowledged(newest),
+                // A total above its meter's ceiling (the power rose, or readings taken offline) is
+                // published only once the ceiling in flash is above it.
+                beforePublish: async last => {
+                    if (last.totalMilliWh > totalOf(self.acked.totals, last.meter)) await self.writeAckMark()
+                },
                 utcOffsetS: boot => self.utcOffsetOfBoot(boot),
             },
             {
@@ -169,13 +174,8 @@ class Node implements BacklogHost {
         const newestByMeter = await this.newestQueuedByMeter()
         const newestQueued = this.queue.size() ? (await this.queue.peek(1, this.queue.size() - 1))[0] : null
         const known = lastKnown(this.previous, newestQueued, newestByMeter, acked)
-        this.acked = {
-            boot: known.boot,
-            seq: known.seq,
-            endS: known.endS,
-            endUtc: known.endUtc,
-            ceilings: known.totals,
-        }
+        // The mark starts where the previous boot's readings end; it moves once the gaps below are made.
+        this.acked = known
         for (let slot = 0; slot < c.meters.length; ++slot) {
             const spec = c.meters[slot]
             this.meters.push(spec ? await this.createMeter(spec, totalOf(known.totals, slot)) : null)
@@ -599,16 +599,17 @@ class Node implements BacklogHost {
         return !error
     }
 
-    /** The broker acknowledged `r` and everything before it: the mark moves there. */
+    /**
+     * The broker acknowledged `r` and everything before it: the mark moves there. A gap record
+     * carries the boot it reports on: lastKnown() then starts no time of the next boot from it.
+     */
     private async markAcknowledged(r: ReadingRecord) {
         const m = this.acked
         if (r.seq <= m.seq) return
         m.seq = r.seq
-        // A gap record belongs to the previous boot: this boot had accounted for nothing yet.
-        const ownBoot = r.boot === this.boot
-        m.boot = this.boot
-        m.endS = ownBoot ? r.startS + r.durationS : 0
-        m.endUtc = ownBoot && !(r.flags & FLAG_CLOCK_NOT_SET)
+        m.boot = r.boot
+        m.endS = r.startS + r.durationS
+        m.endUtc = !(r.flags & FLAG_CLOCK_NOT_SET)
         await this.writeAckMark()
     }
 
@@ -626,7 +627,7 @@ class Node implements BacklogHost {
                 const meter = this.meters[slot]
                 if (!meter) continue
                 const ceiling = meter.totalMilliWh + 2 * (this.lastDeltas[slot] || 0)
-                if (ceiling > totalOf(m.ceilings, slot)) m.ceilings = withTotal(m.ceilings, slot, ceiling)
+                if (ceiling > totalOf(m.totals, slot)) m.totals = withTotal(m.totals, slot, ceiling)
             }
             const error = await writeVerified(ACK_KEY, ackMarkToJson(m))
             if (error) this.reportError(error)
@@ -648,7 +649,6 @@ class Node implements BacklogHost {
         this.queue.remove(upTo)
         const error = await this.queue.flush()
         if (error) this.reportError(error)
-        console.log(`node: ${upTo} queued readings were acknowledged before the last boot ended, dropped`)
     }
 
     /** Persists a new seq reservation when the current one is used up (or `force`: the boot write). */
@@ -710,10 +710,6 @@ class Node implements BacklogHost {
     /** Stores and queues one reading of meter `slot`, in stored seconds startS..endS. */
     private async record(slot: number, r: MeterReading, startMs: number, endMs: number, startS: number, endS: number) {
         const meter = this.meters[slot]
-        // Above its ceiling (the power rose): raised in flash before the reading can be published.
-        // Before its seq is taken: from the seq to the append nothing waits, so the queue holds
-        // readings in the order of their seqs (dropAcknowledged relies on it).
-        if (meter.totalMilliWh > totalOf(this.acked.ceilings, slot)) await this.writeAckMark()
         const record = energyRecord(
             slot,
             await this.takeSeq(),

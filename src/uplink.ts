@@ -75,6 +75,8 @@ export interface UplinkEvents {
      * with the newest only when several come meanwhile.
      */
     onAcknowledged?: (newest: ReadingRecord) => Promise<void>
+    /** Before a message is published, with its last record as it goes out (the node's ceiling check). */
+    beforePublish?: (last: ReadingRecord) => Promise<void>
     /**
      * UTC offset (utcS - uptimeS) of boot `boot`, or 0 when that boot never learned the time.
      * Readings stored in uptime seconds are published in UTC when their boot's offset is known.
@@ -104,8 +106,12 @@ export class Uplink {
     private acknowledged: ReadingRecord = null
     private reporting = false
     private readonly window: number
-    /** The record a message is built from, and the payload built for the next publish. */
+    /**
+     * The record a message is built from (the last one read, which may not fit), the last one the
+     * message took, and the payload built for the next publish.
+     */
     private readonly record: ReadingRecord = newRecord()
+    private readonly last: ReadingRecord = newRecord()
     private payload: Buffer = null
 
     constructor(
@@ -259,6 +265,7 @@ export class Uplink {
             while (this.out.length < this.window && this.pinned < this.queue.size() && client.isConnected()) {
                 const message = await this.nextMessage()
                 if (!message) break
+                if (this.events.beforePublish) await this.events.beforePublish(this.last)
                 this.out.push(message)
                 this.pinned += message.count
                 message.token = await client.publish(this.topics[this.record.meter], this.payload, 1, false)
@@ -305,6 +312,7 @@ export class Uplink {
             if (more && length + part.length > MAX_MESSAGE_BYTES_OUT) return false
             parts.push(part)
             length += part.length
+            copyInto(self.last, r)
             return true
         })
         if (!count) return null
@@ -318,7 +326,7 @@ export class Uplink {
         payload[at] = 93 // ]
         payload[at + 1] = 125 // }
         this.payload = payload
-        return { token: 0, count, last: copyRecord(r), acked: false }
+        return { token: 0, count, last: copyRecord(this.last), acked: false }
     }
 
     /**

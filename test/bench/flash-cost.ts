@@ -4,15 +4,16 @@
 // node.ts drive them. Days of one-minute readings cannot be run in real time in the simulator;
 // the code that decides what is written is the same.
 //
-// The policy, as in uplink.ts: append every reading; remove it when acknowledged (online: before
-// the next flush); flush every FLUSH_S, or at once when two closed blocks wait in RAM; after a
-// flush that followed new readings, write the node's state (the mark) unless the queue in flash
-// holds the newest reading. The state is also written for every new block of 1,000 sequence numbers.
+// The policy, as in uplink.ts and node.ts: append every reading; remove it when acknowledged
+// (online: before the next flush) and write the acknowledgement mark (its seq, and each meter's
+// ceiling: its total plus twice its last amount), and before that, when the reading's total is
+// above the ceiling, write the mark with the ceiling raised; flush every FLUSH_S, or at once when
+// two closed blocks wait in RAM. The state is written for every new block of 1,000 sequence numbers.
 import { FakeSettingsStore } from "../fixtures/fake-kv"
 import { DurableQueue } from "../../src/storage/durable-queue"
 import { energyRecord } from "../../src/storage/records"
 import { SimulatedEnergyMeter } from "../../src/meters/simulated"
-import { NodeState, STATE_KEY, stateToJson, withTotal } from "../../src/node-state"
+import { ACK_KEY, AckMark, ackMarkToJson, NodeState, STATE_KEY, stateToJson } from "../../src/node-state"
 import { SEQ_BLOCK } from "../../src/sequence"
 
 /** Erase cycles a flash page is rated for (ESP32 and RP2040 datasheets' external flash). */
@@ -62,6 +63,11 @@ export async function flashCost(s: FlashScenario): Promise<FlashResult> {
         clean: false,
     }
     const writeState = async () => await store.set(STATE_KEY, Buffer.from(JSON.stringify(stateToJson(state))))
+    const mark: AckMark = { boot: 1, seq: 0, endS: 1763800000, endUtc: true, totals: [0] }
+    const writeMark = async (ceiling: number) => {
+        mark.totals = [Math.max(mark.totals[0], ceiling)]
+        await store.set(ACK_KEY, Buffer.from(JSON.stringify(ackMarkToJson(mark))))
+    }
 
     // The worst case for what follows: an earlier outage filled every queue slot, so the store
     // holds the whole queue budget live and has the least room between compactions.
@@ -98,8 +104,7 @@ export async function flashCost(s: FlashScenario): Promise<FlashResult> {
     }
     const readings = Math.round((s.days * 86400) / s.readingS)
     let lastFlushS = 0
-    let appended = false
-    let newestSeq = 0
+    let lastDelta = 0
     for (let n = 0; n < readings; n++, i++) {
         const nowS = (n + 1) * s.readingS
         if (seq + 1 > state.seq) {
@@ -108,21 +113,18 @@ export async function flashCost(s: FlashScenario): Promise<FlashResult> {
         }
         const r = take(i)
         queue.append(r)
-        appended = true
-        newestSeq = r.seq
-        if (s.online) queue.remove(1)
+        if (s.online) {
+            // Published (above the ceiling: the mark first), acknowledged, gone from the queue.
+            if (r.totalMilliWh > mark.totals[0]) await writeMark(r.totalMilliWh + 2 * lastDelta)
+            queue.remove(1)
+            mark.seq = r.seq
+            mark.endS += s.readingS
+            await writeMark(r.totalMilliWh + 2 * r.deltaMilliWh)
+        }
+        lastDelta = r.deltaMilliWh
         if (queue.closedUnflushedBlocks() >= 2 || nowS - lastFlushS >= s.flushS) {
             await queue.flush()
             lastFlushS = nowS
-            // Online the newest reading is acknowledged and gone from the queue: the state marks it.
-            // Offline the queue in flash holds it, and the next boot finds it there.
-            if (appended && newestSeq > state.markSeq && s.online) {
-                state.markSeq = newestSeq
-                state.markEndS = nowS
-                state.totals = withTotal(state.totals, 0, meter.totalMilliWh)
-                await writeState()
-            }
-            appended = false
         }
     }
     const compactionsPerDay = (store.compactions - compactionsBefore) / s.days

@@ -334,7 +334,7 @@ describe("persistent state and gaps", () => {
             markEndS: 900,
             clean: false,
         }
-        const mark = { boot: 3, seq: 2650, endS: 1_796_280_000, endUtc: true, ceilings: [40, 5] }
+        const mark = { boot: 3, seq: 2650, endS: 1_796_280_000, endUtc: true, totals: [40, 5] }
         const back = ackMarkFromJson(JSON.parse(JSON.stringify(ackMarkToJson(mark))))
         assert.deepEqual(back, mark)
         assert.equal(ackMarkFromJson([3, 2650, "x"]), null, "damage reads as no mark")

@@ -86,13 +86,31 @@ async function runSchedule(seed: number, steps: number, budgetBytes: number, out
     assert.equal(await queue.open(), "")
     const broker = new FakeBroker(random)
     const errors: string[] = []
+    /** What onAcknowledged was told, each checked against what the broker had acknowledged then. */
+    const told: number[] = []
+    const ackedSeqs = () => {
+        let highest = 0
+        for (const m of broker.sent)
+            if (m.acked) for (const e of JSON.parse(m.payload).readings) highest = Math.max(highest, e.seq)
+        return highest
+    }
     const uplink = new Uplink(
         queue,
         [energyLabel("main")],
         ["meters/n/main/reading"],
         8,
         3_600_000,
-        { onError: text => errors.push(text), onFlushed: () => {} },
+        {
+            onError: text => errors.push(text),
+            onFlushed: () => {},
+            onAcknowledged: async r => {
+                assert.ok(r.seq <= ackedSeqs(), `told seq ${r.seq} acknowledged; the broker had up to ${ackedSeqs()}`)
+                assert.ok(!told.length || r.seq > told[told.length - 1], "told in order, each once")
+                told.push(r.seq)
+                // As a flash write: the fiber waits (the seeded schedule's random numbers untouched).
+                await turns(2)
+            },
+        },
         {
             millis: () => Date.now(),
             // Event loop turns, not timers: the schedule depends on the seed alone, never on the machine's load.
@@ -149,7 +167,7 @@ async function runSchedule(seed: number, steps: number, budgetBytes: number, out
         await turn()
     }
     await uplink.flush()
-    return { taken, broker, queue, uplink, errors, startTotal, endTotal: meter.totalMilliWh }
+    return { taken, broker, queue, uplink, errors, told, startTotal, endTotal: meter.totalMilliWh }
 }
 
 /** The readings the broker received, first copies only, in order of first arrival. */
@@ -228,6 +246,7 @@ describe("uplink: store and forward under random interleavings", () => {
                 energy += Math.round(e.delta * 1000)
             }
             assert.equal(next - 1, taken.length, "the last reading taken was delivered")
+            assert.equal(run.told[run.told.length - 1], taken.length, "the mark reached the last reading")
             assert.equal(energy, run.endTotal - run.startTotal, "delivered energy equals the meter's change")
             const stats = queue.stats()
             assert.equal(stats.droppedReadings, 0)
