@@ -172,7 +172,8 @@ export function lastKnown(
             k.endUtc = !(newestQueued.flags & FLAG_CLOCK_NOT_SET)
         }
     }
-    if (acked) {
+    // After a planned stop the state has every total exact, and no reading is lost.
+    if (acked && !prev.clean) {
         for (let slot = 0; slot < acked.totals.length; ++slot)
             if (acked.totals[slot] > totalOf(k.totals, slot)) k.totals = withTotal(k.totals, slot, acked.totals[slot])
         if (acked.seq > k.seq) {

@@ -566,9 +566,10 @@ class Node implements BacklogHost {
         const token = await this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
         await this.waitForAck(token, SHUTDOWN_ACK_TIMEOUT_MS)
         await this.uplink.flush()
-        // What is not in the queue now was acknowledged: the mark says so, with every total.
-        await this.writeAckMark()
+        // The next boot continues each total exactly where it stops (no ceiling: there is no gap).
         const s = this.nextState()
+        for (let slot = 0; slot < this.meters.length; ++slot)
+            if (this.meters[slot]) s.totals = withTotal(s.totals, slot, this.meters[slot].totalMilliWh)
         s.clean = true
         await this.writeState(s)
         await this.client.stop()
@@ -576,18 +577,9 @@ class Node implements BacklogHost {
         if (restart) ds.restart()
     }
 
+    /** A copy of the state to change and write (its arrays are replaced, never changed in place). */
     private nextState(): NodeState {
-        const s = this.state
-        return {
-            boot: s.boot,
-            seq: s.seq,
-            totals: s.totals,
-            markSeq: s.markSeq,
-            markEndS: s.markEndS,
-            markUtc: s.markUtc,
-            offsets: s.offsets,
-            clean: s.clean,
-        }
+        return Object.assign({}, this.state)
     }
 
     private async writeState(s: NodeState) {

@@ -347,6 +347,8 @@ describe("persistent state and gaps", () => {
         // A mark of an older boot (its gap record acknowledged): no time of this boot to start from.
         const older = lastKnown(cut, null, undefined, { ...mark, boot: 2 })
         assert.deepEqual([older.seq, older.endS, older.endUtc], [2650, 0, false])
+        // After a planned stop the state's totals are exact: a ceiling would be energy never metered.
+        assert.deepEqual(lastKnown({ ...cut, clean: true }, null, undefined, back!).totals, [10, 7])
         // Behind the queue, it moves nothing but the totals.
         const behind = lastKnown(cut, queued, undefined, { ...mark, seq: 2550 })
         assert.deepEqual([behind.seq, behind.endS, behind.totals], [2600, 960, [40, 7]])
