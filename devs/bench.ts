@@ -739,7 +739,15 @@ async function heapBench() {
     const results: Record<string, Awaited<ReturnType<typeof heapSearch>>> = {}
     for (const w of workloads) {
         if (!HEAP_WORKLOADS[w]) throw new Error(`heap: unknown workload ${w}`)
-        results[w] = await heapSearch(w)
+        try {
+            results[w] = await heapSearch(w)
+        } catch (e) {
+            // The ballast is code too: an image at the VM's limit has no room for it.
+            if (!/verification error: -1051/.test(String(e))) throw e
+            print(
+                `  ${HEAP_WORKLOADS[w]}: not measured: with the ballast's code, the image is over the VM's 64 KB code section`
+            )
+        }
     }
     const mid = (r: { peakKb: number[] }) => (r.peakKb[0] + r.peakKb[1]) / 2
     const builtin = results.builtin
