@@ -40,19 +40,11 @@ export interface Incoming {
     retained?: boolean
 }
 
+/** The counters a message's outcome adds to the store's, at zero. */
+const zeroCounts = () => ({ stored: 0, duplicates: 0, covered: 0, partial: 0, conflicts: 0, statuses: 0 })
+
 export function newStats(): StoreStats {
-    return {
-        messages: 0,
-        stored: 0,
-        duplicates: 0,
-        covered: 0,
-        partial: 0,
-        conflicts: 0,
-        statuses: 0,
-        rejected: {},
-        failures: 0,
-        retries: 0,
-    }
+    return { messages: 0, ...zeroCounts(), rejected: {}, failures: 0, retries: 0 }
 }
 
 /** What one message did, applied to the counters once its transaction has committed. */
@@ -71,15 +63,7 @@ interface Outcome {
 /** A meter as the store knows it: a change of quantity or unit is another key. */
 const meterKey = (b: ReadingBatch) => `${b.node}/${b.meter}/${b.quantity}/${b.unit}`
 
-const newOutcome = (): Outcome => ({
-    stored: 0,
-    duplicates: 0,
-    covered: 0,
-    partial: 0,
-    conflicts: 0,
-    statuses: 0,
-    rejected: [],
-})
+const newOutcome = (): Outcome => ({ ...zeroCounts(), rejected: [] })
 
 const READING_COLUMNS =
     "node, meter, seq, first_seq, boot, time_base, start_time, end_time, delta, total, reported_delta, min, mean, max, estimated, gap, after_seq, replay, partial"
@@ -186,14 +170,7 @@ export class Store {
             // The content, not the database: the same message would fail again. Kept as refused.
             const err = e as any
             const reason = err.constraint ? `contract:${err.constraint}` : `refused:${err.code}`
-            outcome.rejected = []
-            outcome.stored =
-                outcome.duplicates =
-                outcome.covered =
-                outcome.partial =
-                outcome.conflicts =
-                outcome.statuses =
-                    0
+            Object.assign(outcome, zeroCounts(), { rejected: [] })
             await this.db.transaction(tx =>
                 this.reject(tx, outcome, topic, reason, String(err.message), keptPayload(payload), payload.length)
             )

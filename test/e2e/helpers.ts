@@ -177,6 +177,15 @@ export async function until(what: string, predicate: () => boolean | Promise<boo
     }
 }
 
+/** Deterministic moments in [fromMs, toMs), so that a failure can be replayed: a Park-Miller sequence from a seed. */
+export function* moments(seed: number, fromMs: number, toMs: number) {
+    let state = seed
+    for (;;) {
+        state = (state * 48271) % 2147483647
+        yield fromMs + Math.floor((state / 2147483647) * (toMs - fromMs))
+    }
+}
+
 /** Seqs of the readings the firmware took, in order, from its console lines ("reading: seq N"). */
 export function readingSeqs(lines: string[]) {
     const seqs: number[] = []

@@ -9,21 +9,12 @@ import assert from "node:assert/strict"
 import { Broker, BrokerKind, findMosquitto } from "../../devs/lib/broker"
 import { FaultProxy } from "../../devs/lib/fault-proxy"
 import { sleep } from "../../devs/lib/process"
-import { NodeUnderTest, readingSeqs, Recorder, until } from "./helpers"
+import { moments, NodeUnderTest, readingSeqs, Recorder, until } from "./helpers"
 
 const SUFFIX = "/main/reading"
 const CUTS = 5
 /** The cut made while the node drains what it took during an outage of its link. */
 const DRAIN_CUT = 2
-
-/** Deterministic moments: a Park-Miller sequence from a seed. */
-function* moments(seed: number, fromMs: number, toMs: number) {
-    let state = seed
-    for (;;) {
-        state = (state * 48271) % 2147483647
-        yield fromMs + Math.floor((state / 2147483647) * (toMs - fromMs))
-    }
-}
 
 function lastMatch(lines: string[], pattern: RegExp) {
     let found = -1

@@ -6,7 +6,7 @@ import assert from "node:assert/strict"
 import { Broker } from "../../devs/lib/broker"
 import { sleep } from "../../devs/lib/process"
 import type { Settings } from "../../devs/lib/simulator"
-import { assertFirstDeliveriesInOrder, NodeUnderTest, readingSeqs, Recorder, until } from "./helpers"
+import { assertFirstDeliveriesInOrder, moments, NodeUnderTest, readingSeqs, Recorder, until } from "./helpers"
 
 const READING_SUFFIX = "/main/reading"
 
@@ -39,15 +39,6 @@ function lastSafeSeq(lines: string[]) {
         if (m) safe = Number(m[1])
     }
     return safe
-}
-
-/** Deterministic moments, so a failure can be replayed: a Park-Miller sequence from a seed. */
-function* moments(seed: number, fromMs: number, toMs: number) {
-    let state = seed
-    for (;;) {
-        state = (state * 48271) % 2147483647
-        yield fromMs + Math.floor((state / 2147483647) * (toMs - fromMs))
-    }
 }
 
 /**
