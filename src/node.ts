@@ -592,12 +592,13 @@ class Node implements BacklogHost {
     }
 
     /**
-     * The broker acknowledged `r` and everything before it: the mark moves there. A gap record
-     * carries the boot it reports on: lastKnown() then starts no time of the next boot from it.
+     * The broker acknowledged `r` and everything before it: the mark moves there, also to a seq
+     * below where this boot's gap started (a backlog of earlier boots draining), for the next boot
+     * to drop what was acknowledged; lastKnown() takes only a seq above its own. A gap record carries
+     * the boot it reports on: lastKnown() then starts no time of the next boot from it.
      */
     private async markAcknowledged(r: ReadingRecord) {
         const m = this.acked
-        if (r.seq <= m.seq) return
         m.seq = r.seq
         m.boot = r.boot
         m.endS = r.startS + r.durationS
