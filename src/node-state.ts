@@ -88,6 +88,11 @@ export function withTotal(totals: number[], slot: number, total: number) {
     return out
 }
 
+/** `totals` with the total of `slot` raised to `total` when that is higher (a new array then). */
+export function withHigherTotal(totals: number[], slot: number, total: number) {
+    return total > totalOf(totals, slot) ? withTotal(totals, slot, total) : totals
+}
+
 /** The state read from flash, or null when it is missing or damaged. */
 export function stateFromJson(v: any): NodeState {
     if (!v || typeof v !== "object") return null
@@ -163,8 +168,7 @@ export function lastKnown(
         totals: prev.totals.slice(0),
     }
     const byMeter = newestByMeter || [newestQueued]
-    for (const r of byMeter)
-        if (r && r.totalMilliWh > totalOf(k.totals, r.meter)) k.totals = withTotal(k.totals, r.meter, r.totalMilliWh)
+    for (const r of byMeter) if (r) k.totals = withHigherTotal(k.totals, r.meter, r.totalMilliWh)
     if (newestQueued && newestQueued.seq > k.seq) {
         k.seq = newestQueued.seq
         if (newestQueued.boot === prev.boot) {
@@ -175,7 +179,7 @@ export function lastKnown(
     // After a planned stop the state has every total exact, and no reading is lost.
     if (acked && !prev.clean) {
         for (let slot = 0; slot < acked.totals.length; ++slot)
-            if (acked.totals[slot] > totalOf(k.totals, slot)) k.totals = withTotal(k.totals, slot, acked.totals[slot])
+            k.totals = withHigherTotal(k.totals, slot, acked.totals[slot])
         if (acked.seq > k.seq) {
             k.seq = acked.seq
             k.endS = acked.endS

@@ -24,6 +24,7 @@ import {
     stateFromJson,
     stateToJson,
     totalOf,
+    withHigherTotal,
     withTotal,
 } from "./node-state"
 import { DurableQueue } from "./storage/durable-queue"
@@ -619,8 +620,7 @@ class Node implements BacklogHost {
             for (let slot = 0; slot < this.meters.length; ++slot) {
                 const meter = this.meters[slot]
                 if (!meter) continue
-                const ceiling = meter.totalMilliWh + 2 * (this.lastDeltas[slot] || 0)
-                if (ceiling > totalOf(m.totals, slot)) m.totals = withTotal(m.totals, slot, ceiling)
+                m.totals = withHigherTotal(m.totals, slot, meter.totalMilliWh + 2 * (this.lastDeltas[slot] || 0))
             }
             const error = await writeVerified(ACK_KEY, ackMarkToJson(m))
             if (error) this.reportError(error)
