@@ -159,7 +159,10 @@ export class Store {
                         payload.length
                     )
                 else if (parsed.kind === "status") await this.storeStatus(tx, outcome, parsed)
-                else await this.storeBatch(tx, outcome, topic, parsed)
+                else {
+                    await this.ensureMeters(tx, [parsed])
+                    await this.storeBatch(tx, outcome, topic, parsed)
+                }
             })
         } catch (e) {
             if (!isDataError(e)) {
@@ -199,10 +202,10 @@ export class Store {
         const outcomes = parsed.map(() => newOutcome())
         try {
             await this.db.transaction(async tx => {
-                const batches = parsed.filter((p): p is ReadingBatch => p.kind === "readings" && !!p.elements.length)
-                const unknown = batches.filter(b => !this.knownMeters.has(meterKey(b)))
-                await this.ensureMeters(tx, unknown)
-                const ensured = new Set(unknown.map(meterKey))
+                await this.ensureMeters(
+                    tx,
+                    parsed.filter((p): p is ReadingBatch => p.kind === "readings")
+                )
                 let plain: { o: Outcome; b: ReadingBatch; topic: string }[] = []
                 // Plain readings wait for one INSERT; anything that reads the readings stored
                 // (a merged reading) must see them, so it flushes them first.
@@ -226,11 +229,11 @@ export class Store {
                         )
                     else if (p.kind === "status") await this.storeStatus(tx, o, p)
                     else if (!p.refused.length && p.elements.every(e => e.gap || e.firstSeq === e.seq)) {
-                        await this.ensureMeter(tx, o, p, ensured)
+                        o.meter = meterKey(p)
                         plain.push({ o, b: p, topic })
                     } else {
                         await flush()
-                        await this.storeBatch(tx, o, topic, p, ensured)
+                        await this.storeBatch(tx, o, topic, p)
                     }
                 }
                 await flush()
@@ -310,22 +313,16 @@ export class Store {
         o.statuses++
     }
 
-    /** The node and the meter, with this quantity and unit, unless known or made in this transaction already. */
-    private async ensureMeter(tx: Queryable, o: Outcome, b: ReadingBatch, ensured?: Set<string>) {
-        o.meter = meterKey(b)
-        if (this.knownMeters.has(o.meter) || ensured?.has(o.meter)) return
-        await this.ensureMeters(tx, [b])
-    }
-
     /**
-     * The nodes and meters of these batches, in one statement each and in the database's order of
-     * their names. Collectors sharing a group write into one database at once: rows locked in a
+     * The nodes and meters of these batches with readings, with their quantity and unit, unless
+     * known to be there already; in one statement each and in the database's order of their names. Collectors sharing a group write into one database at once: rows locked in a
      * different order by each of them would deadlock. The meters row is locked only when its
      * quantity or unit changes (ON CONFLICT DO UPDATE would lock it every time, against the key
      * locks other transactions' readings hold on it).
      */
     private async ensureMeters(tx: Queryable, batches: ReadingBatch[]) {
-        const byKey = new Map(batches.map(b => [`${b.node}\u0000${b.meter}`, b]))
+        const unknown = batches.filter(b => b.elements.length && !this.knownMeters.has(meterKey(b)))
+        const byKey = new Map(unknown.map(b => [`${b.node}\u0000${b.meter}`, b]))
         if (!byKey.size) return
         const list = [...byKey.values()]
         const columns = [
@@ -353,11 +350,12 @@ export class Store {
         )
     }
 
-    private async storeBatch(tx: Queryable, o: Outcome, topic: string, b: ReadingBatch, ensured?: Set<string>) {
+    /** A message's readings; its meter made already (ensureMeters). */
+    private async storeBatch(tx: Queryable, o: Outcome, topic: string, b: ReadingBatch) {
         for (const r of b.refused)
             await this.reject(tx, o, topic, r.reason, r.detail, r.text, Buffer.byteLength(r.text))
         if (!b.elements.length) return
-        await this.ensureMeter(tx, o, b, ensured)
+        o.meter = meterKey(b)
         // Merged readings first: what of first_seq..seq is stored already?
         const rows: Row[] = []
         for (const e of b.elements) {
