@@ -55,7 +55,16 @@ export interface HistoryFeature {
      * Starts the replay command `request` (with its `id`) over `history`: "" once started, the
      * replay then replies itself; otherwise why it cannot start.
      */
-    start(history: ReplayHistory, request: any, id: any, node: ReplayPort): string
+    start(history: ReplayHistory, request: any, id: any, node: ReplayHost): string
+}
+
+/** The node as the history feature sees it: the feature makes its ReplayPort of it. */
+export interface ReplayHost {
+    readonly labels: MeterLabel[]
+    readonly config: { topicPrefix: string; nodeId: string }
+    readonly client: { publish(topic: string, payload: Buffer, qos: number, retain: boolean): Promise<number> }
+    utcOffsetS(boot: number): number
+    waitForAck(token: number, timeoutMs: number): Promise<boolean>
 }
 
 /** What the simulated backlog (SIM_BACKLOG) needs of the node. */

@@ -3,7 +3,7 @@
 // each one (in RAM, then in flash) until the broker acknowledged it.
 import * as ds from "@devicescript/core"
 import { DEVICE_ID_MARK, NodeConfig } from "./config"
-import { MAX_INBOUND_PACKET_BYTES, MqttClient } from "./mqtt/client"
+import { ClientEvents, MAX_INBOUND_PACKET_BYTES, MqttClient } from "./mqtt/client"
 import { MAX_TOPIC_BYTES } from "./mqtt/decoder"
 import { SequenceAllocator } from "./sequence"
 import { EnergyMeter, MeterReading } from "./meters/meter"
@@ -30,10 +30,10 @@ import {
 import { DurableQueue } from "./storage/durable-queue"
 import { SettingsKeyValueStore } from "./storage/settings-kv"
 import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, FLAG_NON_ADDITIVE, ReadingRecord } from "./storage/records"
-import { Uplink } from "./uplink"
+import { Uplink, UplinkEvents } from "./uplink"
 import { removeAt } from "./util/arrays"
 import { ANNOUNCED_KEY, announcedFromJson, announcedKey } from "./discovery"
-import { BacklogHost, Features, ReplayHistory, ReplayPort } from "./features"
+import { BacklogHost, Features, ReplayHistory } from "./features"
 import { COMMANDS_PER_WINDOW, CommandRate, MAX_REPLIES_WAITING, parseCommand } from "./commands"
 import { nextBoundaryMs, offsetOfBoot, parseTimePayload, timeFromJson, WallClock, withBootOffset } from "./clock"
 
@@ -59,15 +59,15 @@ async function pause() {
     await ds.sleep(0)
 }
 
-class Node implements BacklogHost {
-    private client: MqttClient
+class Node implements BacklogHost, UplinkEvents, ClientEvents {
+    client: MqttClient
     uplink: Uplink
     private lastError = ""
     private sequence: SequenceAllocator
     /** By slot; null where no meter runs (none configured, or unusable: the node stays up and says why). */
     readonly meters: EnergyMeter[] = []
     /** By slot: id, quantity and unit; null where no meter is configured. */
-    private readonly labels: MeterLabel[] = []
+    readonly labels: MeterLabel[] = []
     /** The acknowledgement mark as last written (see AckMark), and whether a write of it is under way. */
     private acked: AckMark
     private ackBusy = false
@@ -132,21 +132,7 @@ class Node implements BacklogHost {
             this.readingTopics,
             c.inflightWindow,
             c.flushIntervalMs,
-            {
-                onError: text => self.reportError(text),
-                // What was acknowledged before the flush is in the acknowledgement mark already;
-                // what the queue holds, the next boot finds there.
-                onFlushed: (newest, inFlash) => {
-                    if (inFlash) console.log(`flash: safe up to seq ${newest.seq}`)
-                },
-                onAcknowledged: async newest => await self.markAcknowledged(newest),
-                // A total above its meter's ceiling (the power rose, or readings taken offline) is
-                // published only once the ceiling in flash is above it.
-                beforePublish: async last => {
-                    if (last.totalMilliWh > totalOf(self.acked.totals, last.meter)) await self.writeAckMark()
-                },
-                utcOffsetS: boot => self.utcOffsetOfBoot(boot),
-            },
+            this,
             {
                 millis: () => ds.millis(),
                 sleep: async ms => await ds.sleep(ms),
@@ -235,42 +221,42 @@ class Node implements BacklogHost {
                 subscriptions: this.subscriptions(),
                 subscribeOnEveryConnect: !!c.timeTopic,
             },
-            {
-                onConnected: async () => {
-                    await self.publishStatus()
-                    // The birth status told what kept the node away; that is over once connected,
-                    // and the next status (within STATUS_MIN_INTERVAL_MS) says so.
-                    if (self.lastError.indexOf("mqtt: ") === 0) self.setError("")
-                    await self.publishDiscovery()
-                    // Without the time, hold the readings briefly: the retained time usually
-                    // arrives right after the SUBACK, and readings that wait go out in UTC.
-                    if (self.clock.isSet() || !c.timeTopic) self.uplink.kick()
-                    else self.uplink.holdFor(TIME_WAIT_MS)
-                },
-                onDelivered: token => {
-                    if (token === self.statusToken) {
-                        self.statusToken = 0
-                        if (self.statusStale) setTimeout(async () => await self.publishStatus(), 0)
-                    }
-                    const d = self.discoveryTokens.indexOf(token)
-                    if (d >= 0) removeAt(self.discoveryTokens, d)
-                    const r = self.replyTokens.indexOf(token)
-                    if (r >= 0) removeAt(self.replyTokens, r)
-                    self.recentAcks.push(token)
-                    if (self.recentAcks.length > RECENT_ACKS) self.recentAcks.shift()
-                    self.delivered.emit(token)
-                    self.uplink.onDelivered(token)
-                    // The backlog the last status announced is through: say so.
-                    if (self.lastStatusQueued && !self.uplink.size()) self.statusChanged()
-                },
-                onMessage: async (message, receivedMs) => await self.onMessage(message, receivedMs),
-                onError: text => self.setError(text),
-            }
+            this
         )
         this.uplink.attach(this.client)
         this.client.start()
         for (let slot = 0; slot < this.meters.length; ++slot) if (this.meters[slot]) this.startReadingLoop(slot)
         setTimeout(async () => await self.uplink.flushLoop(), 0)
+    }
+
+    async onConnected() {
+        await this.publishStatus()
+        // The birth status told what kept the node away; that is over once connected, and the
+        // next status (within STATUS_MIN_INTERVAL_MS) says so.
+        if (this.lastError.indexOf("mqtt: ") === 0) this.onError("")
+        await this.publishDiscovery()
+        // Without the time, hold the readings briefly: the retained time usually arrives right
+        // after the SUBACK, and readings that wait go out in UTC.
+        if (this.clock.isSet() || !this.config.timeTopic) this.uplink.kick()
+        else this.uplink.holdFor(TIME_WAIT_MS)
+    }
+
+    onDelivered(token: number) {
+        const self = this
+        if (token === this.statusToken) {
+            this.statusToken = 0
+            if (this.statusStale) setTimeout(async () => await self.publishStatus(), 0)
+        }
+        const d = this.discoveryTokens.indexOf(token)
+        if (d >= 0) removeAt(this.discoveryTokens, d)
+        const r = this.replyTokens.indexOf(token)
+        if (r >= 0) removeAt(this.replyTokens, r)
+        this.recentAcks.push(token)
+        if (this.recentAcks.length > RECENT_ACKS) this.recentAcks.shift()
+        this.delivered.emit(token)
+        this.uplink.onDelivered(token)
+        // The backlog the last status announced is through: say so.
+        if (this.lastStatusQueued && !this.uplink.size()) this.statusChanged()
     }
 
     private startReadingLoop(slot: number) {
@@ -408,7 +394,7 @@ class Node implements BacklogHost {
         return subs
     }
 
-    private async onMessage(message: PublishPacket, receivedMs: number) {
+    async onMessage(message: PublishPacket, receivedMs: number) {
         if (message.skipped) {
             // Its topic is unknown: the decoder skipped it without decoding it.
             this.reportError(
@@ -489,9 +475,7 @@ class Node implements BacklogHost {
         }
         if (!error && name === "status") reply.status = JSON.parse(await this.publishStatus())
         if (!error && name === "replay") {
-            error = this.history
-                ? this.features.history.start(this.history, request, id, this.replayPort())
-                : NO_HISTORY
+            error = this.history ? this.features.history.start(this.history, request, id, this) : NO_HISTORY
             // Started: the replay replies when it is done.
             if (!error) return
             reply.ok = false
@@ -513,30 +497,13 @@ class Node implements BacklogHost {
         }
     }
 
-    /** What a replay needs of the node. */
-    private replayPort(): ReplayPort {
-        const self = this
-        const c = this.config
-        return {
-            labels: this.labels,
-            topicPrefix: c.topicPrefix,
-            nodeId: c.nodeId,
-            utcOffsetS: boot => self.utcOffsetOfBoot(boot),
-            publish: async (topic, payload) => await self.client.publish(topic, Buffer.from(payload), 1, false),
-            waitForAck: async (token, timeoutMs) => await self.waitForAck(token, timeoutMs),
-            spawn: fn => {
-                setTimeout(fn, 0)
-            },
-        }
-    }
-
     /** UTC offset of boot `boot` (0 when unknown): this boot's first one, or an earlier boot's from the state. */
-    private utcOffsetOfBoot(boot: number) {
+    utcOffsetS(boot: number) {
         return boot === this.boot ? this.clock.bootOffsetS : offsetOfBoot(this.state.offsets, boot)
     }
 
     /** Whether the publish with `token` was acknowledged within `timeoutMs`. */
-    private async waitForAck(token: number, timeoutMs: number) {
+    async waitForAck(token: number, timeoutMs: number) {
         const deadline = ds.millis() + timeoutMs
         while (ds.millis() < deadline) {
             if (this.recentAcks.indexOf(token) >= 0) return true
@@ -598,13 +565,21 @@ class Node implements BacklogHost {
      * to drop what was acknowledged; lastKnown() takes only a seq above its own. A gap record carries
      * the boot it reports on: lastKnown() then starts no time of the next boot from it.
      */
-    private async markAcknowledged(r: ReadingRecord) {
+    async onAcknowledged(r: ReadingRecord) {
         const m = this.acked
         m.seq = r.seq
         m.boot = r.boot
         m.endS = r.startS + r.durationS
         m.endUtc = !(r.flags & FLAG_CLOCK_NOT_SET)
         await this.writeAckMark()
+    }
+
+    /**
+     * A total above its meter's ceiling (the power rose, or readings taken offline) is published
+     * only once the ceiling in flash is above it.
+     */
+    async beforePublish(last: ReadingRecord) {
+        if (last.totalMilliWh > totalOf(this.acked.totals, last.meter)) await this.writeAckMark()
     }
 
     /**
@@ -730,13 +705,13 @@ class Node implements BacklogHost {
         console.log(`reading: seq ${record.seq} of ${this.labels[slot].id}, queued ${this.uplink.size()}`)
     }
 
-    private reportError(text: string) {
+    reportError(text: string) {
         console.log(text)
-        this.setError(text)
+        this.onError(text)
     }
 
-    /** A new error (or "" once it cleared) is news for the status. */
-    private setError(text: string) {
+    /** A new error (the client's, which it logged, or one reported here; "" once it cleared) is news for the status. */
+    onError(text: string) {
         if (text === this.lastError) return
         this.lastError = text
         this.statusChanged()

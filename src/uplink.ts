@@ -61,14 +61,10 @@ export interface UplinkClient {
     publish(topic: string, payload: Buffer, qos: number, retain: boolean): Promise<number>
 }
 
+/** What the uplink tells its owner; the node passes itself, so each is one of its methods. */
 export interface UplinkEvents {
     /** A flush or append problem, for the console and the status message. */
-    onError: (text: string) => void
-    /**
-     * After a flush that followed new readings: `newest` and everything before it is safe now,
-     * in flash (`inFlash`: the queue still holds it) or acknowledged by the broker.
-     */
-    onFlushed: (newest: ReadingRecord, inFlash: boolean) => Promise<void> | void
+    reportError: (text: string) => void
     /**
      * The broker acknowledged `newest` and everything before it: they are leaving the queue, and
      * the next boot must know they were delivered. Called on a fiber of its own, one at a time,
@@ -158,7 +154,7 @@ export class Uplink {
         }
     }
 
-    /** Writes the queue to flash, then reports the newest reading as safe. */
+    /** Writes the queue to flash, then logs the newest reading as safe. */
     async flush() {
         if (!(await this.acquire())) return
         this.lastFlushMs = this.platform.millis()
@@ -175,17 +171,19 @@ export class Uplink {
         const dropped = this.queue.stats().droppedReadings - droppedBefore
         // The last resort of a full queue: never silent.
         if (dropped > 0)
-            this.events.onError(
+            this.events.reportError(
                 "queue: full, dropped the " +
                     dropped +
                     " oldest unacknowledged readings that were not out for delivery (raise QUEUE_BYTES, or restore the link)"
             )
         if (error) {
             this.appendedSinceFlush = true
-            this.events.onError(error)
+            this.events.reportError(error)
             return
         }
-        if (appended && newest) await this.events.onFlushed(newest, newest.seq > this.acknowledgedSeq)
+        // What was acknowledged is in the node's acknowledgement mark already; what the queue still
+        // holds, the next boot finds there.
+        if (appended && newest && newest.seq > this.acknowledgedSeq) console.log(`flash: safe up to seq ${newest.seq}`)
         await this.submit()
     }
 
@@ -193,7 +191,7 @@ export class Uplink {
     private async acquire() {
         for (let i = 0; this.busy; ++i) {
             if (i > 3000) {
-                this.events.onError("queue: busy for over a minute, flush skipped")
+                this.events.reportError("queue: busy for over a minute, flush skipped")
                 return false
             }
             await this.platform.sleep(20)
@@ -217,7 +215,7 @@ export class Uplink {
         const changed = this.deferredAppends.length > 0 || this.deferredRemovals > 0
         while (this.deferredAppends.length) {
             const error = this.queue.append(this.deferredAppends.shift())
-            if (error) this.events.onError(error)
+            if (error) this.events.reportError(error)
         }
         this.queue.remove(this.deferredRemovals)
         this.pinned -= this.deferredRemovals

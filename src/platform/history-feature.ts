@@ -1,7 +1,7 @@
 // Replay history as a feature an image may carry: readings kept in RAM for the `replay` command.
 // Platform code: DeviceScript only.
 import * as ds from "@devicescript/core"
-import { HistoryFeature } from "../features"
+import { HistoryFeature, ReplayHost, ReplayPort } from "../features"
 import { History } from "../history"
 import { startReplay } from "../replay"
 
@@ -20,5 +20,20 @@ export const replayHistory: HistoryFeature = {
         await history.open()
         return history
     },
-    start: startReplay,
+    start: (history, request, id, node) => startReplay(history, request, id, replayPort(node)),
+}
+
+/** What a replay needs of the node. */
+function replayPort(node: ReplayHost): ReplayPort {
+    return {
+        labels: node.labels,
+        topicPrefix: node.config.topicPrefix,
+        nodeId: node.config.nodeId,
+        utcOffsetS: boot => node.utcOffsetS(boot),
+        publish: async (topic, payload) => await node.client.publish(topic, Buffer.from(payload), 1, false),
+        waitForAck: async (token, timeoutMs) => await node.waitForAck(token, timeoutMs),
+        spawn: fn => {
+            setTimeout(fn, 0)
+        },
+    }
 }

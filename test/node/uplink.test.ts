@@ -101,8 +101,7 @@ async function runSchedule(seed: number, steps: number, budgetBytes: number, out
         8,
         3_600_000,
         {
-            onError: text => errors.push(text),
-            onFlushed: () => {},
+            reportError: text => errors.push(text),
             onAcknowledged: async r => {
                 assert.ok(r.seq <= ackedSeqs(), `told seq ${r.seq} acknowledged; the broker had up to ${ackedSeqs()}`)
                 assert.ok(!told.length || r.seq > told[told.length - 1], "told in order, each once")
