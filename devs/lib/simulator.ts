@@ -249,7 +249,8 @@ export class Simulator {
     async start(): Promise<this> {
         const o = this.options
         if (o.clearFlash) rmSync(this.flashFile, { force: true })
-        const args = [DEVS_CLI, "--no-colors", "run", o.bytecode]
+        // DEVS_VERBOSE=1: the runtime's verbose log, which prints the heap's stats at an OutOfMemory.
+        const args = [DEVS_CLI, "--no-colors", ...(process.env.DEVS_VERBOSE ? ["-v"] : []), "run", o.bytecode]
         if (o.mode === "device") {
             await acquireStubBus()
             args.push("--tcp")

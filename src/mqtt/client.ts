@@ -31,11 +31,12 @@ const TAKEOVER_CLOSES = 2
 /** Decoded packets handled before yielding, so a flood never hits the VM's op limit. */
 const PACKETS_PER_YIELD = 16
 /**
- * Outgoing packets are coalesced into sends of at most this many bytes (one TCP segment; Pico W
- * wants sends of 1-2 KB, and ESP32 TLS panics at 4 KB). The simulator's socket has Nagle's
- * algorithm on, so many small sends would each wait for the previous one's ACK.
+ * Outgoing packets are coalesced into sends of at most this many bytes (ESP32 TLS panics at 4 KB).
+ * The simulator's socket has Nagle's algorithm on, so many small sends would each wait for the
+ * previous one's ACK. Each send is a copy of the segment's bytes: during a drain the fragmented
+ * heap had no free block of 1,400 bytes long before it ran out of bytes; 700 fit its gaps.
  */
-export const MAX_SEND_BYTES = 1400
+export const MAX_SEND_BYTES = 700
 
 export interface ClientEvents {
     onConnected?: (sessionPresent: boolean) => ds.AsyncVoid

@@ -166,6 +166,8 @@ async function runSchedule(seed: number, steps: number, budgetBytes: number, out
         await turn()
     }
     await uplink.flush()
+    // The mark's last write may still be under way (each takes turns, as a flash write would).
+    for (let rounds = 0; rounds < 100 && told[told.length - 1] !== taken.length; rounds++) await turn()
     return { taken, broker, queue, uplink, errors, told, startTotal, endTotal: meter.totalMilliWh }
 }
 
@@ -183,12 +185,12 @@ function firstDeliveries(received: string[]) {
 }
 
 describe("uplink: a queue too small for an outage", () => {
-    // Seed 9 in a 1,100-byte budget (3 blocks): the messages out for delivery pin the oldest
+    // Seed 10 in a 1,100-byte budget (3 blocks): the messages out for delivery pin the oldest
     // blocks, the rest cannot be merged small enough, and the oldest unpinned block is dropped.
     // Which schedules force a drop in 3 blocks depends on how many readings a message carries:
-    // of seeds 1 to 24 at this budget, 9, 10, 15, 22 and 24 do (the others are below).
+    // of seeds 1 to 24 at this budget, 10, 14, 15, 18 and 21 do (the others are below).
     test("drops only as a last resort, says so, and delivers every reading it kept, in order", async () => {
-        const run = await runSchedule(9, 4000, 1100, 1)
+        const run = await runSchedule(10, 4000, 1100, 1)
         const delivered = firstDeliveries(run.broker.received)
         const dropped = run.queue.stats().droppedReadings
         assert.ok(dropped > 0, "this schedule overflows the budget")
@@ -205,7 +207,7 @@ describe("uplink: a queue too small for an outage", () => {
             last = e.seq
         }
         assert.equal(covered + dropped, run.taken.length, "every reading taken was delivered or counted as dropped")
-        console.log(`  seed 9: ${covered} readings delivered, ${dropped} dropped and reported`)
+        console.log(`  seed 10: ${covered} readings delivered, ${dropped} dropped and reported`)
     })
 })
 
@@ -223,7 +225,7 @@ describe("uplink: store and forward under random interleavings", () => {
         [11, 1100, 1],
         [12, 1100, 1],
         [13, 1100, 1],
-        [14, 1100, 1],
+        [16, 1100, 1],
     ] as const) {
         test(`seed ${seed}, queue budget ${budget} bytes, link flips ${outage}/1000 steps: every reading delivered, in order, energy exact`, async () => {
             const run = await runSchedule(seed, 4000, budget, outage)
