@@ -111,18 +111,32 @@ export function calibrationValue(chip: InaChip, currentLsbA: number, shuntOhms: 
     return cal
 }
 
-export interface InaReading {
-    shuntV: number
-    busV: number
-    currentA: number
+export interface InaPower {
     powerW: number
     /** The chip's power or current arithmetic overflowed: current and power are not valid. */
     overflow: boolean
 }
 
+export interface InaReading extends InaPower {
+    shuntV: number
+    busV: number
+    currentA: number
+}
+
 /**
- * Decodes the raw registers. `busFlags`: for the INA219 the bus voltage register itself (its
- * OVF bit); for the INA226 the Mask/Enable register (its OVF bit).
+ * The power register in W, and the overflow flag of `flagsReg`: for the INA219 the bus voltage
+ * register (its OVF bit), for the INA226 the Mask/Enable register (its OVF bit).
+ */
+export function decodePower(chip: InaChip, currentLsbA: number, powerReg: number, flagsReg: number): InaPower {
+    return {
+        powerW: powerReg * chip.powerLsbRatio * currentLsbA,
+        overflow: (flagsReg & (chip.busShift ? 0x01 : 0x04)) !== 0,
+    }
+}
+
+/**
+ * Decodes every measurement register, as the datasheets give them. The driver reads the power
+ * alone (decodePower); the rest checks the chip model of the tests against the datasheets.
  */
 export function decodeReading(
     chip: InaChip,
@@ -133,14 +147,11 @@ export function decodeReading(
     powerReg: number,
     flagsReg: number
 ): InaReading {
-    const overflow = chip.busShift ? (flagsReg & 0x01) !== 0 : (flagsReg & 0x04) !== 0
-    return {
-        shuntV: signed16(shuntReg) * chip.shuntLsbV,
-        busV: (busReg >> chip.busShift) * chip.busLsbV,
-        currentA: signed16(currentReg) * currentLsbA,
-        powerW: powerReg * chip.powerLsbRatio * currentLsbA,
-        overflow,
-    }
+    const r = decodePower(chip, currentLsbA, powerReg, flagsReg) as InaReading
+    r.shuntV = signed16(shuntReg) * chip.shuntLsbV
+    r.busV = (busReg >> chip.busShift) * chip.busLsbV
+    r.currentA = signed16(currentReg) * currentLsbA
+    return r
 }
 
 function trunc(x: number) {
