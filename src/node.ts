@@ -485,7 +485,7 @@ class Node implements BacklogHost {
         console.log(`command: ${name}: ${error || "accepted"}`)
         if (!error && name === "time") {
             reply.clock = this.clock.isSet() ? "set" : "unset"
-            if (this.clock.isSet()) reply.utc_ms = this.clock.utcMs(ds.millis())
+            if (this.clock.isSet()) reply.utc_ms = ds.millis() + this.clock.offsetS * 1000
         }
         if (!error && name === "status") reply.status = JSON.parse(await this.publishStatus())
         if (!error && name === "replay") {
@@ -681,7 +681,7 @@ class Node implements BacklogHost {
             if (this.clock.isSet()) {
                 if (!startUtc) startS += this.clock.bootOffsetS
                 startUtc = true
-                endS = this.clock.utcSeconds(endMs)
+                endS = Math.round(endMs / 1000) + this.clock.offsetS
             }
             // The clock stepped back past this interval's start: a reading may neither end before it
             // starts nor overlap the last one. The energy goes on accumulating in the meter, into
