@@ -10,7 +10,11 @@ import { nextParkMiller, PARK_MILLER_MODULUS as PRNG_MODULUS } from "../util/par
 const MS_PER_HOUR = 3600000
 const MS_PER_DAY = 24 * MS_PER_HOUR
 
-/** Park-Miller minimal standard generator, the same sequence in Node and in the VM. */
+/**
+ * Park-Miller minimal standard generator, the same sequence in Node and in the VM. The meter
+ * below steps the same sequence itself: a class of its own would cost the image a constructor
+ * and a method.
+ */
 export class SeededRandom {
     private state: number
     constructor(seed: number) {
@@ -32,7 +36,8 @@ export function dailyLoadShape(timeOfDayMs: number) {
 }
 
 export class SimulatedEnergyMeter {
-    private random: SeededRandom
+    /** The state of its SeededRandom sequence. */
+    private randomState: number
     /** Cumulative energy in whole mWh: integers, so the sum of deltas equals the total exactly. */
     totalMilliWh: number
 
@@ -41,13 +46,14 @@ export class SimulatedEnergyMeter {
         readonly meanW: number,
         startTotalMilliWh: number
     ) {
-        this.random = new SeededRandom(seed)
+        this.randomState = Math.floor(Math.abs(seed)) % PRNG_MODULUS || 1
         this.totalMilliWh = startTotalMilliWh
     }
 
     /** Energy over [startMs, endMs) in whole mWh, and the mean power in W; advances the total. */
     read(startMs: number, endMs: number) {
-        const noise = 0.85 + 0.3 * this.random.next()
+        this.randomState = nextParkMiller(this.randomState)
+        const noise = 0.85 + 0.3 * ((this.randomState - 1) / (PRNG_MODULUS - 1))
         const midMs = (startMs + endMs) / 2
         const powerW = this.meanW * dailyLoadShape(midMs % MS_PER_DAY) * noise
         const deltaMilliWh = Math.round((powerW * (endMs - startMs)) / 3600)
