@@ -13,9 +13,6 @@ const ERROR_REPORT_MS = 60000
 
 export class InaEnergyMeter implements EnergyMeter {
     totalMilliWh: number
-    /** Samples taken and failed since boot. */
-    samples = 0
-    failures = 0
     private readonly integrator: EnergyIntegrator
     private readonly baseMilliWh: number
     private failedSinceRead = false
@@ -65,13 +62,11 @@ export class InaEnergyMeter implements EnergyMeter {
 
     /** One sample at nowMs (ms since boot). A failure is reported at most every ERROR_REPORT_MS. */
     async sample(nowMs: number) {
-        this.samples++
         try {
             const r = await this.driver.read()
             if (r.overflow) throw new Error("current or power overflowed: the shunt or INA_MAX_A does not fit the load")
             this.integrator.add(r.powerW, nowMs)
         } catch (e) {
-            this.failures++
             this.failedSinceRead = true
             const now = ds.millis()
             if (now - this.lastReportMs < ERROR_REPORT_MS) return

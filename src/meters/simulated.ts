@@ -27,14 +27,6 @@ export class SeededRandom {
     }
 }
 
-/** Relative load over a day (mean about 1): base load, a morning and an evening peak. */
-export function dailyLoadShape(timeOfDayMs: number) {
-    const h = timeOfDayMs / MS_PER_HOUR
-    const morning = Math.exp(-((h - 7.5) * (h - 7.5)) / 2)
-    const evening = Math.exp(-((h - 19) * (h - 19)) / 4)
-    return 0.55 + 0.9 * morning + 1.1 * evening
-}
-
 export class SimulatedEnergyMeter {
     /** The state of its SeededRandom sequence. */
     private randomState: number
@@ -54,8 +46,12 @@ export class SimulatedEnergyMeter {
     read(startMs: number, endMs: number) {
         this.randomState = nextParkMiller(this.randomState)
         const noise = 0.85 + 0.3 * ((this.randomState - 1) / (PRNG_MODULUS - 1))
-        const midMs = (startMs + endMs) / 2
-        const powerW = this.meanW * dailyLoadShape(midMs % MS_PER_DAY) * noise
+        // The load relative to the mean, by the hour of the day at mid-interval: a base load, a
+        // morning and an evening peak (a mean of about 1).
+        const h = (((startMs + endMs) / 2) % MS_PER_DAY) / MS_PER_HOUR
+        const morning = Math.exp(-((h - 7.5) * (h - 7.5)) / 2)
+        const evening = Math.exp(-((h - 19) * (h - 19)) / 4)
+        const powerW = this.meanW * (0.55 + 0.9 * morning + 1.1 * evening) * noise
         const deltaMilliWh = Math.round((powerW * (endMs - startMs)) / 3600)
         this.totalMilliWh += deltaMilliWh
         return { deltaMilliWh, powerW }
