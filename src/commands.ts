@@ -51,10 +51,11 @@ export function jsonDepth(bytes: Buffer, limit: number) {
                 i++ // backslash: skip the escaped byte
             else if (b === 34) inString = false
         } else if (b === 34) inString = true
-        else if (b === 123 || b === 91) {
+        // "{" and "[" (123, 91), "}" and "]" (125, 93) differ in bit 5 alone.
+        else if ((b | 32) === 123) {
             if (++depth > limit) return -1
             if (depth > deepest) deepest = depth
-        } else if (b === 125 || b === 93) depth--
+        } else if ((b | 32) === 125) depth--
     }
     return deepest
 }

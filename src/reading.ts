@@ -131,10 +131,10 @@ export interface NodeStatus {
 
 export function statusPayload(s: NodeStatus) {
     if (!s.online) return `{"state":"offline","reason":${JSON.stringify(s.reason || "shutdown")},"boot":${s.boot}}`
+    // Two templates: one with every substitution crashes the compiler.
     return (
-        `{"state":"online","boot":${s.boot},"version":${JSON.stringify(firmware.version)},"uptime_s":${Math.floor(s.uptimeS)}` +
-        `,"queued":${s.queued},"dropped":${s.dropped},"merged":${s.merged},"clock":"${s.clock || "unset"}"` +
-        `,"error":${JSON.stringify(s.lastError || "")}}`
+        `{"state":"online","boot":${s.boot},"version":${JSON.stringify(firmware.version)},"uptime_s":${Math.floor(s.uptimeS)},"queued":${s.queued}` +
+        `,"dropped":${s.dropped},"merged":${s.merged},"clock":"${s.clock || "unset"}","error":${JSON.stringify(s.lastError || "")}}`
     )
 }
 

@@ -141,6 +141,11 @@ describe("core in the VM", () => {
         expect(body.readings[0].start).toBe(1)
         expect(body.readings[1].gap).toBe(true)
         expect(body.readings[1].after_seq).toBe(6)
+        // A meter no longer configured (past the end of the labels) is named by its index.
+        const orphan = JSON.parse(readingMessage([r], []).payload)
+        expect(orphan.meter).toBe("meter" + r.meter)
+        expect(orphan.quantity).toBe("energy")
+        expect(orphan.unit).toBe("Wh")
         const back = stateFromJson(JSON.parse(JSON.stringify(stateToJson(prev))))
         expect(back.markEndS).toBe(30)
         expect(back.clean).toBe(false)

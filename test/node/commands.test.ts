@@ -25,6 +25,14 @@ describe("commands", () => {
 
     test("an unknown, malformed or retained command is refused with the reason, its id kept when it can be", () => {
         assert.match(parseCommand("launch", json({ id: "c1" }), false).error, /^unknown command launch \(known: /)
+        // Names are looked up in "/replay/restart/...": parts of it, or two names with a slash, are no command.
+        for (const name of ["", "time/status", "stat", "/time", "replay/"])
+            assert.equal(
+                parseCommand(name, json({}), false).error,
+                `unknown command ${name} (known: replay, restart, shutdown, status, time)`
+            )
+        for (const name of ["replay", "restart", "shutdown", "status", "time"])
+            assert.equal(parseCommand(name, json({}), false).error, "", name)
         assert.equal(parseCommand("launch", json({ id: "c1" }), false).id, "c1")
         assert.equal(parseCommand("restart", Buffer.from("{not json"), false).error, "payload is not JSON")
         assert.equal(parseCommand("restart", json([1, 2]), false).error, "payload must be a JSON object")
