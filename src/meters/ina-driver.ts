@@ -69,13 +69,13 @@ export class InaDriver {
         if (chip === INA226) {
             const id = await this.register(REG_MANUFACTURER_ID)
             if (id !== TI_MANUFACTURER_ID)
-                throw new Error(chip.name + ": manufacturer id " + id + ", expected " + TI_MANUFACTURER_ID)
+                throw new Error(`${chip.name}: manufacturer id ${id}, expected ${TI_MANUFACTURER_ID}`)
         }
         await this.register(REG_CONFIG, chip.config)
         await this.register(REG_CALIBRATION, this.calibration)
         const back = await this.register(REG_CALIBRATION)
         if (back !== this.calibration)
-            throw new Error(chip.name + ": calibration reads back " + back + ", wrote " + this.calibration)
+            throw new Error(`${chip.name}: calibration reads back ${back}, wrote ${this.calibration}`)
     }
 
     /** Reads the 16-bit register `reg`, or writes `value` to it (big-endian). Throws on a bus error. */

@@ -72,7 +72,7 @@ export class InaEnergyMeter implements EnergyMeter {
             if (now - this.lastReportMs < ERROR_REPORT_MS) return
             this.lastReportMs = now
             const d = this.driver
-            this.onError("meter: " + d.chip.name + " at I2C address " + d.address + ": " + (e as Error).message)
+            this.onError(`meter: ${d.chip.name} at I2C address ${d.address}: ${(e as Error).message}`)
         }
     }
 

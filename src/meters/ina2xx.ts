@@ -26,10 +26,7 @@ export const INA226_DIE_ID = 0x2260
 
 export interface InaChip {
     name: string
-    /** Shunt voltage register LSB, V. */
-    shuntLsbV: number
-    /** Bus voltage register LSB, V, after shifting right by busShift. */
-    busLsbV: number
+    /** The bus voltage sits this many bits up in its register (INA219: bits 15..3, see voltageLsbs). */
     busShift: number
     /** Calibration = trunc(calNumerator / (Current_LSB x R_shunt)). */
     calNumerator: number
@@ -49,8 +46,6 @@ export interface InaChip {
  */
 export const INA219: InaChip = {
     name: "INA219",
-    shuntLsbV: 0.00001,
-    busLsbV: 0.004,
     busShift: 3,
     calNumerator: 0.04096,
     powerLsbRatio: 20,
@@ -65,13 +60,20 @@ export const INA219: InaChip = {
  */
 export const INA226: InaChip = {
     name: "INA226",
-    shuntLsbV: 0.0000025,
-    busLsbV: 0.00125,
     busShift: 0,
     calNumerator: 0.00512,
     powerLsbRatio: 25,
     maxCalibration: 0x7fff,
     config: 0x4527,
+}
+
+/**
+ * The shunt voltage register's LSB and the bus voltage register's (after shifting right by
+ * busShift), V, as given above. Apart from the chips: the driver reads only the power, and the
+ * chips' fields are built in every image that has the driver.
+ */
+export function voltageLsbs(chip: InaChip) {
+    return chip === INA219 ? { shuntV: 0.00001, busV: 0.004 } : { shuntV: 0.0000025, busV: 0.00125 }
 }
 
 /** The 16-bit register value as a signed number (the shunt voltage and current registers). */
@@ -96,18 +98,7 @@ export function calibrationValue(chip: InaChip, currentLsbA: number, shuntOhms: 
     // INA219: bit 0 is void and reads 0.
     if (chip.busShift) cal -= cal % 2
     if (cal < 1 || cal > chip.maxCalibration)
-        return (
-            chip.name +
-            ": calibration " +
-            cal +
-            " out of 1.." +
-            chip.maxCalibration +
-            " for " +
-            shuntOhms +
-            " ohm and a current LSB of " +
-            currentLsbA +
-            " A"
-        )
+        return `${chip.name}: calibration ${cal} out of 1..${chip.maxCalibration} for ${shuntOhms} ohm and a current LSB of ${currentLsbA} A`
     return cal
 }
 
@@ -148,8 +139,9 @@ export function decodeReading(
     flagsReg: number
 ): InaReading {
     const r = decodePower(chip, currentLsbA, powerReg, flagsReg) as InaReading
-    r.shuntV = signed16(shuntReg) * chip.shuntLsbV
-    r.busV = (busReg >> chip.busShift) * chip.busLsbV
+    const lsb = voltageLsbs(chip)
+    r.shuntV = signed16(shuntReg) * lsb.shuntV
+    r.busV = (busReg >> chip.busShift) * lsb.busV
     r.currentA = signed16(currentReg) * currentLsbA
     return r
 }
