@@ -106,11 +106,12 @@ export class WallClock {
                 this.refusal = `time from ${source} is ${Math.round(offMs / 1000)} s from the clock, more than 300 s: refused (the time command steps the clock)`
                 return false
             }
-            this.samples.push(sampleMs)
+            const samples = this.samples
+            samples.push(sampleMs)
             // One sample is added at a time.
-            if (this.samples.length > ESTIMATE_SAMPLES) this.samples.shift()
-            let estimateMs = this.samples[0]
-            for (const x of this.samples) if (x > estimateMs) estimateMs = x
+            if (samples.length > ESTIMATE_SAMPLES) samples.shift()
+            let estimateMs = sampleMs
+            for (const x of samples) if (x > estimateMs) estimateMs = x
             const driftMs = estimateMs - this.offsetS * 1000
             if (Math.abs(driftMs) < RESYNC_THRESHOLD_MS) return false
             this.offsetS = Math.round(estimateMs / 1000)

@@ -66,35 +66,35 @@ export function jsonDepth(bytes: Buffer, limit: number) {
  */
 export function parseCommand(name: string, payload: Buffer, retain: boolean): Command {
     // The limits are written out in the texts: a template substitution costs code at every use.
-    const c: Command = { name, request: {}, id: null, error: "" }
-    if (name.length > MAX_COMMAND_NAME_BYTES) {
-        c.name = "invalid"
-        c.error = "command name over 16 bytes"
-        return c
-    }
-    if (retain) c.error = "retained commands are ignored: publish commands without the retain flag"
-    else if (payload.length > MAX_COMMAND_BYTES) c.error = "payload over 512 bytes"
+    if (name.length > MAX_COMMAND_NAME_BYTES)
+        return { name: "invalid", request: {}, id: null, error: "command name over 16 bytes" }
+    let request: any = {}
+    let error = ""
+    if (retain) error = "retained commands are ignored: publish commands without the retain flag"
+    else if (payload.length > MAX_COMMAND_BYTES) error = "payload over 512 bytes"
     else if (payload.length) {
-        if (jsonDepth(payload, MAX_COMMAND_DEPTH) < 0) c.error = "payload nested deeper than 4"
+        if (jsonDepth(payload, MAX_COMMAND_DEPTH) < 0) error = "payload nested deeper than 4"
         else {
             try {
-                c.request = JSON.parse(payload.toString())
+                request = JSON.parse(payload.toString())
             } catch (e) {
-                c.error = "payload is not JSON"
+                error = "payload is not JSON"
             }
-            if (!c.error && (c.request === null || typeof c.request !== "object" || Array.isArray(c.request))) {
-                c.request = {}
-                c.error = "payload must be a JSON object"
+            if (!error && (request === null || typeof request !== "object" || Array.isArray(request))) {
+                request = {}
+                error = "payload must be a JSON object"
             }
         }
     }
-    const id = c.request.id
-    if (typeof id === "number" || (typeof id === "string" && id.length <= MAX_ID_BYTES)) c.id = id
-    else if (id !== undefined && id !== null && !c.error)
-        c.error = "id must be a number or a string of at most 64 characters"
-    if (!c.error && (name.indexOf("/") >= 0 || COMMANDS.indexOf("/" + name + "/") < 0))
-        c.error = "unknown command " + name + " (known: replay, restart, shutdown, status, time)"
-    return c
+    let id = request.id
+    if (typeof id !== "number" && !(typeof id === "string" && id.length <= MAX_ID_BYTES)) {
+        if (id !== undefined && id !== null && !error)
+            error = "id must be a number or a string of at most 64 characters"
+        id = null
+    }
+    if (!error && (name.indexOf("/") >= 0 || COMMANDS.indexOf("/" + name + "/") < 0))
+        error = "unknown command " + name + " (known: replay, restart, shutdown, status, time)"
+    return { name, request, id, error }
 }
 
 /**

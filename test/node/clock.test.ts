@@ -4,6 +4,7 @@ import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import {
     KEPT_BOOT_OFFSETS,
+    MAX_TIME_MESSAGE_STEP_MS,
     nextBoundaryMs,
     offsetOfBoot,
     parseTimePayload,
@@ -86,6 +87,7 @@ describe("wall clock", () => {
         const tenYears = 10 * 365 * 86400_000
         assert.equal(c.apply(20_000, NINE_AM + 10_000 + tenYears, "time topic", false), false)
         assert.match(c.refusal, /^time from time topic is 315360000 s from the clock, more than 300 s: refused/)
+        assert.equal(MAX_TIME_MESSAGE_STEP_MS, 300_000, "the refusal's text names the limit")
         assert.equal(c.apply(30_000, NINE_AM + 20_000 - 301_000, "time topic", false), false, "5 min 1 s back")
         assert.equal(c.offsetS, offset, "the clock did not move")
         assert.equal(c.changes, 0)
