@@ -51,11 +51,11 @@ export function parseTimePayload(text: string): TimeValue {
 /** The `utc_ms` of a parsed message (or the number itself), checked. */
 export function timeFromJson(v: any): TimeValue {
     const ms = v !== null && typeof v === "object" ? v.utc_ms : v
+    let error = ""
     if (typeof ms !== "number" || isNaN(ms) || Math.floor(ms) !== ms)
-        return { utcMs: 0, error: "time must be a whole number of Unix milliseconds in utc_ms" }
-    if (ms < MIN_UTC_MS || ms >= MAX_UTC_MS)
-        return { utcMs: 0, error: "time " + ms + " ms is not between 2020 and 2100" }
-    return { utcMs: ms, error: "" }
+        error = "time must be a whole number of Unix milliseconds in utc_ms"
+    else if (ms < MIN_UTC_MS || ms >= MAX_UTC_MS) error = "time " + ms + " ms is not between 2020 and 2100"
+    return { utcMs: error ? 0 : ms, error }
 }
 
 /** One boot's offset, for converting that boot's readings. */
@@ -102,20 +102,16 @@ export class WallClock {
             if (retained) return false
             const offMs = sampleMs - this.offsetS * 1000
             if (Math.abs(offMs) > MAX_TIME_MESSAGE_STEP_MS) {
-                this.refusal =
-                    "time from " +
-                    source +
-                    " is " +
-                    Math.round(offMs / 1000) +
-                    " s from the clock, more than " +
-                    MAX_TIME_MESSAGE_STEP_MS / 1000 +
-                    " s: refused (the time command steps the clock)"
+                // 300 s is MAX_TIME_MESSAGE_STEP_MS: a substitution would cost code.
+                this.refusal = `time from ${source} is ${Math.round(offMs / 1000)} s from the clock, more than 300 s: refused (the time command steps the clock)`
                 return false
             }
-            this.samples.push(sampleMs)
-            while (this.samples.length > ESTIMATE_SAMPLES) this.samples.shift()
-            let estimateMs = this.samples[0]
-            for (const x of this.samples) if (x > estimateMs) estimateMs = x
+            const samples = this.samples
+            samples.push(sampleMs)
+            // One sample is added at a time.
+            if (samples.length > ESTIMATE_SAMPLES) samples.shift()
+            let estimateMs = sampleMs
+            for (const x of samples) if (x > estimateMs) estimateMs = x
             const driftMs = estimateMs - this.offsetS * 1000
             if (Math.abs(driftMs) < RESYNC_THRESHOLD_MS) return false
             this.offsetS = Math.round(estimateMs / 1000)
@@ -123,7 +119,7 @@ export class WallClock {
             this.source = source
             // A drifting crystal's second or two is not news; a minute is.
             if (Math.abs(driftMs) >= 60000) this.changes++
-            this.lastChange = "clock re-anchored by " + Math.round(driftMs) + " ms (" + source + ")"
+            this.lastChange = `clock re-anchored by ${Math.round(driftMs)} ms (${source})`
             return true
         }
         this.offsetS = Math.round(sampleMs / 1000)
@@ -146,28 +142,13 @@ export class WallClock {
         }
         const stepMs = sampleMs - this.offsetS * 1000
         if (Math.abs(stepMs) > MAX_TIME_COMMAND_STEP_MS)
-            return "a step of " + Math.round(stepMs / 1000) + " s is more than 30 days: restart the node instead"
+            return `a step of ${Math.round(stepMs / 1000)} s is more than 30 days: restart the node instead`
         this.offsetS = Math.round(sampleMs / 1000)
         this.samples = [sampleMs]
         this.source = source
         this.changes++
-        this.lastChange = "clock stepped by " + Math.round(stepMs) + " ms (" + source + ")"
+        this.lastChange = `clock stepped by ${Math.round(stepMs)} ms (${source})`
         return ""
-    }
-
-    /** The node's UTC now in ms, for replies. */
-    utcMs(uptimeMs: number) {
-        return uptimeMs + this.offsetS * 1000
-    }
-
-    /** UTC seconds of a moment given in uptime ms; only while set. */
-    utcSeconds(uptimeMs: number) {
-        return Math.round(uptimeMs / 1000) + this.offsetS
-    }
-
-    /** Uptime ms of a UTC second; only while set. */
-    uptimeMsOf(utcS: number) {
-        return (utcS - this.offsetS) * 1000
     }
 }
 
@@ -180,7 +161,8 @@ export function offsetOfBoot(offsets: BootOffset[], boot: number) {
 /** `offsets` with `boot`'s offset set, newest last, at most KEPT_BOOT_OFFSETS boots. */
 export function withBootOffset(offsets: BootOffset[], boot: number, offsetS: number): BootOffset[] {
     const out: BootOffset[] = []
-    for (const o of offsets) if (o.boot !== boot) out.push({ boot: o.boot, offsetS: o.offsetS })
+    // The pairs are never changed once made: the new list shares them.
+    for (const o of offsets) if (o.boot !== boot) out.push(o)
     out.push({ boot, offsetS })
     while (out.length > KEPT_BOOT_OFFSETS) out.shift()
     return out
@@ -208,7 +190,7 @@ export function nextBoundaryMs(nowMs: number, intervalMs: number, clock: WallClo
     if (clock.isSet() && 86400 % intervalS === 0) {
         const nowUtcS = Math.floor(nowMs / 1000) + clock.offsetS
         const nextUtcS = (Math.floor(nowUtcS / intervalS) + 1) * intervalS
-        return clock.uptimeMsOf(nextUtcS)
+        return (nextUtcS - clock.offsetS) * 1000
     }
     return (Math.floor(nowMs / 1000) + intervalS) * 1000
 }

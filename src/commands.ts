@@ -6,8 +6,11 @@
 //
 // Pure core: imports nothing from @devicescript.
 
-/** Commands on <prefix>/<node>/cmd/<name>. */
-export const COMMANDS = ["replay", "restart", "shutdown", "status", "time"]
+/**
+ * Commands on <prefix>/<node>/cmd/<name>, each between slashes: one string, looked up with
+ * indexOf, costs the image less code than an array (a name with a slash is refused first).
+ */
+export const COMMANDS = "/replay/restart/shutdown/status/time/"
 /** Longest command name echoed in a reply topic; a longer one is answered on reply/invalid. */
 export const MAX_COMMAND_NAME_BYTES = 16
 /** Largest payload parsed. Every command fits in well under this. */
@@ -48,10 +51,11 @@ export function jsonDepth(bytes: Buffer, limit: number) {
                 i++ // backslash: skip the escaped byte
             else if (b === 34) inString = false
         } else if (b === 34) inString = true
-        else if (b === 123 || b === 91) {
+        // "{" and "[" (123, 91), "}" and "]" (125, 93) differ in bit 5 alone.
+        else if ((b | 32) === 123) {
             if (++depth > limit) return -1
             if (depth > deepest) deepest = depth
-        } else if (b === 125 || b === 93) depth--
+        } else if ((b | 32) === 125) depth--
     }
     return deepest
 }
@@ -61,34 +65,36 @@ export function jsonDepth(bytes: Buffer, limit: number) {
  * throws: a malformed command comes back with its error.
  */
 export function parseCommand(name: string, payload: Buffer, retain: boolean): Command {
-    const c: Command = { name, request: {}, id: null, error: "" }
-    if (name.length > MAX_COMMAND_NAME_BYTES) {
-        c.name = "invalid"
-        c.error = `command name over ${MAX_COMMAND_NAME_BYTES} bytes`
-        return c
-    }
-    if (retain) c.error = "retained commands are ignored: publish commands without the retain flag"
-    else if (payload.length > MAX_COMMAND_BYTES) c.error = `payload over ${MAX_COMMAND_BYTES} bytes`
+    // The limits are written out in the texts: a template substitution costs code at every use.
+    if (name.length > MAX_COMMAND_NAME_BYTES)
+        return { name: "invalid", request: {}, id: null, error: "command name over 16 bytes" }
+    let request: any = {}
+    let error = ""
+    if (retain) error = "retained commands are ignored: publish commands without the retain flag"
+    else if (payload.length > MAX_COMMAND_BYTES) error = "payload over 512 bytes"
     else if (payload.length) {
-        if (jsonDepth(payload, MAX_COMMAND_DEPTH) < 0) c.error = `payload nested deeper than ${MAX_COMMAND_DEPTH}`
+        if (jsonDepth(payload, MAX_COMMAND_DEPTH) < 0) error = "payload nested deeper than 4"
         else {
             try {
-                c.request = JSON.parse(payload.toString())
+                request = JSON.parse(payload.toString())
             } catch (e) {
-                c.error = "payload is not JSON"
+                error = "payload is not JSON"
             }
-            if (!c.error && (c.request === null || typeof c.request !== "object" || Array.isArray(c.request))) {
-                c.request = {}
-                c.error = "payload must be a JSON object"
+            if (!error && (request === null || typeof request !== "object" || Array.isArray(request))) {
+                request = {}
+                error = "payload must be a JSON object"
             }
         }
     }
-    const id = c.request.id
-    if (typeof id === "number" || (typeof id === "string" && id.length <= MAX_ID_BYTES)) c.id = id
-    else if (id !== undefined && id !== null && !c.error)
-        c.error = `id must be a number or a string of at most ${MAX_ID_BYTES} characters`
-    if (!c.error && COMMANDS.indexOf(name) < 0) c.error = `unknown command ${name} (known: ${COMMANDS.join(", ")})`
-    return c
+    let id = request.id
+    if (typeof id !== "number" && !(typeof id === "string" && id.length <= MAX_ID_BYTES)) {
+        if (id !== undefined && id !== null && !error)
+            error = "id must be a number or a string of at most 64 characters"
+        id = null
+    }
+    if (!error && (name.indexOf("/") >= 0 || COMMANDS.indexOf("/" + name + "/") < 0))
+        error = "unknown command " + name + " (known: replay, restart, shutdown, status, time)"
+    return { name, request, id, error }
 }
 
 /**

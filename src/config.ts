@@ -7,7 +7,7 @@
 import { splitAt } from "./util/arrays"
 import { parseBrokerUrl, BrokerAddress } from "./mqtt/url"
 import { validateTopicName } from "./mqtt/topics"
-import { EXTRA_METER_KEYS, MAX_METERS, MeterDefaults, MeterSpec, parseMeterSetting } from "./meters/meter-spec"
+import { extraMeterKey, MAX_METERS, MeterDefaults, MeterSpec, parseMeterSetting } from "./meters/meter-spec"
 
 export interface NodeConfig {
     broker: BrokerAddress
@@ -188,9 +188,9 @@ function parseMeters(v: any, errors: string[]): MeterSpec[] {
     for (let slot = 0; slot < MAX_METERS; ++slot) {
         meters.push(null)
         // The first meter's three settings read as one "<id> <kind> [options]" line, like the others'.
-        const key = slot ? EXTRA_METER_KEYS[slot - 1] : "METER_ID/METER_KIND/METER_OPTS"
+        const key = slot ? extraMeterKey(slot) : "METER_ID/METER_KIND/METER_OPTS"
         const text: string = slot
-            ? v[EXTRA_METER_KEYS[slot - 1]]
+            ? v[extraMeterKey(slot)]
             : v.METER_ID + " " + v.METER_KIND + (v.METER_OPTS ? " " + v.METER_OPTS : "")
         if (!text) continue
         const words = splitAt(text, " ")

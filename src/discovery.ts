@@ -37,37 +37,41 @@ export function announcedKey(m: MeterLabel) {
  * class total_increasing is what the Energy dashboard accepts. A level's state is the newest mean.
  */
 export function discoveryPayload(prefix: string, nodeId: string, meter: MeterLabel) {
-    const meterId = meter.id
-    const id = objectId(nodeId, meterId, meter.quantity)
+    const quantity = meter.quantity
+    const id = '"' + objectId(nodeId, meter.id, quantity) + '"'
     // Energy, water and gas are amounts: their device classes are named as our quantities.
-    const amount = ["energy", "water", "gas"].indexOf(meter.quantity) >= 0
-    const config: any = {
-        name: meter.quantity.charAt(0).toUpperCase() + meter.quantity.slice(1) + " " + meterId,
-        unique_id: id,
-        object_id: id,
-        state_topic: readingTopic(prefix, nodeId, meterId),
-        value_template: amount ? "{{ value_json.readings[-1].total }}" : "{{ value_json.readings[-1].mean }}",
-        state_class: amount ? "total_increasing" : "measurement",
-        availability_topic: statusTopic(prefix, nodeId),
-        availability_template: "{{ value_json.state }}",
-        payload_available: "online",
-        payload_not_available: "offline",
-        qos: 1,
-        device: {
-            identifiers: ["meternode_" + nodeId],
-            name: "meternode " + nodeId,
-            manufacturer: "meternode",
-            model: "DeviceScript metering node",
-            sw_version: firmware.version,
-        },
-    }
-    // Home Assistant has device classes for these quantities, not for a generic level.
-    if (meter.quantity !== "level") config.device_class = meter.quantity
-    // The unit is appended as it is: the VM's JSON.stringify escapes each byte of a non-ASCII
-    // character (m³, °C) as a character of its own.
-    const json = JSON.stringify(config)
+    const amount = ["energy", "water", "gas"].indexOf(quantity) >= 0
+    // Written out, not stringified from an object: that costs more code. Ids need no escaping
+    // (letters, digits, '-' and '_': config.ts); the topics, from the topic prefix, do. The unit
+    // goes in as it is: the VM's JSON.stringify escapes each byte of a non-ASCII character (m³,
+    // °C) as a character of its own.
     return (
-        json.slice(0, json.length - 1) + ',"unit_of_measurement":"' + (meter.unit === "m3" ? "m³" : meter.unit) + '"}'
+        '{"name":"' +
+        quantity.charAt(0).toUpperCase() +
+        quantity.slice(1) +
+        " " +
+        meter.id +
+        '","unique_id":' +
+        id +
+        ',"object_id":' +
+        id +
+        ',"state_topic":' +
+        JSON.stringify(readingTopic(prefix, nodeId, meter.id)) +
+        ',"value_template":"{{ value_json.readings[-1].' +
+        (amount ? 'total }}","state_class":"total_increasing"' : 'mean }}","state_class":"measurement"') +
+        ',"availability_topic":' +
+        JSON.stringify(statusTopic(prefix, nodeId)) +
+        ',"availability_template":"{{ value_json.state }}","payload_available":"online","payload_not_available":"offline","qos":1,"device":{"identifiers":["meternode_' +
+        nodeId +
+        '"],"name":"meternode ' +
+        nodeId +
+        '","manufacturer":"meternode","model":"DeviceScript metering node","sw_version":' +
+        JSON.stringify(firmware.version) +
+        // Home Assistant has device classes for these quantities, not for a generic level.
+        (quantity === "level" ? "}" : '},"device_class":"' + quantity + '"') +
+        ',"unit_of_measurement":"' +
+        (meter.unit === "m3" ? "m³" : meter.unit) +
+        '"}'
     )
 }
 

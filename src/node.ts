@@ -471,7 +471,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         console.log(`command: ${name}: ${error || "accepted"}`)
         if (!error && name === "time") {
             reply.clock = this.clock.isSet() ? "set" : "unset"
-            if (this.clock.isSet()) reply.utc_ms = this.clock.utcMs(ds.millis())
+            if (this.clock.isSet()) reply.utc_ms = ds.millis() + this.clock.offsetS * 1000
         }
         if (!error && name === "status") reply.status = JSON.parse(await this.publishStatus())
         if (!error && name === "replay") {
@@ -656,7 +656,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             if (this.clock.isSet()) {
                 if (!startUtc) startS += this.clock.bootOffsetS
                 startUtc = true
-                endS = this.clock.utcSeconds(endMs)
+                endS = Math.round(endMs / 1000) + this.clock.offsetS
             }
             // The clock stepped back past this interval's start: a reading may neither end before it
             // starts nor overlap the last one. The energy goes on accumulating in the meter, into

@@ -22,30 +22,11 @@ export function energyLabel(id: string): MeterLabel {
 
 /** Formats whole thousandths as a decimal without float artefacts, in any runtime: 1234 -> "1.234". */
 export function formatMilli(milli: number) {
-    const negative = milli < 0
     const abs = Math.round(Math.abs(milli))
-    const whole = Math.floor(abs / 1000)
-    let frac = "" + (abs % 1000)
-    while (frac.length < 3) frac = "0" + frac
-    while (frac.length && frac[frac.length - 1] === "0") frac = frac.slice(0, frac.length - 1)
-    return (negative && abs ? "-" : "") + whole + (frac.length ? "." + frac : "")
-}
-
-function jsonString(s: string) {
-    return JSON.stringify(s)
-}
-
-/**
- * What a reading's times count from: "uptime_s" = seconds since boot `boot` (that boot never
- * learned the time), "utc_ms" = Unix milliseconds (whole seconds: readings are timed to the second).
- */
-function timeBase(r: ReadingRecord) {
-    return r.flags & FLAG_CLOCK_NOT_SET ? "uptime_s" : "utc_ms"
-}
-
-/** A stored time (seconds) in the unit of the message's time base. */
-function timeValue(r: ReadingRecord, seconds: number) {
-    return r.flags & FLAG_CLOCK_NOT_SET ? seconds : seconds * 1000
+    // 1000 + the thousandths: always four digits, the leading 1 dropped below.
+    let frac = "" + (1000 + (abs % 1000))
+    while (frac.length > 1 && frac[frac.length - 1] === "0") frac = frac.slice(0, frac.length - 1)
+    return (milli < 0 && abs ? "-" : "") + Math.floor(abs / 1000) + (frac.length > 1 ? "." + frac.slice(1) : "")
 }
 
 /**
@@ -58,24 +39,15 @@ function timeValue(r: ReadingRecord, seconds: number) {
  *   missing, and the meter total continued from `total` at the next boot.
  */
 export function readingElement(r: ReadingRecord) {
-    if (r.flags & FLAG_GAP && r.durationS === 0)
-        return (
-            '{"seq":' +
-            r.seq +
-            ',"gap":true,"boot":' +
-            r.boot +
-            ',"start":' +
-            timeValue(r, r.startS) +
-            ',"after_seq":' +
-            (r.firstSeq - 1) +
-            ',"total":' +
-            formatMilli(r.totalMilliWh) +
-            "}"
-        )
+    // Stored times are seconds; the message's time base is seconds or milliseconds (see readingMessage).
+    const scale = r.flags & FLAG_CLOCK_NOT_SET ? 1 : 1000
+    const gap = r.flags & FLAG_GAP && r.durationS === 0
     let text = '{"seq":' + r.seq
-    if (r.firstSeq !== r.seq) text += ',"first_seq":' + r.firstSeq
-    text +=
-        ',"boot":' + r.boot + ',"start":' + timeValue(r, r.startS) + ',"end":' + timeValue(r, r.startS + r.durationS)
+    if (gap) text += ',"gap":true'
+    else if (r.firstSeq !== r.seq) text += ',"first_seq":' + r.firstSeq
+    text += ',"boot":' + r.boot + ',"start":' + r.startS * scale
+    if (gap) return text + ',"after_seq":' + (r.firstSeq - 1) + ',"total":' + formatMilli(r.totalMilliWh) + "}"
+    text += ',"end":' + (r.startS + r.durationS) * scale
     if (isAdditive(r)) text += ',"delta":' + formatMilli(r.deltaMilliWh) + ',"total":' + formatMilli(r.totalMilliWh)
     else
         text +=
@@ -106,33 +78,33 @@ export interface ReadingMessage {
  */
 export function readingMessage(records: ReadingRecord[], meters: MeterLabel[], replay?: boolean): ReadingMessage {
     const first = records[0]
-    const base = timeBase(first)
+    // What the times count from: "uptime_s" = seconds since boot `boot` (that boot never learned
+    // the time), "utc_ms" = Unix milliseconds (whole seconds: readings are timed to the second).
+    const uptime = first.flags & FLAG_CLOCK_NOT_SET
     const additive = isAdditive(first)
-    const label = first.meter < meters.length ? meters[first.meter] : null
-    const meterId = label ? label.id : "meter" + first.meter
-    const quantity = label ? label.quantity : additive ? "energy" : "level"
-    const unit = label ? label.unit : additive ? "Wh" : ""
+    const label = meters[first.meter] || {
+        id: "meter" + first.meter,
+        quantity: additive ? "energy" : "level",
+        unit: additive ? "Wh" : "",
+    }
     const head =
         // The unit goes in as it is: the VM's JSON.stringify escapes each byte of a non-ASCII
         // character (°C) as a character of its own. Units come from our own table, without quotes.
         '{"meter":' +
-        jsonString(meterId) +
+        JSON.stringify(label.id) +
         ',"quantity":"' +
-        quantity +
+        label.quantity +
         '","unit":"' +
-        unit +
-        '"' +
-        ',"time":"' +
-        base +
-        (replay ? '","replay":true' : '"') +
-        ',"readings":['
+        label.unit +
+        (uptime ? '","time":"uptime_s' : '","time":"utc_ms') +
+        (replay ? '","replay":true,"readings":[' : '","readings":[')
     // In bytes: a unit such as °C is longer in UTF-8 than in characters. Elements are ASCII.
     const headBytes = Buffer.from(head).length
     let body = ""
     let count = 0
     while (count < records.length && count < MAX_READINGS_PER_MESSAGE) {
         const r = records[count]
-        if (r.meter !== first.meter || timeBase(r) !== base || isAdditive(r) !== additive) break
+        if (r.meter !== first.meter || (r.flags & FLAG_CLOCK_NOT_SET) !== uptime || isAdditive(r) !== additive) break
         const element = readingElement(r)
         // "]}" closes the message; a comma separates elements.
         if (count && headBytes + body.length + 1 + element.length + 2 > MAX_READING_MESSAGE_BYTES) break
@@ -158,11 +130,11 @@ export interface NodeStatus {
 }
 
 export function statusPayload(s: NodeStatus) {
-    if (!s.online) return `{"state":"offline","reason":${jsonString(s.reason || "shutdown")},"boot":${s.boot}}`
+    if (!s.online) return `{"state":"offline","reason":${JSON.stringify(s.reason || "shutdown")},"boot":${s.boot}}`
+    // Two templates: one with every substitution crashes the compiler.
     return (
-        `{"state":"online","boot":${s.boot},"version":${jsonString(firmware.version)},"uptime_s":${Math.floor(s.uptimeS)}` +
-        `,"queued":${s.queued},"dropped":${s.dropped},"merged":${s.merged},"clock":"${s.clock || "unset"}"` +
-        `,"error":${jsonString(s.lastError || "")}}`
+        `{"state":"online","boot":${s.boot},"version":${JSON.stringify(firmware.version)},"uptime_s":${Math.floor(s.uptimeS)},"queued":${s.queued}` +
+        `,"dropped":${s.dropped},"merged":${s.merged},"clock":"${s.clock || "unset"}","error":${JSON.stringify(s.lastError || "")}}`
     )
 }
 

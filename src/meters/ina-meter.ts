@@ -13,9 +13,6 @@ const ERROR_REPORT_MS = 60000
 
 export class InaEnergyMeter implements EnergyMeter {
     totalMilliWh: number
-    /** Samples taken and failed since boot. */
-    samples = 0
-    failures = 0
     private readonly integrator: EnergyIntegrator
     private readonly baseMilliWh: number
     private failedSinceRead = false
@@ -34,12 +31,25 @@ export class InaEnergyMeter implements EnergyMeter {
         this.integrator = new EnergyIntegrator(sampleMs * 2 + 50)
     }
 
-    /** Configures the chip, then samples in a fiber of its own. */
+    /**
+     * Configures the chip, except in the simulator, which has no I2C devices (as I2CDriver.init()
+     * of @devicescript/drivers does), then samples in a fiber of its own.
+     */
     async start() {
+        const name = this.driver.chip.name
         try {
-            await this.driver.init()
+            if (!ds.isSimulator()) await this.driver.configure()
         } catch (e) {
-            this.report(this.driver.chip.name + ": " + (e as Error).message)
+            // The chip's own answers (a wrong id, a calibration that does not stick) say enough.
+            const text = (e as Error).message
+            this.onError(
+                "meter: " +
+                    name +
+                    ": " +
+                    (text.indexOf(name) === 0 ? "" : "I2C device not found or malfunctioning: ") +
+                    text
+            )
+            this.lastReportMs = ds.millis()
         }
         const self = this
         setTimeout(async () => {
@@ -50,17 +60,19 @@ export class InaEnergyMeter implements EnergyMeter {
         }, 0)
     }
 
-    /** One sample at nowMs (ms since boot). */
+    /** One sample at nowMs (ms since boot). A failure is reported at most every ERROR_REPORT_MS. */
     async sample(nowMs: number) {
-        this.samples++
         try {
             const r = await this.driver.read()
             if (r.overflow) throw new Error("current or power overflowed: the shunt or INA_MAX_A does not fit the load")
             this.integrator.add(r.powerW, nowMs)
         } catch (e) {
-            this.failures++
             this.failedSinceRead = true
-            this.report(this.driver.chip.name + " at I2C address " + this.driver.address + ": " + (e as Error).message)
+            const now = ds.millis()
+            if (now - this.lastReportMs < ERROR_REPORT_MS) return
+            this.lastReportMs = now
+            const d = this.driver
+            this.onError(`meter: ${d.chip.name} at I2C address ${d.address}: ${(e as Error).message}`)
         }
     }
 
@@ -73,13 +85,6 @@ export class InaEnergyMeter implements EnergyMeter {
         this.failedSinceRead = false
         this.uncoveredAtRead = this.integrator.uncoveredMs
         return { deltaMilliWh: delta, estimated }
-    }
-
-    private report(text: string) {
-        const now = ds.millis()
-        if (now - this.lastReportMs < ERROR_REPORT_MS) return
-        this.lastReportMs = now
-        this.onError("meter: " + text)
     }
 }
 

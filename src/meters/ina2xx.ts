@@ -26,10 +26,7 @@ export const INA226_DIE_ID = 0x2260
 
 export interface InaChip {
     name: string
-    /** Shunt voltage register LSB, V. */
-    shuntLsbV: number
-    /** Bus voltage register LSB, V, after shifting right by busShift. */
-    busLsbV: number
+    /** The bus voltage sits this many bits up in its register (INA219: bits 15..3, see voltageLsbs). */
     busShift: number
     /** Calibration = trunc(calNumerator / (Current_LSB x R_shunt)). */
     calNumerator: number
@@ -49,8 +46,6 @@ export interface InaChip {
  */
 export const INA219: InaChip = {
     name: "INA219",
-    shuntLsbV: 0.00001,
-    busLsbV: 0.004,
     busShift: 3,
     calNumerator: 0.04096,
     powerLsbRatio: 20,
@@ -65,13 +60,20 @@ export const INA219: InaChip = {
  */
 export const INA226: InaChip = {
     name: "INA226",
-    shuntLsbV: 0.0000025,
-    busLsbV: 0.00125,
     busShift: 0,
     calNumerator: 0.00512,
     powerLsbRatio: 25,
     maxCalibration: 0x7fff,
     config: 0x4527,
+}
+
+/**
+ * The shunt voltage register's LSB and the bus voltage register's (after shifting right by
+ * busShift), V, as given above. Apart from the chips: the driver reads only the power, and the
+ * chips' fields are built in every image that has the driver.
+ */
+export function voltageLsbs(chip: InaChip) {
+    return chip === INA219 ? { shuntV: 0.00001, busV: 0.004 } : { shuntV: 0.0000025, busV: 0.00125 }
 }
 
 /** The 16-bit register value as a signed number (the shunt voltage and current registers). */
@@ -96,33 +98,36 @@ export function calibrationValue(chip: InaChip, currentLsbA: number, shuntOhms: 
     // INA219: bit 0 is void and reads 0.
     if (chip.busShift) cal -= cal % 2
     if (cal < 1 || cal > chip.maxCalibration)
-        return (
-            chip.name +
-            ": calibration " +
-            cal +
-            " out of 1.." +
-            chip.maxCalibration +
-            " for " +
-            shuntOhms +
-            " ohm and a current LSB of " +
-            currentLsbA +
-            " A"
-        )
+        return `${chip.name}: calibration ${cal} out of 1..${chip.maxCalibration} for ${shuntOhms} ohm and a current LSB of ${currentLsbA} A`
     return cal
 }
 
-export interface InaReading {
-    shuntV: number
-    busV: number
-    currentA: number
+export interface InaPower {
     powerW: number
     /** The chip's power or current arithmetic overflowed: current and power are not valid. */
     overflow: boolean
 }
 
+export interface InaReading extends InaPower {
+    shuntV: number
+    busV: number
+    currentA: number
+}
+
 /**
- * Decodes the raw registers. `busFlags`: for the INA219 the bus voltage register itself (its
- * OVF bit); for the INA226 the Mask/Enable register (its OVF bit).
+ * The power register in W, and the overflow flag of `flagsReg`: for the INA219 the bus voltage
+ * register (its OVF bit), for the INA226 the Mask/Enable register (its OVF bit).
+ */
+export function decodePower(chip: InaChip, currentLsbA: number, powerReg: number, flagsReg: number): InaPower {
+    return {
+        powerW: powerReg * chip.powerLsbRatio * currentLsbA,
+        overflow: (flagsReg & (chip.busShift ? 0x01 : 0x04)) !== 0,
+    }
+}
+
+/**
+ * Decodes every measurement register, as the datasheets give them. The driver reads the power
+ * alone (decodePower); the rest checks the chip model of the tests against the datasheets.
  */
 export function decodeReading(
     chip: InaChip,
@@ -133,14 +138,12 @@ export function decodeReading(
     powerReg: number,
     flagsReg: number
 ): InaReading {
-    const overflow = chip.busShift ? (flagsReg & 0x01) !== 0 : (flagsReg & 0x04) !== 0
-    return {
-        shuntV: signed16(shuntReg) * chip.shuntLsbV,
-        busV: (busReg >> chip.busShift) * chip.busLsbV,
-        currentA: signed16(currentReg) * currentLsbA,
-        powerW: powerReg * chip.powerLsbRatio * currentLsbA,
-        overflow,
-    }
+    const r = decodePower(chip, currentLsbA, powerReg, flagsReg) as InaReading
+    const lsb = voltageLsbs(chip)
+    r.shuntV = signed16(shuntReg) * lsb.shuntV
+    r.busV = (busReg >> chip.busShift) * lsb.busV
+    r.currentA = signed16(currentReg) * currentLsbA
+    return r
 }
 
 function trunc(x: number) {

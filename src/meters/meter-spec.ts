@@ -11,8 +11,13 @@ import { splitAt } from "../util/arrays"
 
 export const MAX_METERS = 4
 
-/** Slots after the first: the setting that configures each. */
-export const EXTRA_METER_KEYS = ["METER2", "METER3", "METER4"]
+/**
+ * The setting that configures a slot after the first: METER2..METER4. A function, not an array:
+ * a module's top-level arrays are built in every image that imports the module.
+ */
+export function extraMeterKey(slot: number) {
+    return "METER" + (slot + 1)
+}
 
 /** How a meter appears in its messages: what it measures, in which unit. */
 export interface MeterLabel {
@@ -58,8 +63,6 @@ const LEVEL_KINDS_FROM = 4
 /** Numeric options, with their ranges: name, min, max. */
 const NUMERIC_OPTIONS =
     "every 1 86400,sample_ms 50 60000,seed 1 2147483646,mean_w 0 1000000,shunt_uo 100 100000000,max_ma 1 1000000,addr 64 79,min_pulse_ms 1 10000,min_gap_ms 1 10000"
-/** Text options. */
-const TEXT_OPTIONS = ["imp", "input", "quantity"]
 
 export function kindNames() {
     const names: string[] = []
@@ -126,13 +129,16 @@ function parseWholeNumber(text: string) {
  */
 export function parseOptions(words: string[], errors: string[]) {
     const options: any = {}
+    // Text options. Here, not at the top level: a module's top-level arrays are built in every
+    // image that imports the module.
+    const textOptions = ["imp", "input", "quantity"]
     const numeric = splitAt(NUMERIC_OPTIONS, ",")
     for (const w of words) {
         if (!w) continue
         const eq = w.indexOf("=")
         const name = eq > 0 ? w.slice(0, eq) : ""
         const text = w.slice(eq + 1)
-        if (TEXT_OPTIONS.indexOf(name) >= 0) {
+        if (textOptions.indexOf(name) >= 0) {
             options[name] = text
             continue
         }
@@ -151,7 +157,7 @@ export function parseOptions(words: string[], errors: string[]) {
                 "option " +
                     w +
                     ": expected name=value with a name among " +
-                    TEXT_OPTIONS.join(", ") +
+                    textOptions.join(", ") +
                     ", " +
                     NUMERIC_OPTIONS
             )

@@ -10,7 +10,11 @@ import { nextParkMiller, PARK_MILLER_MODULUS as PRNG_MODULUS } from "../util/par
 const MS_PER_HOUR = 3600000
 const MS_PER_DAY = 24 * MS_PER_HOUR
 
-/** Park-Miller minimal standard generator, the same sequence in Node and in the VM. */
+/**
+ * Park-Miller minimal standard generator, the same sequence in Node and in the VM. The meter
+ * below steps the same sequence itself: a class of its own would cost the image a constructor
+ * and a method.
+ */
 export class SeededRandom {
     private state: number
     constructor(seed: number) {
@@ -23,16 +27,9 @@ export class SeededRandom {
     }
 }
 
-/** Relative load over a day (mean about 1): base load, a morning and an evening peak. */
-export function dailyLoadShape(timeOfDayMs: number) {
-    const h = timeOfDayMs / MS_PER_HOUR
-    const morning = Math.exp(-((h - 7.5) * (h - 7.5)) / 2)
-    const evening = Math.exp(-((h - 19) * (h - 19)) / 4)
-    return 0.55 + 0.9 * morning + 1.1 * evening
-}
-
 export class SimulatedEnergyMeter {
-    private random: SeededRandom
+    /** The state of its SeededRandom sequence. */
+    private randomState: number
     /** Cumulative energy in whole mWh: integers, so the sum of deltas equals the total exactly. */
     totalMilliWh: number
 
@@ -41,15 +38,20 @@ export class SimulatedEnergyMeter {
         readonly meanW: number,
         startTotalMilliWh: number
     ) {
-        this.random = new SeededRandom(seed)
+        this.randomState = Math.floor(Math.abs(seed)) % PRNG_MODULUS || 1
         this.totalMilliWh = startTotalMilliWh
     }
 
     /** Energy over [startMs, endMs) in whole mWh, and the mean power in W; advances the total. */
     read(startMs: number, endMs: number) {
-        const noise = 0.85 + 0.3 * this.random.next()
-        const midMs = (startMs + endMs) / 2
-        const powerW = this.meanW * dailyLoadShape(midMs % MS_PER_DAY) * noise
+        this.randomState = nextParkMiller(this.randomState)
+        const noise = 0.85 + 0.3 * ((this.randomState - 1) / (PRNG_MODULUS - 1))
+        // The load relative to the mean, by the hour of the day at mid-interval: a base load, a
+        // morning and an evening peak (a mean of about 1).
+        const h = (((startMs + endMs) / 2) % MS_PER_DAY) / MS_PER_HOUR
+        const morning = Math.exp(-((h - 7.5) * (h - 7.5)) / 2)
+        const evening = Math.exp(-((h - 19) * (h - 19)) / 4)
+        const powerW = this.meanW * (0.55 + 0.9 * morning + 1.1 * evening) * noise
         const deltaMilliWh = Math.round((powerW * (endMs - startMs)) / 3600)
         this.totalMilliWh += deltaMilliWh
         return { deltaMilliWh, powerW }

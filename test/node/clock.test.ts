@@ -4,6 +4,7 @@ import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import {
     KEPT_BOOT_OFFSETS,
+    MAX_TIME_MESSAGE_STEP_MS,
     nextBoundaryMs,
     offsetOfBoot,
     parseTimePayload,
@@ -14,6 +15,11 @@ import {
 import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_GAP } from "../../src/storage/records"
 import { readingMessage, energyLabel } from "../../src/reading"
 import { gapRecord, initialState, lastKnown } from "../../src/node-state"
+
+/** UTC seconds of an uptime in ms, as the node times the end of a reading (whole seconds). */
+function utcSecondsOf(c: WallClock, uptimeMs: number) {
+    return Math.round(uptimeMs / 1000) + c.offsetS
+}
 
 /** 2026-11-22T09:00:00.000Z */
 const NINE_AM = Date.UTC(2026, 10, 22, 9, 0, 0)
@@ -41,8 +47,8 @@ describe("wall clock", () => {
         assert.equal(c.bootOffsetS, c.offsetS)
         assert.match(c.lastChange, /set from time topic/)
         // 60 s later in uptime is 09:01:00 within 0.5 s.
-        assert.ok(Math.abs(c.utcSeconds(72_400) * 1000 - (NINE_AM + 60_000)) <= 500)
-        assert.equal(c.uptimeMsOf(c.utcSeconds(72_000)), 72_000)
+        assert.ok(Math.abs(utcSecondsOf(c, 72_400) * 1000 - (NINE_AM + 60_000)) <= 500)
+        assert.equal((utcSecondsOf(c, 72_000) - c.offsetS) * 1000, 72_000)
     })
 
     test("small differences are ignored, 600 ms or more re-anchors; late messages do not drag the clock back", () => {
@@ -58,14 +64,14 @@ describe("wall clock", () => {
         assert.equal(c.offsetS, first + 2)
         assert.equal(c.bootOffsetS, first, "readings stored before the time keep the first offset")
         assert.match(c.lastChange, /re-anchored by 2000 ms/)
-        assert.equal(c.utcMs(50_000), (first + 2) * 1000 + 50_000)
+        assert.equal(50_000 + c.offsetS * 1000, (first + 2) * 1000 + 50_000)
     })
 
     test("a first time that arrived late is corrected by the next prompt one", () => {
         const c = new WallClock()
         c.apply(10_800, NINE_AM, "time topic", true) // processed 800 ms after it was sent
         assert.equal(c.apply(12_000, NINE_AM + 2_000, "time topic", false), true)
-        assert.equal(c.utcSeconds(12_000) * 1000, NINE_AM + 2_000)
+        assert.equal(utcSecondsOf(c, 12_000) * 1000, NINE_AM + 2_000)
     })
 
     test("a retained copy sets a clock that is not set yet", () => {
@@ -81,6 +87,7 @@ describe("wall clock", () => {
         const tenYears = 10 * 365 * 86400_000
         assert.equal(c.apply(20_000, NINE_AM + 10_000 + tenYears, "time topic", false), false)
         assert.match(c.refusal, /^time from time topic is 315360000 s from the clock, more than 300 s: refused/)
+        assert.equal(MAX_TIME_MESSAGE_STEP_MS, 300_000, "the refusal's text names the limit")
         assert.equal(c.apply(30_000, NINE_AM + 20_000 - 301_000, "time topic", false), false, "5 min 1 s back")
         assert.equal(c.offsetS, offset, "the clock did not move")
         assert.equal(c.changes, 0)
@@ -94,10 +101,10 @@ describe("wall clock", () => {
     test("the time command steps the clock either way, up to 30 days; a first time sets it", () => {
         const c = new WallClock()
         assert.equal(c.step(10_000, NINE_AM, "time command"), "")
-        assert.equal(c.utcMs(10_000), NINE_AM)
+        assert.equal(10_000 + c.offsetS * 1000, NINE_AM)
         assert.equal(c.changes, 0, "setting an unset clock is not a step")
         assert.equal(c.step(20_000, NINE_AM + 10_000 - 3600_000, "time command"), "", "an hour back")
-        assert.equal(c.utcMs(20_000), NINE_AM + 10_000 - 3600_000)
+        assert.equal(20_000 + c.offsetS * 1000, NINE_AM + 10_000 - 3600_000)
         assert.match(c.lastChange, /^clock stepped by -3600000 ms \(time command\)/)
         assert.equal(c.changes, 1)
         assert.equal(c.bootOffsetS * 1000, NINE_AM - 10_000, "readings stored before the first time keep its offset")
@@ -119,9 +126,9 @@ describe("reading boundaries", () => {
         const c = new WallClock()
         c.apply(100_000, NINE_AM + 7 * 60_000 + 30_000, "t", false) // 09:07:30 at uptime 100 s
         const next = nextBoundaryMs(100_000, 15 * 60_000, c)
-        assert.equal(c.utcSeconds(next) * 1000, NINE_AM + 15 * 60_000, "09:15:00")
+        assert.equal(utcSecondsOf(c, next) * 1000, NINE_AM + 15 * 60_000, "09:15:00")
         const after = nextBoundaryMs(next, 15 * 60_000, c)
-        assert.equal(c.utcSeconds(after) * 1000, NINE_AM + 30 * 60_000, "09:30:00")
+        assert.equal(utcSecondsOf(c, after) * 1000, NINE_AM + 30 * 60_000, "09:30:00")
         // 7 s does not divide a day: no grid, one interval after the last boundary.
         assert.equal(nextBoundaryMs(100_000, 7_000, c), 107_000)
     })
@@ -151,7 +158,7 @@ describe("readings in UTC", () => {
         const after = energyRecord(0, 2, 1, 60_000, 120_000, 1, 2)
         after.flags &= ~FLAG_CLOCK_NOT_SET
         after.startS = before.startS + before.durationS + c.bootOffsetS
-        after.durationS = c.utcSeconds(120_000) - after.startS
+        after.durationS = utcSecondsOf(c, 120_000) - after.startS
         const b = recordInUtc(before, c.bootOffsetS)
         assert.equal(b.startS + b.durationS, after.startS)
         const body = JSON.parse(readingMessage([b, after], [energyLabel("main")]).payload)

@@ -8,6 +8,7 @@ import {
     jsonDepth,
     MAX_COMMAND_BYTES,
     MAX_COMMAND_DEPTH,
+    MAX_COMMAND_NAME_BYTES,
     MAX_ID_BYTES,
     MAX_REPLIES_WAITING,
     parseCommand,
@@ -25,11 +26,32 @@ describe("commands", () => {
 
     test("an unknown, malformed or retained command is refused with the reason, its id kept when it can be", () => {
         assert.match(parseCommand("launch", json({ id: "c1" }), false).error, /^unknown command launch \(known: /)
+        // Names are looked up in "/replay/restart/...": parts of it, or two names with a slash, are no command.
+        for (const name of ["", "time/status", "stat", "/time", "replay/"])
+            assert.equal(
+                parseCommand(name, json({}), false).error,
+                `unknown command ${name} (known: replay, restart, shutdown, status, time)`
+            )
+        for (const name of ["replay", "restart", "shutdown", "status", "time"])
+            assert.equal(parseCommand(name, json({}), false).error, "", name)
         assert.equal(parseCommand("launch", json({ id: "c1" }), false).id, "c1")
         assert.equal(parseCommand("restart", Buffer.from("{not json"), false).error, "payload is not JSON")
         assert.equal(parseCommand("restart", json([1, 2]), false).error, "payload must be a JSON object")
         assert.equal(parseCommand("restart", json("x"), false).error, "payload must be a JSON object")
         assert.match(parseCommand("restart", json({ id: "r" }), true).error, /^retained commands are ignored/)
+    })
+
+    test("the errors name the limits in force (written out in the texts)", () => {
+        const long = "x".repeat(MAX_COMMAND_NAME_BYTES + 1)
+        assert.equal(parseCommand(long, json({}), false).error, `command name over ${MAX_COMMAND_NAME_BYTES} bytes`)
+        const big = Buffer.alloc(MAX_COMMAND_BYTES + 1, 32)
+        assert.equal(parseCommand("status", big, false).error, `payload over ${MAX_COMMAND_BYTES} bytes`)
+        const nested = Buffer.from("[".repeat(MAX_COMMAND_DEPTH + 1))
+        assert.equal(parseCommand("status", nested, false).error, `payload nested deeper than ${MAX_COMMAND_DEPTH}`)
+        assert.equal(
+            parseCommand("status", json({ id: "i".repeat(MAX_ID_BYTES + 1) }), false).error,
+            `id must be a number or a string of at most ${MAX_ID_BYTES} characters`
+        )
     })
 
     test("a name too long to echo in a reply topic is answered on reply/invalid", () => {

@@ -11,6 +11,7 @@ import {
     INA219,
     INA226,
     minimumCurrentLsb,
+    voltageLsbs,
 } from "../../src/meters/ina2xx"
 
 const close = (actual: number, expected: number, tolerance: number, what: string) =>
@@ -75,8 +76,8 @@ describe("energy from sampled power", () => {
         const lsb = 0.001
         const cal = calibrationValue(INA226, lsb, 0.002) as number
         // 100 W at 12 V: 8.333 A, 16.67 mV across 2 mOhm.
-        const shuntReg = Math.round(((100 / 12) * 0.002) / INA226.shuntLsbV) // 6667
-        const busReg = Math.round(12 / INA226.busLsbV)
+        const shuntReg = Math.round(((100 / 12) * 0.002) / voltageLsbs(INA226).shuntV) // 6667
+        const busReg = Math.round(12 / voltageLsbs(INA226).busV)
         const sample = (at: number) => {
             const current = chipCurrentRegister(INA226, shuntReg, cal)
             const power = chipPowerRegister(INA226, current, busReg)
