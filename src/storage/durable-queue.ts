@@ -102,29 +102,6 @@ export interface QueueOptions {
 
 async function noPause() {}
 
-export interface QueueStats {
-    /** Records queued (a merged record covers several readings). */
-    records: number
-    /** Blocks in use, of `slots`. */
-    blocks: number
-    slots: number
-    /** Bytes of the queue's blocks. */
-    dataBytes: number
-    /** Log bytes the queue's keys hold now (what compaction keeps), at most `budgetBytes`. */
-    liveBytes: number
-    budgetBytes: number
-    /** Since the queue began: readings dropped for lack of room, and records merged into others. */
-    droppedReadings: number
-    mergedRecords: number
-    /** Merge steps (each one block written) since this object was created. */
-    merges: number
-    /** Blocks open() found missing or unreadable: their readings are lost. */
-    lostBlocks: number
-    /** Log bytes this object wrote, and its writes, since it was created. */
-    flashBytesWritten: number
-    flashWrites: number
-}
-
 interface Block {
     /** Slot index, or -1 while staged in RAM only. */
     slot: number
@@ -267,12 +244,13 @@ export class DurableQueue {
     private nextSerial = 1
     /** Every serial in flash is below this; the meta in flash says so. */
     private serialLimit = 1
-    private droppedReadings = 0
-    private mergedRecords = 0
-    private merges = 0
-    private lostBlocks = 0
-    private flashBytesWritten = 0
-    private flashWrites = 0
+    /** Since the queue began: readings dropped for lack of room, and records merged into others (kept in the meta). */
+    droppedReadings = 0
+    mergedRecords = 0
+    /** Merge steps (each one block written) since this object was created. */
+    merges = 0
+    /** Blocks open() found missing or unreadable: their readings are lost. */
+    lostBlocks = 0
     private generation = 0
     /** The meta as last written or read (an empty one before the first write), and the slots it lists. */
     private committedMeta: Buffer = null
@@ -577,27 +555,6 @@ export class DurableQueue {
         }
     }
 
-    stats(): QueueStats {
-        let dataBytes = 0
-        for (const b of this.blocks) dataBytes += b.length
-        let liveBytes = this.metaInFlash ? entryCostBytes(this.committedMeta.length) : 0
-        for (const bytes of this.slotBytes) liveBytes += bytes
-        return {
-            records: this.size(),
-            blocks: this.blocks.length,
-            slots: this.slots,
-            dataBytes,
-            liveBytes,
-            budgetBytes: this.budgetBytes,
-            droppedReadings: this.droppedReadings,
-            mergedRecords: this.mergedRecords,
-            merges: this.merges,
-            lostBlocks: this.lostBlocks,
-            flashBytesWritten: this.flashBytesWritten,
-            flashWrites: this.flashWrites,
-        }
-    }
-
     // ---- writing ------------------------------------------------------------------------------------
 
     /**
@@ -704,8 +661,6 @@ export class DurableQueue {
     private async writeVerified(slot: number, value: Buffer): Promise<string> {
         const key = slot < 0 ? this.metaKey() : this.blockKey(slot)
         await this.store.set(key, value)
-        this.flashWrites++
-        this.flashBytesWritten += entryCostBytes(value.length)
         const back = await this.store.get(key)
         if (!sameBytes(back, value)) return "queue: writing " + key + " did not persist (settings store full?)"
         if (slot >= 0) this.slotBytes[slot] = entryCostBytes(value.length)

@@ -4,6 +4,7 @@
 import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import { FakeSettingsStore } from "../fixtures/fake-kv"
+import { CountingStore, queueStats } from "../fixtures/queue-stats"
 import { KeyValueStore } from "../../src/storage/kv"
 import {
     BLOCK_HEADER_BYTES,
@@ -382,7 +383,7 @@ describe("durable queue", () => {
                 assert.equal((e as Error).message, "power cut")
                 cut = true
             }
-            const merges = q.stats().merges
+            const merges = queueStats(q).merges
             return {
                 inner,
                 cut,
@@ -435,7 +436,7 @@ describe("durable queue", () => {
         const damaged = new DurableQueue(store, BUDGET_FOR_8K_STORE_BYTES)
         const report = await damaged.open()
         assert.match(report, /lost: 1 before q\.b02/)
-        assert.equal(damaged.stats().lostBlocks, 1)
+        assert.equal(queueStats(damaged).lostBlocks, 1)
         const after = await readAll(damaged)
         assert.ok(after.length < before.length && after.length > 0)
         assert.deepEqual(after[0], before[0])
@@ -461,7 +462,7 @@ describe("durable queue", () => {
             q.remove(out.length)
             assert.equal(await q.flush(), "")
         }
-        assert.equal(q.stats().flashWrites, 0)
+        assert.equal(store.bytesWritten, 0)
     })
 
     test("staged blocks beyond the RAM limit are dropped and counted; bad records are refused", async () => {
@@ -472,8 +473,8 @@ describe("durable queue", () => {
         let report = ""
         for (let i = 0; i < 400; i++) report = q.append(readings.take()) || report
         assert.match(report, /dropped \d+ readings/)
-        assert.ok(q.stats().droppedReadings > 0)
-        assert.equal(q.size() + q.stats().droppedReadings, 400)
+        assert.ok(queueStats(q).droppedReadings > 0)
+        assert.equal(q.size() + queueStats(q).droppedReadings, 400)
         assert.match(q.append({ ...readings.take(), meter: -1 }), /refused/)
     })
 
@@ -505,13 +506,13 @@ describe("durable queue", () => {
             q.append(readings.take())
             if (i % 5 === 4) {
                 assert.equal(await q.flush(), "")
-                maxLive = Math.max(maxLive, q.stats().liveBytes)
+                maxLive = Math.max(maxLive, queueStats(q).liveBytes)
                 assert.ok(store.liveBytes() <= store.reservedBytes + BUDGET_FOR_8K_STORE_BYTES)
             }
         }
         assert.ok(maxLive <= BUDGET_FOR_8K_STORE_BYTES, `${maxLive}`)
         assert.equal(store.droppedWrites, 0)
-        assert.equal(q.stats().droppedReadings, 0)
+        assert.equal(queueStats(q).droppedReadings, 0)
     })
 
     test("merging keeps each meter's readings, in order, with exact totals, when meters interleave", async () => {
@@ -523,8 +524,8 @@ describe("durable queue", () => {
             for (const m of meters) q.append(m.take())
             if (i % 5 === 4) assert.equal(await q.flush(), "")
         }
-        assert.ok(q.stats().merges > 0)
-        assert.equal(q.stats().droppedReadings, 0)
+        assert.ok(queueStats(q).merges > 0)
+        assert.equal(queueStats(q).droppedReadings, 0)
         const all = await readAll(q)
         for (let m = 0; m < meters.length; m++) {
             const mine = all.filter(r => r.meter === m)
@@ -551,7 +552,7 @@ describe("records out for delivery (pinned)", () => {
             q.append(readings.take())
             if (i % 10 === 9) assert.equal(await q.flush(30), "")
         }
-        assert.ok(q.stats().merges > 0, "the outage made the queue merge")
+        assert.ok(queueStats(q).merges > 0, "the outage made the queue merge")
         assert.deepEqual(await q.peek(30), sent, "the records out for delivery are unchanged")
         // The broker is back and acknowledges the three messages: exactly those 30 go.
         q.remove(30)
@@ -576,7 +577,7 @@ describe("records out for delivery (pinned)", () => {
             if (i % 10 === 9) error = await q.flush(q.size())
         }
         assert.match(error, /no room/)
-        assert.equal(q.stats().droppedReadings, 0)
+        assert.equal(queueStats(q).droppedReadings, 0)
         assert.deepEqual(await readAll(q), all)
     })
 })
@@ -596,7 +597,7 @@ describe("capacity in an 8 KB store with 2 KB used by others (one meter, one rea
             q.append(r)
             if (i % 5 === 4) assert.equal(await q.flush(), "")
         }
-        const s = q.stats()
+        const s = queueStats(q)
         assert.equal(s.merges, 0)
         assert.equal(s.droppedReadings, 0)
         const reopened = new DurableQueue(store, BUDGET_FOR_8K_STORE_BYTES)
@@ -606,7 +607,7 @@ describe("capacity in an 8 KB store with 2 KB used by others (one meter, one rea
             `  budget ${BUDGET_FOR_8K_STORE_BYTES} B: ${slots} slots of ${BLOCK_BYTES} B (${slots - 1} for records, one free for merges)\n` +
                 `  1,440 one-minute readings: ${s.blocks} blocks, ${(s.records / s.blocks).toFixed(0)} records per block, ` +
                 `${(s.dataBytes / s.records).toFixed(2)} bytes per record; live ${s.liveBytes} B of the budget\n` +
-                `  flushing every 5 min: ${(s.flashBytesWritten / READINGS_PER_DAY).toFixed(1)} log bytes written per reading, ` +
+                `  flushing every 5 min: ${(store.bytesWritten / READINGS_PER_DAY).toFixed(1)} log bytes written per reading, ` +
                 `${store.compactions} compactions`
         )
     })
@@ -622,7 +623,7 @@ describe("capacity in an 8 KB store with 2 KB used by others (one meter, one rea
             if (i % 5 === 4) assert.equal(await q.flush(), "")
         }
         const all = await readAll(q)
-        const s = q.stats()
+        const s = queueStats(q)
         assertContinuous(all, "30 days")
         assert.equal(all[0].firstSeq, 1)
         assert.equal(all[all.length - 1].seq, days * READINGS_PER_DAY)
@@ -642,7 +643,7 @@ describe("capacity in an 8 KB store with 2 KB used by others (one meter, one rea
             .join(", ")
         console.log(
             `  43,200 readings: ${all.length} records left (${common}), worst ${worstS / 60} min, energy error ${energyErrorMilliWh} mWh\n` +
-                `  ${s.merges} merge steps, ${(s.flashBytesWritten / (days * READINGS_PER_DAY)).toFixed(1)} log bytes written per reading, ` +
+                `  ${s.merges} merge steps, ${(store.bytesWritten / (days * READINGS_PER_DAY)).toFixed(1)} log bytes written per reading, ` +
                 `${(store.compactions / days).toFixed(1)} compactions per day`
         )
     })
@@ -669,17 +670,17 @@ describe("capacity in an 8 KB store with 2 KB used by others (one meter, one rea
         for (const everyMinutes of [1, 5, 15, 60]) {
             const store = new FakeSettingsStore(8192, 2048)
             const readings = new MinuteReadings()
-            const q = new DurableQueue(store, BUDGET_FOR_8K_STORE_BYTES)
+            const counted = new CountingStore(store)
+            const q = new DurableQueue(counted, BUDGET_FOR_8K_STORE_BYTES)
             await q.open()
             const days = 3
             for (let i = 0; i < days * READINGS_PER_DAY; i++) {
                 q.append(readings.take())
                 if (i % everyMinutes === everyMinutes - 1) assert.equal(await q.flush(), "")
             }
-            const s = q.stats()
             lines.push(
-                `  flush every ${everyMinutes} min: ${(s.flashBytesWritten / (days * READINGS_PER_DAY)).toFixed(1)} log bytes per reading, ` +
-                    `${(s.flashWrites / days).toFixed(0)} writes and ${(store.compactions / days).toFixed(1)} compactions per day`
+                `  flush every ${everyMinutes} min: ${(counted.bytesWritten / (days * READINGS_PER_DAY)).toFixed(1)} log bytes per reading, ` +
+                    `${(counted.writes / days).toFixed(0)} writes and ${(store.compactions / days).toFixed(1)} compactions per day`
             )
         }
         console.log(lines.join("\n"))
