@@ -336,12 +336,12 @@ export class DurableQueue {
         const meta = await this.store.get(this.metaKey())
         if (!meta) return ""
         const rd = new ByteReader(meta, 0, meta.length)
-        const format = rd.u8()
+        const format = rd.uint(1)
         const generation = rd.uint(4)
         const serialLimit = rd.uint(4)
         const dropped = rd.uint(4)
         const merged = rd.uint(4)
-        const count = rd.u8()
+        const count = rd.uint(1)
         if (format !== META_FORMAT || rd.error || meta.length !== META_HEADER_BYTES + META_BYTES_PER_BLOCK * count) {
             this.lostBlocks++
             return "queue: " + this.metaKey() + " unreadable, queued readings (if any) are lost"
@@ -355,9 +355,9 @@ export class DurableQueue {
         let missing = 0
         let gaps = ""
         for (let i = 0; i < count; ++i) {
-            const slot = rd.u8()
+            const slot = rd.uint(1)
             const serial = rd.uint(4)
-            const skip = rd.u8()
+            const skip = rd.uint(1)
             this.committedSlots.push(slot)
             const block = await this.loadBlock(slot, serial, skip)
             if (!block) {
@@ -617,17 +617,17 @@ export class DurableQueue {
         let listed = 0
         for (const b of this.blocks) if (b.slot >= 0) listed++
         const w = new ByteWriter(Buffer.alloc(META_HEADER_BYTES + META_BYTES_PER_BLOCK * listed))
-        w.u8(META_FORMAT)
+        w.uint(META_FORMAT, 1)
         w.uint(generation, 4)
         w.uint(this.serialLimit, 4)
         w.uint(this.droppedReadings, 4)
         w.uint(this.mergedRecords, 4)
-        w.u8(listed)
+        w.uint(listed, 1)
         for (const b of this.blocks) {
             if (b.slot < 0) continue
-            w.u8(b.slot)
+            w.uint(b.slot, 1)
             w.uint(b.serial, 4)
-            w.u8(b.skip)
+            w.uint(b.skip, 1)
         }
         return w.buf
     }

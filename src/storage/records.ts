@@ -72,24 +72,12 @@ export function newRecord(): ReadingRecord {
 }
 
 export function copyRecord(r: ReadingRecord): ReadingRecord {
-    return copyInto(newRecord(), r)
+    return Object.assign({}, r)
 }
 
 /** Copies every field of `from` into `to`, an object the caller reuses; returns `to`. */
 export function copyInto(to: ReadingRecord, from: ReadingRecord) {
-    to.meter = from.meter
-    to.flags = from.flags
-    to.firstSeq = from.firstSeq
-    to.seq = from.seq
-    to.boot = from.boot
-    to.startS = from.startS
-    to.durationS = from.durationS
-    to.deltaMilliWh = from.deltaMilliWh
-    to.totalMilliWh = from.totalMilliWh
-    to.minMilli = from.minMilli
-    to.meanMilli = from.meanMilli
-    to.maxMilli = from.maxMilli
-    return to
+    return Object.assign(to, from)
 }
 
 export function isAdditive(r: ReadingRecord) {
@@ -121,30 +109,6 @@ export function energyRecord(
     r.deltaMilliWh = deltaMilliWh
     r.totalMilliWh = totalMilliWh
     return r
-}
-
-/** Why a record cannot be stored, or "". */
-export function recordError(r: ReadingRecord) {
-    return (
-        rangeError("meter index", r.meter, 0, 255) ||
-        rangeError("flags", r.flags, 0, 255) ||
-        rangeError("seq", r.seq, 0, 4294967295) ||
-        rangeError("first seq", r.firstSeq, 0, r.seq) ||
-        rangeError("boot", r.boot, 0, 65535) ||
-        rangeError("start s", r.startS, 0, 4294967295) ||
-        rangeError("duration s", r.durationS, 0, MAX_DURATION_S) ||
-        (isAdditive(r)
-            ? rangeError("delta", r.deltaMilliWh, -MAX_INT32, MAX_INT32) ||
-              rangeError("total", r.totalMilliWh, 0, MAX_UINT48)
-            : rangeError("min", r.minMilli, -MAX_INT32, MAX_INT32) ||
-              rangeError("mean", r.meanMilli, -MAX_INT32, MAX_INT32) ||
-              rangeError("max", r.maxMilli, -MAX_INT32, MAX_INT32))
-    )
-}
-
-/** "" when `v` is a whole number in min..max, else why not. */
-function rangeError(name: string, v: number, min: number, max: number) {
-    return typeof v === "number" && Math.floor(v) === v && v >= min && v <= max ? "" : name + " " + v + " out of range"
 }
 
 // ---- merging ------------------------------------------------------------------------------
@@ -208,41 +172,31 @@ export class ByteWriter {
     overflow = false
     constructor(readonly buf: Buffer) {}
 
-    u8(v: number) {
-        if (this.pos >= this.buf.length) {
-            this.overflow = true
-            return
-        }
-        this.buf[this.pos++] = v & 0xff
-    }
-
-    /** Unsigned little-endian integer of `bytes` bytes, exact up to 2^53. */
+    /**
+     * `v` as a little-endian integer of `bytes` bytes (exact up to 2^53; a negative one in two's
+     * complement), or for `bytes` 0 as an unsigned LEB128 varint: 7 bits a byte, low first.
+     */
     uint(v: number, bytes: number) {
-        for (let i = 0; i < bytes; ++i) {
-            const high = Math.floor(v / 256)
-            this.u8(v - high * 256)
+        const base = bytes ? 256 : 128
+        for (let i = 1; ; ++i) {
+            const high = Math.floor(v / base)
+            const more = bytes ? i < bytes : high > 0
+            if (this.pos >= this.buf.length) this.overflow = true
+            else this.buf[this.pos++] = v - high * base + (more && !bytes ? 128 : 0)
+            if (!more) return
             v = high
         }
     }
+}
 
-    int32(v: number) {
-        this.uint(v < 0 ? v + 4294967296 : v, 4)
-    }
+/** Signed as zigzag, for a varint: 0, -1, 1, -2... as 0, 1, 2, 3... */
+function zigzag(v: number) {
+    return v >= 0 ? v * 2 : -v * 2 - 1
+}
 
-    /** Unsigned LEB128: 7 bits a byte, low first. */
-    varint(v: number) {
-        while (v >= 128) {
-            const high = Math.floor(v / 128)
-            this.u8(v - high * 128 + 128)
-            v = high
-        }
-        this.u8(v)
-    }
-
-    /** Signed as zigzag LEB128: 0, -1, 1, -2... as 0, 1, 2, 3... */
-    zigzag(v: number) {
-        this.varint(v >= 0 ? v * 2 : -v * 2 - 1)
-    }
+function unzigzag(z: number) {
+    const half = Math.floor(z / 2)
+    return z - half * 2 ? -half - 1 : half
 }
 
 /** Sequential reader over buf[pos..end); `error` is set at the first read past the end or bad varint. */
@@ -254,46 +208,26 @@ export class ByteReader {
         readonly end: number
     ) {}
 
-    u8() {
-        if (this.pos >= this.end) {
-            if (!this.error) this.error = "truncated at byte " + this.pos
-            return 0
-        }
-        return this.buf[this.pos++]
-    }
-
+    /** A little-endian unsigned integer of `bytes` bytes, or for `bytes` 0 a varint of at most 8 bytes. */
     uint(bytes: number) {
         let v = 0
         let scale = 1
-        for (let i = 0; i < bytes; ++i) {
-            v += this.u8() * scale
-            scale *= 256
+        for (let i = 0; i < (bytes || 8); ++i) {
+            let b = 0
+            if (this.pos < this.end) b = this.buf[this.pos++]
+            else if (!this.error) this.error = "truncated at byte " + this.pos
+            if (bytes) v += b * scale
+            else if (b < 128) return v + b * scale
+            else v += (b - 128) * scale
+            scale *= bytes ? 256 : 128
         }
+        if (!bytes && !this.error) this.error = "varint too long at byte " + this.pos
         return v
     }
 
     int32() {
         const v = this.uint(4)
         return v > MAX_INT32 ? v - 4294967296 : v
-    }
-
-    varint() {
-        let v = 0
-        let scale = 1
-        for (let i = 0; i < 8; ++i) {
-            const b = this.u8()
-            if (b < 128) return v + b * scale
-            v += (b - 128) * scale
-            scale *= 128
-        }
-        if (!this.error) this.error = "varint too long at byte " + this.pos
-        return 0
-    }
-
-    zigzag() {
-        const z = this.varint()
-        const half = Math.floor(z / 2)
-        return z - half * 2 ? -half - 1 : half
     }
 }
 
@@ -308,27 +242,27 @@ export class ByteReader {
  */
 function writeFull(w: ByteWriter, r: ReadingRecord) {
     const flags = r.seq !== r.firstSeq ? r.flags | FLAG_MERGED : r.flags
-    w.u8(flags)
-    w.u8(r.meter)
+    w.uint(flags, 1)
+    w.uint(r.meter, 1)
     w.uint(r.seq, 4)
     w.uint(r.boot, 2)
     w.uint(r.startS, 4)
     w.uint(r.durationS, 3)
     if (isAdditive(r)) {
-        w.int32(r.deltaMilliWh)
+        w.uint(r.deltaMilliWh, 4)
         w.uint(r.totalMilliWh, 6)
     } else {
-        w.int32(r.minMilli)
-        w.int32(r.meanMilli)
-        w.int32(r.maxMilli)
+        w.uint(r.minMilli, 4)
+        w.uint(r.meanMilli, 4)
+        w.uint(r.maxMilli, 4)
     }
-    if (flags & FLAG_MERGED) w.varint(r.seq - r.firstSeq)
+    if (flags & FLAG_MERGED) w.uint(r.seq - r.firstSeq, 0)
 }
 
 function readFull(rd: ByteReader) {
     const r = newRecord()
-    r.flags = rd.u8()
-    r.meter = rd.u8()
+    r.flags = rd.uint(1)
+    r.meter = rd.uint(1)
     r.seq = rd.uint(4)
     r.boot = rd.uint(2)
     r.startS = rd.uint(4)
@@ -341,12 +275,30 @@ function readFull(rd: ByteReader) {
         r.meanMilli = rd.int32()
         r.maxMilli = rd.int32()
     }
-    r.firstSeq = r.flags & FLAG_MERGED ? r.seq - rd.varint() : r.seq
+    r.firstSeq = r.flags & FLAG_MERGED ? r.seq - rd.uint(0) : r.seq
     return r
 }
 
 /** Longest encoding of one record, in a block or on its own. */
 export const MAX_RECORD_BYTES = 40
+
+/**
+ * Why a record cannot be stored, or "": each field must read back from the full layout as it
+ * is, so only whole numbers that fit their field pass, and the pair the record's kind does not
+ * store (min, mean and max of an additive record; delta and total of a level) must be 0.
+ */
+export function recordError(r: ReadingRecord) {
+    const w = new ByteWriter(Buffer.alloc(MAX_RECORD_BYTES))
+    writeFull(w, r)
+    const back = readFull(new ByteReader(w.buf, 0, w.pos))
+    // The layout marks every record covering several readings as merged.
+    back.flags &= r.flags | ~FLAG_MERGED
+    for (const field of Object.keys(r)) {
+        const v = (r as any)[field]
+        if (v !== (back as any)[field]) return field + " " + v + " out of range"
+    }
+    return ""
+}
 
 /** One record in the full layout (25 or 27 bytes, more when merged). Check recordError first. */
 export function encodeRecord(r: ReadingRecord) {
@@ -426,7 +378,7 @@ function writeInBlock(w: ByteWriter, refs: ReadingRecord[], lastMeter: number, r
     const i = findRef(refs, r.meter)
     const ref = i >= 0 ? refs[i] : null
     if (!ref || !continues(ref, r)) {
-        w.varint(1)
+        w.uint(1, 0)
         writeFull(w, r)
         return
     }
@@ -438,18 +390,18 @@ function writeInBlock(w: ByteWriter, refs: ReadingRecord[], lastMeter: number, r
     const additive = isAdditive(r)
     const firstDiff = additive ? r.deltaMilliWh - ref.deltaMilliWh : r.meanMilli - ref.meanMilli
     if (!changes) {
-        w.varint((firstDiff >= 0 ? firstDiff * 2 : -firstDiff * 2 - 1) * 2)
+        w.uint(zigzag(firstDiff) * 2, 0)
     } else {
-        w.varint(changes * 2 + 1)
-        if (changes & CHANGE_METER) w.u8(r.meter)
-        if (changes & CHANGE_FLAGS) w.u8(r.flags)
-        if (changes & CHANGE_DURATION) w.zigzag(r.durationS - ref.durationS)
-        if (changes & CHANGE_SPAN) w.varint(span(r) - 1)
-        w.zigzag(firstDiff)
+        w.uint(changes * 2 + 1, 0)
+        if (changes & CHANGE_METER) w.uint(r.meter, 1)
+        if (changes & CHANGE_FLAGS) w.uint(r.flags, 1)
+        if (changes & CHANGE_DURATION) w.uint(zigzag(r.durationS - ref.durationS), 0)
+        if (changes & CHANGE_SPAN) w.uint(span(r) - 1, 0)
+        w.uint(zigzag(firstDiff), 0)
     }
     if (!additive) {
-        w.zigzag(r.minMilli - ref.minMilli)
-        w.zigzag(r.maxMilli - ref.maxMilli)
+        w.uint(zigzag(r.minMilli - ref.minMilli), 0)
+        w.uint(zigzag(r.maxMilli - ref.maxMilli), 0)
     }
 }
 
@@ -459,12 +411,12 @@ function writeInBlock(w: ByteWriter, refs: ReadingRecord[], lastMeter: number, r
  * the full layout, the first of its meter in a block, is read and then copied in).
  */
 function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number): ReadingRecord {
-    const v = rd.varint()
+    const v = rd.uint(0)
     if (rd.error) return null
     if (v === 1) return setRef(refs, readFull(rd))
     const half = Math.floor(v / 2)
     const changes = v - half * 2 ? half : 0
-    const meter = changes & CHANGE_METER ? rd.u8() : lastMeter
+    const meter = changes & CHANGE_METER ? rd.uint(1) : lastMeter
     const i = findRef(refs, meter)
     if (i < 0) {
         if (!rd.error) rd.error = "record refers to meter " + meter + " before its first record"
@@ -474,21 +426,16 @@ function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number): 
     // The reference's end is this record's start, its seq + 1 the first seq.
     const startS = r.startS + r.durationS
     if (changes & CHANGE_FLAGS) {
-        const flags = rd.u8()
+        const flags = rd.uint(1)
         if ((flags & FLAG_NON_ADDITIVE) !== (r.flags & FLAG_NON_ADDITIVE)) {
             if (!rd.error) rd.error = "record changes kind within its meter"
             return null
         }
         r.flags = flags
     }
-    if (changes & CHANGE_DURATION) r.durationS += rd.zigzag()
-    const spanReadings = changes & CHANGE_SPAN ? rd.varint() + 1 : span(r)
-    let firstDiff = 0
-    if (changes) firstDiff = rd.zigzag()
-    else {
-        const quarter = Math.floor(half / 2)
-        firstDiff = half - quarter * 2 ? -quarter - 1 : quarter
-    }
+    if (changes & CHANGE_DURATION) r.durationS += unzigzag(rd.uint(0))
+    const spanReadings = changes & CHANGE_SPAN ? rd.uint(0) + 1 : span(r)
+    const firstDiff = unzigzag(changes ? rd.uint(0) : half)
     r.firstSeq = r.seq + 1
     r.seq = r.firstSeq + spanReadings - 1
     r.startS = startS
@@ -497,8 +444,8 @@ function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number): 
         r.totalMilliWh += r.deltaMilliWh
     } else {
         r.meanMilli += firstDiff
-        r.minMilli += rd.zigzag()
-        r.maxMilli += rd.zigzag()
+        r.minMilli += unzigzag(rd.uint(0))
+        r.maxMilli += unzigzag(rd.uint(0))
     }
     return r
 }
@@ -523,7 +470,7 @@ export class BlockWriter {
     ) {
         this.buf = Buffer.alloc(capacityBytes)
         const header = new ByteWriter(this.buf)
-        header.u8(BLOCK_FORMAT)
+        header.uint(BLOCK_FORMAT, 1)
         header.uint(serial, 4)
     }
 
@@ -561,12 +508,12 @@ export class BlockReader {
     error = ""
 
     constructor(bytes: Buffer) {
-        this.rd = new ByteReader(bytes, 0, bytes ? bytes.length : 0)
+        // Past the format byte.
+        this.rd = new ByteReader(bytes, 1, bytes ? bytes.length : 0)
         if (!bytes || bytes.length < BLOCK_HEADER_BYTES || bytes[0] !== BLOCK_FORMAT) {
             this.error = "not a block"
             return
         }
-        this.rd.u8()
         this.serial = this.rd.uint(4)
     }
 

@@ -124,7 +124,7 @@ describe("reading records", () => {
         assert.match(recordError({ ...r, totalMilliWh: MAX_UINT48 + 1 }), /total/)
         assert.match(recordError({ ...r, deltaMilliWh: 2 ** 31 }), /delta/)
         assert.match(recordError({ ...r, deltaMilliWh: 0.5 }), /delta/)
-        assert.match(recordError({ ...r, firstSeq: 2 }), /seq/)
+        assert.match(recordError({ ...r, firstSeq: 2 }), /firstSeq/)
         assert.match(recordError({ ...r, boot: 70000 }), /boot/)
     })
 
