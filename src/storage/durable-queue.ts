@@ -100,8 +100,6 @@ export interface QueueOptions {
     pause?: () => Promise<void>
 }
 
-async function noPause() {}
-
 interface Block {
     /** Slot index, or -1 while staged in RAM only. */
     slot: number
@@ -119,10 +117,19 @@ interface Block {
     open: boolean
 }
 
-function insertAt<T>(items: T[], index: number, item: T) {
-    items.push(item)
-    for (let i = items.length - 1; i > index; --i) items[i] = items[i - 1]
-    items[index] = item
+/** The block of `writer`'s records: staged in RAM and open for appends (slot -1), or in flash in `slot`. */
+function blockOf(slot: number, writer: BlockWriter): Block {
+    return {
+        slot,
+        serial: writer.serial,
+        count: writer.count,
+        skip: 0,
+        length: writer.length,
+        finestDurationS: writer.finestDurationS,
+        flushedLength: slot < 0 ? 0 : writer.length,
+        writer,
+        open: slot < 0,
+    }
 }
 
 function sameBytes(a: Buffer, b: Buffer) {
@@ -216,17 +223,13 @@ class MergeOutput {
 }
 
 interface MergeStep {
+    /** The step replaces the block at this position and takes records from the next. */
+    index: number
     writer: BlockWriter
     /** Records taken from the second block, after its skip. */
     taken: number
     /** Records read from both blocks that the new block holds. */
     inputs: number
-}
-
-interface PlannedStep {
-    /** The step replaces the block at this position and takes records from the next. */
-    index: number
-    step: MergeStep
 }
 
 // ---- the queue ------------------------------------------------------------------------------------
@@ -254,20 +257,18 @@ export class DurableQueue {
     private generation = 0
     /** The meta as last written or read (an empty one before the first write), and the slots it lists. */
     private committedMeta: Buffer = null
-    private metaInFlash = false
     private committedSlots: number[] = []
-    /** Log bytes each slot's key holds. */
-    private slotBytes: number[] = []
     /** The oldest block's bytes, so peek() does not read flash every time. */
-    private headCache: Buffer = null
-    private headCacheSerial = -1
-    private readCache: Buffer = null
-    private readCacheSerial = -1
+    private headCache: Buffer
+    private headCacheSerial: number
+    private readCache: Buffer
+    private readCacheSerial: number
     readonly keyPrefix: string
+    private readonly metaKey: string
     private readonly pause: () => Promise<void>
     private recordsSincePause = 0
     /** Records at the head that flush() must leave alone (see flush()). */
-    private pinned = 0
+    private pinned: number
 
     /** `budgetBytes`: log bytes the queue's keys may hold in the store at most (see slotsForBudget()). */
     constructor(
@@ -275,25 +276,20 @@ export class DurableQueue {
         readonly budgetBytes: number,
         options?: QueueOptions
     ) {
-        const keyPrefix = options && options.keyPrefix ? options.keyPrefix : "q."
-        this.keyPrefix = keyPrefix
-        this.pause = options && options.pause ? options.pause : noPause
-        if (keyPrefix.length > 6) throw new RangeError("queue key prefix " + keyPrefix + " is over 6 characters")
+        // A longer prefix makes the store refuse every full block.
+        this.keyPrefix = options && options.keyPrefix ? options.keyPrefix : "q."
+        this.metaKey = this.keyPrefix + "meta"
+        this.pause = options && options.pause
+        // The configuration allows no budget under MIN_SLOTS blocks.
         this.slots = slotsForBudget(budgetBytes)
-        if (this.slots < MIN_SLOTS)
-            throw new RangeError("queue budget of " + budgetBytes + " bytes is under " + MIN_SLOTS + " blocks")
-        for (let i = 0; i < this.slots; ++i) this.slotBytes.push(0)
-        this.committedMeta = this.buildMeta(0)
     }
 
     /** Counts a record decoded or encoded; pauses every RECORDS_PER_PAUSE of them. */
     private async tick() {
-        if (++this.recordsSincePause < RECORDS_PER_PAUSE) return
-        this.recordsSincePause = 0
-        await this.pause()
+        if (++this.recordsSincePause % RECORDS_PER_PAUSE === 0 && this.pause) await this.pause()
     }
 
-    /** A writer holding the records of `bytes` (a block), to append after them. */
+    /** A writer holding the records of `bytes`, to append after them; null unless they are the readable block `serial`. */
     private async resumeWriter(bytes: Buffer, serial: number) {
         const writer = new BlockWriter(BLOCK_BYTES, serial)
         const reader = new BlockReader(bytes)
@@ -301,11 +297,7 @@ export class DurableQueue {
             writer.tryAppend(r)
             await this.tick()
         }
-        return writer
-    }
-
-    private metaKey() {
-        return this.keyPrefix + "meta"
+        return reader.error || reader.serial !== serial ? null : writer
     }
 
     private blockKey(slot: number) {
@@ -321,37 +313,32 @@ export class DurableQueue {
     async open(): Promise<string> {
         this.blocks = []
         this.committedSlots = []
-        // Every slot's size, for liveBytes(): slots not in the queue still hold their old block.
-        // New serials start above every serial in them, so a stale block is never taken for a
-        // new one, whatever the meta says.
+        // Slots not in the queue still hold their old block. New serials start above every
+        // serial in them, so a stale block is never taken for a new one, whatever the meta says.
         let serialsFrom = 1
         for (let slot = 0; slot < this.slots; ++slot) {
             const bytes = await this.store.get(this.blockKey(slot))
-            this.slotBytes[slot] = bytes ? entryCostBytes(bytes.length) : 0
             const serial = bytes ? new BlockReader(bytes).serial : -1
             if (serial >= serialsFrom) serialsFrom = serial + 1
         }
         this.serialLimit = this.nextSerial = serialsFrom
         this.committedMeta = this.buildMeta(0)
-        const meta = await this.store.get(this.metaKey())
+        const meta = await this.store.get(this.metaKey)
         if (!meta) return ""
-        const rd = new ByteReader(meta, 0, meta.length)
-        const format = rd.uint(1)
-        const generation = rd.uint(4)
-        const serialLimit = rd.uint(4)
-        const dropped = rd.uint(4)
-        const merged = rd.uint(4)
-        const count = rd.uint(1)
-        if (format !== META_FORMAT || rd.error || meta.length !== META_HEADER_BYTES + META_BYTES_PER_BLOCK * count) {
+        // The header ends with the number of blocks listed.
+        const count = meta.length < META_HEADER_BYTES ? 0 : meta[META_HEADER_BYTES - 1]
+        if (meta[0] !== META_FORMAT || meta.length !== META_HEADER_BYTES + META_BYTES_PER_BLOCK * count) {
             this.lostBlocks++
-            return "queue: " + this.metaKey() + " unreadable, queued readings (if any) are lost"
+            return "queue: " + this.metaKey + " unreadable, queued readings (if any) are lost"
         }
-        this.generation = generation
+        const rd = new ByteReader(meta, 1, meta.length)
+        this.generation = rd.uint(4)
+        const serialLimit = rd.uint(4)
         if (serialLimit > this.serialLimit) this.serialLimit = this.nextSerial = serialLimit
-        this.droppedReadings = dropped
-        this.mergedRecords = merged
+        this.droppedReadings = rd.uint(4)
+        this.mergedRecords = rd.uint(4)
+        rd.pos = META_HEADER_BYTES
         this.committedMeta = meta
-        this.metaInFlash = true
         let missing = 0
         let gaps = ""
         for (let i = 0; i < count; ++i) {
@@ -369,42 +356,24 @@ export class DurableQueue {
             if (missing) gaps += (gaps ? ", " : "") + missing + " before " + this.blockKey(slot)
             this.lostBlocks += missing
             missing = 0
-            if (block.skip < block.count) this.blocks.push(block)
+            if (block.skip < block.count) {
+                // Appends continue in the newest block; the others are read from flash.
+                if (this.blocks.length) this.blocks[this.blocks.length - 1].writer = null
+                this.blocks.push(block)
+            }
         }
-        if (this.blocks.length) {
-            // Appends continue in the newest block.
-            const tail = this.blocks[this.blocks.length - 1]
-            tail.writer = await this.resumeWriter(await this.store.get(this.blockKey(tail.slot)), tail.serial)
-            tail.open = true
-        }
+        if (this.blocks.length) this.blocks[this.blocks.length - 1].open = true
         return gaps ? "queue: blocks missing or unreadable, their readings are lost: " + gaps : ""
     }
 
     private async loadBlock(slot: number, serial: number, skip: number): Promise<Block> {
         if (slot >= MAX_SLOTS) return null
         const bytes = await this.store.get(this.blockKey(slot))
-        if (!bytes) return null
-        const reader = new BlockReader(bytes)
-        if (reader.serial !== serial) return null
-        let count = 0
-        let finest = 0
-        for (let r = reader.next(); r; r = reader.next()) {
-            count++
-            if (!finest || r.durationS < finest) finest = r.durationS
-            await this.tick()
-        }
-        if (reader.error || !count) return null
-        return {
-            slot,
-            serial,
-            count,
-            skip,
-            length: bytes.length,
-            finestDurationS: finest,
-            flushedLength: bytes.length,
-            writer: null,
-            open: false,
-        }
+        const writer = bytes ? await this.resumeWriter(bytes, serial) : null
+        if (!writer || !writer.count) return null
+        const block = blockOf(slot, writer)
+        block.skip = skip
+        return block
     }
 
     // ---- appending --------------------------------------------------------------------------------
@@ -422,26 +391,10 @@ export class DurableQueue {
             tail.open = false
             if (tail.flushedLength === tail.length) tail.writer = null
         }
-        const writer = new BlockWriter(BLOCK_BYTES, this.takeSerial())
+        const writer = new BlockWriter(BLOCK_BYTES, this.nextSerial++)
         writer.tryAppend(record)
-        const block: Block = {
-            slot: -1,
-            serial: writer.serial,
-            count: 0,
-            skip: 0,
-            length: 0,
-            finestDurationS: 0,
-            flushedLength: 0,
-            writer,
-            open: true,
-        }
-        this.syncFromWriter(block)
-        this.blocks.push(block)
+        this.blocks.push(blockOf(-1, writer))
         return this.limitStaged()
-    }
-
-    private takeSerial() {
-        return this.nextSerial++
     }
 
     private syncFromWriter(block: Block) {
@@ -453,17 +406,18 @@ export class DurableQueue {
     /** Drops the oldest staged block once RAM holds too many (flush() not called, or failing). */
     private limitStaged() {
         let staged = 0
-        for (const b of this.blocks) if (b.slot < 0) staged++
+        let oldest = -1
+        for (let i = this.blocks.length - 1; i >= 0; --i)
+            if (this.blocks[i].slot < 0) {
+                staged++
+                oldest = i
+            }
         if (staged <= MAX_STAGED_BLOCKS) return ""
-        for (let i = 0; i < this.blocks.length; ++i) {
-            const b = this.blocks[i]
-            if (b.slot >= 0) continue
-            const lost = readingsIn(b.writer.bytes(), b.skip)
-            removeAt(this.blocks, i)
-            this.droppedReadings += lost
-            return "queue: flash not written, dropped " + lost + " readings held in RAM"
-        }
-        return ""
+        const b = this.blocks[oldest]
+        const lost = readingsIn(b.writer.bytes(), b.skip)
+        removeAt(this.blocks, oldest)
+        this.droppedReadings += lost
+        return "queue: flash not written, dropped " + lost + " readings held in RAM"
     }
 
     // ---- reading and removing -------------------------------------------------------------------------
@@ -583,7 +537,7 @@ export class DurableQueue {
                 if (b.slot < 0 || b.flushedLength === b.length) continue
                 // Taken before the write: a record appended meanwhile is not in flash yet.
                 const length = b.length
-                error = await this.writeVerified(b.slot, b.writer.bytes())
+                error = await this.writeVerified(this.blockKey(b.slot), b.writer.bytes())
                 if (error) return error
                 b.flushedLength = length
                 if (!b.open && b.flushedLength === b.length) b.writer = null
@@ -644,26 +598,23 @@ export class DurableQueue {
         const meta = this.buildMeta(this.generation + 1)
         const old = this.committedMeta
         if (sameBytes(meta.slice(5, meta.length), old.slice(5, old.length))) return ""
-        const error = await this.writeVerified(-1, meta)
+        const error = await this.writeVerified(this.metaKey, meta)
         if (error) {
             this.serialLimit = limit
             return error
         }
         this.generation++
-        this.metaInFlash = true
         this.committedMeta = meta
         this.committedSlots = []
         for (const b of this.blocks) if (b.slot >= 0) this.committedSlots.push(b.slot)
         return ""
     }
 
-    /** Writes slot `slot`'s block (-1: the meta) and reads it back; returns "" when it is in flash, else an error text. */
-    private async writeVerified(slot: number, value: Buffer): Promise<string> {
-        const key = slot < 0 ? this.metaKey() : this.blockKey(slot)
+    /** Writes `value` under `key` and reads it back; returns "" when it is in flash, else an error text. */
+    private async writeVerified(key: string, value: Buffer): Promise<string> {
         await this.store.set(key, value)
         const back = await this.store.get(key)
         if (!sameBytes(back, value)) return "queue: writing " + key + " did not persist (settings store full?)"
-        if (slot >= 0) this.slotBytes[slot] = entryCostBytes(value.length)
         return ""
     }
 
@@ -692,11 +643,11 @@ export class DurableQueue {
      */
     private async makeRoom(): Promise<string> {
         for (const level of MERGE_LEVELS_S) {
-            if (level ? !this.hasFinerThan(level) : !this.mayPack()) continue
+            if (!this.mayFreeSlot(level)) continue
             const plan = await this.planSweep(level)
             if (!plan) continue
-            for (const planned of plan) {
-                const error = await this.commitStep(planned.index, planned.step)
+            for (const step of plan) {
+                const error = await this.commitStep(step)
                 if (error) return error
             }
             return ""
@@ -705,29 +656,24 @@ export class DurableQueue {
     }
 
     /**
-     * Whether packing without coarsening could empty a block: the room left in the others
-     * (free bytes, and records at their start that are gone) must about hold its records.
+     * Whether a sweep at `level` could empty a block. Coarsening needs a settled block with
+     * readings finer than the level. Packing without coarsening (level 0) needs room left in the
+     * others (free bytes, and records at their start that are gone) for about its records.
      */
-    private mayPack() {
+    private mayFreeSlot(level: number) {
+        let finer = false
         let room = 0
         let smallest = BLOCK_BYTES
         for (let i = this.firstMovable(); i < this.blocks.length; ++i) {
             const b = this.blocks[i]
             if (!this.isSettled(b)) continue
+            if (b.finestDurationS < level) finer = true
             const gone = Math.floor(((b.length - BLOCK_HEADER_BYTES) * b.skip) / b.count)
             room += BLOCK_BYTES - b.length + gone
             smallest = Math.min(smallest, b.length - BLOCK_HEADER_BYTES - gone)
         }
         // The room counted includes the smallest block's own; re-encoding moves a few bytes either way.
-        return room + FULL_RECORD_SLACK_BYTES >= 2 * smallest
-    }
-
-    private hasFinerThan(level: number) {
-        for (let i = this.firstMovable(); i < this.blocks.length; ++i) {
-            const b = this.blocks[i]
-            if (this.isSettled(b) && b.finestDurationS < level) return true
-        }
-        return false
+        return level ? finer : room + FULL_RECORD_SLACK_BYTES >= 2 * smallest
     }
 
     /**
@@ -737,11 +683,10 @@ export class DurableQueue {
      * reads; committing the steps in order (each a block write, then the meta) keeps every crash
      * point a consistent queue.
      */
-    private async planSweep(level: number): Promise<PlannedStep[]> {
+    private async planSweep(level: number): Promise<MergeStep[]> {
         const start = this.firstMovable()
         if (start >= this.blocks.length || !this.isSettled(this.blocks[start])) return null
-        const plan: PlannedStep[] = []
-        let first: Buffer = null
+        const plan: MergeStep[] = []
         let firstSkip = this.blocks[start].skip
         for (let i = start; i + 1 < this.blocks.length && this.isSettled(this.blocks[i + 1]); ++i) {
             const a = this.blocks[i]
@@ -749,44 +694,31 @@ export class DurableQueue {
             // A full block with nothing to merge or leave out cannot take anything in: skip the
             // reading and decoding (a few hundred VM operations a record).
             if (!firstSkip && a.length > BLOCK_BYTES - FULL_SLACK_BYTES && (!level || a.finestDurationS >= level)) {
-                first = null
                 firstSkip = b.skip
                 continue
             }
-            if (!first) first = i ? await this.store.get(this.blockKey(a.slot)) : await this.blockBytes(0)
-            const second = await this.store.get(this.blockKey(b.slot))
             // Steps take serials in order when committed.
-            const serial = this.nextSerial + plan.length
-            const step = await this.mergeStep(first, firstSkip, a.count, second, b.skip, level, serial)
+            const step = await this.mergeStep(i, firstSkip, level, this.nextSerial + plan.length)
             // A block that takes nothing from the next is left as it is: rewriting it would not
             // bring a free slot closer.
-            if (step && step.taken) plan.push({ index: i, step })
+            if (step && step.taken) plan.push(step)
             if (step && b.skip + step.taken >= b.count) return plan
-            first = second
             firstSkip = step ? b.skip + step.taken : b.skip
         }
         return null
     }
 
     /**
-     * One block from the records of `first` (after `firstSkip`) and as many of `second` (after
-     * `secondSkip`) as fit, merged at `level`; null when the first block's records alone do not
-     * fit or a block is unreadable.
+     * One block from the records of block i (after `firstSkip`) and as many of block i + 1 as
+     * fit, merged at `level`; null when block i's records alone do not fit or a block is unreadable.
      */
-    private async mergeStep(
-        first: Buffer,
-        firstSkip: number,
-        firstCount: number,
-        second: Buffer,
-        secondSkip: number,
-        level: number,
-        serial: number
-    ): Promise<MergeStep> {
+    private async mergeStep(i: number, firstSkip: number, level: number, serial: number): Promise<MergeStep> {
         const out = new MergeOutput(level, serial)
         let index = 0
         for (let part = 0; part < 2 && !out.full; ++part) {
-            const reader = new BlockReader(part ? second : first)
-            const skip = part ? secondSkip : firstSkip
+            // Reads the block planSweep read as the second of the step before from the cache.
+            const reader = new BlockReader(await this.blockBytes(i + part))
+            const skip = part ? this.blocks[i + 1].skip : firstSkip
             let k = 0
             for (let r = reader.next(); r && !out.full; r = reader.next()) {
                 if (k++ >= skip) out.add(r, index++)
@@ -799,49 +731,39 @@ export class DurableQueue {
         if (out.full && writer.length !== out.cleanLength)
             writer = await this.resumeWriter(writer.bytes().slice(0, out.cleanLength), serial)
         const inputs = out.full ? out.cleanBoundary : index
-        const firstInputs = firstCount - firstSkip
+        const firstInputs = this.blocks[i].count - firstSkip
         if (inputs < firstInputs) return null
-        return { writer, taken: inputs - firstInputs, inputs }
+        return { index: i, writer, taken: inputs - firstInputs, inputs }
     }
 
     /** Writes a merge step's block to a free slot, then the meta that puts it in place of block i. */
-    private async commitStep(i: number, step: MergeStep): Promise<string> {
+    private async commitStep(step: MergeStep): Promise<string> {
+        const i = step.index
         const slot = this.freeSlot()
         if (slot < 0) return "queue: no free slot to merge into"
-        const writer = step.writer.serial === this.nextSerial ? step.writer : null
-        if (!writer) return "queue: merge planned with serial " + step.writer.serial + ", next is " + this.nextSerial
-        this.takeSerial()
+        // Planned with the serials that follow, in the order the steps are committed.
+        const writer = step.writer
+        this.nextSerial++
         let error = ""
         if (writer.serial >= this.serialLimit) error = await this.writeMeta(writer.serial)
         if (error) return error
-        error = await this.writeVerified(slot, writer.bytes())
+        error = await this.writeVerified(this.blockKey(slot), writer.bytes())
         if (error) return error
-        const merged: Block = {
-            slot,
-            serial: writer.serial,
-            count: writer.count,
-            skip: 0,
-            length: writer.length,
-            finestDurationS: writer.finestDurationS,
-            flushedLength: writer.length,
-            writer: null,
-            open: false,
-        }
-        const old = this.blocks[i]
-        const next = this.blocks[i + 1]
-        const nextSkip = next.skip
+        const saved = this.blocks.slice()
         const mergedBefore = this.mergedRecords
+        const merged = blockOf(slot, writer)
+        merged.writer = null
         this.blocks[i] = merged
+        // A copy: the saved blocks keep the old skip.
+        const next = Object.assign({}, this.blocks[i + 1])
         next.skip += step.taken
-        const emptied = next.skip >= next.count
-        if (emptied) removeAt(this.blocks, i + 1)
+        this.blocks[i + 1] = next
+        if (next.skip >= next.count) removeAt(this.blocks, i + 1)
         this.mergedRecords += step.inputs - writer.count
         error = await this.writeMeta()
         if (error) {
             // The meta in flash still has the old blocks: so does RAM again.
-            this.blocks[i] = old
-            next.skip = nextSkip
-            if (emptied) insertAt(this.blocks, i + 1, next)
+            this.blocks = saved
             this.mergedRecords = mergedBefore
             return error
         }
@@ -853,16 +775,15 @@ export class DurableQueue {
     private async dropOldest(): Promise<string> {
         const i = this.firstMovable()
         if (i >= this.blocks.length || !this.isSettled(this.blocks[i])) return "queue: no room and nothing to drop"
-        const head = this.blocks[i]
-        const readings = readingsIn(await this.blockBytes(i), head.skip)
+        const saved = this.blocks.slice()
+        const readings = readingsIn(await this.blockBytes(i), this.blocks[i].skip)
         removeAt(this.blocks, i)
         this.droppedReadings += readings
         const error = await this.writeMeta()
         if (error) {
-            insertAt(this.blocks, i, head)
+            this.blocks = saved
             this.droppedReadings -= readings
-            return error
         }
-        return ""
+        return error
     }
 }

@@ -4,7 +4,7 @@
 import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import { FakeSettingsStore } from "../fixtures/fake-kv"
-import { CountingStore, queueStats } from "../fixtures/queue-stats"
+import { CountingStore, liveBytes, queueStats } from "../fixtures/queue-stats"
 import { KeyValueStore } from "../../src/storage/kv"
 import {
     BLOCK_HEADER_BYTES,
@@ -28,7 +28,14 @@ import {
     ReadingRecord,
     recordError,
 } from "../../src/storage/records"
-import { BLOCK_BYTES, BUDGET_FOR_8K_STORE_BYTES, DurableQueue, slotsForBudget } from "../../src/storage/durable-queue"
+import {
+    BLOCK_BYTES,
+    BUDGET_FOR_8K_STORE_BYTES,
+    DurableQueue,
+    MIN_SLOTS,
+    slotsForBudget,
+} from "../../src/storage/durable-queue"
+import { parseConfig, settingSpecs } from "../../src/config"
 import { SimulatedEnergyMeter } from "../../src/meters/simulated"
 
 const MINUTE_MS = 60000
@@ -277,6 +284,15 @@ class PowerCutStore implements KeyValueStore {
 }
 
 describe("durable queue", () => {
+    test("every budget the configuration accepts pays for the fewest slots the queue works with", () => {
+        // The queue does not check its budget itself: these are the only budgets it is given.
+        const queueBytes = settingSpecs().find(spec => spec.key === "QUEUE_BYTES")
+        assert.equal(slotsForBudget(queueBytes.min), MIN_SLOTS)
+        assert.ok(slotsForBudget(queueBytes.min - 1) < MIN_SLOTS)
+        assert.equal(parseConfig({ HISTORY_BYTES: 799 }).config.historyBytes, 0)
+        assert.equal(slotsForBudget(800), MIN_SLOTS)
+    })
+
     test("first in, first out, across blocks and meters", async () => {
         const store = new FakeSettingsStore()
         const q = new DurableQueue(store, BUDGET_FOR_8K_STORE_BYTES)
@@ -506,7 +522,7 @@ describe("durable queue", () => {
             q.append(readings.take())
             if (i % 5 === 4) {
                 assert.equal(await q.flush(), "")
-                maxLive = Math.max(maxLive, queueStats(q).liveBytes)
+                maxLive = Math.max(maxLive, await liveBytes(q, store))
                 assert.ok(store.liveBytes() <= store.reservedBytes + BUDGET_FOR_8K_STORE_BYTES)
             }
         }
@@ -606,7 +622,7 @@ describe("capacity in an 8 KB store with 2 KB used by others (one meter, one rea
         console.log(
             `  budget ${BUDGET_FOR_8K_STORE_BYTES} B: ${slots} slots of ${BLOCK_BYTES} B (${slots - 1} for records, one free for merges)\n` +
                 `  1,440 one-minute readings: ${s.blocks} blocks, ${(s.records / s.blocks).toFixed(0)} records per block, ` +
-                `${(s.dataBytes / s.records).toFixed(2)} bytes per record; live ${s.liveBytes} B of the budget\n` +
+                `${(s.dataBytes / s.records).toFixed(2)} bytes per record; live ${await liveBytes(q, store)} B of the budget\n` +
                 `  flushing every 5 min: ${(store.bytesWritten / READINGS_PER_DAY).toFixed(1)} log bytes written per reading, ` +
                 `${store.compactions} compactions`
         )
