@@ -132,9 +132,10 @@ function blockOf(slot: number, writer: BlockWriter): Block {
     }
 }
 
-function sameBytes(a: Buffer, b: Buffer) {
+/** Whether `a` and `b` are as long and hold the same bytes from `from` on. */
+function sameBytes(a: Buffer, b: Buffer, from: number) {
     if (!a || !b || a.length !== b.length) return false
-    for (let i = 0; i < a.length; ++i) if (a[i] !== b[i]) return false
+    for (let i = from; i < a.length; ++i) if (a[i] !== b[i]) return false
     return true
 }
 
@@ -167,12 +168,11 @@ interface PendingRecord {
  * holds exactly the first `cleanBoundary` inputs: with several meters interleaved, a merged record
  * can cover inputs beyond others not yet written, and those must not end up in two blocks.
  */
-class MergeOutput {
-    writer: BlockWriter
+class MergeOutput extends BlockWriter {
     full = false
     cleanBoundary = 0
     /** Block bytes holding exactly the first `cleanBoundary` inputs. */
-    cleanLength: number
+    cleanLength = BLOCK_HEADER_BYTES
     private pending: PendingRecord[] = []
     private lastEmittedIndex = -1
 
@@ -180,8 +180,7 @@ class MergeOutput {
         private readonly level: number,
         serial: number
     ) {
-        this.writer = new BlockWriter(BLOCK_BYTES, serial)
-        this.cleanLength = this.writer.length
+        super(BLOCK_BYTES, serial)
     }
 
     add(r: ReadingRecord, index: number) {
@@ -195,19 +194,18 @@ class MergeOutput {
             // A copy: merging changes it, and the reader still refers to r.
             this.pending.push({ record: copyRecord(r), firstIndex: index, lastIndex: index, closed: false })
         }
-        this.emitReady(index + 1)
+        this.emit(index + 1, false)
     }
 
-    /** Writes what is pending. When full, the block's bytes up to `cleanLength` hold the first `cleanBoundary` inputs. */
-    finish(inputs: number) {
-        for (const q of this.pending) q.closed = true
-        this.emitReady(inputs)
-    }
-
-    private emitReady(nextInput: number) {
+    /**
+     * Writes the pending records no further input can join, or with `all` every one (the inputs
+     * ended). When full, the block's bytes up to `cleanLength` hold the first `cleanBoundary` inputs.
+     */
+    emit(nextInput: number, all: boolean) {
+        if (all) for (const q of this.pending) q.closed = true
         while (!this.full && this.pending.length && this.pending[0].closed) {
             const q = this.pending[0]
-            if (!this.writer.tryAppend(q.record)) {
+            if (!this.tryAppend(q.record)) {
                 this.full = true
                 return
             }
@@ -216,7 +214,7 @@ class MergeOutput {
             const next = this.pending.length ? this.pending[0].firstIndex : nextInput
             if (this.lastEmittedIndex < next) {
                 this.cleanBoundary = next
-                this.cleanLength = this.writer.length
+                this.cleanLength = this.length
             }
         }
     }
@@ -341,13 +339,15 @@ export class DurableQueue {
         this.committedMeta = meta
         let missing = 0
         let gaps = ""
+        let tail: Block = null
         for (let i = 0; i < count; ++i) {
             const slot = rd.uint(1)
             const serial = rd.uint(4)
             const skip = rd.uint(1)
             this.committedSlots.push(slot)
-            const block = await this.loadBlock(slot, serial, skip)
-            if (!block) {
+            const bytes = slot < MAX_SLOTS ? await this.store.get(this.blockKey(slot)) : null
+            const writer = bytes ? await this.resumeWriter(bytes, serial) : null
+            if (!writer || !writer.count) {
                 missing++
                 continue
             }
@@ -356,24 +356,16 @@ export class DurableQueue {
             if (missing) gaps += (gaps ? ", " : "") + missing + " before " + this.blockKey(slot)
             this.lostBlocks += missing
             missing = 0
-            if (block.skip < block.count) {
+            if (skip < writer.count) {
                 // Appends continue in the newest block; the others are read from flash.
-                if (this.blocks.length) this.blocks[this.blocks.length - 1].writer = null
-                this.blocks.push(block)
+                if (tail) tail.writer = null
+                tail = blockOf(slot, writer)
+                tail.skip = skip
+                this.blocks.push(tail)
             }
         }
-        if (this.blocks.length) this.blocks[this.blocks.length - 1].open = true
+        if (tail) tail.open = true
         return gaps ? "queue: blocks missing or unreadable, their readings are lost: " + gaps : ""
-    }
-
-    private async loadBlock(slot: number, serial: number, skip: number): Promise<Block> {
-        if (slot >= MAX_SLOTS) return null
-        const bytes = await this.store.get(this.blockKey(slot))
-        const writer = bytes ? await this.resumeWriter(bytes, serial) : null
-        if (!writer || !writer.count) return null
-        const block = blockOf(slot, writer)
-        block.skip = skip
-        return block
     }
 
     // ---- appending --------------------------------------------------------------------------------
@@ -384,7 +376,9 @@ export class DurableQueue {
         if (error) return "queue: record refused: " + error
         const tail = this.blocks.length ? this.blocks[this.blocks.length - 1] : null
         if (tail && tail.open && tail.writer.tryAppend(record)) {
-            this.syncFromWriter(tail)
+            tail.count = tail.writer.count
+            tail.length = tail.writer.length
+            tail.finestDurationS = tail.writer.finestDurationS
             return ""
         }
         if (tail) {
@@ -394,17 +388,7 @@ export class DurableQueue {
         const writer = new BlockWriter(BLOCK_BYTES, this.nextSerial++)
         writer.tryAppend(record)
         this.blocks.push(blockOf(-1, writer))
-        return this.limitStaged()
-    }
-
-    private syncFromWriter(block: Block) {
-        block.count = block.writer.count
-        block.length = block.writer.length
-        block.finestDurationS = block.writer.finestDurationS
-    }
-
-    /** Drops the oldest staged block once RAM holds too many (flush() not called, or failing). */
-    private limitStaged() {
+        // Drops the oldest staged block once RAM holds too many (flush() not called, or failing).
         let staged = 0
         let oldest = -1
         for (let i = this.blocks.length - 1; i >= 0; --i)
@@ -458,14 +442,16 @@ export class DurableQueue {
         let taken = 0
         for (let i = 0; i < this.blocks.length && taken < n; ++i) {
             const b = this.blocks[i]
-            if (from >= b.count - b.skip) {
-                from -= b.count - b.skip
+            // From here on, `from` counts the records in the block's bytes, those gone included.
+            from += b.skip
+            if (from >= b.count) {
+                from -= b.count
                 continue
             }
             const reader = new BlockReader(await this.blockBytes(i))
             let index = 0
             for (let r = reader.next(); r && taken < n; r = reader.next()) {
-                if (index++ >= b.skip + from) {
+                if (index++ >= from) {
                     if (!visit(r)) return taken
                     taken++
                 }
@@ -523,11 +509,10 @@ export class DurableQueue {
     async flush(pinned = 0): Promise<string> {
         this.pinned = pinned
         for (let round = 0; round <= MAX_SLOTS + 1; ++round) {
-            // Slots for staged blocks, always keeping one free for merges to write into.
             let waiting = 0
             for (const b of this.blocks) {
                 if (b.slot >= 0) continue
-                const slot = this.assignedSlots() + 1 < this.slots ? this.freeSlot() : -1
+                const slot = this.slotForStaged()
                 if (slot < 0) waiting++
                 else b.slot = slot
             }
@@ -544,17 +529,18 @@ export class DurableQueue {
             }
             if (!waiting) return ""
             // Slots the previous meta still listed are free now that the new one is written.
-            if (this.assignedSlots() + 1 < this.slots && this.freeSlot() >= 0) continue
+            if (this.slotForStaged() >= 0) continue
             error = await this.makeRoom()
             if (error) return error
         }
         return "queue: flush did not finish"
     }
 
-    private assignedSlots() {
-        let n = 0
-        for (const b of this.blocks) if (b.slot >= 0) n++
-        return n
+    /** A free slot for a staged block, or -1: one always stays free for merges to write into. */
+    private slotForStaged() {
+        let assigned = 0
+        for (const b of this.blocks) if (b.slot >= 0) assigned++
+        return assigned + 1 < this.slots ? this.freeSlot() : -1
     }
 
     /** A slot neither the queue nor the meta in flash refers to, or -1. */
@@ -596,8 +582,8 @@ export class DurableQueue {
             if (b.slot >= 0 && b.serial >= this.serialLimit) serialToWrite = Math.max(serialToWrite, b.serial)
         if (serialToWrite >= this.serialLimit) this.serialLimit = serialToWrite + SERIAL_RESERVE
         const meta = this.buildMeta(this.generation + 1)
-        const old = this.committedMeta
-        if (sameBytes(meta.slice(5, meta.length), old.slice(5, old.length))) return ""
+        // Past the format and the generation.
+        if (sameBytes(meta, this.committedMeta, 5)) return ""
         const error = await this.writeVerified(this.metaKey, meta)
         if (error) {
             this.serialLimit = limit
@@ -614,7 +600,7 @@ export class DurableQueue {
     private async writeVerified(key: string, value: Buffer): Promise<string> {
         await this.store.set(key, value)
         const back = await this.store.get(key)
-        if (!sameBytes(back, value)) return "queue: writing " + key + " did not persist (settings store full?)"
+        if (!sameBytes(back, value, 0)) return "queue: writing " + key + " did not persist (settings store full?)"
         return ""
     }
 
@@ -643,7 +629,23 @@ export class DurableQueue {
      */
     private async makeRoom(): Promise<string> {
         for (const level of MERGE_LEVELS_S) {
-            if (!this.mayFreeSlot(level)) continue
+            // Whether a sweep at this level could empty a block. Coarsening needs a settled block
+            // with readings finer than the level. Packing without coarsening (level 0) needs room
+            // left in the others (free bytes, and records at their start that are gone) for about
+            // its records; the room counted includes its own, and re-encoding moves a few bytes
+            // either way.
+            let finer = false
+            let room = 0
+            let smallest = BLOCK_BYTES
+            for (let i = this.firstMovable(); i < this.blocks.length; ++i) {
+                const b = this.blocks[i]
+                if (!this.isSettled(b)) continue
+                if (b.finestDurationS < level) finer = true
+                const gone = Math.floor(((b.length - BLOCK_HEADER_BYTES) * b.skip) / b.count)
+                room += BLOCK_BYTES - b.length + gone
+                smallest = Math.min(smallest, b.length - BLOCK_HEADER_BYTES - gone)
+            }
+            if (level ? !finer : room + FULL_RECORD_SLACK_BYTES < 2 * smallest) continue
             const plan = await this.planSweep(level)
             if (!plan) continue
             for (const step of plan) {
@@ -653,27 +655,6 @@ export class DurableQueue {
             return ""
         }
         return await this.dropOldest()
-    }
-
-    /**
-     * Whether a sweep at `level` could empty a block. Coarsening needs a settled block with
-     * readings finer than the level. Packing without coarsening (level 0) needs room left in the
-     * others (free bytes, and records at their start that are gone) for about its records.
-     */
-    private mayFreeSlot(level: number) {
-        let finer = false
-        let room = 0
-        let smallest = BLOCK_BYTES
-        for (let i = this.firstMovable(); i < this.blocks.length; ++i) {
-            const b = this.blocks[i]
-            if (!this.isSettled(b)) continue
-            if (b.finestDurationS < level) finer = true
-            const gone = Math.floor(((b.length - BLOCK_HEADER_BYTES) * b.skip) / b.count)
-            room += BLOCK_BYTES - b.length + gone
-            smallest = Math.min(smallest, b.length - BLOCK_HEADER_BYTES - gone)
-        }
-        // The room counted includes the smallest block's own; re-encoding moves a few bytes either way.
-        return level ? finer : room + FULL_RECORD_SLACK_BYTES >= 2 * smallest
     }
 
     /**
@@ -726,8 +707,8 @@ export class DurableQueue {
             }
             if (reader.error) return null
         }
-        out.finish(index)
-        let writer = out.writer
+        out.emit(index, true)
+        let writer: BlockWriter = out
         if (out.full && writer.length !== out.cleanLength)
             writer = await this.resumeWriter(writer.bytes().slice(0, out.cleanLength), serial)
         const inputs = out.full ? out.cleanBoundary : index

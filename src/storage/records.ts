@@ -129,20 +129,13 @@ function levelSlot(r: ReadingRecord, levelS: number) {
  * so the merged total stays exact.
  */
 export function canMerge(a: ReadingRecord, b: ReadingRecord, levelS: number) {
-    if (levelS <= 0) return false
-    if (a.meter !== b.meter || a.boot !== b.boot) return false
-    if ((a.flags & (FLAG_NON_ADDITIVE | FLAG_CLOCK_NOT_SET)) !== (b.flags & (FLAG_NON_ADDITIVE | FLAG_CLOCK_NOT_SET)))
-        return false
-    if (b.flags & FLAG_GAP) return false
-    if (b.firstSeq !== a.seq + 1 || b.startS !== a.startS + a.durationS) return false
+    if (levelS <= 0 || a.meter !== b.meter || !continues(a, b)) return false
+    if ((a.flags ^ b.flags) & FLAG_CLOCK_NOT_SET || b.flags & FLAG_GAP) return false
     if (a.durationS + b.durationS > levelS + Math.floor(levelS / LEVEL_SLACK_DIVISOR)) return false
     if (levelSlot(a, levelS) !== levelSlot(b, levelS)) return false
-    if (isAdditive(a)) {
-        if (b.totalMilliWh !== a.totalMilliWh + b.deltaMilliWh) return false
-        const delta = a.deltaMilliWh + b.deltaMilliWh
-        if (delta > MAX_INT32 || delta < -MAX_INT32) return false
-    }
-    return true
+    // A level's delta is 0.
+    const delta = a.deltaMilliWh + b.deltaMilliWh
+    return delta <= MAX_INT32 && delta >= -MAX_INT32
 }
 
 /** Merges `b` into `a` in place (check canMerge first): one record covering both intervals. */
@@ -213,16 +206,18 @@ export class ByteReader {
         let v = 0
         let scale = 1
         for (let i = 0; i < (bytes || 8); ++i) {
-            let b = 0
-            if (this.pos < this.end) b = this.buf[this.pos++]
-            else if (!this.error) this.error = "truncated at byte " + this.pos
-            if (bytes) v += b * scale
-            else if (b < 128) return v + b * scale
-            else v += (b - 128) * scale
+            const b = this.pos < this.end ? this.buf[this.pos++] : this.fail("truncated at byte " + this.pos)
+            if (!bytes && b < 128) return v + b * scale
+            v += (bytes ? b : b - 128) * scale
             scale *= bytes ? 256 : 128
         }
-        if (!bytes && !this.error) this.error = "varint too long at byte " + this.pos
-        return v
+        return bytes ? v : this.fail("varint too long at byte " + this.pos)
+    }
+
+    /** Keeps the first error; returns 0 to read on with. */
+    fail(error: string) {
+        if (!this.error) this.error = error
+        return 0
     }
 
     int32() {
@@ -419,7 +414,7 @@ function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number): 
     const meter = changes & CHANGE_METER ? rd.uint(1) : lastMeter
     const i = findRef(refs, meter)
     if (i < 0) {
-        if (!rd.error) rd.error = "record refers to meter " + meter + " before its first record"
+        rd.fail("record refers to meter " + meter + " before its first record")
         return null
     }
     const r = refs[i]
@@ -428,7 +423,7 @@ function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number): 
     if (changes & CHANGE_FLAGS) {
         const flags = rd.uint(1)
         if ((flags & FLAG_NON_ADDITIVE) !== (r.flags & FLAG_NON_ADDITIVE)) {
-            if (!rd.error) rd.error = "record changes kind within its meter"
+            rd.fail("record changes kind within its meter")
             return null
         }
         r.flags = flags
@@ -454,35 +449,31 @@ function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number): 
  * Builds one block: a 5-byte header (format, u32 serial) and records appended while they fit in
  * `capacityBytes`. Also keeps what the queue needs to choose blocks to merge.
  */
-export class BlockWriter {
-    private buf: Buffer
+export class BlockWriter extends ByteWriter {
     private refs: ReadingRecord[] = []
     private lastMeter = -1
-    private scratch = new ByteWriter(Buffer.alloc(MAX_RECORD_BYTES))
+    /** Bytes of the records appended; a record that does not fit is written past it, then dropped. */
     length = BLOCK_HEADER_BYTES
     count = 0
     /** Shortest interval in the block, s (0 while empty). */
     finestDurationS = 0
 
     constructor(
-        readonly capacityBytes: number,
+        capacityBytes: number,
         readonly serial: number
     ) {
-        this.buf = Buffer.alloc(capacityBytes)
-        const header = new ByteWriter(this.buf)
-        header.uint(BLOCK_FORMAT, 1)
-        header.uint(serial, 4)
+        super(Buffer.alloc(capacityBytes))
+        this.uint(BLOCK_FORMAT, 1)
+        this.uint(serial, 4)
     }
 
     /** Appends `r` if it fits; false (and nothing changed) otherwise. Check recordError first. */
     tryAppend(r: ReadingRecord) {
-        const s = this.scratch
-        s.pos = 0
-        s.overflow = false
-        writeInBlock(s, this.refs, this.lastMeter, r)
-        if (s.overflow || this.length + s.pos > this.capacityBytes) return false
-        for (let i = 0; i < s.pos; ++i) this.buf[this.length + i] = s.buf[i]
-        this.length += s.pos
+        this.pos = this.length
+        this.overflow = false
+        writeInBlock(this, this.refs, this.lastMeter, r)
+        if (this.overflow) return false
+        this.length = this.pos
         this.count++
         setRef(this.refs, r)
         this.lastMeter = r.meter
@@ -500,31 +491,23 @@ export class BlockWriter {
  * the reader's own, decoded in place: it is valid until the next call of next(), and changes
  * then. Copy what you keep (copyRecord).
  */
-export class BlockReader {
-    private rd: ByteReader
+export class BlockReader extends ByteReader {
     private refs: ReadingRecord[] = []
     private lastMeter = -1
     serial = -1
-    error = ""
 
     constructor(bytes: Buffer) {
         // Past the format byte.
-        this.rd = new ByteReader(bytes, 1, bytes ? bytes.length : 0)
-        if (!bytes || bytes.length < BLOCK_HEADER_BYTES || bytes[0] !== BLOCK_FORMAT) {
-            this.error = "not a block"
-            return
-        }
-        this.serial = this.rd.uint(4)
+        super(bytes, 1, bytes ? bytes.length : 0)
+        if (!bytes || bytes.length < BLOCK_HEADER_BYTES || bytes[0] !== BLOCK_FORMAT) this.fail("not a block")
+        else this.serial = this.uint(4)
     }
 
     /** The next record, or null at the end or at an error. */
     next(): ReadingRecord {
-        if (this.error || this.rd.pos >= this.rd.end) return null
-        const r = readInBlock(this.rd, this.refs, this.lastMeter)
-        if (this.rd.error || !r) {
-            this.error = this.rd.error || "unreadable record"
-            return null
-        }
+        if (this.error || this.pos >= this.end) return null
+        const r = readInBlock(this, this.refs, this.lastMeter)
+        if (this.error) return null
         this.lastMeter = r.meter
         return r
     }
