@@ -250,12 +250,9 @@ export class DurableQueue {
     mergedRecords = 0
     /** Merge steps (each one block written) since this object was created. */
     merges = 0
-    /** Blocks open() found missing or unreadable: their readings are lost. */
-    lostBlocks = 0
     private generation = 0
-    /** The meta as last written or read (an empty one before the first write), and the slots it lists. */
+    /** The meta as last written or read (an empty one before the first write). */
     private committedMeta: Buffer = null
-    private committedSlots: number[] = []
     /** The oldest block's bytes, so peek() does not read flash every time. */
     private headCache: Buffer
     private headCacheSerial: number
@@ -271,7 +268,7 @@ export class DurableQueue {
     /** `budgetBytes`: log bytes the queue's keys may hold in the store at most (see slotsForBudget()). */
     constructor(
         private readonly store: KeyValueStore,
-        readonly budgetBytes: number,
+        budgetBytes: number,
         options?: QueueOptions
     ) {
         // A longer prefix makes the store refuse every full block.
@@ -310,14 +307,12 @@ export class DurableQueue {
      */
     async open(): Promise<string> {
         this.blocks = []
-        this.committedSlots = []
         // Slots not in the queue still hold their old block. New serials start above every
         // serial in them, so a stale block is never taken for a new one, whatever the meta says.
         let serialsFrom = 1
         for (let slot = 0; slot < this.slots; ++slot) {
             const bytes = await this.store.get(this.blockKey(slot))
-            const serial = bytes ? new BlockReader(bytes).serial : -1
-            if (serial >= serialsFrom) serialsFrom = serial + 1
+            if (bytes) serialsFrom = Math.max(serialsFrom, new BlockReader(bytes).serial + 1)
         }
         this.serialLimit = this.nextSerial = serialsFrom
         this.committedMeta = this.buildMeta(0)
@@ -326,7 +321,6 @@ export class DurableQueue {
         // The header ends with the number of blocks listed.
         const count = meta.length < META_HEADER_BYTES ? 0 : meta[META_HEADER_BYTES - 1]
         if (meta[0] !== META_FORMAT || meta.length !== META_HEADER_BYTES + META_BYTES_PER_BLOCK * count) {
-            this.lostBlocks++
             return "queue: " + this.metaKey + " unreadable, queued readings (if any) are lost"
         }
         const rd = new ByteReader(meta, 1, meta.length)
@@ -344,7 +338,6 @@ export class DurableQueue {
             const slot = rd.uint(1)
             const serial = rd.uint(4)
             const skip = rd.uint(1)
-            this.committedSlots.push(slot)
             const bytes = slot < MAX_SLOTS ? await this.store.get(this.blockKey(slot)) : null
             const writer = bytes ? await this.resumeWriter(bytes, serial) : null
             if (!writer || !writer.count) {
@@ -354,7 +347,6 @@ export class DurableQueue {
             // Missing blocks before a readable one are a gap; at the end they are new blocks
             // whose write a crash prevented, which held no flushed records.
             if (missing) gaps += (gaps ? ", " : "") + missing + " before " + this.blockKey(slot)
-            this.lostBlocks += missing
             missing = 0
             if (skip < writer.count) {
                 // Appends continue in the newest block; the others are read from flash.
@@ -426,10 +418,8 @@ export class DurableQueue {
      */
     async peek(n: number, from = 0): Promise<ReadingRecord[]> {
         const out: ReadingRecord[] = []
-        await this.read(from, n, r => {
-            out.push(copyRecord(r))
-            return true
-        })
+        // push returns the new length: never 0, so the read goes on.
+        await this.read(from, n, r => out.push(copyRecord(r)) > 0)
         return out
     }
 
@@ -471,8 +461,8 @@ export class DurableQueue {
     private async blockBytes(i: number): Promise<Buffer> {
         const b = this.blocks[i]
         if (b.writer) return b.writer.bytes()
-        if (b.serial === this.headCacheSerial && this.headCache) return this.headCache
-        if (b.serial === this.readCacheSerial && this.readCache) return this.readCache
+        if (b.serial === this.headCacheSerial) return this.headCache
+        if (b.serial === this.readCacheSerial) return this.readCache
         const bytes = await this.store.get(this.blockKey(b.slot))
         if (i === 0) {
             this.headCache = bytes
@@ -546,7 +536,11 @@ export class DurableQueue {
     /** A slot neither the queue nor the meta in flash refers to, or -1. */
     private freeSlot() {
         for (let slot = 0; slot < this.slots; ++slot) {
-            let used = this.committedSlots.indexOf(slot) >= 0
+            let used = false
+            // The slots the meta in flash lists, one every META_BYTES_PER_BLOCK bytes after its header.
+            const meta = this.committedMeta
+            for (let at = META_HEADER_BYTES; at < meta.length; at += META_BYTES_PER_BLOCK)
+                if (meta[at] === slot) used = true
             for (const b of this.blocks) if (b.slot === slot) used = true
             if (!used) return slot
         }
@@ -591,8 +585,6 @@ export class DurableQueue {
         }
         this.generation++
         this.committedMeta = meta
-        this.committedSlots = []
-        for (const b of this.blocks) if (b.slot >= 0) this.committedSlots.push(b.slot)
         return ""
     }
 
@@ -707,11 +699,14 @@ export class DurableQueue {
             }
             if (reader.error) return null
         }
+        // Unless the block is full, everything was written: the clean boundary is the end.
         out.emit(index, true)
         let writer: BlockWriter = out
-        if (out.full && writer.length !== out.cleanLength)
-            writer = await this.resumeWriter(writer.bytes().slice(0, out.cleanLength), serial)
-        const inputs = out.full ? out.cleanBoundary : index
+        if (out.length !== out.cleanLength) {
+            out.length = out.cleanLength
+            writer = await this.resumeWriter(out.bytes(), serial)
+        }
+        const inputs = out.cleanBoundary
         const firstInputs = this.blocks[i].count - firstSkip
         if (inputs < firstInputs) return null
         return { index: i, writer, taken: inputs - firstInputs, inputs }

@@ -341,9 +341,10 @@ function continues(ref: ReadingRecord, r: ReadingRecord) {
     )
 }
 
+/** The previous record of `meter` in the block, or null. */
 function findRef(refs: ReadingRecord[], meter: number) {
-    for (let i = 0; i < refs.length; ++i) if (refs[i].meter === meter) return i
-    return -1
+    for (const ref of refs) if (ref.meter === meter) return ref
+    return null
 }
 
 /**
@@ -351,8 +352,8 @@ function findRef(refs: ReadingRecord[], meter: number) {
  * copied into it, so a block costs one object per meter however many records it holds.
  */
 function setRef(refs: ReadingRecord[], r: ReadingRecord) {
-    const i = findRef(refs, r.meter)
-    if (i >= 0) return copyInto(refs[i], r)
+    const ref = findRef(refs, r.meter)
+    if (ref) return copyInto(ref, r)
     refs.push(copyRecord(r))
     return refs[refs.length - 1]
 }
@@ -370,8 +371,7 @@ function setRef(refs: ReadingRecord[], r: ReadingRecord) {
  * total + delta the total.
  */
 function writeInBlock(w: ByteWriter, refs: ReadingRecord[], lastMeter: number, r: ReadingRecord) {
-    const i = findRef(refs, r.meter)
-    const ref = i >= 0 ? refs[i] : null
+    const ref = findRef(refs, r.meter)
     if (!ref || !continues(ref, r)) {
         w.uint(1, 0)
         writeFull(w, r)
@@ -412,12 +412,11 @@ function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number): 
     const half = Math.floor(v / 2)
     const changes = v - half * 2 ? half : 0
     const meter = changes & CHANGE_METER ? rd.uint(1) : lastMeter
-    const i = findRef(refs, meter)
-    if (i < 0) {
+    const r = findRef(refs, meter)
+    if (!r) {
         rd.fail("record refers to meter " + meter + " before its first record")
         return null
     }
-    const r = refs[i]
     // The reference's end is this record's start, its seq + 1 the first seq.
     const startS = r.startS + r.durationS
     if (changes & CHANGE_FLAGS) {

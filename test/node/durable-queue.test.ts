@@ -452,7 +452,6 @@ describe("durable queue", () => {
         const damaged = new DurableQueue(store, BUDGET_FOR_8K_STORE_BYTES)
         const report = await damaged.open()
         assert.match(report, /lost: 1 before q\.b02/)
-        assert.equal(queueStats(damaged).lostBlocks, 1)
         const after = await readAll(damaged)
         assert.ok(after.length < before.length && after.length > 0)
         assert.deepEqual(after[0], before[0])
