@@ -79,10 +79,6 @@ export class History {
         return this.queue.size() + this.pending.length
     }
 
-    stats() {
-        return this.queue.stats()
-    }
-
     /** Keeps a copy of `r`. RAM only: safe on any fiber. */
     add(r: ReadingRecord) {
         this.pending.push(r)

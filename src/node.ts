@@ -330,7 +330,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     }
 
     private async publishStatus() {
-        const q = this.queue.stats()
+        const q = this.queue
         this.lastStatusMs = ds.millis()
         this.lastStatusQueued = this.uplink.size()
         const payload = statusPayload({

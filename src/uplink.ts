@@ -166,13 +166,13 @@ export class Uplink {
         const appended = this.appendedSinceFlush
         this.appendedSinceFlush = false
         let error = ""
-        const droppedBefore = this.queue.stats().droppedReadings
+        const droppedBefore = this.queue.droppedReadings
         try {
             error = await this.queue.flush(this.pinned)
         } finally {
             this.release()
         }
-        const dropped = this.queue.stats().droppedReadings - droppedBefore
+        const dropped = this.queue.droppedReadings - droppedBefore
         // The last resort of a full queue: never silent.
         if (dropped > 0)
             this.events.reportError(

@@ -100,31 +100,6 @@ export interface QueueOptions {
     pause?: () => Promise<void>
 }
 
-async function noPause() {}
-
-export interface QueueStats {
-    /** Records queued (a merged record covers several readings). */
-    records: number
-    /** Blocks in use, of `slots`. */
-    blocks: number
-    slots: number
-    /** Bytes of the queue's blocks. */
-    dataBytes: number
-    /** Log bytes the queue's keys hold now (what compaction keeps), at most `budgetBytes`. */
-    liveBytes: number
-    budgetBytes: number
-    /** Since the queue began: readings dropped for lack of room, and records merged into others. */
-    droppedReadings: number
-    mergedRecords: number
-    /** Merge steps (each one block written) since this object was created. */
-    merges: number
-    /** Blocks open() found missing or unreadable: their readings are lost. */
-    lostBlocks: number
-    /** Log bytes this object wrote, and its writes, since it was created. */
-    flashBytesWritten: number
-    flashWrites: number
-}
-
 interface Block {
     /** Slot index, or -1 while staged in RAM only. */
     slot: number
@@ -142,15 +117,25 @@ interface Block {
     open: boolean
 }
 
-function insertAt<T>(items: T[], index: number, item: T) {
-    items.push(item)
-    for (let i = items.length - 1; i > index; --i) items[i] = items[i - 1]
-    items[index] = item
+/** The block of `writer`'s records: staged in RAM and open for appends (slot -1), or in flash in `slot`. */
+function blockOf(slot: number, writer: BlockWriter): Block {
+    return {
+        slot,
+        serial: writer.serial,
+        count: writer.count,
+        skip: 0,
+        length: writer.length,
+        finestDurationS: writer.finestDurationS,
+        flushedLength: slot < 0 ? 0 : writer.length,
+        writer,
+        open: slot < 0,
+    }
 }
 
-function sameBytes(a: Buffer, b: Buffer) {
+/** Whether `a` and `b` are as long and hold the same bytes from `from` on. */
+function sameBytes(a: Buffer, b: Buffer, from: number) {
     if (!a || !b || a.length !== b.length) return false
-    for (let i = 0; i < a.length; ++i) if (a[i] !== b[i]) return false
+    for (let i = from; i < a.length; ++i) if (a[i] !== b[i]) return false
     return true
 }
 
@@ -183,12 +168,11 @@ interface PendingRecord {
  * holds exactly the first `cleanBoundary` inputs: with several meters interleaved, a merged record
  * can cover inputs beyond others not yet written, and those must not end up in two blocks.
  */
-class MergeOutput {
-    writer: BlockWriter
+class MergeOutput extends BlockWriter {
     full = false
     cleanBoundary = 0
     /** Block bytes holding exactly the first `cleanBoundary` inputs. */
-    cleanLength: number
+    cleanLength = BLOCK_HEADER_BYTES
     private pending: PendingRecord[] = []
     private lastEmittedIndex = -1
 
@@ -196,8 +180,7 @@ class MergeOutput {
         private readonly level: number,
         serial: number
     ) {
-        this.writer = new BlockWriter(BLOCK_BYTES, serial)
-        this.cleanLength = this.writer.length
+        super(BLOCK_BYTES, serial)
     }
 
     add(r: ReadingRecord, index: number) {
@@ -211,19 +194,18 @@ class MergeOutput {
             // A copy: merging changes it, and the reader still refers to r.
             this.pending.push({ record: copyRecord(r), firstIndex: index, lastIndex: index, closed: false })
         }
-        this.emitReady(index + 1)
+        this.emit(index + 1, false)
     }
 
-    /** Writes what is pending. When full, the block's bytes up to `cleanLength` hold the first `cleanBoundary` inputs. */
-    finish(inputs: number) {
-        for (const q of this.pending) q.closed = true
-        this.emitReady(inputs)
-    }
-
-    private emitReady(nextInput: number) {
+    /**
+     * Writes the pending records no further input can join, or with `all` every one (the inputs
+     * ended). When full, the block's bytes up to `cleanLength` hold the first `cleanBoundary` inputs.
+     */
+    emit(nextInput: number, all: boolean) {
+        if (all) for (const q of this.pending) q.closed = true
         while (!this.full && this.pending.length && this.pending[0].closed) {
             const q = this.pending[0]
-            if (!this.writer.tryAppend(q.record)) {
+            if (!this.tryAppend(q.record)) {
                 this.full = true
                 return
             }
@@ -232,24 +214,20 @@ class MergeOutput {
             const next = this.pending.length ? this.pending[0].firstIndex : nextInput
             if (this.lastEmittedIndex < next) {
                 this.cleanBoundary = next
-                this.cleanLength = this.writer.length
+                this.cleanLength = this.length
             }
         }
     }
 }
 
 interface MergeStep {
+    /** The step replaces the block at this position and takes records from the next. */
+    index: number
     writer: BlockWriter
     /** Records taken from the second block, after its skip. */
     taken: number
     /** Records read from both blocks that the new block holds. */
     inputs: number
-}
-
-interface PlannedStep {
-    /** The step replaces the block at this position and takes records from the next. */
-    index: number
-    step: MergeStep
 }
 
 // ---- the queue ------------------------------------------------------------------------------------
@@ -267,55 +245,46 @@ export class DurableQueue {
     private nextSerial = 1
     /** Every serial in flash is below this; the meta in flash says so. */
     private serialLimit = 1
-    private droppedReadings = 0
-    private mergedRecords = 0
-    private merges = 0
-    private lostBlocks = 0
-    private flashBytesWritten = 0
-    private flashWrites = 0
+    /** Since the queue began: readings dropped for lack of room, and records merged into others (kept in the meta). */
+    droppedReadings = 0
+    mergedRecords = 0
+    /** Merge steps (each one block written) since this object was created. */
+    merges = 0
     private generation = 0
-    /** The meta as last written or read (an empty one before the first write), and the slots it lists. */
+    /** The meta as last written or read (an empty one before the first write). */
     private committedMeta: Buffer = null
-    private metaInFlash = false
-    private committedSlots: number[] = []
-    /** Log bytes each slot's key holds. */
-    private slotBytes: number[] = []
     /** The oldest block's bytes, so peek() does not read flash every time. */
-    private headCache: Buffer = null
-    private headCacheSerial = -1
-    private readCache: Buffer = null
-    private readCacheSerial = -1
+    private headCache: Buffer
+    private headCacheSerial: number
+    private readCache: Buffer
+    private readCacheSerial: number
     readonly keyPrefix: string
+    private readonly metaKey: string
     private readonly pause: () => Promise<void>
     private recordsSincePause = 0
     /** Records at the head that flush() must leave alone (see flush()). */
-    private pinned = 0
+    private pinned: number
 
     /** `budgetBytes`: log bytes the queue's keys may hold in the store at most (see slotsForBudget()). */
     constructor(
         private readonly store: KeyValueStore,
-        readonly budgetBytes: number,
+        budgetBytes: number,
         options?: QueueOptions
     ) {
-        const keyPrefix = options && options.keyPrefix ? options.keyPrefix : "q."
-        this.keyPrefix = keyPrefix
-        this.pause = options && options.pause ? options.pause : noPause
-        if (keyPrefix.length > 6) throw new RangeError("queue key prefix " + keyPrefix + " is over 6 characters")
+        // A longer prefix makes the store refuse every full block.
+        this.keyPrefix = options && options.keyPrefix ? options.keyPrefix : "q."
+        this.metaKey = this.keyPrefix + "meta"
+        this.pause = options && options.pause
+        // The configuration allows no budget under MIN_SLOTS blocks.
         this.slots = slotsForBudget(budgetBytes)
-        if (this.slots < MIN_SLOTS)
-            throw new RangeError("queue budget of " + budgetBytes + " bytes is under " + MIN_SLOTS + " blocks")
-        for (let i = 0; i < this.slots; ++i) this.slotBytes.push(0)
-        this.committedMeta = this.buildMeta(0)
     }
 
     /** Counts a record decoded or encoded; pauses every RECORDS_PER_PAUSE of them. */
     private async tick() {
-        if (++this.recordsSincePause < RECORDS_PER_PAUSE) return
-        this.recordsSincePause = 0
-        await this.pause()
+        if (++this.recordsSincePause % RECORDS_PER_PAUSE === 0 && this.pause) await this.pause()
     }
 
-    /** A writer holding the records of `bytes` (a block), to append after them. */
+    /** A writer holding the records of `bytes`, to append after them; null unless they are the readable block `serial`. */
     private async resumeWriter(bytes: Buffer, serial: number) {
         const writer = new BlockWriter(BLOCK_BYTES, serial)
         const reader = new BlockReader(bytes)
@@ -323,11 +292,7 @@ export class DurableQueue {
             writer.tryAppend(r)
             await this.tick()
         }
-        return writer
-    }
-
-    private metaKey() {
-        return this.keyPrefix + "meta"
+        return reader.error || reader.serial !== serial ? null : writer
     }
 
     private blockKey(slot: number) {
@@ -342,91 +307,57 @@ export class DurableQueue {
      */
     async open(): Promise<string> {
         this.blocks = []
-        this.committedSlots = []
-        // Every slot's size, for liveBytes(): slots not in the queue still hold their old block.
-        // New serials start above every serial in them, so a stale block is never taken for a
-        // new one, whatever the meta says.
+        // Slots not in the queue still hold their old block. New serials start above every
+        // serial in them, so a stale block is never taken for a new one, whatever the meta says.
         let serialsFrom = 1
         for (let slot = 0; slot < this.slots; ++slot) {
             const bytes = await this.store.get(this.blockKey(slot))
-            this.slotBytes[slot] = bytes ? entryCostBytes(bytes.length) : 0
-            const serial = bytes ? new BlockReader(bytes).serial : -1
-            if (serial >= serialsFrom) serialsFrom = serial + 1
+            if (bytes) serialsFrom = Math.max(serialsFrom, new BlockReader(bytes).serial + 1)
         }
         this.serialLimit = this.nextSerial = serialsFrom
         this.committedMeta = this.buildMeta(0)
-        const meta = await this.store.get(this.metaKey())
+        const meta = await this.store.get(this.metaKey)
         if (!meta) return ""
-        const rd = new ByteReader(meta, 0, meta.length)
-        const format = rd.u8()
-        const generation = rd.uint(4)
-        const serialLimit = rd.uint(4)
-        const dropped = rd.uint(4)
-        const merged = rd.uint(4)
-        const count = rd.u8()
-        if (format !== META_FORMAT || rd.error || meta.length !== META_HEADER_BYTES + META_BYTES_PER_BLOCK * count) {
-            this.lostBlocks++
-            return "queue: " + this.metaKey() + " unreadable, queued readings (if any) are lost"
+        // The header ends with the number of blocks listed.
+        const count = meta.length < META_HEADER_BYTES ? 0 : meta[META_HEADER_BYTES - 1]
+        if (meta[0] !== META_FORMAT || meta.length !== META_HEADER_BYTES + META_BYTES_PER_BLOCK * count) {
+            return "queue: " + this.metaKey + " unreadable, queued readings (if any) are lost"
         }
-        this.generation = generation
+        const rd = new ByteReader(meta, 1, meta.length)
+        this.generation = rd.uint(4)
+        const serialLimit = rd.uint(4)
         if (serialLimit > this.serialLimit) this.serialLimit = this.nextSerial = serialLimit
-        this.droppedReadings = dropped
-        this.mergedRecords = merged
+        this.droppedReadings = rd.uint(4)
+        this.mergedRecords = rd.uint(4)
+        rd.pos = META_HEADER_BYTES
         this.committedMeta = meta
-        this.metaInFlash = true
         let missing = 0
         let gaps = ""
+        let tail: Block = null
         for (let i = 0; i < count; ++i) {
-            const slot = rd.u8()
+            const slot = rd.uint(1)
             const serial = rd.uint(4)
-            const skip = rd.u8()
-            this.committedSlots.push(slot)
-            const block = await this.loadBlock(slot, serial, skip)
-            if (!block) {
+            const skip = rd.uint(1)
+            const bytes = slot < MAX_SLOTS ? await this.store.get(this.blockKey(slot)) : null
+            const writer = bytes ? await this.resumeWriter(bytes, serial) : null
+            if (!writer || !writer.count) {
                 missing++
                 continue
             }
             // Missing blocks before a readable one are a gap; at the end they are new blocks
             // whose write a crash prevented, which held no flushed records.
             if (missing) gaps += (gaps ? ", " : "") + missing + " before " + this.blockKey(slot)
-            this.lostBlocks += missing
             missing = 0
-            if (block.skip < block.count) this.blocks.push(block)
+            if (skip < writer.count) {
+                // Appends continue in the newest block; the others are read from flash.
+                if (tail) tail.writer = null
+                tail = blockOf(slot, writer)
+                tail.skip = skip
+                this.blocks.push(tail)
+            }
         }
-        if (this.blocks.length) {
-            // Appends continue in the newest block.
-            const tail = this.blocks[this.blocks.length - 1]
-            tail.writer = await this.resumeWriter(await this.store.get(this.blockKey(tail.slot)), tail.serial)
-            tail.open = true
-        }
+        if (tail) tail.open = true
         return gaps ? "queue: blocks missing or unreadable, their readings are lost: " + gaps : ""
-    }
-
-    private async loadBlock(slot: number, serial: number, skip: number): Promise<Block> {
-        if (slot >= MAX_SLOTS) return null
-        const bytes = await this.store.get(this.blockKey(slot))
-        if (!bytes) return null
-        const reader = new BlockReader(bytes)
-        if (reader.serial !== serial) return null
-        let count = 0
-        let finest = 0
-        for (let r = reader.next(); r; r = reader.next()) {
-            count++
-            if (!finest || r.durationS < finest) finest = r.durationS
-            await this.tick()
-        }
-        if (reader.error || !count) return null
-        return {
-            slot,
-            serial,
-            count,
-            skip,
-            length: bytes.length,
-            finestDurationS: finest,
-            flushedLength: bytes.length,
-            writer: null,
-            open: false,
-        }
     }
 
     // ---- appending --------------------------------------------------------------------------------
@@ -437,55 +368,32 @@ export class DurableQueue {
         if (error) return "queue: record refused: " + error
         const tail = this.blocks.length ? this.blocks[this.blocks.length - 1] : null
         if (tail && tail.open && tail.writer.tryAppend(record)) {
-            this.syncFromWriter(tail)
+            tail.count = tail.writer.count
+            tail.length = tail.writer.length
+            tail.finestDurationS = tail.writer.finestDurationS
             return ""
         }
         if (tail) {
             tail.open = false
             if (tail.flushedLength === tail.length) tail.writer = null
         }
-        const writer = new BlockWriter(BLOCK_BYTES, this.takeSerial())
+        const writer = new BlockWriter(BLOCK_BYTES, this.nextSerial++)
         writer.tryAppend(record)
-        const block: Block = {
-            slot: -1,
-            serial: writer.serial,
-            count: 0,
-            skip: 0,
-            length: 0,
-            finestDurationS: 0,
-            flushedLength: 0,
-            writer,
-            open: true,
-        }
-        this.syncFromWriter(block)
-        this.blocks.push(block)
-        return this.limitStaged()
-    }
-
-    private takeSerial() {
-        return this.nextSerial++
-    }
-
-    private syncFromWriter(block: Block) {
-        block.count = block.writer.count
-        block.length = block.writer.length
-        block.finestDurationS = block.writer.finestDurationS
-    }
-
-    /** Drops the oldest staged block once RAM holds too many (flush() not called, or failing). */
-    private limitStaged() {
+        this.blocks.push(blockOf(-1, writer))
+        // Drops the oldest staged block once RAM holds too many (flush() not called, or failing).
         let staged = 0
-        for (const b of this.blocks) if (b.slot < 0) staged++
+        let oldest = -1
+        for (let i = this.blocks.length - 1; i >= 0; --i)
+            if (this.blocks[i].slot < 0) {
+                staged++
+                oldest = i
+            }
         if (staged <= MAX_STAGED_BLOCKS) return ""
-        for (let i = 0; i < this.blocks.length; ++i) {
-            const b = this.blocks[i]
-            if (b.slot >= 0) continue
-            const lost = readingsIn(b.writer.bytes(), b.skip)
-            removeAt(this.blocks, i)
-            this.droppedReadings += lost
-            return "queue: flash not written, dropped " + lost + " readings held in RAM"
-        }
-        return ""
+        const b = this.blocks[oldest]
+        const lost = readingsIn(b.writer.bytes(), b.skip)
+        removeAt(this.blocks, oldest)
+        this.droppedReadings += lost
+        return "queue: flash not written, dropped " + lost + " readings held in RAM"
     }
 
     // ---- reading and removing -------------------------------------------------------------------------
@@ -510,10 +418,8 @@ export class DurableQueue {
      */
     async peek(n: number, from = 0): Promise<ReadingRecord[]> {
         const out: ReadingRecord[] = []
-        await this.read(from, n, r => {
-            out.push(copyRecord(r))
-            return true
-        })
+        // push returns the new length: never 0, so the read goes on.
+        await this.read(from, n, r => out.push(copyRecord(r)) > 0)
         return out
     }
 
@@ -526,14 +432,16 @@ export class DurableQueue {
         let taken = 0
         for (let i = 0; i < this.blocks.length && taken < n; ++i) {
             const b = this.blocks[i]
-            if (from >= b.count - b.skip) {
-                from -= b.count - b.skip
+            // From here on, `from` counts the records in the block's bytes, those gone included.
+            from += b.skip
+            if (from >= b.count) {
+                from -= b.count
                 continue
             }
             const reader = new BlockReader(await this.blockBytes(i))
             let index = 0
             for (let r = reader.next(); r && taken < n; r = reader.next()) {
-                if (index++ >= b.skip + from) {
+                if (index++ >= from) {
                     if (!visit(r)) return taken
                     taken++
                 }
@@ -553,8 +461,8 @@ export class DurableQueue {
     private async blockBytes(i: number): Promise<Buffer> {
         const b = this.blocks[i]
         if (b.writer) return b.writer.bytes()
-        if (b.serial === this.headCacheSerial && this.headCache) return this.headCache
-        if (b.serial === this.readCacheSerial && this.readCache) return this.readCache
+        if (b.serial === this.headCacheSerial) return this.headCache
+        if (b.serial === this.readCacheSerial) return this.readCache
         const bytes = await this.store.get(this.blockKey(b.slot))
         if (i === 0) {
             this.headCache = bytes
@@ -577,27 +485,6 @@ export class DurableQueue {
         }
     }
 
-    stats(): QueueStats {
-        let dataBytes = 0
-        for (const b of this.blocks) dataBytes += b.length
-        let liveBytes = this.metaInFlash ? entryCostBytes(this.committedMeta.length) : 0
-        for (const bytes of this.slotBytes) liveBytes += bytes
-        return {
-            records: this.size(),
-            blocks: this.blocks.length,
-            slots: this.slots,
-            dataBytes,
-            liveBytes,
-            budgetBytes: this.budgetBytes,
-            droppedReadings: this.droppedReadings,
-            mergedRecords: this.mergedRecords,
-            merges: this.merges,
-            lostBlocks: this.lostBlocks,
-            flashBytesWritten: this.flashBytesWritten,
-            flashWrites: this.flashWrites,
-        }
-    }
-
     // ---- writing ------------------------------------------------------------------------------------
 
     /**
@@ -612,11 +499,10 @@ export class DurableQueue {
     async flush(pinned = 0): Promise<string> {
         this.pinned = pinned
         for (let round = 0; round <= MAX_SLOTS + 1; ++round) {
-            // Slots for staged blocks, always keeping one free for merges to write into.
             let waiting = 0
             for (const b of this.blocks) {
                 if (b.slot >= 0) continue
-                const slot = this.assignedSlots() + 1 < this.slots ? this.freeSlot() : -1
+                const slot = this.slotForStaged()
                 if (slot < 0) waiting++
                 else b.slot = slot
             }
@@ -626,30 +512,35 @@ export class DurableQueue {
                 if (b.slot < 0 || b.flushedLength === b.length) continue
                 // Taken before the write: a record appended meanwhile is not in flash yet.
                 const length = b.length
-                error = await this.writeVerified(b.slot, b.writer.bytes())
+                error = await this.writeVerified(this.blockKey(b.slot), b.writer.bytes())
                 if (error) return error
                 b.flushedLength = length
                 if (!b.open && b.flushedLength === b.length) b.writer = null
             }
             if (!waiting) return ""
             // Slots the previous meta still listed are free now that the new one is written.
-            if (this.assignedSlots() + 1 < this.slots && this.freeSlot() >= 0) continue
+            if (this.slotForStaged() >= 0) continue
             error = await this.makeRoom()
             if (error) return error
         }
         return "queue: flush did not finish"
     }
 
-    private assignedSlots() {
-        let n = 0
-        for (const b of this.blocks) if (b.slot >= 0) n++
-        return n
+    /** A free slot for a staged block, or -1: one always stays free for merges to write into. */
+    private slotForStaged() {
+        let assigned = 0
+        for (const b of this.blocks) if (b.slot >= 0) assigned++
+        return assigned + 1 < this.slots ? this.freeSlot() : -1
     }
 
     /** A slot neither the queue nor the meta in flash refers to, or -1. */
     private freeSlot() {
         for (let slot = 0; slot < this.slots; ++slot) {
-            let used = this.committedSlots.indexOf(slot) >= 0
+            let used = false
+            // The slots the meta in flash lists, one every META_BYTES_PER_BLOCK bytes after its header.
+            const meta = this.committedMeta
+            for (let at = META_HEADER_BYTES; at < meta.length; at += META_BYTES_PER_BLOCK)
+                if (meta[at] === slot) used = true
             for (const b of this.blocks) if (b.slot === slot) used = true
             if (!used) return slot
         }
@@ -660,17 +551,17 @@ export class DurableQueue {
         let listed = 0
         for (const b of this.blocks) if (b.slot >= 0) listed++
         const w = new ByteWriter(Buffer.alloc(META_HEADER_BYTES + META_BYTES_PER_BLOCK * listed))
-        w.u8(META_FORMAT)
+        w.uint(META_FORMAT, 1)
         w.uint(generation, 4)
         w.uint(this.serialLimit, 4)
         w.uint(this.droppedReadings, 4)
         w.uint(this.mergedRecords, 4)
-        w.u8(listed)
+        w.uint(listed, 1)
         for (const b of this.blocks) {
             if (b.slot < 0) continue
-            w.u8(b.slot)
+            w.uint(b.slot, 1)
             w.uint(b.serial, 4)
-            w.u8(b.skip)
+            w.uint(b.skip, 1)
         }
         return w.buf
     }
@@ -685,30 +576,23 @@ export class DurableQueue {
             if (b.slot >= 0 && b.serial >= this.serialLimit) serialToWrite = Math.max(serialToWrite, b.serial)
         if (serialToWrite >= this.serialLimit) this.serialLimit = serialToWrite + SERIAL_RESERVE
         const meta = this.buildMeta(this.generation + 1)
-        const old = this.committedMeta
-        if (sameBytes(meta.slice(5, meta.length), old.slice(5, old.length))) return ""
-        const error = await this.writeVerified(-1, meta)
+        // Past the format and the generation.
+        if (sameBytes(meta, this.committedMeta, 5)) return ""
+        const error = await this.writeVerified(this.metaKey, meta)
         if (error) {
             this.serialLimit = limit
             return error
         }
         this.generation++
-        this.metaInFlash = true
         this.committedMeta = meta
-        this.committedSlots = []
-        for (const b of this.blocks) if (b.slot >= 0) this.committedSlots.push(b.slot)
         return ""
     }
 
-    /** Writes slot `slot`'s block (-1: the meta) and reads it back; returns "" when it is in flash, else an error text. */
-    private async writeVerified(slot: number, value: Buffer): Promise<string> {
-        const key = slot < 0 ? this.metaKey() : this.blockKey(slot)
+    /** Writes `value` under `key` and reads it back; returns "" when it is in flash, else an error text. */
+    private async writeVerified(key: string, value: Buffer): Promise<string> {
         await this.store.set(key, value)
-        this.flashWrites++
-        this.flashBytesWritten += entryCostBytes(value.length)
         const back = await this.store.get(key)
-        if (!sameBytes(back, value)) return "queue: writing " + key + " did not persist (settings store full?)"
-        if (slot >= 0) this.slotBytes[slot] = entryCostBytes(value.length)
+        if (!sameBytes(back, value, 0)) return "queue: writing " + key + " did not persist (settings store full?)"
         return ""
     }
 
@@ -737,42 +621,32 @@ export class DurableQueue {
      */
     private async makeRoom(): Promise<string> {
         for (const level of MERGE_LEVELS_S) {
-            if (level ? !this.hasFinerThan(level) : !this.mayPack()) continue
+            // Whether a sweep at this level could empty a block. Coarsening needs a settled block
+            // with readings finer than the level. Packing without coarsening (level 0) needs room
+            // left in the others (free bytes, and records at their start that are gone) for about
+            // its records; the room counted includes its own, and re-encoding moves a few bytes
+            // either way.
+            let finer = false
+            let room = 0
+            let smallest = BLOCK_BYTES
+            for (let i = this.firstMovable(); i < this.blocks.length; ++i) {
+                const b = this.blocks[i]
+                if (!this.isSettled(b)) continue
+                if (b.finestDurationS < level) finer = true
+                const gone = Math.floor(((b.length - BLOCK_HEADER_BYTES) * b.skip) / b.count)
+                room += BLOCK_BYTES - b.length + gone
+                smallest = Math.min(smallest, b.length - BLOCK_HEADER_BYTES - gone)
+            }
+            if (level ? !finer : room + FULL_RECORD_SLACK_BYTES < 2 * smallest) continue
             const plan = await this.planSweep(level)
             if (!plan) continue
-            for (const planned of plan) {
-                const error = await this.commitStep(planned.index, planned.step)
+            for (const step of plan) {
+                const error = await this.commitStep(step)
                 if (error) return error
             }
             return ""
         }
         return await this.dropOldest()
-    }
-
-    /**
-     * Whether packing without coarsening could empty a block: the room left in the others
-     * (free bytes, and records at their start that are gone) must about hold its records.
-     */
-    private mayPack() {
-        let room = 0
-        let smallest = BLOCK_BYTES
-        for (let i = this.firstMovable(); i < this.blocks.length; ++i) {
-            const b = this.blocks[i]
-            if (!this.isSettled(b)) continue
-            const gone = Math.floor(((b.length - BLOCK_HEADER_BYTES) * b.skip) / b.count)
-            room += BLOCK_BYTES - b.length + gone
-            smallest = Math.min(smallest, b.length - BLOCK_HEADER_BYTES - gone)
-        }
-        // The room counted includes the smallest block's own; re-encoding moves a few bytes either way.
-        return room + FULL_RECORD_SLACK_BYTES >= 2 * smallest
-    }
-
-    private hasFinerThan(level: number) {
-        for (let i = this.firstMovable(); i < this.blocks.length; ++i) {
-            const b = this.blocks[i]
-            if (this.isSettled(b) && b.finestDurationS < level) return true
-        }
-        return false
     }
 
     /**
@@ -782,11 +656,10 @@ export class DurableQueue {
      * reads; committing the steps in order (each a block write, then the meta) keeps every crash
      * point a consistent queue.
      */
-    private async planSweep(level: number): Promise<PlannedStep[]> {
+    private async planSweep(level: number): Promise<MergeStep[]> {
         const start = this.firstMovable()
         if (start >= this.blocks.length || !this.isSettled(this.blocks[start])) return null
-        const plan: PlannedStep[] = []
-        let first: Buffer = null
+        const plan: MergeStep[] = []
         let firstSkip = this.blocks[start].skip
         for (let i = start; i + 1 < this.blocks.length && this.isSettled(this.blocks[i + 1]); ++i) {
             const a = this.blocks[i]
@@ -794,44 +667,31 @@ export class DurableQueue {
             // A full block with nothing to merge or leave out cannot take anything in: skip the
             // reading and decoding (a few hundred VM operations a record).
             if (!firstSkip && a.length > BLOCK_BYTES - FULL_SLACK_BYTES && (!level || a.finestDurationS >= level)) {
-                first = null
                 firstSkip = b.skip
                 continue
             }
-            if (!first) first = i ? await this.store.get(this.blockKey(a.slot)) : await this.blockBytes(0)
-            const second = await this.store.get(this.blockKey(b.slot))
             // Steps take serials in order when committed.
-            const serial = this.nextSerial + plan.length
-            const step = await this.mergeStep(first, firstSkip, a.count, second, b.skip, level, serial)
+            const step = await this.mergeStep(i, firstSkip, level, this.nextSerial + plan.length)
             // A block that takes nothing from the next is left as it is: rewriting it would not
             // bring a free slot closer.
-            if (step && step.taken) plan.push({ index: i, step })
+            if (step && step.taken) plan.push(step)
             if (step && b.skip + step.taken >= b.count) return plan
-            first = second
             firstSkip = step ? b.skip + step.taken : b.skip
         }
         return null
     }
 
     /**
-     * One block from the records of `first` (after `firstSkip`) and as many of `second` (after
-     * `secondSkip`) as fit, merged at `level`; null when the first block's records alone do not
-     * fit or a block is unreadable.
+     * One block from the records of block i (after `firstSkip`) and as many of block i + 1 as
+     * fit, merged at `level`; null when block i's records alone do not fit or a block is unreadable.
      */
-    private async mergeStep(
-        first: Buffer,
-        firstSkip: number,
-        firstCount: number,
-        second: Buffer,
-        secondSkip: number,
-        level: number,
-        serial: number
-    ): Promise<MergeStep> {
+    private async mergeStep(i: number, firstSkip: number, level: number, serial: number): Promise<MergeStep> {
         const out = new MergeOutput(level, serial)
         let index = 0
         for (let part = 0; part < 2 && !out.full; ++part) {
-            const reader = new BlockReader(part ? second : first)
-            const skip = part ? secondSkip : firstSkip
+            // Reads the block planSweep read as the second of the step before from the cache.
+            const reader = new BlockReader(await this.blockBytes(i + part))
+            const skip = part ? this.blocks[i + 1].skip : firstSkip
             let k = 0
             for (let r = reader.next(); r && !out.full; r = reader.next()) {
                 if (k++ >= skip) out.add(r, index++)
@@ -839,54 +699,47 @@ export class DurableQueue {
             }
             if (reader.error) return null
         }
-        out.finish(index)
-        let writer = out.writer
-        if (out.full && writer.length !== out.cleanLength)
-            writer = await this.resumeWriter(writer.bytes().slice(0, out.cleanLength), serial)
-        const inputs = out.full ? out.cleanBoundary : index
-        const firstInputs = firstCount - firstSkip
+        // Unless the block is full, everything was written: the clean boundary is the end.
+        out.emit(index, true)
+        let writer: BlockWriter = out
+        if (out.length !== out.cleanLength) {
+            out.length = out.cleanLength
+            writer = await this.resumeWriter(out.bytes(), serial)
+        }
+        const inputs = out.cleanBoundary
+        const firstInputs = this.blocks[i].count - firstSkip
         if (inputs < firstInputs) return null
-        return { writer, taken: inputs - firstInputs, inputs }
+        return { index: i, writer, taken: inputs - firstInputs, inputs }
     }
 
     /** Writes a merge step's block to a free slot, then the meta that puts it in place of block i. */
-    private async commitStep(i: number, step: MergeStep): Promise<string> {
+    private async commitStep(step: MergeStep): Promise<string> {
+        const i = step.index
         const slot = this.freeSlot()
         if (slot < 0) return "queue: no free slot to merge into"
-        const writer = step.writer.serial === this.nextSerial ? step.writer : null
-        if (!writer) return "queue: merge planned with serial " + step.writer.serial + ", next is " + this.nextSerial
-        this.takeSerial()
+        // Planned with the serials that follow, in the order the steps are committed.
+        const writer = step.writer
+        this.nextSerial++
         let error = ""
         if (writer.serial >= this.serialLimit) error = await this.writeMeta(writer.serial)
         if (error) return error
-        error = await this.writeVerified(slot, writer.bytes())
+        error = await this.writeVerified(this.blockKey(slot), writer.bytes())
         if (error) return error
-        const merged: Block = {
-            slot,
-            serial: writer.serial,
-            count: writer.count,
-            skip: 0,
-            length: writer.length,
-            finestDurationS: writer.finestDurationS,
-            flushedLength: writer.length,
-            writer: null,
-            open: false,
-        }
-        const old = this.blocks[i]
-        const next = this.blocks[i + 1]
-        const nextSkip = next.skip
+        const saved = this.blocks.slice()
         const mergedBefore = this.mergedRecords
+        const merged = blockOf(slot, writer)
+        merged.writer = null
         this.blocks[i] = merged
+        // A copy: the saved blocks keep the old skip.
+        const next = Object.assign({}, this.blocks[i + 1])
         next.skip += step.taken
-        const emptied = next.skip >= next.count
-        if (emptied) removeAt(this.blocks, i + 1)
+        this.blocks[i + 1] = next
+        if (next.skip >= next.count) removeAt(this.blocks, i + 1)
         this.mergedRecords += step.inputs - writer.count
         error = await this.writeMeta()
         if (error) {
             // The meta in flash still has the old blocks: so does RAM again.
-            this.blocks[i] = old
-            next.skip = nextSkip
-            if (emptied) insertAt(this.blocks, i + 1, next)
+            this.blocks = saved
             this.mergedRecords = mergedBefore
             return error
         }
@@ -898,16 +751,15 @@ export class DurableQueue {
     private async dropOldest(): Promise<string> {
         const i = this.firstMovable()
         if (i >= this.blocks.length || !this.isSettled(this.blocks[i])) return "queue: no room and nothing to drop"
-        const head = this.blocks[i]
-        const readings = readingsIn(await this.blockBytes(i), head.skip)
+        const saved = this.blocks.slice()
+        const readings = readingsIn(await this.blockBytes(i), this.blocks[i].skip)
         removeAt(this.blocks, i)
         this.droppedReadings += readings
         const error = await this.writeMeta()
         if (error) {
-            insertAt(this.blocks, i, head)
+            this.blocks = saved
             this.droppedReadings -= readings
-            return error
         }
-        return ""
+        return error
     }
 }

@@ -27,19 +27,12 @@ export function maxValueBytes(key: string) {
     return MAX_ENTRY_BYTES - key.length - 1
 }
 
-/** Error text for a key the store cannot hold, or "". */
-export function keyError(key: string) {
-    if (!key || !key.length) return "key must not be empty"
-    if (key.length > MAX_KEY_CHARS) return "key " + key + " is longer than " + MAX_KEY_CHARS + " characters"
-    return ""
-}
-
-/** Error text for an entry the store cannot hold, or "". */
-export function entryError(key: string, value: Buffer) {
-    const k = keyError(key)
-    if (k) return k
-    if (value.length > maxValueBytes(key))
-        return "value for " + key + " is " + value.length + " bytes, over the " + maxValueBytes(key) + "-byte limit"
+/** Error text for a key the store cannot hold or, when given, a value it would truncate; or "". */
+export function entryError(key: string, value?: Buffer) {
+    if (!key || key.length > MAX_KEY_CHARS) return "key " + key + " is empty or over " + MAX_KEY_CHARS + " characters"
+    const most = maxValueBytes(key)
+    if (value && value.length > most)
+        return "value for " + key + " is " + value.length + " bytes, over the " + most + "-byte limit"
     return ""
 }
 /** Log bytes of one entry record in the Settings store (16-byte key field, offset, size). */

@@ -72,24 +72,12 @@ export function newRecord(): ReadingRecord {
 }
 
 export function copyRecord(r: ReadingRecord): ReadingRecord {
-    return copyInto(newRecord(), r)
+    return Object.assign({}, r)
 }
 
 /** Copies every field of `from` into `to`, an object the caller reuses; returns `to`. */
 export function copyInto(to: ReadingRecord, from: ReadingRecord) {
-    to.meter = from.meter
-    to.flags = from.flags
-    to.firstSeq = from.firstSeq
-    to.seq = from.seq
-    to.boot = from.boot
-    to.startS = from.startS
-    to.durationS = from.durationS
-    to.deltaMilliWh = from.deltaMilliWh
-    to.totalMilliWh = from.totalMilliWh
-    to.minMilli = from.minMilli
-    to.meanMilli = from.meanMilli
-    to.maxMilli = from.maxMilli
-    return to
+    return Object.assign(to, from)
 }
 
 export function isAdditive(r: ReadingRecord) {
@@ -123,30 +111,6 @@ export function energyRecord(
     return r
 }
 
-/** Why a record cannot be stored, or "". */
-export function recordError(r: ReadingRecord) {
-    return (
-        rangeError("meter index", r.meter, 0, 255) ||
-        rangeError("flags", r.flags, 0, 255) ||
-        rangeError("seq", r.seq, 0, 4294967295) ||
-        rangeError("first seq", r.firstSeq, 0, r.seq) ||
-        rangeError("boot", r.boot, 0, 65535) ||
-        rangeError("start s", r.startS, 0, 4294967295) ||
-        rangeError("duration s", r.durationS, 0, MAX_DURATION_S) ||
-        (isAdditive(r)
-            ? rangeError("delta", r.deltaMilliWh, -MAX_INT32, MAX_INT32) ||
-              rangeError("total", r.totalMilliWh, 0, MAX_UINT48)
-            : rangeError("min", r.minMilli, -MAX_INT32, MAX_INT32) ||
-              rangeError("mean", r.meanMilli, -MAX_INT32, MAX_INT32) ||
-              rangeError("max", r.maxMilli, -MAX_INT32, MAX_INT32))
-    )
-}
-
-/** "" when `v` is a whole number in min..max, else why not. */
-function rangeError(name: string, v: number, min: number, max: number) {
-    return typeof v === "number" && Math.floor(v) === v && v >= min && v <= max ? "" : name + " " + v + " out of range"
-}
-
 // ---- merging ------------------------------------------------------------------------------
 
 /** Slack on a merge level for rounded and jittered intervals: 2% (3,672 s still counts as an hour). */
@@ -165,20 +129,13 @@ function levelSlot(r: ReadingRecord, levelS: number) {
  * so the merged total stays exact.
  */
 export function canMerge(a: ReadingRecord, b: ReadingRecord, levelS: number) {
-    if (levelS <= 0) return false
-    if (a.meter !== b.meter || a.boot !== b.boot) return false
-    if ((a.flags & (FLAG_NON_ADDITIVE | FLAG_CLOCK_NOT_SET)) !== (b.flags & (FLAG_NON_ADDITIVE | FLAG_CLOCK_NOT_SET)))
-        return false
-    if (b.flags & FLAG_GAP) return false
-    if (b.firstSeq !== a.seq + 1 || b.startS !== a.startS + a.durationS) return false
+    if (levelS <= 0 || a.meter !== b.meter || !continues(a, b)) return false
+    if ((a.flags ^ b.flags) & FLAG_CLOCK_NOT_SET || b.flags & FLAG_GAP) return false
     if (a.durationS + b.durationS > levelS + Math.floor(levelS / LEVEL_SLACK_DIVISOR)) return false
     if (levelSlot(a, levelS) !== levelSlot(b, levelS)) return false
-    if (isAdditive(a)) {
-        if (b.totalMilliWh !== a.totalMilliWh + b.deltaMilliWh) return false
-        const delta = a.deltaMilliWh + b.deltaMilliWh
-        if (delta > MAX_INT32 || delta < -MAX_INT32) return false
-    }
-    return true
+    // A level's delta is 0.
+    const delta = a.deltaMilliWh + b.deltaMilliWh
+    return delta <= MAX_INT32 && delta >= -MAX_INT32
 }
 
 /** Merges `b` into `a` in place (check canMerge first): one record covering both intervals. */
@@ -208,41 +165,31 @@ export class ByteWriter {
     overflow = false
     constructor(readonly buf: Buffer) {}
 
-    u8(v: number) {
-        if (this.pos >= this.buf.length) {
-            this.overflow = true
-            return
-        }
-        this.buf[this.pos++] = v & 0xff
-    }
-
-    /** Unsigned little-endian integer of `bytes` bytes, exact up to 2^53. */
+    /**
+     * `v` as a little-endian integer of `bytes` bytes (exact up to 2^53; a negative one in two's
+     * complement), or for `bytes` 0 as an unsigned LEB128 varint: 7 bits a byte, low first.
+     */
     uint(v: number, bytes: number) {
-        for (let i = 0; i < bytes; ++i) {
-            const high = Math.floor(v / 256)
-            this.u8(v - high * 256)
+        const base = bytes ? 256 : 128
+        for (let i = 1; ; ++i) {
+            const high = Math.floor(v / base)
+            const more = bytes ? i < bytes : high > 0
+            if (this.pos >= this.buf.length) this.overflow = true
+            else this.buf[this.pos++] = v - high * base + (more && !bytes ? 128 : 0)
+            if (!more) return
             v = high
         }
     }
+}
 
-    int32(v: number) {
-        this.uint(v < 0 ? v + 4294967296 : v, 4)
-    }
+/** Signed as zigzag, for a varint: 0, -1, 1, -2... as 0, 1, 2, 3... */
+function zigzag(v: number) {
+    return v >= 0 ? v * 2 : -v * 2 - 1
+}
 
-    /** Unsigned LEB128: 7 bits a byte, low first. */
-    varint(v: number) {
-        while (v >= 128) {
-            const high = Math.floor(v / 128)
-            this.u8(v - high * 128 + 128)
-            v = high
-        }
-        this.u8(v)
-    }
-
-    /** Signed as zigzag LEB128: 0, -1, 1, -2... as 0, 1, 2, 3... */
-    zigzag(v: number) {
-        this.varint(v >= 0 ? v * 2 : -v * 2 - 1)
-    }
+function unzigzag(z: number) {
+    const half = Math.floor(z / 2)
+    return z - half * 2 ? -half - 1 : half
 }
 
 /** Sequential reader over buf[pos..end); `error` is set at the first read past the end or bad varint. */
@@ -254,46 +201,28 @@ export class ByteReader {
         readonly end: number
     ) {}
 
-    u8() {
-        if (this.pos >= this.end) {
-            if (!this.error) this.error = "truncated at byte " + this.pos
-            return 0
-        }
-        return this.buf[this.pos++]
-    }
-
+    /** A little-endian unsigned integer of `bytes` bytes, or for `bytes` 0 a varint of at most 8 bytes. */
     uint(bytes: number) {
         let v = 0
         let scale = 1
-        for (let i = 0; i < bytes; ++i) {
-            v += this.u8() * scale
-            scale *= 256
+        for (let i = 0; i < (bytes || 8); ++i) {
+            const b = this.pos < this.end ? this.buf[this.pos++] : this.fail("truncated at byte " + this.pos)
+            if (!bytes && b < 128) return v + b * scale
+            v += (bytes ? b : b - 128) * scale
+            scale *= bytes ? 256 : 128
         }
-        return v
+        return bytes ? v : this.fail("varint too long at byte " + this.pos)
+    }
+
+    /** Keeps the first error; returns 0 to read on with. */
+    fail(error: string) {
+        if (!this.error) this.error = error
+        return 0
     }
 
     int32() {
         const v = this.uint(4)
         return v > MAX_INT32 ? v - 4294967296 : v
-    }
-
-    varint() {
-        let v = 0
-        let scale = 1
-        for (let i = 0; i < 8; ++i) {
-            const b = this.u8()
-            if (b < 128) return v + b * scale
-            v += (b - 128) * scale
-            scale *= 128
-        }
-        if (!this.error) this.error = "varint too long at byte " + this.pos
-        return 0
-    }
-
-    zigzag() {
-        const z = this.varint()
-        const half = Math.floor(z / 2)
-        return z - half * 2 ? -half - 1 : half
     }
 }
 
@@ -308,27 +237,27 @@ export class ByteReader {
  */
 function writeFull(w: ByteWriter, r: ReadingRecord) {
     const flags = r.seq !== r.firstSeq ? r.flags | FLAG_MERGED : r.flags
-    w.u8(flags)
-    w.u8(r.meter)
+    w.uint(flags, 1)
+    w.uint(r.meter, 1)
     w.uint(r.seq, 4)
     w.uint(r.boot, 2)
     w.uint(r.startS, 4)
     w.uint(r.durationS, 3)
     if (isAdditive(r)) {
-        w.int32(r.deltaMilliWh)
+        w.uint(r.deltaMilliWh, 4)
         w.uint(r.totalMilliWh, 6)
     } else {
-        w.int32(r.minMilli)
-        w.int32(r.meanMilli)
-        w.int32(r.maxMilli)
+        w.uint(r.minMilli, 4)
+        w.uint(r.meanMilli, 4)
+        w.uint(r.maxMilli, 4)
     }
-    if (flags & FLAG_MERGED) w.varint(r.seq - r.firstSeq)
+    if (flags & FLAG_MERGED) w.uint(r.seq - r.firstSeq, 0)
 }
 
 function readFull(rd: ByteReader) {
     const r = newRecord()
-    r.flags = rd.u8()
-    r.meter = rd.u8()
+    r.flags = rd.uint(1)
+    r.meter = rd.uint(1)
     r.seq = rd.uint(4)
     r.boot = rd.uint(2)
     r.startS = rd.uint(4)
@@ -341,12 +270,30 @@ function readFull(rd: ByteReader) {
         r.meanMilli = rd.int32()
         r.maxMilli = rd.int32()
     }
-    r.firstSeq = r.flags & FLAG_MERGED ? r.seq - rd.varint() : r.seq
+    r.firstSeq = r.flags & FLAG_MERGED ? r.seq - rd.uint(0) : r.seq
     return r
 }
 
 /** Longest encoding of one record, in a block or on its own. */
 export const MAX_RECORD_BYTES = 40
+
+/**
+ * Why a record cannot be stored, or "": each field must read back from the full layout as it
+ * is, so only whole numbers that fit their field pass, and the pair the record's kind does not
+ * store (min, mean and max of an additive record; delta and total of a level) must be 0.
+ */
+export function recordError(r: ReadingRecord) {
+    const w = new ByteWriter(Buffer.alloc(MAX_RECORD_BYTES))
+    writeFull(w, r)
+    const back = readFull(new ByteReader(w.buf, 0, w.pos))
+    // The layout marks every record covering several readings as merged.
+    back.flags &= r.flags | ~FLAG_MERGED
+    for (const field of Object.keys(r)) {
+        const v = (r as any)[field]
+        if (v !== (back as any)[field]) return field + " " + v + " out of range"
+    }
+    return ""
+}
 
 /** One record in the full layout (25 or 27 bytes, more when merged). Check recordError first. */
 export function encodeRecord(r: ReadingRecord) {
@@ -394,9 +341,10 @@ function continues(ref: ReadingRecord, r: ReadingRecord) {
     )
 }
 
+/** The previous record of `meter` in the block, or null. */
 function findRef(refs: ReadingRecord[], meter: number) {
-    for (let i = 0; i < refs.length; ++i) if (refs[i].meter === meter) return i
-    return -1
+    for (const ref of refs) if (ref.meter === meter) return ref
+    return null
 }
 
 /**
@@ -404,8 +352,8 @@ function findRef(refs: ReadingRecord[], meter: number) {
  * copied into it, so a block costs one object per meter however many records it holds.
  */
 function setRef(refs: ReadingRecord[], r: ReadingRecord) {
-    const i = findRef(refs, r.meter)
-    if (i >= 0) return copyInto(refs[i], r)
+    const ref = findRef(refs, r.meter)
+    if (ref) return copyInto(ref, r)
     refs.push(copyRecord(r))
     return refs[refs.length - 1]
 }
@@ -423,10 +371,9 @@ function setRef(refs: ReadingRecord[], r: ReadingRecord) {
  * total + delta the total.
  */
 function writeInBlock(w: ByteWriter, refs: ReadingRecord[], lastMeter: number, r: ReadingRecord) {
-    const i = findRef(refs, r.meter)
-    const ref = i >= 0 ? refs[i] : null
+    const ref = findRef(refs, r.meter)
     if (!ref || !continues(ref, r)) {
-        w.varint(1)
+        w.uint(1, 0)
         writeFull(w, r)
         return
     }
@@ -438,18 +385,18 @@ function writeInBlock(w: ByteWriter, refs: ReadingRecord[], lastMeter: number, r
     const additive = isAdditive(r)
     const firstDiff = additive ? r.deltaMilliWh - ref.deltaMilliWh : r.meanMilli - ref.meanMilli
     if (!changes) {
-        w.varint((firstDiff >= 0 ? firstDiff * 2 : -firstDiff * 2 - 1) * 2)
+        w.uint(zigzag(firstDiff) * 2, 0)
     } else {
-        w.varint(changes * 2 + 1)
-        if (changes & CHANGE_METER) w.u8(r.meter)
-        if (changes & CHANGE_FLAGS) w.u8(r.flags)
-        if (changes & CHANGE_DURATION) w.zigzag(r.durationS - ref.durationS)
-        if (changes & CHANGE_SPAN) w.varint(span(r) - 1)
-        w.zigzag(firstDiff)
+        w.uint(changes * 2 + 1, 0)
+        if (changes & CHANGE_METER) w.uint(r.meter, 1)
+        if (changes & CHANGE_FLAGS) w.uint(r.flags, 1)
+        if (changes & CHANGE_DURATION) w.uint(zigzag(r.durationS - ref.durationS), 0)
+        if (changes & CHANGE_SPAN) w.uint(span(r) - 1, 0)
+        w.uint(zigzag(firstDiff), 0)
     }
     if (!additive) {
-        w.zigzag(r.minMilli - ref.minMilli)
-        w.zigzag(r.maxMilli - ref.maxMilli)
+        w.uint(zigzag(r.minMilli - ref.minMilli), 0)
+        w.uint(zigzag(r.maxMilli - ref.maxMilli), 0)
     }
 }
 
@@ -459,36 +406,30 @@ function writeInBlock(w: ByteWriter, refs: ReadingRecord[], lastMeter: number, r
  * the full layout, the first of its meter in a block, is read and then copied in).
  */
 function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number): ReadingRecord {
-    const v = rd.varint()
+    const v = rd.uint(0)
     if (rd.error) return null
     if (v === 1) return setRef(refs, readFull(rd))
     const half = Math.floor(v / 2)
     const changes = v - half * 2 ? half : 0
-    const meter = changes & CHANGE_METER ? rd.u8() : lastMeter
-    const i = findRef(refs, meter)
-    if (i < 0) {
-        if (!rd.error) rd.error = "record refers to meter " + meter + " before its first record"
+    const meter = changes & CHANGE_METER ? rd.uint(1) : lastMeter
+    const r = findRef(refs, meter)
+    if (!r) {
+        rd.fail("record refers to meter " + meter + " before its first record")
         return null
     }
-    const r = refs[i]
     // The reference's end is this record's start, its seq + 1 the first seq.
     const startS = r.startS + r.durationS
     if (changes & CHANGE_FLAGS) {
-        const flags = rd.u8()
+        const flags = rd.uint(1)
         if ((flags & FLAG_NON_ADDITIVE) !== (r.flags & FLAG_NON_ADDITIVE)) {
-            if (!rd.error) rd.error = "record changes kind within its meter"
+            rd.fail("record changes kind within its meter")
             return null
         }
         r.flags = flags
     }
-    if (changes & CHANGE_DURATION) r.durationS += rd.zigzag()
-    const spanReadings = changes & CHANGE_SPAN ? rd.varint() + 1 : span(r)
-    let firstDiff = 0
-    if (changes) firstDiff = rd.zigzag()
-    else {
-        const quarter = Math.floor(half / 2)
-        firstDiff = half - quarter * 2 ? -quarter - 1 : quarter
-    }
+    if (changes & CHANGE_DURATION) r.durationS += unzigzag(rd.uint(0))
+    const spanReadings = changes & CHANGE_SPAN ? rd.uint(0) + 1 : span(r)
+    const firstDiff = unzigzag(changes ? rd.uint(0) : half)
     r.firstSeq = r.seq + 1
     r.seq = r.firstSeq + spanReadings - 1
     r.startS = startS
@@ -497,8 +438,8 @@ function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number): 
         r.totalMilliWh += r.deltaMilliWh
     } else {
         r.meanMilli += firstDiff
-        r.minMilli += rd.zigzag()
-        r.maxMilli += rd.zigzag()
+        r.minMilli += unzigzag(rd.uint(0))
+        r.maxMilli += unzigzag(rd.uint(0))
     }
     return r
 }
@@ -507,35 +448,31 @@ function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number): 
  * Builds one block: a 5-byte header (format, u32 serial) and records appended while they fit in
  * `capacityBytes`. Also keeps what the queue needs to choose blocks to merge.
  */
-export class BlockWriter {
-    private buf: Buffer
+export class BlockWriter extends ByteWriter {
     private refs: ReadingRecord[] = []
     private lastMeter = -1
-    private scratch = new ByteWriter(Buffer.alloc(MAX_RECORD_BYTES))
+    /** Bytes of the records appended; a record that does not fit is written past it, then dropped. */
     length = BLOCK_HEADER_BYTES
     count = 0
     /** Shortest interval in the block, s (0 while empty). */
     finestDurationS = 0
 
     constructor(
-        readonly capacityBytes: number,
+        capacityBytes: number,
         readonly serial: number
     ) {
-        this.buf = Buffer.alloc(capacityBytes)
-        const header = new ByteWriter(this.buf)
-        header.u8(BLOCK_FORMAT)
-        header.uint(serial, 4)
+        super(Buffer.alloc(capacityBytes))
+        this.uint(BLOCK_FORMAT, 1)
+        this.uint(serial, 4)
     }
 
     /** Appends `r` if it fits; false (and nothing changed) otherwise. Check recordError first. */
     tryAppend(r: ReadingRecord) {
-        const s = this.scratch
-        s.pos = 0
-        s.overflow = false
-        writeInBlock(s, this.refs, this.lastMeter, r)
-        if (s.overflow || this.length + s.pos > this.capacityBytes) return false
-        for (let i = 0; i < s.pos; ++i) this.buf[this.length + i] = s.buf[i]
-        this.length += s.pos
+        this.pos = this.length
+        this.overflow = false
+        writeInBlock(this, this.refs, this.lastMeter, r)
+        if (this.overflow) return false
+        this.length = this.pos
         this.count++
         setRef(this.refs, r)
         this.lastMeter = r.meter
@@ -553,31 +490,23 @@ export class BlockWriter {
  * the reader's own, decoded in place: it is valid until the next call of next(), and changes
  * then. Copy what you keep (copyRecord).
  */
-export class BlockReader {
-    private rd: ByteReader
+export class BlockReader extends ByteReader {
     private refs: ReadingRecord[] = []
     private lastMeter = -1
     serial = -1
-    error = ""
 
     constructor(bytes: Buffer) {
-        this.rd = new ByteReader(bytes, 0, bytes ? bytes.length : 0)
-        if (!bytes || bytes.length < BLOCK_HEADER_BYTES || bytes[0] !== BLOCK_FORMAT) {
-            this.error = "not a block"
-            return
-        }
-        this.rd.u8()
-        this.serial = this.rd.uint(4)
+        // Past the format byte.
+        super(bytes, 1, bytes ? bytes.length : 0)
+        if (!bytes || bytes.length < BLOCK_HEADER_BYTES || bytes[0] !== BLOCK_FORMAT) this.fail("not a block")
+        else this.serial = this.uint(4)
     }
 
     /** The next record, or null at the end or at an error. */
     next(): ReadingRecord {
-        if (this.error || this.rd.pos >= this.rd.end) return null
-        const r = readInBlock(this.rd, this.refs, this.lastMeter)
-        if (this.rd.error || !r) {
-            this.error = this.rd.error || "unreadable record"
-            return null
-        }
+        if (this.error || this.pos >= this.end) return null
+        const r = readInBlock(this, this.refs, this.lastMeter)
+        if (this.error) return null
         this.lastMeter = r.meter
         return r
     }

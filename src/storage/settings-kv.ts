@@ -3,7 +3,7 @@
 // Platform code: DeviceScript only.
 import * as ds from "@devicescript/core"
 import { settings as sharedSettings } from "@devicescript/settings"
-import { entryError, keyError, KeyValueStore } from "./kv"
+import { entryError, KeyValueStore } from "./kv"
 
 /** A read is asked again after this long without an answer, this many times in all. */
 const GET_TIMEOUT_MS = 1000
@@ -28,7 +28,7 @@ export class SettingsKeyValueStore implements KeyValueStore {
      * Here the handler keeps the report; the command is sent again if none came within a second.
      */
     async get(key: string): Promise<Buffer | null> {
-        const error = keyError(key)
+        const error = entryError(key)
         if (error) throw new RangeError(error)
         const settings = this.settings
         const getCode = settings.spec.lookup("get").code

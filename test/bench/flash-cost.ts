@@ -10,6 +10,7 @@
 // above the ceiling, write the mark with the ceiling raised; flush every FLUSH_S, or at once when
 // two closed blocks wait in RAM. The state is written for every new block of 1,000 sequence numbers.
 import { FakeSettingsStore } from "../fixtures/fake-kv"
+import { queueStats } from "../fixtures/queue-stats"
 import { DurableQueue } from "../../src/storage/durable-queue"
 import { energyRecord } from "../../src/storage/records"
 import { SimulatedEnergyMeter } from "../../src/meters/simulated"
@@ -86,7 +87,7 @@ export async function flashCost(s: FlashScenario): Promise<FlashResult> {
         )
     }
     let i = 0
-    while (queue.stats().blocks < queue.slots - 1) {
+    while (queueStats(queue).blocks < queue.slots - 1) {
         queue.append(take(i++))
         if (queue.closedUnflushedBlocks() >= 1) await queue.flush()
     }
@@ -128,7 +129,7 @@ export async function flashCost(s: FlashScenario): Promise<FlashResult> {
         }
     }
     const compactionsPerDay = (store.compactions - compactionsBefore) / s.days
-    const q = queue.stats()
+    const q = queueStats(queue)
     return {
         scenario: s,
         readings,

@@ -85,7 +85,7 @@ describe("history for replay", () => {
         assert.ok(got.length < 1440, `${got.length} records for the day`)
         console.log(
             `  1,440 readings in a 1,100-byte history: ${got.length} records from seq ${got[0].firstSeq}, ` +
-                `longest ${Math.max(...got.map(r => r.durationS))} s, ${h.stats().droppedReadings} dropped`
+                `longest ${Math.max(...got.map(r => r.durationS))} s, ${h["queue"].droppedReadings} dropped`
         )
     })
 

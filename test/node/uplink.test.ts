@@ -7,6 +7,7 @@ import { energyLabel } from "../../src/reading"
 import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import { FakeSettingsStore } from "../fixtures/fake-kv"
+import { queueStats } from "../fixtures/queue-stats"
 import { KeyValueStore } from "../../src/storage/kv"
 import { DurableQueue } from "../../src/storage/durable-queue"
 import { energyRecord, ReadingRecord } from "../../src/storage/records"
@@ -192,7 +193,7 @@ describe("uplink: a queue too small for an outage", () => {
     test("drops only as a last resort, says so, and delivers every reading it kept, in order", async () => {
         const run = await runSchedule(10, 4000, 1100, 1)
         const delivered = firstDeliveries(run.broker.received)
-        const dropped = run.queue.stats().droppedReadings
+        const dropped = queueStats(run.queue).droppedReadings
         assert.ok(dropped > 0, "this schedule overflows the budget")
         assert.ok(
             run.errors.some(e => e.includes(`dropped the`) && e.includes("QUEUE_BYTES")),
@@ -241,7 +242,7 @@ describe("uplink: store and forward under random interleavings", () => {
                 assert.equal(
                     first,
                     next,
-                    `reading ${first}..${e.seq} follows ${next - 1} (queue stats: ${JSON.stringify(queue.stats())}, errors: ${run.errors.slice(0, 3).join("; ")})`
+                    `reading ${first}..${e.seq} follows ${next - 1} (queue stats: ${JSON.stringify(queueStats(queue))}, errors: ${run.errors.slice(0, 3).join("; ")})`
                 )
                 next = e.seq + 1
                 energy += Math.round(e.delta * 1000)
@@ -249,7 +250,7 @@ describe("uplink: store and forward under random interleavings", () => {
             assert.equal(next - 1, taken.length, "the last reading taken was delivered")
             assert.equal(run.told[run.told.length - 1], taken.length, "the mark reached the last reading")
             assert.equal(energy, run.endTotal - run.startTotal, "delivered energy equals the meter's change")
-            const stats = queue.stats()
+            const stats = queueStats(queue)
             assert.equal(stats.droppedReadings, 0)
             const merged = delivered.filter(e => e.first_seq !== undefined).length
             console.log(
