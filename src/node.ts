@@ -141,17 +141,6 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
                 },
             }
         )
-        // A feature configured for an image that lacks it is named, never silently ignored.
-        if (c.haPrefix && !this.features.discovery) {
-            this.reportError(
-                "config: HA_PREFIX is set, but this image has no Home Assistant discovery; no configs sent"
-            )
-            c.haPrefix = ""
-        }
-        if (c.historyBytes && !this.features.history) {
-            this.reportError("config: HISTORY_BYTES is set, but this image has no replay history; none kept")
-            c.historyBytes = 0
-        }
         if (c.haPrefix) this.announced = announcedFromJson(await readJsonSetting(ANNOUNCED_KEY, []))
         if (c.historyBytes) {
             this.history = await this.features.history.open(c.historyBytes)
@@ -168,16 +157,14 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             this.meters.push(spec ? await this.createMeter(spec, totalOf(known.totals, slot)) : null)
         }
         // The new boot count and the first seq reservation in one write, before any seq is used.
-        this.state = {
-            boot: this.boot,
-            seq: this.previous.seq,
-            totals: known.totals,
-            markSeq: known.seq,
-            markEndS: 0,
-            markUtc: false,
-            offsets: this.previous.offsets,
-            clean: false,
-        }
+        const s = this.nextState()
+        s.boot = this.boot
+        s.totals = known.totals
+        s.markSeq = known.seq
+        s.markEndS = 0
+        s.markUtc = false
+        s.clean = false
+        this.state = s
         await this.persistReservation(true)
         // Every meter's readings after the mark are unaccounted for: each meter's topic gets a gap.
         let gaps = 0
@@ -200,9 +187,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             await this.uplink.flush()
         }
         const first = c.meters[0]
-        if (c.simBacklog && !this.features.backlog)
-            this.reportError("config: SIM_BACKLOG is set, but this image has no simulated backlog; none queued")
-        else if (c.simBacklog && first && first.kind === "sim" && this.meters[0] && !this.queue.size())
+        if (c.simBacklog && first && first.kind === "sim" && this.meters[0] && !this.queue.size())
             await this.features.backlog(this, c.simBacklog)
         let totals = ""
         for (let slot = 0; slot < c.meters.length; ++slot)

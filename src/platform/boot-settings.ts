@@ -10,5 +10,19 @@ export async function startNode(provisioned: Record<string, any>, features: Feat
     const raw = await readSettings(settingSpecs().map(s => s.key))
     for (const key of Object.keys(provisioned)) raw[key] = provisioned[key]
     const { config, errors } = parseConfig(raw)
+    // A feature configured for an image that lacks it is named, never silently ignored. A composed
+    // image has every feature its configuration names (devs/lib/compose.ts).
+    if (config.haPrefix && !features.discovery) {
+        errors.push("HA_PREFIX is set, but this image has no Home Assistant discovery; no configs sent")
+        config.haPrefix = ""
+    }
+    if (config.historyBytes && !features.history) {
+        errors.push("HISTORY_BYTES is set, but this image has no replay history; none kept")
+        config.historyBytes = 0
+    }
+    if (config.simBacklog && !features.backlog) {
+        errors.push("SIM_BACKLOG is set, but this image has no simulated backlog; none queued")
+        config.simBacklog = 0
+    }
     await runNode(config, errors, features, describeConfig(config))
 }
