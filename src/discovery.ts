@@ -3,7 +3,7 @@
 // node's status topic as its availability. https://www.home-assistant.io/integrations/sensor.mqtt/
 //
 // Pure core: imports nothing from @devicescript.
-import { firmware, readingTopic, statusTopic } from "./reading"
+import { firmware } from "./reading"
 import { MeterLabel } from "./meters/meter-spec"
 
 /**
@@ -41,35 +41,38 @@ export function discoveryPayload(prefix: string, nodeId: string, meter: MeterLab
     const id = '"' + objectId(nodeId, meter.id, quantity) + '"'
     // Energy, water and gas are amounts: their device classes are named as our quantities.
     const amount = ["energy", "water", "gas"].indexOf(quantity) >= 0
-    // Written out, not stringified from an object: that costs more code. Ids need no escaping
-    // (letters, digits, '-' and '_': config.ts); the topics, from the topic prefix, do. The unit
-    // goes in as it is: the VM's JSON.stringify escapes each byte of a non-ASCII character (m³,
-    // °C) as a character of its own.
+    // Written out, not stringified from an object: that costs more code. The keys are Home
+    // Assistant's documented abbreviations, and "~" stands for the node's topic base in the topics:
+    // the config stays near 400 bytes, a block the node's fragmented heap still has (a config
+    // with the full names was 640 bytes). Availability payloads are Home Assistant's defaults,
+    // online and offline. Ids need no escaping (letters, digits, '-' and '_': config.ts); the
+    // topic base, from the topic prefix, does. The unit goes in as it is: the VM's JSON.stringify
+    // escapes each byte of a non-ASCII character (m³, °C) as a character of its own.
     return (
         '{"name":"' +
         quantity.charAt(0).toUpperCase() +
         quantity.slice(1) +
         " " +
         meter.id +
-        '","unique_id":' +
+        '","uniq_id":' +
         id +
-        ',"object_id":' +
+        ',"obj_id":' +
         id +
-        ',"state_topic":' +
-        JSON.stringify(readingTopic(prefix, nodeId, meter.id)) +
-        ',"value_template":"{{ value_json.readings[-1].' +
-        (amount ? 'total }}","state_class":"total_increasing"' : 'mean }}","state_class":"measurement"') +
-        ',"availability_topic":' +
-        JSON.stringify(statusTopic(prefix, nodeId)) +
-        ',"availability_template":"{{ value_json.state }}","payload_available":"online","payload_not_available":"offline","qos":1,"device":{"identifiers":["meternode_' +
+        ',"~":' +
+        JSON.stringify(prefix + "/" + nodeId) +
+        ',"stat_t":"~/' +
+        meter.id +
+        '/reading","val_tpl":"{{ value_json.readings[-1].' +
+        (amount ? 'total }}","stat_cla":"total_increasing"' : 'mean }}","stat_cla":"measurement"') +
+        ',"avty_t":"~/status","avty_tpl":"{{ value_json.state }}","qos":1,"dev":{"ids":["meternode_' +
         nodeId +
         '"],"name":"meternode ' +
         nodeId +
-        '","manufacturer":"meternode","model":"DeviceScript metering node","sw_version":' +
+        '","mf":"meternode","mdl":"DeviceScript metering node","sw":' +
         JSON.stringify(firmware.version) +
         // Home Assistant has device classes for these quantities, not for a generic level.
-        (quantity === "level" ? "}" : '},"device_class":"' + quantity + '"') +
-        ',"unit_of_measurement":"' +
+        (quantity === "level" ? "}" : '},"dev_cla":"' + quantity + '"') +
+        ',"unit_of_meas":"' +
         (meter.unit === "m3" ? "m³" : meter.unit) +
         '"}'
     )

@@ -103,7 +103,7 @@ describe("core in the VM", () => {
         const ha = JSON.parse(
             discoveryMessages("ha", "meters", "n1", [{ id: "gas", quantity: "gas", unit: "m3" }], [])[0].payload
         )
-        expect(ha.unit_of_measurement).toBe("m³")
+        expect(ha.unit_of_meas).toBe("m³")
     })
 
     test("ids are checked by character code", () => {
@@ -174,8 +174,9 @@ describe("core in the VM", () => {
         expect(m.length).toBe(2)
         expect(m[0].payload).toBe("")
         const config = JSON.parse(m[1].payload)
-        expect(config.device_class).toBe("energy")
-        expect(config.state_topic).toBe("meters/n1/grid/reading")
+        expect(config.dev_cla).toBe("energy")
+        expect(config["~"]).toBe("meters/n1")
+        expect(config.stat_t).toBe("~/grid/reading")
     })
 
     test("sequence numbers continue above the reservation after a reboot", () => {

@@ -3,6 +3,7 @@ import { after, before, describe, test } from "node:test"
 import assert from "node:assert/strict"
 import { Broker } from "../../devs/lib/broker"
 import { NodeUnderTest, Recorder } from "./helpers"
+import { expandHomeAssistantConfig } from "../fixtures/home-assistant"
 
 const NODE = "e2e-path"
 const READ_MS = 1000
@@ -130,7 +131,7 @@ describe("data path", () => {
                 r => r.messages.some(m => m.topic.includes(`meternode_${NODE}_main_energy`)),
                 10_000
             )
-            const config = JSON.parse(
+            const config = expandHomeAssistantConfig(
                 ha.messages.find(m => m.topic === `homeassistant/sensor/meternode_${NODE}_main_energy/config`)!.payload
             )
             assert.equal(config.device_class, "energy")

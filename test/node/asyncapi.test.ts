@@ -3,6 +3,7 @@
 import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import { schemaViolation } from "../e2e/schemas"
+import { expandHomeAssistantConfig } from "../fixtures/home-assistant"
 import { readingMessage, statusPayload, WILL_PAYLOAD, energyLabel } from "../../src/reading"
 import {
     energyRecord,
@@ -99,9 +100,12 @@ describe("payloads follow docs/asyncapi.yaml", () => {
         assert.equal(first.length, 1)
         assert.equal(first[0].topic, "homeassistant/sensor/meternode_n1_main_energy/config")
         assert.equal(schemaViolation(first[0].topic, first[0].payload), "", first[0].payload)
-        const config = JSON.parse(first[0].payload)
+        const config = expandHomeAssistantConfig(first[0].payload)
         assert.equal(config.state_topic, "meters/n1/main/reading")
         assert.equal(config.availability_topic, "meters/n1/status")
+        assert.equal(config.device_class, "energy")
+        assert.equal(config.unit_of_measurement, "Wh")
+        assert.equal(config.device.identifiers[0], "meternode_n1")
         // After METER_ID changed from main to grid: main's config is cleared first.
         const next = discoveryMessages(
             "homeassistant",
@@ -119,8 +123,8 @@ describe("payloads follow docs/asyncapi.yaml", () => {
         )
         assert.deepEqual(announcedFromJson({ not: "a list" }), [])
         assert.match(
-            schemaViolation(first[0].topic, JSON.stringify({ ...config, device_class: "power" })),
-            /device_class must be equal to one of the allowed values/
+            schemaViolation(first[0].topic, JSON.stringify({ ...JSON.parse(first[0].payload), dev_cla: "power" })),
+            /dev_cla must be equal to one of the allowed values/
         )
     })
 })

@@ -11,6 +11,7 @@ import { discoveryMessages } from "../../src/discovery"
 import { readingMessage } from "../../src/reading"
 import { energyRecord, FLAG_NON_ADDITIVE } from "../../src/storage/records"
 import { PULSE_WIDTH_TABLE } from "../fixtures/pulse-table"
+import { expandHomeAssistantConfig } from "../fixtures/home-assistant"
 import { gapRecord, initialState, lastKnown, stateFromJson, stateToJson } from "../../src/node-state"
 
 function meters(settings: Record<string, any>) {
@@ -209,7 +210,7 @@ describe("levels", () => {
                 "ha/sensor/meternode_n1_tank_level/config",
             ]
         )
-        const [water, gas, boiler, tank] = m.slice(2).map(x => JSON.parse(x.payload))
+        const [water, gas, boiler, tank] = m.slice(2).map(x => expandHomeAssistantConfig(x.payload))
         assert.deepEqual(
             [water.device_class, water.state_class, water.unit_of_measurement],
             ["water", "total_increasing", "L"]
