@@ -2,8 +2,7 @@
 // in microseconds per message. `npm run bench -- --vm-costs` prints it. Figures are rough: the
 // VM's clock has 1 ms resolution, so each piece runs 2,000 times.
 import * as ds from "@devicescript/core"
-import { encodePacket } from "../../src/mqtt/codec"
-import { PacketDecoder } from "../../src/mqtt/decoder"
+import { encodePacket, PacketDecoder } from "../fixtures/mqtt-codec"
 import { PacketType, Packet } from "../../src/mqtt/packets"
 import { Session, Action } from "../../src/mqtt/session"
 import { MqttClient } from "../../src/mqtt/client"
