@@ -131,8 +131,7 @@ a server sent a packet only clients send`,
 
 /** One line describing `error`, citing the spec clause. */
 export function protocolErrorText(error: ProtocolError): string {
-    const text = error >= 1 && error < PROTOCOL_ERROR_TEXTS.length ? PROTOCOL_ERROR_TEXTS[error] : ""
-    return text || `unknown protocol error ${error}`
+    return (error > 0 && PROTOCOL_ERROR_TEXTS[error]) || `unknown protocol error ${error}`
 }
 
 /**
