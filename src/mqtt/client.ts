@@ -3,10 +3,9 @@
 // socket and runs the timers; sends happen from whichever fiber produced them (a socket send in
 // DeviceScript is a synchronous copy into the native queue, so sends never interleave).
 import * as ds from "@devicescript/core"
-import { connect, Socket } from "@devicescript/net"
 import { encodeClientPacket, encodePublishInto } from "./codec"
-import { ClientPacketDecoder, DecodeFailure, protocolErrorText } from "./decoder"
-import { Action, ActionKind, connectReturnCodeText, Session, SessionOptions, SessionState } from "./session"
+import { ClientPacketDecoder, DecodeFailure, MAX_TOPIC_BYTES, protocolErrorText } from "./decoder"
+import { Action, ActionKind, Session, SessionOptions, SessionState } from "./session"
 import { backoffDelayMs, jitter01, jitterSeed } from "./backoff"
 import { nextParkMiller } from "../util/park-miller"
 import { BrokerAddress } from "./url"
@@ -38,6 +37,45 @@ const PACKETS_PER_YIELD = 16
  */
 export const MAX_SEND_BYTES = 700
 
+/**
+ * The runtime's socket (it has one), driven directly the way @devicescript/net's Socket drives it,
+ * for a fraction of that class's code: the client needs no line reading, no event emitters and no
+ * socket objects. The runtime reports the socket's events to ds._socketOnEvent, only those of the
+ * socket it opened last.
+ */
+interface NativeSocket {
+    /** 0 when the connection is under way (an "open" or "error" event follows); `port` negative for TLS. */
+    _socketOpen(host: string, port: number): number
+    _socketClose(): number
+    /** 0 when the bytes were queued. */
+    _socketWrite(bytes: Buffer): number
+    _socketOnEvent: (event: string, arg?: Buffer | string) => void
+}
+const nativeSocket = ds as any as NativeSocket
+/** Chunks received and not read yet. */
+let received: Buffer[] = []
+let socketOpened = false
+/** Why the socket ended ("" while it is opening or open). */
+let socketEnd = ""
+/** The fiber waiting for the socket's next event (waitForSocket). */
+let socketWaiter: ds.Fiber = null
+
+function onSocketEvent(event: string, arg?: Buffer | string) {
+    if (event === "data") received.push(arg as Buffer)
+    else if (event === "open") socketOpened = true
+    else socketEnd = event === "error" ? `socket error: ${arg}` : CLOSED_BY_BROKER
+    if (socketWaiter && socketWaiter.suspended) socketWaiter.resume(null)
+}
+
+/** Returns at the socket's next event, or after `ms`. */
+async function waitForSocket(ms: number) {
+    socketWaiter = ds.Fiber.self()
+    await ds.suspend(ms)
+    socketWaiter = null
+}
+
+const CLOSED_BY_BROKER = "connection closed by the broker"
+
 export interface ClientEvents {
     onConnected?: (sessionPresent: boolean) => ds.AsyncVoid
     onDisconnected?: (reason: string) => ds.AsyncVoid
@@ -47,10 +85,12 @@ export interface ClientEvents {
     onError?: (text: string) => void
 }
 
+/** @devsWhenUsed */
 export class MqttClient {
     readonly session: Session
-    private socket: Socket
-    private decoder = new ClientPacketDecoder(MAX_INBOUND_PACKET_BYTES)
+    /** Whether the socket is open: connected, not yet closed by us. */
+    private socketOpen = false
+    private decoder = new ClientPacketDecoder(MAX_INBOUND_PACKET_BYTES, MAX_TOPIC_BYTES)
     private stopped = false
     private attempt = 0
     /** The reconnect jitter's generator; 0 until the first reconnect. */
@@ -108,7 +148,7 @@ export class MqttClient {
         // The usual outcome, a single send, skips the general loop.
         if (actions.length === 1 && actions[0].kind === ActionKind.Send) {
             this.sendPacket(actions[0])
-            if (this.outbox.length) await this.flush(true)
+            if (this.outbox.length) this.flush(true)
         } else if (actions.length) await this.execute(actions)
         if (!this.flushScheduled) this.scheduleFlush()
         return token
@@ -118,9 +158,9 @@ export class MqttClient {
     async stop() {
         this.stopped = true
         await this.execute(this.session.disconnect(ds.millis()))
-        await this.flush()
+        this.flush()
         await ds.sleep(50)
-        await this.closeSocket()
+        this.closeSocket()
     }
 
     private async connectionLoop() {
@@ -151,48 +191,47 @@ export class MqttClient {
     private async runOneConnection() {
         const b = this.broker
         this.closeReason = ""
-        try {
-            this.socket = await connect({
-                host: b.host,
-                port: b.port,
-                proto: b.tls ? "tls" : "tcp",
-                timeout: CONNECT_TIMEOUT_MS,
-            })
-        } catch (e) {
-            this.reportError(`mqtt: cannot reach ${b.host}:${b.port}: ${(e as Error).message}`)
+        console.log(`mqtt: connecting to ${b.tls ? "tls" : "tcp"}://${b.host}:${b.port}`)
+        received = []
+        socketOpened = false
+        socketEnd = ""
+        nativeSocket._socketOnEvent = onSocketEvent
+        const error = nativeSocket._socketOpen(b.host, b.tls ? -b.port : b.port)
+        if (!error && !socketOpened && !socketEnd) await waitForSocket(CONNECT_TIMEOUT_MS)
+        // A TLS handshake fails after the TCP connection opened: its error comes right after the open.
+        if (socketOpened) await ds.sleep(0)
+        if (!socketOpened || socketEnd) {
+            if (!error && !socketEnd) nativeSocket._socketClose()
+            const why = error ? `error ${error}` : socketEnd || `no connection within ${CONNECT_TIMEOUT_MS} ms`
+            this.reportError(`mqtt: cannot reach ${b.host}:${b.port}: ${why}`)
             return
         }
+        this.socketOpen = true
         this.connects++
         this.decoder.reset()
         await this.execute(this.session.onTransportOpen(ds.millis()))
-        await this.flush()
-        while (this.socket && !this.stopped) {
-            let chunk: Buffer
-            try {
-                // While acknowledgements are due, wake often: the simulator hands socket data to
-                // the VM only at its next timer, so a long wait here would add latency to every PUBACK.
-                const waitMs = this.session.inflightCount() ? ACK_POLL_MS : TICK_MS
-                chunk = await this.socket.recv(waitMs)
-            } catch (e) {
-                this.closeReason = `socket error: ${(e as Error).message}`
-                break
-            }
-            if (chunk === null) {
-                if (!this.closeReason) this.closeReason = "connection closed by the broker"
-                break
-            }
+        this.flush()
+        while (this.socketOpen && !this.stopped) {
+            const chunk = received.shift()
             if (chunk) await this.handleChunk(chunk)
-            if (this.socket) await this.execute(this.session.onTick(ds.millis()))
-            await this.flush()
+            else if (socketEnd) {
+                if (!this.closeReason) this.closeReason = socketEnd
+                break
+            }
+            // While acknowledgements are due, wake often: the simulator hands socket data to the
+            // VM only at its next timer, so a long wait here would add latency to every PUBACK.
+            else await waitForSocket(this.session.inflightCount() ? ACK_POLL_MS : TICK_MS)
+            if (this.socketOpen) await this.execute(this.session.onTick(ds.millis()))
+            this.flush()
         }
         const wasConnected = this.session.state === SessionState.Connected
         this.session.onTransportClosed()
-        await this.closeSocket()
+        this.closeSocket()
         if (!this.stopped) {
             const reason = this.closeReason || "connection lost"
             console.log(`mqtt: disconnected: ${reason}`)
             if (this.events.onDisconnected) await this.events.onDisconnected(reason)
-            if (wasConnected) this.noteClosure(reason === "connection closed by the broker")
+            if (wasConnected) this.noteClosure(reason === CLOSED_BY_BROKER)
         }
     }
 
@@ -232,7 +271,7 @@ export class MqttClient {
                 if (acks.length) {
                     await this.execute(acks)
                     acks = []
-                    if (!this.socket) return
+                    if (!this.socketOpen) return
                 }
                 const result = decoder.next()
                 if (!result) break
@@ -243,11 +282,11 @@ export class MqttClient {
                         `mqtt: protocol error from broker: ${protocolErrorText(failure.error)}: ${failure.message}`
                     )
                     this.closeReason = "protocol error"
-                    await this.closeSocket()
+                    this.closeSocket()
                     return
                 }
                 await this.execute(session.onPacket(ds.millis(), result.packet))
-                if (!this.socket) return
+                if (!this.socketOpen) return
                 // A message's handling can be long (a command, a status publish): the VM stops a
                 // fiber after ~128K operations without a real suspension, so a burst of messages
                 // must not run back to back.
@@ -258,9 +297,9 @@ export class MqttClient {
                 if (acks.length) {
                     await this.execute(acks)
                     acks = []
-                    if (!this.socket) return
+                    if (!this.socketOpen) return
                 }
-                await this.flush(true)
+                this.flush(true)
                 await ds.sleep(0)
             }
         }
@@ -279,8 +318,8 @@ export class MqttClient {
                 case ActionKind.Close:
                     if (!this.closeReason) this.closeReason = a.reason
                     // What the session sent just before closing (a DISCONNECT) must still go out.
-                    await this.flush()
-                    await this.closeSocket()
+                    this.flush()
+                    this.closeSocket()
                     break
                 case ActionKind.Connected:
                     this.attempt = 0
@@ -292,14 +331,14 @@ export class MqttClient {
                     break
                 case ActionKind.Refused:
                     this.refused = true
-                    this.reportError(`mqtt: broker refused the connection: ${connectReturnCodeText(a.code)}`)
+                    this.reportError(`mqtt: broker refused the connection: ${a.reason}`)
                     break
                 case ActionKind.Delivered:
                     if (this.events.onDelivered) await this.events.onDelivered(a.token)
                     break
                 case ActionKind.Message:
                     // Its acknowledgement reaches the wire first (see Session.onInboundPublish).
-                    await this.flush()
+                    this.flush()
                     if (this.events.onMessage) await this.events.onMessage(a.message, this.chunkReceivedMs)
                     break
                 case ActionKind.Log:
@@ -311,7 +350,7 @@ export class MqttClient {
             }
         }
         // A segment's worth waiting goes out now; less waits for the scheduled flush.
-        if (this.outbox.length) await this.flush(true)
+        if (this.outbox.length) this.flush(true)
         if (connected && this.events.onConnected) await this.events.onConnected(sessionPresent)
     }
 
@@ -320,7 +359,7 @@ export class MqttClient {
      * (the resends after a CONNACK) enter the outbox together, before any other fiber's publish.
      */
     private sendPacket(a: Action) {
-        if (!this.socket) return
+        if (!this.socketOpen) return
         const packet = a.packet
         let bytes: Buffer
         if (packet.type === PacketType.Publish) {
@@ -358,9 +397,9 @@ export class MqttClient {
         if (this.flushScheduled || !(this.segmentBytes || this.outbox.length)) return
         this.flushScheduled = true
         const self = this
-        setTimeout(async () => {
+        setTimeout(() => {
             self.flushScheduled = false
-            await self.flush()
+            self.flush()
         }, 0)
     }
 
@@ -368,39 +407,29 @@ export class MqttClient {
      * Writes the outbox in order, one send each, and then the segment too unless `wholeSegmentsOnly`:
      * a segment still filling goes out with the scheduled flush, so that sends stay segment-sized.
      */
-    private async flush(wholeSegmentsOnly?: boolean) {
+    private flush(wholeSegmentsOnly?: boolean) {
         if (!wholeSegmentsOnly) this.sealSegment()
         while (this.outbox.length) {
-            const socket = this.socket
-            if (!socket) {
-                this.clearOutbox()
-                return
-            }
+            if (!this.socketOpen) return this.closeSocket()
             const data = this.outbox.shift()
             this.sends++
             this.bytesSent += data.length
-            try {
-                await socket.send(data)
-            } catch (e) {
-                if (socket !== this.socket) return
-                if (!this.closeReason) this.closeReason = `send failed: ${(e as Error).message}`
-                await this.closeSocket()
-                return
+            const error = nativeSocket._socketWrite(data)
+            if (error) {
+                if (!this.closeReason) this.closeReason = `send failed: error ${error}`
+                return this.closeSocket()
             }
         }
     }
 
-    private clearOutbox() {
+    /** Closes the socket (if we still have it open) and drops what waits to be sent. */
+    private closeSocket() {
+        if (this.socketOpen && !socketEnd) nativeSocket._socketClose()
+        this.socketOpen = false
         // Nothing in here is lost: unacknowledged publishes stay in the session and are resent.
+        received = []
         this.outbox = []
         this.segmentBytes = 0
-    }
-
-    private async closeSocket() {
-        const s = this.socket
-        this.socket = null
-        this.clearOutbox()
-        if (s) await s.close()
     }
 
     private reportError(text: string) {

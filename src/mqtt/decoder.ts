@@ -1,5 +1,5 @@
-// Streaming MQTT 3.1.1 decoder: wire bytes in arbitrary chunks to Packet values.
-// Pure core: imports nothing from @devicescript, runs unchanged in Node and in the VM.
+// Streaming MQTT 3.1.1 decoder of what a client receives: wire bytes in arbitrary chunks to Packet
+// values. Pure core: imports nothing from @devicescript, runs unchanged in Node and in the VM.
 // Spec: http://docs.oasis-open.org/mqtt/mqtt/v3.1.1/os/mqtt-v3.1.1-os.html
 //
 // Usage:
@@ -21,35 +21,18 @@
 // broke the protocol, so the connection must be closed, [MQTT-4.8]. reset() makes
 // the decoder usable again for a new connection.
 //
-// Memory: push() keeps a reference to each chunk (it copies nothing) until next()
-// has consumed it, so push one chunk, then call next() until it returns null. The
-// only bytes the decoder copies are the body of the packet being read, collected
-// into one Buffer allocated at the announced length, which is never more than
+// It decodes the packets a server sends (CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP,
+// SUBACK, UNSUBACK, PINGRESP); one only clients send is a protocol error. The decoder of every
+// type, for tests and conformance checks, extends it in test/fixtures/mqtt-codec.ts.
+//
+// Memory: push() keeps a reference to the chunk (it copies nothing unless the previous chunk was
+// not drained yet) until next() has consumed it, so push one chunk, then call next() until it
+// returns null. The only other bytes the decoder copies are the body of the packet being read,
+// collected into one Buffer allocated at the announced length, which is never more than
 // maxPacketBytes.
 
 import { splitAt } from "../util/arrays"
-import {
-    ConnackPacket,
-    ConnectPacket,
-    Packet,
-    PacketType,
-    PublishPacket,
-    SUBACK_FAILURE,
-    Subscription,
-    Will,
-} from "./packets"
-import {
-    CONNECT_FLAG_CLEAN_SESSION,
-    CONNECT_FLAG_PASSWORD,
-    CONNECT_FLAG_USERNAME,
-    CONNECT_FLAG_WILL,
-    CONNECT_FLAG_WILL_QOS_SHIFT,
-    CONNECT_FLAG_WILL_RETAIN,
-    MAX_REMAINING_LENGTH,
-    PROTOCOL_LEVEL,
-    REQUIRED_HEADER_FLAGS,
-} from "./codec"
-import { validateTopicFilterBytes, validateTopicNameBytes } from "./topics"
+import { Packet, PacketType, PublishPacket, SUBACK_FAILURE } from "./packets"
 
 /** Why the decoder rejected its input. Every member is a reason to close the connection. */
 export enum ProtocolError {
@@ -148,8 +131,7 @@ a server sent a packet only clients send`,
 
 /** One line describing `error`, citing the spec clause. */
 export function protocolErrorText(error: ProtocolError): string {
-    const text = error >= 1 && error < PROTOCOL_ERROR_TEXTS.length ? PROTOCOL_ERROR_TEXTS[error] : ""
-    return text || `unknown protocol error ${error}`
+    return (error > 0 && PROTOCOL_ERROR_TEXTS[error]) || `unknown protocol error ${error}`
 }
 
 /**
@@ -181,7 +163,7 @@ export interface DecodeFailure {
 export type DecodeResult = DecodedPacket | DecodeFailure
 
 /** Largest packet the wire format can express: fixed header byte, 4 length bytes, body. */
-export const MAX_PACKET_BYTES = 1 + 4 + MAX_REMAINING_LENGTH
+export const MAX_PACKET_BYTES = 1 + 4 + 268435455
 
 /** States of the decoder's state machine. */
 enum DecoderState {
@@ -197,22 +179,22 @@ enum DecoderState {
     Skip = 4,
 }
 
-function failure(error: ProtocolError, detail: string): DecodeFailure {
-    return { error: error, message: detail }
-}
-
 /**
- * Checks that bytes [start, end) are well-formed UTF-8 (RFC 3629: no overlong
- * forms, no surrogates, nothing above U+10FFFF) without U+0000. Returns 0 when
- * valid, else the ProtocolError. Done by hand because DeviceScript's toString does
- * not reject bad UTF-8.
+ * Checks that bytes [start, end) are well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF) without U+0000, and with `topicName` also a topic name: not
+ * empty, without the wildcards + and # [MQTT-4.7.3-1], [MQTT-3.3.2-2]. Returns 0 when valid, else
+ * the ProtocolError (InvalidUtf8, NullCharacter or InvalidTopicName). Done by hand because
+ * DeviceScript's toString does not reject bad UTF-8. UTF-8 never uses an ASCII byte inside a
+ * multi-byte character, so the bytes of + and # are those characters.
  */
-export function checkUtf8(bytes: Buffer, start: number, end: number): number {
+export function checkUtf8(bytes: Buffer, start: number, end: number, topicName?: boolean): number {
+    if (topicName && start === end) return ProtocolError.InvalidTopicName
     let i = start
     while (i < end) {
         const first = bytes[i]
         if (first < 0x80) {
             if (first === 0) return ProtocolError.NullCharacter
+            if (topicName && (first === 0x2b || first === 0x23)) return ProtocolError.InvalidTopicName
             i++
             continue
         }
@@ -247,369 +229,38 @@ export function checkUtf8(bytes: Buffer, start: number, end: number): number {
     return 0
 }
 
+/** The name of each packet type, for error messages. One literal: see PROTOCOL_ERROR_TEXTS. */
+export const PACKET_NAMES = splitAt(
+    "reserved CONNECT CONNACK PUBLISH PUBACK PUBREC PUBREL PUBCOMP SUBSCRIBE SUBACK UNSUBSCRIBE UNSUBACK PINGREQ PINGRESP DISCONNECT reserved",
+    " "
+)
+
 /**
- * Reads the fields of one complete body. On the first problem it records a
- * failure and every later read returns a harmless default, so parse functions
- * check `failed` once per step instead of after every read.
+ * Per packet type 0..15, the fixed header flags it must carry [MQTT-2.2.2-1] (PUBLISH has its own
+ * rules, the reserved types are refused before), and the remaining length of the fixed-size
+ * packets ("-": variable).
  */
-class BodyReader {
-    position = 0
-    failed: DecodeFailure = null
+const HEADER_FLAGS = "-00-00202020000-"
+const FIXED_LENGTHS = "--2-2222---2000-"
 
-    constructor(
-        readonly body: Buffer,
-        readonly packetName: string
-    ) {}
-
-    fail(error: ProtocolError, detail: string) {
-        if (this.failed === null) this.failed = failure(error, `${this.packetName}: ${detail}`)
-    }
-
-    remaining(): number {
-        return this.body.length - this.position
-    }
-
-    readByte(what: string): number {
-        if (this.failed !== null) return 0
-        if (this.remaining() < 1) {
-            this.fail(ProtocolError.PacketTruncated, `no room for ${what}`)
-            return 0
-        }
-        const value = this.body[this.position]
-        this.position++
-        return value
-    }
-
-    /** Big-endian, [MQTT-1.5.2]. */
-    readUint16(what: string): number {
-        if (this.failed !== null) return 0
-        if (this.remaining() < 2) {
-            this.fail(ProtocolError.PacketTruncated, `no room for ${what}`)
-            return 0
-        }
-        const value = (this.body[this.position] << 8) | this.body[this.position + 1]
-        this.position += 2
-        return value
-    }
-
-    readPacketId(): number {
-        const packetId = this.readUint16("packet id")
-        if (this.failed === null && packetId === 0) this.fail(ProtocolError.PacketIdZero, "packet id is 0")
-        return packetId
-    }
-
-    /** A 2-byte length followed by that many bytes, [MQTT-1.5.6]; returns its start. */
-    private readLengthPrefixedStart(what: string): number {
-        const length = this.readUint16(`length of ${what}`)
-        if (this.failed !== null) return -1
-        if (length > this.remaining()) {
-            this.fail(ProtocolError.FieldOverrunsPacket, `${what} claims ${length} bytes, ${this.remaining()} left`)
-            return -1
-        }
-        const start = this.position
-        this.position += length
-        return start
-    }
-
-    readBinary(what: string): Buffer {
-        const start = this.readLengthPrefixedStart(what)
-        if (start < 0) return null
-        return this.body.slice(start, this.position)
-    }
-
-    /** The raw bytes of a UTF-8 string field, checked for well-formedness and U+0000. */
-    readStringBytes(what: string): Buffer {
-        const start = this.readLengthPrefixedStart(what)
-        if (start < 0) return null
-        const problem = checkUtf8(this.body, start, this.position)
-        if (problem === ProtocolError.NullCharacter) {
-            this.fail(ProtocolError.NullCharacter, `${what} contains U+0000`)
-            return null
-        }
-        if (problem !== 0) {
-            this.fail(ProtocolError.InvalidUtf8, `${what} is not UTF-8`)
-            return null
-        }
-        return this.body.slice(start, this.position)
-    }
-
-    readString(what: string): string {
-        const bytes = this.readStringBytes(what)
-        if (bytes === null) return null
-        return bytes.toString()
-    }
-
-    readTopicName(what: string): string {
-        const bytes = this.readStringBytes(what)
-        if (bytes === null) return null
-        const problem = validateTopicNameBytes(bytes)
-        if (problem !== null) {
-            this.fail(ProtocolError.InvalidTopicName, `${what}: ${problem}`)
-            return null
-        }
-        return bytes.toString()
-    }
-
-    readTopicFilter(what: string): string {
-        const bytes = this.readStringBytes(what)
-        if (bytes === null) return null
-        const problem = validateTopicFilterBytes(bytes)
-        if (problem !== null) {
-            this.fail(ProtocolError.InvalidTopicFilter, `${what}: ${problem}`)
-            return null
-        }
-        return bytes.toString()
-    }
-
-    /** The result: the failure if any, else the packet. */
-    finish(packet: Packet): DecodeResult {
-        if (this.failed !== null) return this.failed
-        return { packet: packet }
-    }
-}
-
-const PACKET_NAMES: string[] = [
-    "reserved packet type 0",
-    "CONNECT",
-    "CONNACK",
-    "PUBLISH",
-    "PUBACK",
-    "PUBREC",
-    "PUBREL",
-    "PUBCOMP",
-    "SUBSCRIBE",
-    "SUBACK",
-    "UNSUBSCRIBE",
-    "UNSUBACK",
-    "PINGREQ",
-    "PINGRESP",
-    "DISCONNECT",
-    "reserved packet type 15",
-]
-
-/** Remaining length of packets that have a fixed size, -1 for variable-size ones. */
-function fixedRemainingLength(type: number): number {
-    switch (type) {
-        case PacketType.Connack:
-        case PacketType.Puback:
-        case PacketType.Pubrec:
-        case PacketType.Pubrel:
-        case PacketType.Pubcomp:
-        case PacketType.Unsuback:
-            return 2
-        case PacketType.Pingreq:
-        case PacketType.Pingresp:
-        case PacketType.Disconnect:
-            return 0
-        default:
-            return -1
-    }
-}
-
-function hexByte(value: number): string {
+export function hexByte(value: number): string {
     const digits = "0123456789abcdef"
     return "0x" + digits[(value >> 4) & 15] + digits[value & 15]
 }
 
-function decodeConnect(reader: BodyReader): DecodeResult {
-    const name = reader.readStringBytes("protocol name")
-    if (reader.failed !== null) return reader.failed
-    if (name.length !== 4 || name[0] !== 0x4d || name[1] !== 0x51 || name[2] !== 0x54 || name[3] !== 0x54) {
-        reader.fail(ProtocolError.InvalidProtocolName, `got "${name.toString()}"`)
-        return reader.failed
-    }
-    const level = reader.readByte("protocol level")
-    const flags = reader.readByte("connect flags")
-    if (reader.failed !== null) return reader.failed
-    if (level !== PROTOCOL_LEVEL) {
-        reader.fail(ProtocolError.UnsupportedProtocolLevel, `got ${level}`)
-        return reader.failed
-    }
-    if (flags & 0x01) {
-        reader.fail(ProtocolError.ConnectReservedFlag, `flags ${hexByte(flags)}`)
-        return reader.failed
-    }
-    const hasWill = (flags & CONNECT_FLAG_WILL) !== 0
-    const willQos = (flags >> CONNECT_FLAG_WILL_QOS_SHIFT) & 3
-    const willRetain = (flags & CONNECT_FLAG_WILL_RETAIN) !== 0
-    if (willQos === 3 || (!hasWill && (willQos !== 0 || willRetain))) {
-        reader.fail(ProtocolError.InvalidWillFlags, `flags ${hexByte(flags)}`)
-        return reader.failed
-    }
-    const hasUsername = (flags & CONNECT_FLAG_USERNAME) !== 0
-    const hasPassword = (flags & CONNECT_FLAG_PASSWORD) !== 0
-    if (hasPassword && !hasUsername) {
-        reader.fail(ProtocolError.PasswordWithoutUsername, `flags ${hexByte(flags)}`)
-        return reader.failed
-    }
-    const keepaliveS = reader.readUint16("keepalive")
-    const clientId = reader.readString("client id")
-    const packet: ConnectPacket = {
-        type: PacketType.Connect,
-        clientId: clientId,
-        keepaliveS: keepaliveS,
-        cleanSession: (flags & CONNECT_FLAG_CLEAN_SESSION) !== 0,
-    }
-    if (hasWill) {
-        const topic = reader.readTopicName("will topic")
-        const payload = reader.readBinary("will payload")
-        const will: Will = {
-            topic: topic,
-            payload: payload,
-            qos: willQos,
-            retain: willRetain,
-        }
-        packet.will = will
-    }
-    if (hasUsername) packet.username = reader.readString("username")
-    if (hasPassword) packet.password = reader.readBinary("password")
-    if (reader.failed === null && reader.remaining() > 0)
-        reader.fail(ProtocolError.TrailingBytes, `${reader.remaining()} bytes after the last field`)
-    return reader.finish(packet)
-}
-
-function decodeConnack(reader: BodyReader): DecodeResult {
-    const acknowledgeFlags = reader.readByte("acknowledge flags")
-    const returnCode = reader.readByte("return code")
-    if (reader.failed !== null) return reader.failed
-    if (acknowledgeFlags > 1) {
-        reader.fail(ProtocolError.ConnackReservedFlags, `flags ${hexByte(acknowledgeFlags)}`)
-    } else if (returnCode > 5) {
-        reader.fail(ProtocolError.InvalidConnackReturnCode, `return code ${returnCode}`)
-    } else if (acknowledgeFlags === 1 && returnCode !== 0) {
-        reader.fail(ProtocolError.SessionPresentWithRefusal, `return code ${returnCode}`)
-    }
-    const packet: ConnackPacket = {
-        type: PacketType.Connack,
-        sessionPresent: acknowledgeFlags === 1,
-        returnCode: returnCode,
-    }
-    return reader.finish(packet)
-}
-
-function decodePublish(reader: BodyReader, flags: number): DecodeResult {
-    const qos = (flags >> 1) & 3
-    const topic = reader.readTopicName("topic")
-    const packet: PublishPacket = {
+/** A PUBLISH of the first byte's `flags` without topic and payload yet. */
+function publishPacket(flags: number): PublishPacket {
+    return {
         type: PacketType.Publish,
-        topic: topic,
-        payload: null,
-        qos: qos,
+        topic: "",
+        payload: EMPTY,
+        qos: (flags >> 1) & 3,
         dup: (flags & 0x08) !== 0,
         retain: (flags & 0x01) !== 0,
     }
-    if (qos > 0) packet.packetId = reader.readPacketId()
-    if (reader.failed !== null) return reader.failed
-    packet.payload = reader.body.slice(reader.position, reader.body.length)
-    return reader.finish(packet)
 }
 
-function decodeSubscribe(reader: BodyReader): DecodeResult {
-    const packetId = reader.readPacketId()
-    if (reader.failed === null && reader.remaining() === 0) reader.fail(ProtocolError.EmptyPayload, "no topic filter")
-    const subscriptions: Subscription[] = []
-    while (reader.failed === null && reader.remaining() > 0) {
-        const topic = reader.readTopicFilter("topic filter")
-        const options = reader.readByte("requested QoS")
-        if (reader.failed !== null) break
-        if (options > 2) {
-            reader.fail(ProtocolError.InvalidSubscriptionOptions, `requested QoS byte ${hexByte(options)}`)
-            break
-        }
-        subscriptions.push({ topic: topic, qos: options })
-    }
-    return reader.finish({
-        type: PacketType.Subscribe,
-        packetId: packetId,
-        subscriptions: subscriptions,
-    })
-}
-
-function decodeSuback(reader: BodyReader): DecodeResult {
-    const packetId = reader.readPacketId()
-    if (reader.failed === null && reader.remaining() === 0) reader.fail(ProtocolError.EmptyPayload, "no return code")
-    const returnCodes: number[] = []
-    while (reader.failed === null && reader.remaining() > 0) {
-        const code = reader.readByte("return code")
-        if (code > 2 && code !== SUBACK_FAILURE) {
-            reader.fail(ProtocolError.InvalidSubackReturnCode, `return code ${hexByte(code)}`)
-            break
-        }
-        returnCodes.push(code)
-    }
-    return reader.finish({
-        type: PacketType.Suback,
-        packetId: packetId,
-        returnCodes: returnCodes,
-    })
-}
-
-function decodeUnsubscribe(reader: BodyReader): DecodeResult {
-    const packetId = reader.readPacketId()
-    if (reader.failed === null && reader.remaining() === 0) reader.fail(ProtocolError.EmptyPayload, "no topic filter")
-    const topics: string[] = []
-    while (reader.failed === null && reader.remaining() > 0) {
-        const topic = reader.readTopicFilter("topic filter")
-        if (reader.failed !== null) break
-        topics.push(topic)
-    }
-    return reader.finish({
-        type: PacketType.Unsubscribe,
-        packetId: packetId,
-        topics: topics,
-    })
-}
-
-/**
- * Decodes a complete body whose fixed header was already checked: the packets a server sends.
- * The ones only clients send are a protocol error, and their decoders stay out of the firmware.
- */
-function decodeServerPacketBody(type: number, flags: number, body: Buffer): DecodeResult {
-    const reader = new BodyReader(body, PACKET_NAMES[type])
-    switch (type) {
-        case PacketType.Connack:
-            return decodeConnack(reader)
-        case PacketType.Publish:
-            return decodePublish(reader, flags)
-        case PacketType.Puback:
-        case PacketType.Pubrec:
-        case PacketType.Pubrel:
-        case PacketType.Pubcomp:
-        case PacketType.Unsuback: {
-            const packetId = reader.readPacketId()
-            return reader.finish({ type: type, packetId: packetId })
-        }
-        case PacketType.Suback:
-            return decodeSuback(reader)
-        case PacketType.Pingresp:
-            return reader.finish({ type: type })
-        case PacketType.Connect:
-        case PacketType.Subscribe:
-        case PacketType.Unsubscribe:
-        case PacketType.Pingreq:
-        case PacketType.Disconnect:
-            return failure(ProtocolError.ClientOnlyPacket, PACKET_NAMES[type])
-        default:
-            return failure(ProtocolError.ReservedPacketType, `type ${type}`)
-    }
-}
-
-/** Decodes a complete body whose fixed header was already checked: any packet type. */
-function decodeAnyPacketBody(type: number, flags: number, body: Buffer): DecodeResult {
-    switch (type) {
-        case PacketType.Connect:
-            return decodeConnect(new BodyReader(body, PACKET_NAMES[type]))
-        case PacketType.Subscribe:
-            return decodeSubscribe(new BodyReader(body, PACKET_NAMES[type]))
-        case PacketType.Unsubscribe:
-            return decodeUnsubscribe(new BodyReader(body, PACKET_NAMES[type]))
-        case PacketType.Pingreq:
-        case PacketType.Disconnect:
-            return new BodyReader(body, PACKET_NAMES[type]).finish({ type: type })
-        default:
-            return decodeServerPacketBody(type, flags, body)
-    }
-}
+const EMPTY = Buffer.alloc(0)
 
 /**
  * Longest topic of a PUBLISH the client decodes; a longer one is skipped. The node's own topics
@@ -620,62 +271,57 @@ export const MAX_TOPIC_BYTES = 256
 /** PUBACK's fixed header byte: type 4, flags 0 [MQTT-3.4.1]. */
 const PUBACK_FIRST_BYTE = 0x40
 
-/** Body parts up to this size are copied byte by byte instead of through a slice. */
-const SMALL_COPY_BYTES = 8
-
 /**
  * A client's streaming decoder: the packets a server sends (CONNACK, PUBLISH, the acknowledgements,
- * SUBACK, UNSUBACK, PINGRESP). PacketDecoder below decodes every type.
+ * SUBACK, UNSUBACK, PINGRESP).
+ * @devsWhenUsed
  */
 export class ClientPacketDecoder {
-    /** Largest whole packet (fixed header included) accepted, in bytes. */
-    readonly maxPacketBytes: number
-
-    private state = DecoderState.FixedHeader
-    /** Chunks pushed and not yet consumed; the first is read from `chunkOffset`. */
-    private chunks: Buffer[] = []
-    private chunkIndex = 0
-    private chunkOffset = 0
-    private pendingBytes = 0
-
+    protected state = DecoderState.FixedHeader
+    /** The chunk being read, from `offset`; null once consumed. */
+    protected chunk: Buffer = null
+    protected offset = 0
     private packetType = 0
     private headerFlags = 0
     private remainingLength = 0
     private remainingLengthBytes = 0
-    private remainingLengthMultiplier = 1
-    private body: Buffer = null
+    protected body: Buffer = null
     private bodyFilled = 0
-    private failure: DecodeFailure = null
-    /** While skipping an oversized PUBLISH: its topic length (-1 until read) and packet id so far. */
-    private skipTopicBytes = -1
+    /** While skipping an oversized PUBLISH: its topic length and packet id as far as read. */
+    private skipTopicBytes = 0
     private skipPacketId = 0
+    /** Decodes a complete body whose fixed header was checked; a decoder of every type replaces it. */
+    protected decodeBody = decodeServerPacketBody
 
     /**
-     * maxPacketBytes bounds a whole packet, fixed header included; larger packets
-     * are rejected with PacketTooLarge as soon as their remaining length is known,
-     * before any of their body is buffered. Values below 2 or above the protocol
-     * maximum are clamped.
+     * maxPacketBytes bounds a whole packet, fixed header included (at least 2); larger packets are
+     * rejected with PacketTooLarge as soon as their remaining length is known, before any of their
+     * body is buffered, except a PUBLISH, which is skipped (only its packet id read, to
+     * acknowledge it) and returned with `skipped` set; so is a PUBLISH whose topic is longer than
+     * maxTopicBytes.
      */
     constructor(
-        maxPacketBytes: number,
-        /** Longest PUBLISH topic decoded; a longer one is skipped like an oversized packet. */
-        readonly maxTopicBytes = MAX_TOPIC_BYTES
-    ) {
-        let limit = Math.floor(maxPacketBytes)
-        if (!(limit >= 2)) limit = 2
-        if (limit > MAX_PACKET_BYTES) limit = MAX_PACKET_BYTES
-        this.maxPacketBytes = limit
-    }
+        readonly maxPacketBytes: number,
+        readonly maxTopicBytes: number
+    ) {}
 
     /**
-     * Adds received bytes. Never throws and copies nothing: the chunk is read in
-     * place by next(), so do not modify it afterwards. A dead decoder drops it.
+     * Adds received bytes. Never throws and copies nothing unless bytes of the previous chunk are
+     * still unread: the chunk is read in place by next(), so do not modify it afterwards. A dead
+     * decoder drops it.
      */
     push(chunk: Buffer) {
-        if (this.state === DecoderState.Dead) return
-        if (!chunk || !(chunk.length > 0)) return
-        this.chunks.push(chunk)
-        this.pendingBytes += chunk.length
+        if (this.state === DecoderState.Dead || !chunk || !(chunk.length > 0)) return
+        const previous = this.chunk
+        if (previous) {
+            const rest = previous.length - this.offset
+            const joined = Buffer.alloc(rest + chunk.length)
+            joined.set(previous.slice(this.offset), 0)
+            joined.set(chunk, rest)
+            chunk = joined
+        }
+        this.chunk = chunk
+        this.offset = 0
     }
 
     /**
@@ -686,54 +332,107 @@ export class ClientPacketDecoder {
      */
     next(): DecodeResult | null {
         for (;;) {
-            if (this.state === DecoderState.Dead) return null
-            if (this.state === DecoderState.Body && this.bodyFilled === this.remainingLength)
-                return this.completePacket()
-            if (this.chunkIndex >= this.chunks.length) {
-                this.dropConsumedChunks()
-                return null
+            const state = this.state
+            if (state === DecoderState.Dead) return null
+            if (state >= DecoderState.Body && this.bodyFilled === this.remainingLength) return this.completePacket()
+            const chunk = this.chunk
+            const at = this.offset
+            if (!chunk) return null
+            if (state >= DecoderState.Body) {
+                // What the chunk holds of the body, in one step however long it is.
+                const from = this.bodyFilled
+                const count = Math.min(chunk.length - at, this.remainingLength - from)
+                if (state === DecoderState.Body) this.body.set(chunk.slice(at, at + count), from)
+                else {
+                    // An oversized PUBLISH: only its topic length (bytes 0 and 1) and the packet id
+                    // after the topic are read, jumping over the rest. Bytes 0 and 1 come first, so
+                    // the topic length is whole by the time the jump needs it.
+                    const end = from + count
+                    const base = at - from
+                    let i = from
+                    for (; i < end && i < 2; i++) this.skipTopicBytes = this.skipTopicBytes * 256 + chunk[base + i]
+                    const idAt = 2 + this.skipTopicBytes
+                    for (i = i > idAt ? i : idAt; i < end && i < idAt + 2; i++)
+                        this.skipPacketId = this.skipPacketId * 256 + chunk[base + i]
+                }
+                this.bodyFilled = from + count
+                this.consume(at + count)
+                continue
             }
-            const packetId = this.nextPuback()
-            if (packetId) return { packet: { type: PacketType.Puback, packetId: packetId } }
-            const chunk = this.chunks[this.chunkIndex]
-            if (this.state === DecoderState.Body) {
-                this.collectBody(chunk)
-            } else if (this.state === DecoderState.Skip) {
-                const skipped = this.skipBody(chunk)
-                if (skipped !== null) return skipped
-            } else {
-                const byte = chunk[this.chunkOffset]
-                this.advance(1)
-                const result =
-                    this.state === DecoderState.FixedHeader
-                        ? this.readFixedHeaderByte(byte)
-                        : this.readRemainingLengthByte(byte)
-                if (result !== null) return result
+            const byte = chunk[at]
+            this.consume(at + 1)
+            if (state === DecoderState.FixedHeader) {
+                const type = byte >> 4
+                const flags = byte & 0x0f
+                if (type === 0 || type === 15) return this.die(ProtocolError.ReservedPacketType, `type ${type}`)
+                if (type === PacketType.Publish) {
+                    const qos = (flags >> 1) & 3
+                    if (qos === 3) return this.die(ProtocolError.InvalidQos, `first byte ${hexByte(byte)}`)
+                    if (qos === 0 && (flags & 0x08) !== 0)
+                        return this.die(ProtocolError.DupWithQos0, `first byte ${hexByte(byte)}`)
+                } else {
+                    const required = HEADER_FLAGS.charCodeAt(type) - 48
+                    if (flags !== required)
+                        return this.die(
+                            ProtocolError.InvalidHeaderFlags,
+                            `${PACKET_NAMES[type]} needs flags ${hexByte(required)}, got ${hexByte(flags)}`
+                        )
+                }
+                this.packetType = type
+                this.headerFlags = flags
+                this.remainingLength = 0
+                this.remainingLengthBytes = 0
+                this.state = DecoderState.RemainingLength
+                continue
             }
+            // [MQTT-2.2.3]: 7 bits per byte, least significant first, top bit = more.
+            this.remainingLength += (byte & 0x7f) << (7 * this.remainingLengthBytes++)
+            if (byte & 0x80) {
+                if (this.remainingLengthBytes >= 4)
+                    return this.die(ProtocolError.MalformedRemainingLength, "continuation bit set in the 4th byte")
+                continue
+            }
+            const type = this.packetType
+            const length = this.remainingLength
+            const expected = FIXED_LENGTHS.charCodeAt(type) - 48
+            if (expected >= 0 && length !== expected)
+                return this.die(
+                    ProtocolError.UnexpectedRemainingLength,
+                    `${PACKET_NAMES[type]} needs remaining length ${expected}, got ${length}`
+                )
+            const packetBytes = 1 + this.remainingLengthBytes + length
+            this.bodyFilled = 0
+            if (packetBytes <= this.maxPacketBytes) {
+                this.state = DecoderState.Body
+                this.body = Buffer.alloc(length)
+            } else if (type === PacketType.Publish) {
+                // A message too large for us is skipped, not a reason to close: closing would make
+                // the broker send it again on every reconnect. Only its packet id is kept, to
+                // acknowledge it.
+                this.state = DecoderState.Skip
+                this.skipTopicBytes = 0
+                this.skipPacketId = 0
+            } else
+                return this.die(
+                    ProtocolError.PacketTooLarge,
+                    `${PACKET_NAMES[type]} of ${packetBytes} bytes, limit ${this.maxPacketBytes}`
+                )
         }
     }
 
     /**
      * The fast path for what a publishing client receives most: when the next packet is a whole,
-     * valid PUBACK within one chunk, consumes it and returns its packet id, without a body buffer,
+     * valid PUBACK within the chunk, consumes it and returns its packet id, without a body buffer,
      * a state machine or a packet object. Otherwise returns 0 and consumes nothing: next() then
      * decodes whatever comes (a PUBACK split between chunks, or with id 0, included).
      */
     nextPuback(): number {
-        if (this.state !== DecoderState.FixedHeader || this.chunkIndex >= this.chunks.length) return 0
-        const chunk = this.chunks[this.chunkIndex]
-        const at = this.chunkOffset
-        if (chunk[at] !== PUBACK_FIRST_BYTE || at + 4 > chunk.length || chunk[at + 1] !== 2) return 0
+        const chunk = this.chunk
+        const at = this.offset
+        if (this.state || !chunk || at + 4 > chunk.length || chunk[at] !== PUBACK_FIRST_BYTE || chunk[at + 1] !== 2)
+            return 0
         const packetId = chunk[at + 2] * 256 + chunk[at + 3]
-        if (packetId === 0) return 0
-        // What advance(4) does, inline: this runs for every PUBACK.
-        this.pendingBytes -= 4
-        if (at + 4 < chunk.length) this.chunkOffset = at + 4
-        else {
-            this.chunks[this.chunkIndex] = null
-            this.chunkIndex++
-            this.chunkOffset = 0
-        }
+        if (packetId) this.consume(at + 4)
         return packetId
     }
 
@@ -742,231 +441,137 @@ export class ClientPacketDecoder {
      * any partly read packet. Use it for a new connection.
      */
     reset() {
-        this.chunks = []
-        this.chunkIndex = 0
-        this.chunkOffset = 0
-        this.pendingBytes = 0
-        this.failure = null
-        this.startPacket()
-    }
-
-    /** The failure that killed the decoder, or null while it is alive. */
-    deadReason(): DecodeFailure | null {
-        return this.failure
-    }
-
-    /**
-     * Bytes the decoder itself has allocated for the packet being read: the
-     * preallocated body, at most maxPacketBytes. Pushed chunks are not counted.
-     */
-    bufferedBytes(): number {
-        return this.body === null ? 0 : this.body.length
-    }
-
-    /** Bytes pushed but not yet consumed by next(). */
-    pendingInputBytes(): number {
-        return this.pendingBytes
-    }
-
-    private startPacket() {
+        this.chunk = null
         this.state = DecoderState.FixedHeader
-        this.packetType = 0
-        this.headerFlags = 0
-        this.remainingLength = 0
-        this.remainingLengthBytes = 0
-        this.remainingLengthMultiplier = 1
         this.body = null
-        this.bodyFilled = 0
     }
 
-    private die(result: DecodeFailure): DecodeFailure {
-        this.startPacket()
+    /** Reading goes on at `offset` of the chunk; the chunk is dropped once read. */
+    private consume(offset: number) {
+        this.offset = offset
+        if (offset >= this.chunk.length) this.chunk = null
+    }
+
+    private die(error: ProtocolError, message: string): DecodeFailure {
+        this.reset()
         this.state = DecoderState.Dead
-        this.failure = result
-        this.chunks = []
-        this.chunkIndex = 0
-        this.chunkOffset = 0
-        this.pendingBytes = 0
-        return result
-    }
-
-    private advance(count: number) {
-        this.chunkOffset += count
-        this.pendingBytes -= count
-        if (this.chunkOffset >= this.chunks[this.chunkIndex].length) {
-            this.chunks[this.chunkIndex] = null
-            this.chunkIndex++
-            this.chunkOffset = 0
-        }
-    }
-
-    private dropConsumedChunks() {
-        if (this.chunkIndex > 0) {
-            this.chunks = []
-            this.chunkIndex = 0
-            this.chunkOffset = 0
-        }
-    }
-
-    private readFixedHeaderByte(byte: number): DecodeResult | null {
-        const type = byte >> 4
-        const flags = byte & 0x0f
-        if (type === 0 || type === 15) return this.die(failure(ProtocolError.ReservedPacketType, `type ${type}`))
-        if (type === PacketType.Publish) {
-            const qos = (flags >> 1) & 3
-            if (qos === 3) return this.die(failure(ProtocolError.InvalidQos, `first byte ${hexByte(byte)}`))
-            if (qos === 0 && (flags & 0x08) !== 0)
-                return this.die(failure(ProtocolError.DupWithQos0, `first byte ${hexByte(byte)}`))
-        } else if (flags !== REQUIRED_HEADER_FLAGS[type]) {
-            return this.die(
-                failure(
-                    ProtocolError.InvalidHeaderFlags,
-                    `${PACKET_NAMES[type]} needs flags ${hexByte(REQUIRED_HEADER_FLAGS[type])}, got ${hexByte(flags)}`
-                )
-            )
-        }
-        this.packetType = type
-        this.headerFlags = flags
-        this.state = DecoderState.RemainingLength
-        return null
-    }
-
-    /** [MQTT-2.2.3]: 7 bits per byte, least significant first, top bit = more. */
-    private readRemainingLengthByte(byte: number): DecodeResult | null {
-        this.remainingLength += (byte & 0x7f) * this.remainingLengthMultiplier
-        this.remainingLengthMultiplier *= 128
-        this.remainingLengthBytes++
-        if (byte & 0x80) {
-            if (this.remainingLengthBytes >= 4)
-                return this.die(failure(ProtocolError.MalformedRemainingLength, "continuation bit set in the 4th byte"))
-            return null
-        }
-        const type = this.packetType
-        const expected = fixedRemainingLength(type)
-        if (expected >= 0 && this.remainingLength !== expected)
-            return this.die(
-                failure(
-                    ProtocolError.UnexpectedRemainingLength,
-                    `${PACKET_NAMES[type]} needs remaining length ${expected}, got ${this.remainingLength}`
-                )
-            )
-        const packetBytes = 1 + this.remainingLengthBytes + this.remainingLength
-        if (packetBytes > this.maxPacketBytes && type === PacketType.Publish) {
-            // A message too large for us is skipped, not a reason to close: closing would make the
-            // broker send it again on every reconnect. Only its packet id is kept, to acknowledge it.
-            this.state = DecoderState.Skip
-            this.bodyFilled = 0
-            this.skipTopicBytes = -1
-            this.skipPacketId = 0
-            return null
-        }
-        if (packetBytes > this.maxPacketBytes)
-            return this.die(
-                failure(
-                    ProtocolError.PacketTooLarge,
-                    `${PACKET_NAMES[type]} of ${packetBytes} bytes, limit ${this.maxPacketBytes}`
-                )
-            )
-        this.state = DecoderState.Body
-        this.body = Buffer.alloc(this.remainingLength)
-        this.bodyFilled = 0
-        return null
-    }
-
-    private collectBody(chunk: Buffer) {
-        const available = chunk.length - this.chunkOffset
-        const needed = this.remainingLength - this.bodyFilled
-        const count = available < needed ? available : needed
-        if (this.chunkOffset === 0 && count === chunk.length) this.body.set(chunk, this.bodyFilled)
-        else if (count <= SMALL_COPY_BYTES)
-            // Acknowledgements have 2-byte bodies: a byte loop beats allocating a slice in the VM.
-            for (let i = 0; i < count; i++) this.body[this.bodyFilled + i] = chunk[this.chunkOffset + i]
-        else this.body.set(chunk.slice(this.chunkOffset, this.chunkOffset + count), this.bodyFilled)
-        this.bodyFilled += count
-        this.advance(count)
-    }
-
-    /**
-     * Consumes what `chunk` holds of an oversized PUBLISH's body, in one step however long it is,
-     * picking out the topic length (its first two bytes) and the packet id (the two bytes after
-     * the topic). Returns the skipped message once its last byte is consumed, else null.
-     */
-    private skipBody(chunk: Buffer): DecodeResult | null {
-        const from = this.bodyFilled
-        const available = chunk.length - this.chunkOffset
-        const needed = this.remainingLength - from
-        const count = available < needed ? available : needed
-        // Visits only the bytes wanted, jumping over the topic and the payload: a megabyte costs
-        // the same few steps as a kilobyte. Byte 0 and 1 come before any other, so the topic
-        // length is known by the time the jump needs it.
-        const end = from + count
-        let at = from
-        while (at < end) {
-            const byte = chunk[this.chunkOffset + at - from]
-            const topicEnd = 2 + this.skipTopicBytes
-            if (at === 0) this.skipTopicBytes = byte * 256
-            else if (at === 1) this.skipTopicBytes += byte
-            else if (at < topicEnd) {
-                at = topicEnd
-                continue
-            } else if (at < topicEnd + 2) this.skipPacketId = this.skipPacketId * 256 + byte
-            else break
-            at++
-        }
-        this.bodyFilled += count
-        this.advance(count)
-        if (this.bodyFilled < this.remainingLength) return null
-        return this.skippedPublish(
-            `a message of ${1 + this.remainingLengthBytes + this.remainingLength} bytes`,
-            this.skipPacketId
-        )
-    }
-
-    /** The PUBLISH just read, without its topic and payload: `what` went over a limit. */
-    private skippedPublish(what: string, packetId: number): DecodeResult {
-        const flags = this.headerFlags
-        const qos = (flags >> 1) & 3
-        if (qos && !packetId) return this.die(failure(ProtocolError.PacketIdZero, "skipped PUBLISH"))
-        this.startPacket()
-        const packet: PublishPacket = {
-            type: PacketType.Publish,
-            topic: "",
-            payload: Buffer.alloc(0),
-            qos,
-            dup: (flags & 0x08) !== 0,
-            retain: (flags & 0x01) !== 0,
-            skipped: what,
-        }
-        if (qos) packet.packetId = packetId
-        return { packet }
+        return { error, message }
     }
 
     private completePacket(): DecodeResult {
         const body = this.body
+        const skipping = this.state === DecoderState.Skip
+        this.state = DecoderState.FixedHeader
+        this.body = null
+        if (skipping)
+            return this.skippedPublish(
+                `a message of ${1 + this.remainingLengthBytes + this.remainingLength} bytes`,
+                this.skipPacketId
+            )
         const topicBytes = body.length >= 2 ? body[0] * 256 + body[1] : 0
         if (this.packetType === PacketType.Publish && topicBytes > this.maxTopicBytes) {
             // Validating a topic costs VM steps per byte: a long one would stop the program.
             const packetId = body.length >= topicBytes + 4 ? body[topicBytes + 2] * 256 + body[topicBytes + 3] : 0
             return this.skippedPublish(`a topic of ${topicBytes} bytes`, packetId)
         }
-        const result = this.decodeBody(this.packetType, this.headerFlags, this.body)
-        if (result.error) return this.die(result as DecodeFailure)
-        this.startPacket()
-        return result
+        const result = this.decodeBody(this.packetType, this.headerFlags, body)
+        return result.error ? this.die(result.error, result.message) : result
     }
 
-    protected decodeBody(type: number, flags: number, body: Buffer): DecodeResult {
-        return decodeServerPacketBody(type, flags, body)
+    /** The PUBLISH just read, without its topic and payload: `what` went over a limit. */
+    private skippedPublish(what: string, packetId: number): DecodeResult {
+        const packet = publishPacket(this.headerFlags)
+        if (packet.qos) {
+            if (!packetId) return this.die(ProtocolError.PacketIdZero, "skipped PUBLISH: packet id is 0")
+            packet.packetId = packetId
+        }
+        packet.skipped = what
+        return { packet }
     }
 }
 
-/** The streaming decoder for every packet type, both directions: for brokers and conformance tests. */
-export class PacketDecoder extends ClientPacketDecoder {
-    constructor(maxPacketBytes: number) {
-        super(maxPacketBytes, 65535)
+/**
+ * Decodes the complete body of a packet whose fixed header was checked: a packet a server sends
+ * (one only clients send is a protocol error). Failures name the packet and what is wrong with it.
+ */
+export function decodeServerPacketBody(type: number, flags: number, body: Buffer): DecodeResult {
+    const length = body.length
+    let error = 0
+    let detail = ""
+    let packet: any = { type }
+    /** Where the packet id is, if the packet has one. */
+    let idAt = -1
+    if (type === PacketType.Publish) {
+        packet = publishPacket(flags)
+        if (length < 2) {
+            error = ProtocolError.PacketTruncated
+            detail = "no room for length of topic"
+        } else {
+            const topicBytes = body[0] * 256 + body[1]
+            idAt = 2 + topicBytes
+            if (idAt > length) {
+                error = ProtocolError.FieldOverrunsPacket
+                detail = `topic claims ${topicBytes} bytes, ${length - 2} left`
+            } else {
+                error = checkUtf8(body, 2, idAt, true)
+                if (error === ProtocolError.InvalidUtf8) detail = "topic is not UTF-8"
+                else if (error === ProtocolError.NullCharacter) detail = "topic contains U+0000"
+                else if (error) detail = topicBytes ? "topic contains a wildcard" : "topic is empty"
+                else packet.topic = body.slice(2, idAt).toString()
+            }
+            if (!packet.qos) {
+                packet.payload = body.slice(idAt, length)
+                idAt = -1
+            }
+        }
+    } else if (type === PacketType.Connack) {
+        const acknowledgeFlags = body[0]
+        const returnCode = body[1]
+        detail = `return code ${returnCode}`
+        if (acknowledgeFlags > 1) {
+            error = ProtocolError.ConnackReservedFlags
+            detail = `flags ${hexByte(acknowledgeFlags)}`
+        } else if (returnCode > 5) error = ProtocolError.InvalidConnackReturnCode
+        else if (acknowledgeFlags && returnCode) error = ProtocolError.SessionPresentWithRefusal
+        packet.sessionPresent = acknowledgeFlags === 1
+        packet.returnCode = returnCode
+    } else if (
+        type === PacketType.Suback ||
+        (type >= PacketType.Puback && type <= PacketType.Pubcomp) ||
+        type === PacketType.Unsuback
+    )
+        idAt = 0
+    else if (type !== PacketType.Pingresp) {
+        error = ProtocolError.ClientOnlyPacket
+        detail = "a packet only clients send"
     }
-
-    protected override decodeBody(type: number, flags: number, body: Buffer): DecodeResult {
-        return decodeAnyPacketBody(type, flags, body)
+    if (!error && idAt >= 0) {
+        const packetId = idAt + 2 <= length ? body[idAt] * 256 + body[idAt + 1] : -1
+        packet.packetId = packetId
+        if (packetId < 0) {
+            error = ProtocolError.PacketTruncated
+            detail = "no room for packet id"
+        } else if (!packetId) {
+            error = ProtocolError.PacketIdZero
+            detail = "packet id is 0"
+        } else if (type === PacketType.Publish) packet.payload = body.slice(idAt + 2, length)
+        else if (type === PacketType.Suback) {
+            const returnCodes: number[] = []
+            for (let i = 2; i < length && !error; i++) {
+                const code = body[i]
+                if (code > 2 && code !== SUBACK_FAILURE) {
+                    error = ProtocolError.InvalidSubackReturnCode
+                    detail = `return code ${hexByte(code)}`
+                }
+                returnCodes.push(code)
+            }
+            if (length === 2) {
+                error = ProtocolError.EmptyPayload
+                detail = "no return code"
+            }
+            packet.returnCodes = returnCodes
+        }
     }
+    if (error) return { error, message: `${PACKET_NAMES[type]}: ${detail}` }
+    return { packet }
 }

@@ -49,7 +49,7 @@ export enum ActionKind {
     Close,
     /** CONNACK accepted; `sessionPresent` says whether the broker kept our session. */
     Connected,
-    /** CONNACK refused with `code`; the transport is closed after it. */
+    /** CONNACK refused with `code`, `reason` its name; the transport is closed after it. */
     Refused,
     /** A publish with this token was acknowledged (QoS 1) or written (QoS 0). */
     Delivered,
@@ -121,6 +121,7 @@ export const RESUBSCRIBE_MS = 60000
 /** The shortest wait for a PUBACK before the connection is given up (see keepaliveTimers). */
 export const PUBACK_TIMEOUT_MIN_MS = 20000
 
+/** @devsWhenUsed */
 export class Session {
     state = SessionState.Disconnected
     /** Publishes sent and waiting for PUBACK, in the order they were first sent. */
@@ -267,7 +268,7 @@ export class Session {
                 this.onInboundPublish(nowMs, packet, actions)
                 break
             case PacketType.Pubrel:
-                this.removeInboundQos2(packet.packetId)
+                removeAt(this.inboundQos2, this.inboundQos2.indexOf(packet.packetId))
                 actions.push(this.send(nowMs, { type: PacketType.Pubcomp, packetId: packet.packetId }))
                 break
             case PacketType.Suback:
@@ -289,7 +290,10 @@ export class Session {
             case PacketType.Pubrec:
             case PacketType.Pubcomp:
                 // We never send QoS 2 or UNSUBSCRIBE: an unexpected acknowledgement, harmless.
-                actions.push(log(`ignored unexpected packet type ${packet.type} id ${packet.packetId}`))
+                actions.push({
+                    kind: ActionKind.Log,
+                    reason: `ignored unexpected packet type ${packet.type} id ${packet.packetId}`,
+                })
                 break
             default:
                 this.close(actions, `[MQTT-4.8.0-1] a broker must not send packet type ${packet.type}`)
@@ -307,8 +311,9 @@ export class Session {
 
     private onConnack(nowMs: number, connack: ConnackPacket, actions: Action[]) {
         if (connack.returnCode !== ConnectReturnCode.Accepted) {
-            actions.push({ kind: ActionKind.Refused, code: connack.returnCode })
-            this.close(actions, `connection refused: ${connectReturnCodeText(connack.returnCode)}`)
+            const reason = connectReturnCodeText(connack.returnCode)
+            actions.push({ kind: ActionKind.Refused, code: connack.returnCode, reason })
+            this.close(actions, `connection refused: ${reason}`)
             return
         }
         this.state = SessionState.Connected
@@ -341,28 +346,19 @@ export class Session {
     onPuback(nowMs: number, packetId: number, actions: Action[]) {
         this.lastReceivedMs = nowMs
         this.ackWaitSinceMs = nowMs
-        // Brokers acknowledge in order [MQTT-4.6.0-2]: the oldest is almost always the one, and
-        // shift() is a native move in the VM where a removal by index is a loop.
-        if (this.inflight.length && this.inflight[0].packet.packetId === packetId) {
-            const oldest = this.inflight.shift()
-            actions.push({ kind: ActionKind.Delivered, token: oldest.token })
-            if (this.pending.length) this.pump(nowMs, actions)
+        // Brokers acknowledge in order [MQTT-4.6.0-2]: the oldest is almost always the one, found
+        // first and removed with shift(), a native move in the VM where a removal by index is a loop.
+        const inflight = this.inflight
+        let index = 0
+        while (index < inflight.length && inflight[index].packet.packetId !== packetId) index++
+        if (index >= inflight.length) {
+            actions.push({ kind: ActionKind.Log, reason: `PUBACK for unknown packet id ${packetId} ignored` })
             return
         }
-        let index = -1
-        for (let i = 0; i < this.inflight.length; ++i)
-            if (this.inflight[i].packet.packetId === packetId) {
-                index = i
-                break
-            }
-        if (index < 0) {
-            actions.push(log(`PUBACK for unknown packet id ${packetId} ignored`))
-            return
-        }
-        const done = this.inflight[index]
-        removeAt(this.inflight, index)
+        const done = index ? inflight[index] : inflight.shift()
+        if (index) removeAt(inflight, index)
         actions.push({ kind: ActionKind.Delivered, token: done.token })
-        this.pump(nowMs, actions)
+        if (this.pending.length) this.pump(nowMs, actions)
     }
 
     /**
@@ -380,11 +376,6 @@ export class Session {
             this.inboundQos2.push(packet.packetId)
         }
         actions.push({ kind: ActionKind.Message, message: packet })
-    }
-
-    private removeInboundQos2(packetId: number) {
-        const i = this.inboundQos2.indexOf(packetId)
-        removeAt(this.inboundQos2, i)
     }
 
     /** Moves pending publishes into the window while connected. */
@@ -459,8 +450,4 @@ export class Session {
         this.pingSentMs = -1
         actions.push({ kind: ActionKind.Close, reason })
     }
-}
-
-function log(text: string): Action {
-    return { kind: ActionKind.Log, reason: text }
 }

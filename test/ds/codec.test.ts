@@ -4,8 +4,7 @@
 
 import * as ds from "@devicescript/core"
 import { describe, test, expect } from "@devicescript/test"
-import { encodePacket, encodeRemainingLength, MAX_REMAINING_LENGTH } from "../../src/mqtt/codec"
-import { DecodeFailure, DecodeResult, PacketDecoder, ProtocolError, protocolErrorText } from "../../src/mqtt/decoder"
+import { DecodeFailure, DecodeResult, ProtocolError, protocolErrorText } from "../../src/mqtt/decoder"
 import {
     AckPacket,
     ConnackPacket,
@@ -18,6 +17,7 @@ import {
     UnsubscribePacket,
 } from "../../src/mqtt/packets"
 import { topicMatches, validateTopicFilter, validateTopicName } from "../../src/mqtt/topics"
+import { encodePacket, encodeRemainingLength, MAX_REMAINING_LENGTH, PacketDecoder } from "../fixtures/mqtt-codec"
 import { MALFORMED_WIRE_FIXTURES, WIRE_FIXTURES } from "../fixtures/mqtt-packets"
 
 const LIMIT = 1024

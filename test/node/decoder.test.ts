@@ -2,17 +2,17 @@ import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import mqttPacket from "mqtt-packet"
 
-import { encodePacket } from "../../src/mqtt/codec"
 import {
     ClientPacketDecoder,
     DecodeResult,
-    PacketDecoder,
+    MAX_TOPIC_BYTES,
     ProtocolError,
     protocolErrorText,
 } from "../../src/mqtt/decoder"
 import { Packet, PacketType } from "../../src/mqtt/packets"
 import { MALFORMED_FIXTURES } from "./malformed-fixtures"
 import { fromMqttPacket, PACKET_FIXTURES, toMqttPacket } from "./packet-fixtures"
+import { encodePacket, PacketDecoder } from "../fixtures/mqtt-codec"
 
 const LARGE_LIMIT = 4 * 1024 * 1024
 
@@ -208,11 +208,24 @@ describe("nextPuback, the client's fast path", () => {
     })
     test("one byte at a time: nextPuback never consumes a partial PUBACK", () => {
         const decoder = new PacketDecoder(LARGE_LIMIT)
-        for (const chunk of oneByteChunks(referenceBytes(pubacks[2]))) {
+        const bytes = oneByteChunks(referenceBytes(pubacks[2]))
+        for (let i = 0; i < 3; i++) {
+            decoder.push(bytes[i])
+            assert.equal(decoder.nextPuback(), 0)
+            assert.equal(decoder.pendingInputBytes(), i + 1, "nothing consumed")
+        }
+        // Bytes pushed before the previous chunk was drained join it: the whole PUBACK is there.
+        decoder.push(bytes[3])
+        assert.equal(decoder.nextPuback(), 300)
+        assert.equal(decoder.pendingInputBytes(), 0)
+        // Drained after each byte, the PUBACK goes through next().
+        for (const chunk of bytes) {
             decoder.push(chunk)
             assert.equal(decoder.nextPuback(), 0)
+            const result = decoder.next()
+            if (chunk !== bytes[3]) assert.equal(result, null)
+            else assert.deepEqual(packetsOf([result!]), [pubacks[2]])
         }
-        assert.deepEqual(packetsOf([decoder.next()!]), [pubacks[2]])
     })
     test("a PUBACK with packet id 0 is left to next(), which names the error", () => {
         const decoder = new PacketDecoder(LARGE_LIMIT)
@@ -270,6 +283,31 @@ describe("malformed input yields the exact ProtocolError", () => {
         })
     }
 
+    test("the client's decoder refuses every packet only clients send, naming it", () => {
+        const clientOnly = [
+            PacketType.Connect,
+            PacketType.Subscribe,
+            PacketType.Unsubscribe,
+            PacketType.Pingreq,
+            PacketType.Disconnect,
+        ]
+        for (const fixture of PACKET_FIXTURES.filter(f => !f.nodeOnly)) {
+            const decoder = new ClientPacketDecoder(4096, MAX_TOPIC_BYTES)
+            decoder.push(referenceBytes(fixture.packet))
+            const result = decoder.next()!
+            if (!clientOnly.includes(fixture.packet.type)) {
+                assert.deepEqual(result, { packet: fixture.packet }, fixture.name)
+                continue
+            }
+            assert.equal(result.error, ProtocolError.ClientOnlyPacket, fixture.name)
+            assert.match(
+                result.message!,
+                /^(CONNECT|SUBSCRIBE|UNSUBSCRIBE|PINGREQ|DISCONNECT): a packet only clients send$/
+            )
+            assert.equal(decoder.next(), null, "dead")
+        }
+    })
+
     test("a valid packet before the bad one is still returned", () => {
         const good = encodePacket({ type: PacketType.Pingresp })
         const results = decodeChunks([Buffer.concat([good, raw("f0 00"), good])])
@@ -304,14 +342,12 @@ describe("decoder lifecycle", () => {
         decoder.push(ping)
         const failure = decoder.next()
         assert.equal(failure.error, ProtocolError.ReservedPacketType)
-        assert.deepEqual(decoder.deadReason(), failure)
         assert.equal(decoder.pendingInputBytes(), 0)
         assert.equal(decoder.next(), null)
         decoder.push(ping)
         assert.equal(decoder.pendingInputBytes(), 0)
         assert.equal(decoder.next(), null)
         decoder.reset()
-        assert.equal(decoder.deadReason(), null)
         decoder.push(ping)
         assert.deepEqual(decoder.next(), {
             packet: { type: PacketType.Pingreq },
@@ -435,7 +471,7 @@ describe("memory stays bounded", () => {
             retain: false,
             packetId: 77,
         } as Packet)
-        const decoder = new ClientPacketDecoder(4096)
+        const decoder = new ClientPacketDecoder(4096, MAX_TOPIC_BYTES)
         decoder.push(long)
         const r = decoder.next()
         assert.equal((r.packet as any).skipped, `a topic of ${13 + 2048} bytes`)
@@ -502,6 +538,13 @@ describe("fuzz", () => {
     const inputCount = process.env.FUZZ_INPUTS ? Number(process.env.FUZZ_INPUTS) : 200000
     const errorValues = new Set(Object.values(ProtocolError).filter(v => typeof v === "number"))
     const validEncodings = PACKET_FIXTURES.filter(f => !f.nodeOnly).map(f => encodePacket(f.packet))
+    const CLIENT_ONLY_TYPES: number[] = [
+        PacketType.Connect,
+        PacketType.Subscribe,
+        PacketType.Unsubscribe,
+        PacketType.Pingreq,
+        PacketType.Disconnect,
+    ]
     const validFirstBytes = [
         0x10, 0x20, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x3a, 0x3b, 0x3c, 0x3d, 0x40, 0x50, 0x62, 0x70, 0x82, 0x90,
         0xa2, 0xb0, 0xc0, 0xd0, 0xe0,
@@ -524,7 +567,7 @@ describe("fuzz", () => {
         const started = process.hrtime.bigint()
         const random = makeRandom(seed)
         const below = (n: number) => Math.floor(random() * n)
-        const counts = { packets: 0, errors: 0, differential: 0 }
+        const counts = { packets: 0, errors: 0, differential: 0, clientOnly: 0 }
         const errorsSeen = new Set<number>()
 
         for (let input = 0; input < inputCount; input++) {
@@ -612,6 +655,36 @@ describe("fuzz", () => {
             } catch (error) {
                 throw new Error(`seed ${seed} input ${input} (${bytes.toString("hex")}): ${error}`)
             }
+
+            // The firmware's decoder reads the same bytes the same way up to a packet only clients
+            // send, which it refuses: it accepts nothing the decoder of every type refuses.
+            const client = new ClientPacketDecoder(decoder.maxPacketBytes, 65535)
+            const clientResults: DecodeResult[] = []
+            for (const chunk of chunks) {
+                client.push(chunk)
+                for (let r = client.next(); r; r = client.next()) clientResults.push(r)
+            }
+            const full: DecodeResult[] = [...decoded.map(packet => ({ packet })), ...(failed ? [failed] : [])]
+            const where = `seed ${seed} input ${input} (${bytes.toString("hex")})`
+            const refused = clientResults.findIndex(r => r.error === ProtocolError.ClientOnlyPacket)
+            if (refused >= 0) {
+                assert.equal(refused, clientResults.length - 1, where)
+                const f = full[refused]
+                assert.ok(
+                    f.packet
+                        ? CLIENT_ONLY_TYPES.includes(f.packet.type)
+                        : /^(CONNECT|SUBSCRIBE|UNSUBSCRIBE):/.test(f.message),
+                    where
+                )
+                counts.clientOnly++
+            }
+            assert.deepEqual(
+                clientResults.slice(0, refused >= 0 ? refused : undefined),
+                full.slice(0, refused >= 0 ? refused : undefined),
+                where
+            )
+            if (refused < 0) assert.equal(clientResults.length, full.length, where)
+
             counts.packets += decoded.length
             if (failed) counts.errors++
 
@@ -646,7 +719,7 @@ describe("fuzz", () => {
         }
         const seconds = Number(process.hrtime.bigint() - started) / 1e9
         console.log(
-            `fuzz: ${inputCount} inputs in ${seconds.toFixed(1)} s, ${counts.packets} packets decoded, ${counts.errors} inputs ended in an error, ${counts.differential} compared with mqtt-packet, ${errorsSeen.size} distinct errors`
+            `fuzz: ${inputCount} inputs in ${seconds.toFixed(1)} s, ${counts.packets} packets decoded, ${counts.errors} inputs ended in an error, ${counts.differential} compared with mqtt-packet, ${counts.clientOnly} refused by the client's decoder as packets only clients send, ${errorsSeen.size} distinct errors`
         )
         assert.ok(errorsSeen.size >= 20, `only ${errorsSeen.size} errors seen`)
     })

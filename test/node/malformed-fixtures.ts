@@ -1,8 +1,8 @@
 // Malformed inputs and the exact ProtocolError the decoder must report for each.
 // Shared by the Node decoder test and the generator of the DeviceScript fixtures.
 
-import { encodeRemainingLength } from "../../src/mqtt/codec"
 import { ProtocolError } from "../../src/mqtt/decoder"
+import { encodeRemainingLength } from "../fixtures/mqtt-codec"
 
 export interface MalformedFixture {
     name: string
@@ -218,8 +218,8 @@ export const MALFORMED_FIXTURES: MalformedFixture[] = (
         ["SUBACK packet id 0", raw("90 03 00 00 00"), E.PacketIdZero],
         ["UNSUBSCRIBE packet id 0", packetHex(0xa2, "0000" + str("a")), E.PacketIdZero],
         ["UNSUBACK packet id 0", raw("b0 02 00 00"), E.PacketIdZero],
-        ["PUBLISH empty topic", packetHex(0x30, str("") + "61"), E.InvalidTopicName, /\[MQTT-4\.7\.3-1\]/],
-        ["PUBLISH topic with +", packetHex(0x30, str("a/+")), E.InvalidTopicName, /\[MQTT-3\.3\.2-2\]/],
+        ["PUBLISH empty topic", packetHex(0x30, str("") + "61"), E.InvalidTopicName, /PUBLISH: topic is empty/],
+        ["PUBLISH topic with +", packetHex(0x30, str("a/+")), E.InvalidTopicName, /PUBLISH: topic contains a wildcard/],
         ["PUBLISH topic with #", packetHex(0x32, str("#") + "0001"), E.InvalidTopicName],
         [
             "CONNECT will topic with wildcard",

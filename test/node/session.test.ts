@@ -6,8 +6,7 @@ import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import mqttPacket from "mqtt-packet"
 
-import { encodePacket } from "../../src/mqtt/codec"
-import { DecodeFailure, PacketDecoder } from "../../src/mqtt/decoder"
+import { DecodeFailure } from "../../src/mqtt/decoder"
 import {
     ConnectReturnCode,
     Packet,
@@ -29,6 +28,7 @@ import {
 } from "../../src/mqtt/session"
 import { SeededRandom } from "../../src/meters/simulated"
 import { fromMqttPacket } from "./packet-fixtures"
+import { encodePacket, PacketDecoder } from "../fixtures/mqtt-codec"
 
 /** What the node passes (src/node.ts): keep the session, QoS 1 retained will. */
 function options(overrides: Partial<SessionOptions> = {}): SessionOptions {
@@ -504,6 +504,7 @@ describe("CONNACK", () => {
             const actions = d.connack(false, code)
             assert.deepEqual(kinds(actions), ["Refused", "Close"])
             assert.equal(actions[0].code, code)
+            assert.equal(actions[0].reason, connectReturnCodeText(code))
             assert.match(actions[1].reason, /refused/)
             assert.ok(actions[1].reason.includes(connectReturnCodeText(code)))
             assert.equal(d.session.state, SessionState.Disconnected)
