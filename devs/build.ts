@@ -1,6 +1,6 @@
 // `npm run build [-- --board ID] [--set KEY=VALUE ...]`
 //
-// Without --board: compiles src/main.ts, the image with every energy meter driver (for a board whose
+// Without --board: compiles src/main.ts, the image with every driver (for a board whose
 // meters are chosen after flashing), which also makes the DeviceScript compiler validate every
 // board file in boards/, and reports its code section and image size against each board's limit.
 //

@@ -1,13 +1,12 @@
-// Every energy meter driver (simulated, S0, INA219/INA226) and Home Assistant discovery: the image
-// `src/main.ts` builds, for a board whose meters are chosen after flashing (devtools deploys the
-// settings). Level sensors (temperature, humidity, dc-current, dc-voltage, water-level) and replay
-// history need a composed image: all of it no longer fits the VM's 64 KB code section together.
-// `npm run build -- --board ID` composes one for a configuration (devs/lib/compose.ts); a level
-// meter configured on this image is named at boot as a driver the image lacks.
+// Every driver (simulated, S0, INA219/INA226, the Jacdac level sensors), Home Assistant discovery
+// and replay history: the image `src/main.ts` builds, for a board whose meters are chosen after
+// flashing (devtools deploys the settings). `npm run build -- --board ID` composes a smaller image
+// for one configuration (devs/lib/compose.ts).
 import { Features } from "./features"
 import { discoveryMessages } from "./discovery"
 import { startSimulatedMeter } from "./meters/simulated"
-import { startPulseMeter } from "./meters/jacdac-meters"
+import { startLevelMeter, startPulseMeter } from "./meters/jacdac-meters"
+import { replayHistory } from "./platform/history-feature"
 import { startInaMeter } from "./meters/ina-meter"
 
 export const ALL_FEATURES: Features = {
@@ -16,6 +15,12 @@ export const ALL_FEATURES: Features = {
         s0: startPulseMeter,
         ina219: startInaMeter,
         ina226: startInaMeter,
+        temperature: startLevelMeter,
+        humidity: startLevelMeter,
+        "dc-current": startLevelMeter,
+        "dc-voltage": startLevelMeter,
+        "water-level": startLevelMeter,
     },
     discovery: discoveryMessages,
+    history: replayHistory,
 }

@@ -1,6 +1,6 @@
 // Entry point for a board configured after flashing: settings come from the Settings store,
 // deployed from .env.defaults / .env.local by devtools or baked into the image by `devs bundle`.
-// It carries every energy meter driver (level sensors need a composed image); `npm run build --
+// It carries every driver, discovery and replay history; `npm run build --
 // --board ID` composes a smaller image for one configuration.
 import { startNode } from "./platform/boot-settings"
 import { ALL_FEATURES } from "./full-image"

@@ -32,9 +32,9 @@ const C3_BUDGET_BYTES = 44 * KB
 
 const IMAGES: Budgeted[] = [
     {
-        name: "every energy meter driver (src/main.ts)",
+        name: "every driver, discovery and history (src/main.ts)",
         entry: () => "src/main.ts",
-        budgetBytes: 53 * KB,
+        budgetBytes: 57 * KB,
     },
     { name: "simulator default", entry: composed("sim", { METER_KIND: "sim" }), budgetBytes: 43 * KB },
     {
