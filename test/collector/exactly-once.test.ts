@@ -88,11 +88,17 @@ for (const v of variants()) {
                 // last third, and SIGKILL again 150 messages into the backlog.
                 const third = Math.ceil(messages.length / 3)
                 const kills: number[] = []
+                // Polled every 5 ms: the collector stores a third of the stream in about 100 ms.
                 const killAfter = async (messagesOfRun: number) => {
-                    await waitFor(`${messagesOfRun} messages stored`, async () => {
-                        const s = await collector.json("/api/stats")
-                        return s.messages >= messagesOfRun
-                    })
+                    await waitFor(
+                        `${messagesOfRun} messages stored`,
+                        async () => {
+                            const s = await collector.json("/api/stats")
+                            return s.messages >= messagesOfRun
+                        },
+                        30_000,
+                        5
+                    )
                     await collector.kill()
                     kills.push((await counted(dbArgs)) ?? 0)
                 }

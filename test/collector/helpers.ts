@@ -379,7 +379,12 @@ export class CollectorProcess {
     }
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000) {
+export async function waitFor<T>(
+    what: string,
+    probe: () => Promise<T | undefined | false>,
+    timeoutMs = 30_000,
+    intervalMs = 100
+) {
     const deadline = Date.now() + timeoutMs
     let last: unknown
     for (;;) {
@@ -390,7 +395,7 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
             last = e
         }
         if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ""}`)
-        await sleep(100)
+        await sleep(intervalMs)
     }
 }
 
