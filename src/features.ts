@@ -41,8 +41,8 @@ export interface ReplayPort {
     topicPrefix: string
     nodeId: string
     utcOffsetS: (boot: number) => number
-    /** Publishes at QoS 1; resolves with the token its acknowledgement reports. */
-    publish: (topic: string, payload: string) => Promise<number>
+    /** Publishes at QoS 1; returns the token its acknowledgement reports. */
+    publish: (topic: string, payload: string) => number
     waitForAck: (token: number, timeoutMs: number) => Promise<boolean>
     /** Runs `fn` soon, in a fiber of its own. */
     spawn: (fn: () => Promise<void>) => void
@@ -62,7 +62,7 @@ export interface HistoryFeature {
 export interface ReplayHost {
     readonly labels: MeterLabel[]
     readonly config: { topicPrefix: string; nodeId: string }
-    readonly client: { publish(topic: string, payload: Buffer, qos: number, retain: boolean): Promise<number> }
+    readonly client: { publish(topic: string, payload: Buffer, qos: number, retain: boolean): number }
     utcOffsetS(boot: number): number
     waitForAck(token: number, timeoutMs: number): Promise<boolean>
 }

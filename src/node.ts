@@ -44,7 +44,6 @@ const STATUS_MIN_INTERVAL_MS = 10000
 /** After a connection, how long readings wait for the time when the clock is not set. */
 const TIME_WAIT_MS = 3000
 const NO_HISTORY = "replay: no history kept (HISTORY_BYTES is 0)"
-const RECENT_ACKS = 16
 
 async function loadState(): Promise<NodeState> {
     const raw = await readJsonSetting(STATE_KEY, undefined)
@@ -77,8 +76,6 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     private stopping = false
     /** Emits the token of every acknowledged publish, for code that waits on one. */
     private delivered = ds.emitter<number>()
-    /** The last tokens acknowledged: a PUBACK can arrive while publish() is still writing, before anyone waits. */
-    private recentAcks: number[] = []
     /** By slot, built once: a reading topic is used for every publish. */
     private readonly readingTopics: string[] = []
     private readonly statusTopic: string
@@ -236,8 +233,6 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         if (d >= 0) removeAt(this.discoveryTokens, d)
         const r = this.replyTokens.indexOf(token)
         if (r >= 0) removeAt(this.replyTokens, r)
-        this.recentAcks.push(token)
-        if (this.recentAcks.length > RECENT_ACKS) this.recentAcks.shift()
         this.delivered.emit(token)
         this.uplink.onDelivered(token)
         // The backlog the last status announced is through: say so.
@@ -336,7 +331,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             return payload
         }
         this.statusStale = false
-        this.statusToken = await this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
+        this.statusToken = this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
         return payload
     }
 
@@ -358,7 +353,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         // As for the status: configs still unacknowledged are resent by the session, not repeated.
         if (this.discoveryTokens.length) return
         for (const m of this.features.discovery(c.haPrefix, c.topicPrefix, c.nodeId, labels, this.announced))
-            this.discoveryTokens.push(await this.client.publish(m.topic, Buffer.from(m.payload), 1, true))
+            this.discoveryTokens.push(this.client.publish(m.topic, Buffer.from(m.payload), 1, true))
         if (JSON.stringify(this.announced) === JSON.stringify(ids)) return
         this.announced = ids
         const self = this
@@ -467,7 +462,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             reply.error = error
         }
         this.replyTokens.push(
-            await this.client.publish(
+            this.client.publish(
                 `${c.topicPrefix}/${c.nodeId}/reply/${name}`,
                 Buffer.from(JSON.stringify(reply)),
                 1,
@@ -491,7 +486,6 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     async waitForAck(token: number, timeoutMs: number) {
         const deadline = ds.millis() + timeoutMs
         while (ds.millis() < deadline) {
-            if (this.recentAcks.indexOf(token) >= 0) return true
             const acked = await ds.wait(this.delivered, deadline - ds.millis())
             if (acked === token) return true
         }
@@ -516,7 +510,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             merged: 0,
             lastError: "",
         })
-        const token = await this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
+        const token = this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
         await this.waitForAck(token, SHUTDOWN_ACK_TIMEOUT_MS)
         await this.uplink.flush()
         // The next boot continues each total exactly where it stops (no ceiling: there is no gap).

@@ -53,7 +53,7 @@ async function replay(history: ReplayHistory, request: any, id: any, node: Repla
         while (rest.length && !failure) {
             const m = readingMessage(rest, labels, true)
             rest = rest.slice(m.count)
-            const token = await node.publish(replayTopic(node.topicPrefix, node.nodeId, labels[m.meter].id), m.payload)
+            const token = node.publish(replayTopic(node.topicPrefix, node.nodeId, labels[m.meter].id), m.payload)
             messages++
             if (!(await node.waitForAck(token, REPLAY_ACK_TIMEOUT_MS)))
                 failure = "replay: no PUBACK within " + REPLAY_ACK_TIMEOUT_MS + " ms"
@@ -63,5 +63,5 @@ async function replay(history: ReplayHistory, request: any, id: any, node: Repla
         ? { id, ok: false, error: failure }
         : { id, ok: true, count: sent, messages, untimed: result.untimed }
     console.log("command: replay: " + (failure || sent + " readings in " + messages + " messages"))
-    await node.publish(node.topicPrefix + "/" + node.nodeId + "/reply/replay", JSON.stringify(reply))
+    node.publish(node.topicPrefix + "/" + node.nodeId + "/reply/replay", JSON.stringify(reply))
 }

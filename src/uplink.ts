@@ -61,8 +61,8 @@ export interface UplinkPlatform {
 /** What the uplink needs from the MQTT client. */
 export interface UplinkClient {
     isConnected(): boolean
-    /** Queues a QoS 1 publish; resolves with the token that its acknowledgement reports. */
-    publish(topic: string, payload: Buffer, qos: number, retain: boolean): Promise<number>
+    /** Queues a QoS 1 publish; returns at once the token that its acknowledgement reports. */
+    publish(topic: string, payload: Buffer, qos: number, retain: boolean): number
 }
 
 /** What the uplink tells its owner; the node passes itself, so each is one of its methods. */
@@ -98,8 +98,6 @@ export class Uplink {
     private lastFlushMs = 0
     private kicked = false
     private heldUntilMs = 0
-    /** Acknowledgements that arrived before publish() returned their token. */
-    private earlyAcks: number[] = []
     /** The highest seq the broker acknowledged. */
     private acknowledgedSeq = 0
     /** The newest record acknowledged, and whether onAcknowledged is running. */
@@ -270,14 +268,8 @@ export class Uplink {
                 if (this.events.beforePublish) await this.events.beforePublish(this.last)
                 this.out.push(message)
                 this.pinned += message.count
-                message.token = await client.publish(this.topics[this.record.meter], this.payload, 1, false)
+                message.token = client.publish(this.topics[this.record.meter], this.payload, 1, false)
                 this.payload = null
-                // The PUBACK can come back while publish() is still writing: it waited here.
-                const early = this.earlyAcks.indexOf(message.token)
-                if (early >= 0) {
-                    removeAt(this.earlyAcks, early)
-                    this.acknowledge(message.token)
-                }
                 if (++submitted % SUBMITS_PER_YIELD === 0) await this.platform.sleep(0)
             }
         } finally {
@@ -336,14 +328,7 @@ export class Uplink {
      * queue in order. Runs on the socket's fiber: no flash access here.
      */
     onDelivered(token: number) {
-        if (this.acknowledge(token)) return true
-        // Not known yet: a message whose publish() has not returned its token may be this one.
-        let waiting = false
-        for (const m of this.out) if (!m.token) waiting = true
-        if (!waiting) return false
-        this.earlyAcks.push(token)
-        if (this.earlyAcks.length > MAX_MESSAGES_OUT) removeAt(this.earlyAcks, 0)
-        return true
+        return this.acknowledge(token)
     }
 
     private acknowledge(token: number) {

@@ -139,19 +139,25 @@ export class MqttClient {
     }
 
     /**
-     * Queues a publish; returns the token later reported to onDelivered. The bytes go out when the
-     * calling fiber yields, together with whatever else was published meanwhile.
+     * Queues a publish and returns at once the token later reported to onDelivered: the caller
+     * holds it before any acknowledgement can arrive. The bytes go out when the calling fiber
+     * yields, together with whatever else was published meanwhile (a full segment at once).
      */
-    async publish(topic: string, payload: Buffer, qos: number, retain: boolean) {
+    publish(topic: string, payload: Buffer, qos: number, retain: boolean) {
         const actions: Action[] = []
         const token = this.session.publish(ds.millis(), topic, payload, qos, retain, actions)
-        // The usual outcome, a single send, skips the general loop.
-        if (actions.length === 1 && actions[0].kind === ActionKind.Send) {
-            this.sendPacket(actions[0])
-            if (this.outbox.length) this.flush(true)
-        } else if (actions.length) await this.execute(actions)
+        // A publish is sent (or waits in the session); QoS 0 is delivered as it is written, and
+        // the caller hears of it from a fiber of its own, after it has its token.
+        if (actions.length) this.sendPacket(actions[0])
+        if (actions.length > 1) this.spawnExecute(actions.slice(1))
+        if (this.outbox.length) this.flush(true)
         if (!this.flushScheduled) this.scheduleFlush()
         return token
+    }
+
+    private spawnExecute(actions: Action[]) {
+        const self = this
+        setTimeout(async () => await self.execute(actions), 0)
     }
 
     /** Graceful stop: DISCONNECT (so the will does not fire), then close. */

@@ -30,7 +30,7 @@ function replayPort(node: ReplayHost): ReplayPort {
         topicPrefix: node.config.topicPrefix,
         nodeId: node.config.nodeId,
         utcOffsetS: boot => node.utcOffsetS(boot),
-        publish: async (topic, payload) => await node.client.publish(topic, Buffer.from(payload), 1, false),
+        publish: (topic, payload) => node.client.publish(topic, Buffer.from(payload), 1, false),
         waitForAck: async (token, timeoutMs) => await node.waitForAck(token, timeoutMs),
         spawn: fn => {
             setTimeout(fn, 0)

@@ -21,7 +21,7 @@ export async function benchOurs(o: PublishBenchOptions) {
     let client: MqttClient = null
     const topUp = async () => {
         while (submitted < o.count && submitted - delivered < o.window) {
-            await client.publish("bench/ours", payload, 1, false)
+            client.publish("bench/ours", payload, 1, false)
             // Yield now and then: a long synchronous run trips the VM's op limit.
             if (++submitted % 16 === 0) await ds.sleep(0)
         }

@@ -114,7 +114,7 @@ export async function vmCosts(o: any) {
     client.session.onPacket(0, { type: PacketType.Connack, sessionPresent: false, returnCode: 0 })
     t = ds.millis()
     for (let i = 0; i < N; i++) {
-        await client.publish("bench/ours", payload, 1, false)
+        client.publish("bench/ours", payload, 1, false)
         if (i % 50 === 0) {
             await c.flush()
             await ds.sleep(0)
