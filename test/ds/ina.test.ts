@@ -17,6 +17,13 @@ import { InaEnergyMeter } from "../../src/meters/ina-meter"
 /** A chip on a bus: 16-bit registers, a register pointer, current and power computed on read. */
 class FakeInaBus {
     regs: number[] = []
+
+    /** Every register as the datasheet decodes it; `flagsReg` holds the ready and overflow flags. */
+    decodeAll(chip: InaChip, currentLsbA: number, flagsReg: number) {
+        const r = this.regs
+        return decodeReading(chip, currentLsbA, r[1], r[2], r[4], r[3], r[flagsReg])
+    }
+
     pointer = 0
     failNext = false
     overflow = false
@@ -84,15 +91,7 @@ describe("INA drivers on a fake I2C bus", () => {
         expect(bus.regs[3]).toBe(0x12b8)
         const r = await d.read()
         // The driver reads the power alone; the chip's other registers decode as the datasheet says.
-        const all = decodeReading(
-            INA226,
-            d.currentLsbA,
-            bus.regs[1],
-            bus.regs[2],
-            bus.regs[4],
-            bus.regs[3],
-            bus.regs[6]
-        )
+        const all = bus.decodeAll(INA226, d.currentLsbA, 6)
         expect(Math.abs(all.currentA - 10) < 1e-9).toBe(true)
         expect(Math.abs(all.busV - 11.98) < 1e-9).toBe(true)
         expect(Math.abs(r.powerW - 119.8) < 1e-9).toBe(true)
@@ -112,15 +111,7 @@ describe("INA drivers on a fake I2C bus", () => {
         expect(bus.regs[5]).toBe(4096)
         bus.measure(15000, 3000)
         const r = await d.read()
-        const all = decodeReading(
-            INA219,
-            d.currentLsbA,
-            bus.regs[1],
-            bus.regs[2],
-            bus.regs[4],
-            bus.regs[3],
-            bus.regs[2]
-        )
+        const all = bus.decodeAll(INA219, d.currentLsbA, 2)
         expect(Math.abs(all.currentA - 1.5) < 1e-9).toBe(true)
         expect(Math.abs(all.busV - 12) < 1e-9).toBe(true)
         expect(Math.abs(r.powerW - 18) < 1e-9).toBe(true)
