@@ -328,10 +328,6 @@ export class Uplink {
      * queue in order. Runs on the socket's fiber: no flash access here.
      */
     onDelivered(token: number) {
-        return this.acknowledge(token)
-    }
-
-    private acknowledge(token: number) {
         let found = false
         for (const m of this.out)
             if (m.token === token) {
