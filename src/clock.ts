@@ -26,6 +26,15 @@ export const ESTIMATE_SAMPLES = 5
  * not jump, a forged or broken one does. Only the `time` command (an operator's act) steps it.
  */
 export const MAX_TIME_MESSAGE_STEP_MS = 300000
+/**
+ * Before the clock is set, a time message that puts the present more than this before the end of
+ * the newest reading the node knows of (its floor, from flash) is refused: time did not go back
+ * while the node was off, a forged or stale source did. The margin covers the rounding of the
+ * offsets (half a second each) and a previous clock re-anchored late (RESYNC_THRESHOLD_MS).
+ */
+export const FLOOR_TOLERANCE_S = 5
+/** The source name of the `time` command, the one time not held to the floor. */
+export const TIME_COMMAND = "time command"
 /** The largest step the `time` command makes: a reading must still span the step (records.ts). */
 export const MAX_TIME_COMMAND_STEP_MS = 30 * 86400000
 /** Boots whose offsets the state keeps: records of older boots still queued publish in uptime. */
@@ -81,6 +90,12 @@ export class WallClock {
     refusal = ""
     /** How often the clock was stepped (or re-anchored by a minute or more): a reading that spans one is flagged. */
     changes = 0
+    /**
+     * UTC seconds at which the newest reading known from earlier boots ends (0: none known). A
+     * time message may not set the clock before it; the `time` command may (an operator's act:
+     * the way out when a forged time once stamped readings in the future).
+     */
+    floorS = 0
     /** Recent live samples of utc - uptime, ms. */
     private samples: number[] = []
 
@@ -121,6 +136,11 @@ export class WallClock {
             if (Math.abs(driftMs) >= 60000) this.changes++
             this.lastChange = `clock re-anchored by ${Math.round(driftMs)} ms (${source})`
             return true
+        }
+        const behindS = this.floorS - Math.floor(utcMs / 1000)
+        if (this.floorS && behindS > FLOOR_TOLERANCE_S && source !== TIME_COMMAND) {
+            this.refusal = `time from ${source} is ${behindS} s before the end of the last reading in flash: refused (the time command sets the clock)`
+            return false
         }
         this.offsetS = Math.round(sampleMs / 1000)
         this.bootOffsetS = this.offsetS

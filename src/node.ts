@@ -35,7 +35,15 @@ import { removeAt } from "./util/arrays"
 import { ANNOUNCED_KEY, announcedFromJson, announcedKey } from "./discovery"
 import { BacklogHost, Features, ReplayHistory } from "./features"
 import { COMMANDS_PER_WINDOW, CommandRate, MAX_REPLIES_WAITING, parseCommand } from "./commands"
-import { nextBoundaryMs, offsetOfBoot, parseTimePayload, timeFromJson, WallClock, withBootOffset } from "./clock"
+import {
+    nextBoundaryMs,
+    offsetOfBoot,
+    parseTimePayload,
+    TIME_COMMAND,
+    timeFromJson,
+    WallClock,
+    withBootOffset,
+} from "./clock"
 
 /** How long a planned stop waits for its offline status to be acknowledged before going anyway. */
 const SHUTDOWN_ACK_TIMEOUT_MS = 5000
@@ -149,6 +157,10 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         const known = lastKnown(this.previous, newestQueued, newestByMeter, acked)
         // The mark starts where the previous boot's readings end; it moves once the gaps below are made.
         this.acked = known
+        // Time did not go back while the node was off: no time message may set the clock before
+        // the newest reading known in UTC (the queue's, or the mark's after a planned stop).
+        const floorS = acked && acked.endUtc && acked.endS > known.endS ? acked.endS : known.endUtc ? known.endS : 0
+        this.clock.floorS = floorS
         for (let slot = 0; slot < c.meters.length; ++slot) {
             const spec = c.meters[slot]
             this.meters.push(spec ? await this.createMeter(spec, totalOf(known.totals, slot)) : null)
@@ -443,9 +455,9 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             error = given.error
             // An operator's explicit act: the clock steps, forward or back (bounded), once it is set.
             if (!error && this.clock.isSet()) {
-                error = this.clock.step(receivedMs, given.utcMs, "time command")
+                error = this.clock.step(receivedMs, given.utcMs, TIME_COMMAND)
                 if (!error) console.log("time: " + this.clock.lastChange + ", offset " + this.clock.offsetS + " s")
-            } else if (!error) await this.setTime(given.utcMs, receivedMs, "time command", false)
+            } else if (!error) await this.setTime(given.utcMs, receivedMs, TIME_COMMAND, false)
         }
         const reply: any = error ? { id, ok: false, error } : { id, ok: true }
         console.log(`command: ${name}: ${error || "accepted"}`)

@@ -4,7 +4,7 @@
 import { after, before, describe, test } from "node:test"
 import assert from "node:assert/strict"
 import { Broker } from "../../devs/lib/broker"
-import { NodeUnderTest, Recorder } from "./helpers"
+import { NodeUnderTest, Recorder, until } from "./helpers"
 
 const NODE = "e2e-clock-step"
 const CMD = `meters/${NODE}/cmd/time`
@@ -92,5 +92,42 @@ describe("clock steps", () => {
         const reply = replies().find(r => r.id === "far")
         assert.equal(reply.ok, false)
         assert.match(reply.error, /more than 30 days/)
+    })
+
+    test("after a reboot, a time from before the newest reading in flash is refused until the time command sets it", async () => {
+        const timeTopic = `meters/${NODE}/time-source`
+        await node.kill()
+        await node.reconfigure({ TIME_TOPIC: timeTopic })
+        // A stale (or forged) retained time, an hour behind the readings the node already sent.
+        await recorder.publish(timeTopic, JSON.stringify({ utc_ms: Date.now() - 3600_000 }), true)
+        const since = Date.now()
+        await node.start(false)
+        const refused = /^time from time topic is \d+ s before the end of the last reading in flash: refused/
+        await until("the refusal", () => node.simulator!.lines.some(l => refused.test(l)), 30_000)
+        await recorder.waitFor(
+            "readings of the new boot",
+            r => r.readings().filter(e => e.atMs > since).length >= 3,
+            30_000
+        )
+        const newBoot = () => recorder.readings().filter(e => e.atMs > since)
+        assert.deepEqual(
+            newBoot()
+                .filter(r => r.time === "utc_ms")
+                .map(r => r.seq),
+            [],
+            "no reading of the new boot is stamped with the refused time"
+        )
+        // The status names it, once its rate limit lets it (the birth status told of the gap).
+        const statusErrors = () =>
+            recorder.messages
+                .filter(m => m.topic === `meters/${NODE}/status` && m.atMs > since)
+                .map(m => JSON.parse(m.payload).error as string)
+        await until("the status names the refusal", () => statusErrors().some(e => refused.test(e)), 20_000)
+        // The operator's command is the way out, whatever the floor says.
+        await recorder.publish(CMD, JSON.stringify({ id: "reset", utc_ms: Date.now() }))
+        await recorder.waitFor("the reply", () => replies().some(r => r.id === "reset"), 10_000)
+        assert.equal(replies().find(r => r.id === "reset").ok, true)
+        await recorder.waitFor("readings in UTC again", () => newBoot().some(r => r.time === "utc_ms"), 20_000)
+        await recorder.publish(timeTopic, "", true)
     })
 })

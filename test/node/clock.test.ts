@@ -3,12 +3,14 @@
 import { describe, test } from "node:test"
 import assert from "node:assert/strict"
 import {
+    FLOOR_TOLERANCE_S,
     KEPT_BOOT_OFFSETS,
     MAX_TIME_MESSAGE_STEP_MS,
     nextBoundaryMs,
     offsetOfBoot,
     parseTimePayload,
     recordInUtc,
+    TIME_COMMAND,
     WallClock,
     withBootOffset,
 } from "../../src/clock"
@@ -96,6 +98,29 @@ describe("wall clock", () => {
         assert.equal(c.offsetS, offset + 120)
         assert.equal(c.refusal, "")
         assert.equal(c.changes, 1)
+    })
+
+    test("before it is set, a time message before the newest reading in flash is refused; the time command is not", () => {
+        const c = new WallClock()
+        const lastEndS = NINE_AM / 1000
+        c.floorS = lastEndS
+        const hourBack = NINE_AM - 3600_000
+        assert.equal(c.apply(5_000, hourBack, "time topic", true), false, "a stale retained copy")
+        assert.equal(
+            c.refusal,
+            `time from time topic is 3600 s before the end of the last reading in flash: refused (the time command sets the clock)`
+        )
+        assert.equal(c.apply(6_000, hourBack, "time topic", false), false, "a live one too")
+        assert.equal(c.isSet(), false)
+        // Within the tolerance (rounding, a previous clock re-anchored late) it sets the clock.
+        assert.equal(c.apply(7_000, NINE_AM - FLOOR_TOLERANCE_S * 1000, "time topic", true), true)
+        const d = new WallClock()
+        d.floorS = lastEndS
+        assert.equal(d.step(8_000, hourBack, TIME_COMMAND), "", "an operator's act sets it anyway")
+        assert.equal(8_000 + d.offsetS * 1000, hourBack)
+        const e = new WallClock()
+        e.floorS = lastEndS
+        assert.equal(e.apply(9_000, NINE_AM + 86400_000, "time topic", true), true, "a later time is taken")
     })
 
     test("the time command steps the clock either way, up to 30 days; a first time sets it", () => {
