@@ -91,7 +91,20 @@ describe("the fleet page with the firmware in the simulator", { skip: chromiumMi
     })
 
     test("the gap of the power cut shows in the meter's completeness strip at the hour of the cut", async () => {
-        await until("the next boot's gap stored", async () => (await stored("gap")) === 1, 30_000)
+        try {
+            await until("the next boot's gap stored", async () => (await stored("gap")) === 1, 30_000)
+        } catch (e) {
+            // What the node and the collector said, for a failure that does not reproduce at will.
+            const lines = node.simulator!.lines.filter(l => /boot|gap|flash|unreadable|mqtt:/.test(l))
+            const rows = await database.query(
+                "SELECT boot, seq, gap, time_base FROM readings WHERE node = $1 ORDER BY boot DESC, seq DESC LIMIT 5",
+                [NODE]
+            )
+            console.log(
+                `# node console:\n${lines.slice(0, 30).join("\n")}\n# newest rows: ${JSON.stringify(rows)}\n# collector: ${JSON.stringify(collector.stats)}`
+            )
+            throw e
+        }
         const [gap] = await database.query("SELECT meter, start_time FROM readings WHERE node = $1 AND gap", [NODE])
         const gapStart = Number(gap.start_time)
         // The gap starts where the last reading acknowledged ended: a reading (a second) or two
