@@ -68,11 +68,10 @@ export class MqttClient {
     private closeReason = ""
     /**
      * Packets are encoded straight into `segment` until the next one does not fit; the segment's
-     * bytes then move to `outbox`, sends waiting for the next flush, in order.
+     * bytes are then written, one send, and it fills again from the start.
      */
     private segment = Buffer.alloc(MAX_SEND_BYTES)
     private segmentBytes = 0
-    private outbox: Buffer[] = []
     private flushScheduled = false
     private chunkReceivedMs = 0
     /** Connections made, for the status message and benchmarks. */
@@ -117,8 +116,7 @@ export class MqttClient {
         // the caller hears of it from a fiber of its own, after it has its token.
         if (actions.length) this.sendPacket(actions[0])
         if (actions.length > 1) this.spawnExecute(actions.slice(1))
-        if (this.outbox.length) this.flush(true)
-        if (!this.flushScheduled) this.scheduleFlush()
+        this.scheduleFlush()
         return token
     }
 
@@ -269,7 +267,6 @@ export class MqttClient {
                     acks = []
                     if (!this.socketOpen) return
                 }
-                this.flush(true)
                 await this.clock.sleep(0)
             }
         }
@@ -319,14 +316,14 @@ export class MqttClient {
                     break
             }
         }
-        // A segment's worth waiting goes out now; less waits for the scheduled flush.
-        if (this.outbox.length) this.flush(true)
         if (connected && this.events.onConnected) await this.events.onConnected(sessionPresent)
     }
 
     /**
-     * Encodes a packet into the segment. No await in here: the packets of one batch of actions
-     * (the resends after a CONNACK) enter the outbox together, before any other fiber's publish.
+     * Encodes a packet into the segment; a full segment is written at once, what is left waits
+     * for the scheduled flush, so that sends stay segment-sized. No await in here: the packets of
+     * one batch of actions (the resends after a CONNACK) go out together, before any other
+     * fiber's publish.
      */
     private sendPacket(a: Action) {
         if (!this.socketOpen) return
@@ -336,7 +333,7 @@ export class MqttClient {
             // The packet a node sends most is encoded in place: no buffer of its own, no copy.
             let end = encodePublishInto(packet, this.segment, this.segmentBytes)
             if (end < 0 && this.segmentBytes) {
-                this.sealSegment()
+                this.flush()
                 end = encodePublishInto(packet, this.segment, 0)
             }
             if (end >= 0) {
@@ -347,24 +344,15 @@ export class MqttClient {
             bytes = Buffer.alloc(-end)
             encodePublishInto(packet, bytes, 0)
         } else bytes = encodeClientPacket(packet)
-        if (this.segmentBytes + bytes.length > MAX_SEND_BYTES) this.sealSegment()
-        if (bytes.length > MAX_SEND_BYTES) {
-            this.outbox.push(bytes)
-            return
-        }
-        this.segment.blitAt(this.segmentBytes, bytes, 0, bytes.length)
+        if (this.segmentBytes + bytes.length > MAX_SEND_BYTES) this.flush()
+        if (bytes.length > MAX_SEND_BYTES) return this.write(bytes)
+        // Buffer.set, which both runtimes have: these packets are small and rare.
+        this.segment.set(bytes, this.segmentBytes)
         this.segmentBytes += bytes.length
     }
 
-    /** Moves the segment's bytes to the outbox, to be sent in order. */
-    private sealSegment() {
-        if (!this.segmentBytes) return
-        this.outbox.push(this.segment.slice(0, this.segmentBytes))
-        this.segmentBytes = 0
-    }
-
     private scheduleFlush() {
-        if (this.flushScheduled || !(this.segmentBytes || this.outbox.length)) return
+        if (this.flushScheduled || !this.segmentBytes) return
         this.flushScheduled = true
         const self = this
         setTimeout(() => {
@@ -374,32 +362,36 @@ export class MqttClient {
     }
 
     /**
-     * Writes the outbox in order, one send each, and then the segment too unless `wholeSegmentsOnly`:
-     * a segment still filling goes out with the scheduled flush, so that sends stay segment-sized.
+     * Writes what the segment holds, so that it fills again from the start. The write gets a copy
+     * (slice copies in the VM; in Node it is a view, and the port copies before returning).
      */
-    private flush(wholeSegmentsOnly?: boolean) {
-        if (!wholeSegmentsOnly) this.sealSegment()
-        while (this.outbox.length) {
-            if (!this.socketOpen) return this.closeSocket()
-            const data = this.outbox.shift()
-            this.sends++
-            this.bytesSent += data.length
-            const error = this.socket.write(data)
-            if (error) {
-                if (!this.closeReason) this.closeReason = `send failed: error ${error}`
-                return this.closeSocket()
-            }
+    private flush() {
+        const bytes = this.segmentBytes
+        this.segmentBytes = 0
+        if (bytes) this.write(this.segment.slice(0, bytes))
+    }
+
+    /** One send; a failed one closes the socket. */
+    private write(data: Buffer) {
+        if (!this.socketOpen) return
+        this.sends++
+        this.bytesSent += data.length
+        const error = this.socket.write(data)
+        if (error) {
+            if (!this.closeReason) this.closeReason = `send failed: error ${error}`
+            this.closeSocket()
         }
     }
 
-    /** Closes the socket (if we still have it open) and drops what waits to be sent. */
+    /**
+     * Closes the socket (if we still have it open) and drops what waits to be sent or read.
+     * Nothing in there is lost: unacknowledged publishes stay in the session and are resent.
+     */
     private closeSocket() {
         const socket = this.socket
         if (this.socketOpen && !socket.ended) socket.close()
         this.socketOpen = false
-        // Nothing in here is lost: unacknowledged publishes stay in the session and are resent.
         socket.received = []
-        this.outbox = []
         this.segmentBytes = 0
     }
 
