@@ -11,6 +11,7 @@ import { MeterLabel, MeterSpec } from "./meters/meter-spec"
 import { firmware, readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
 import { PublishPacket } from "./mqtt/packets"
 import { readJsonSetting, writeVerified } from "./platform/settings-store"
+import { nativeSocket, runtimeClock } from "./platform/native-socket"
 import {
     ACK_KEY,
     AckMark,
@@ -215,7 +216,9 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
                 subscriptions: this.subscriptions(),
                 subscribeOnEveryConnect: !!c.timeTopic,
             },
-            this
+            this,
+            nativeSocket,
+            runtimeClock
         )
         this.uplink.attach(this.client)
         this.client.start()

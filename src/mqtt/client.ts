@@ -1,8 +1,10 @@
-// The MQTT client: the only code that touches the socket and the clock. It carries out what the
-// Session decides, and owns reconnecting with backoff. One fiber (the connection loop) reads the
-// socket and runs the timers; sends happen from whichever fiber produced them (a socket send in
-// DeviceScript is a synchronous copy into the native queue, so sends never interleave).
-import * as ds from "@devicescript/core"
+// The MQTT client: the only code that uses the socket and the clock, both passed in as ports
+// (src/mqtt/transport.ts). It carries out what the Session decides, and owns reconnecting with
+// backoff. One fiber (the connection loop) reads the socket and runs the timers; sends happen from
+// whichever fiber produced them (a socket write copies the bytes at once, so sends never
+// interleave). New fibers are started with setTimeout(fn, 0), which both runtimes have.
+//
+// Pure core: imports nothing from @devicescript, so Node tests run it against a scripted broker.
 import { encodeClientPacket, encodePublishInto } from "./codec"
 import { ClientPacketDecoder, DecodeFailure, MAX_TOPIC_BYTES, protocolErrorText } from "./decoder"
 import { Action, ActionKind, Session, SessionOptions, SessionState } from "./session"
@@ -10,22 +12,23 @@ import { backoffDelayMs, jitter01, jitterSeed } from "./backoff"
 import { nextParkMiller } from "../util/park-miller"
 import { BrokerAddress } from "./url"
 import { PacketType, PublishPacket } from "./packets"
+import { ClockPort, CLOSED_BY_BROKER, SocketPort } from "./transport"
 
 /** Largest inbound packet accepted; larger ones are a protocol error (the node only receives commands). */
 export const MAX_INBOUND_PACKET_BYTES = 4096
-const TICK_MS = 250
-const ACK_POLL_MS = 1
-const CONNECT_TIMEOUT_MS = 10000
+export const TICK_MS = 250
+export const ACK_POLL_MS = 1
+export const CONNECT_TIMEOUT_MS = 10000
 const BACKOFF_BASE_MS = 1000
 const BACKOFF_CAP_MS = 60000
 /** After a refusal (bad credentials, not authorized) retrying sooner cannot help. */
-const REFUSED_FLOOR_MS = 30000
+export const REFUSED_FLOOR_MS = 30000
 /**
  * A connection the broker closes this soon after accepting it, twice in a row, means another
  * client is connecting with our client id (each CONNECT takes the session over [MQTT-3.1.4-2]):
  * reconnecting at once would only take it back and flap, so the long floor applies.
  */
-const SHORT_CONNECTION_MS = 10000
+export const SHORT_CONNECTION_MS = 10000
 const TAKEOVER_CLOSES = 2
 /** Decoded packets handled before yielding, so a flood never hits the VM's op limit. */
 const PACKETS_PER_YIELD = 16
@@ -37,51 +40,14 @@ const PACKETS_PER_YIELD = 16
  */
 export const MAX_SEND_BYTES = 700
 
-/**
- * The runtime's socket (it has one), driven directly the way @devicescript/net's Socket drives it,
- * for a fraction of that class's code: the client needs no line reading, no event emitters and no
- * socket objects. The runtime reports the socket's events to ds._socketOnEvent, only those of the
- * socket it opened last.
- */
-interface NativeSocket {
-    /** 0 when the connection is under way (an "open" or "error" event follows); `port` negative for TLS. */
-    _socketOpen(host: string, port: number): number
-    _socketClose(): number
-    /** 0 when the bytes were queued. */
-    _socketWrite(bytes: Buffer): number
-    _socketOnEvent: (event: string, arg?: Buffer | string) => void
-}
-const nativeSocket = ds as any as NativeSocket
-/** Chunks received and not read yet. */
-let received: Buffer[] = []
-let socketOpened = false
-/** Why the socket ended ("" while it is opening or open). */
-let socketEnd = ""
-/** The fiber waiting for the socket's next event (waitForSocket). */
-let socketWaiter: ds.Fiber = null
-
-function onSocketEvent(event: string, arg?: Buffer | string) {
-    if (event === "data") received.push(arg as Buffer)
-    else if (event === "open") socketOpened = true
-    else socketEnd = event === "error" ? `socket error: ${arg}` : CLOSED_BY_BROKER
-    if (socketWaiter && socketWaiter.suspended) socketWaiter.resume(null)
-}
-
-/** Returns at the socket's next event, or after `ms`. */
-async function waitForSocket(ms: number) {
-    socketWaiter = ds.Fiber.self()
-    await ds.suspend(ms)
-    socketWaiter = null
-}
-
-const CLOSED_BY_BROKER = "connection closed by the broker"
+type AsyncVoid = void | Promise<void>
 
 export interface ClientEvents {
-    onConnected?: (sessionPresent: boolean) => ds.AsyncVoid
-    onDisconnected?: (reason: string) => ds.AsyncVoid
-    onDelivered?: (token: number) => ds.AsyncVoid
+    onConnected?: (sessionPresent: boolean) => AsyncVoid
+    onDisconnected?: (reason: string) => AsyncVoid
+    onDelivered?: (token: number) => AsyncVoid
     /** `receivedMs`: when the bytes of the message came off the socket, before any queueing in the VM. */
-    onMessage?: (message: PublishPacket, receivedMs: number) => ds.AsyncVoid
+    onMessage?: (message: PublishPacket, receivedMs: number) => AsyncVoid
     onError?: (text: string) => void
 }
 
@@ -102,11 +68,10 @@ export class MqttClient {
     private closeReason = ""
     /**
      * Packets are encoded straight into `segment` until the next one does not fit; the segment's
-     * bytes then move to `outbox`, sends waiting for the next flush, in order.
+     * bytes are then written, one send, and it fills again from the start.
      */
     private segment = Buffer.alloc(MAX_SEND_BYTES)
     private segmentBytes = 0
-    private outbox: Buffer[] = []
     private flushScheduled = false
     private chunkReceivedMs = 0
     /** Connections made, for the status message and benchmarks. */
@@ -120,7 +85,9 @@ export class MqttClient {
     constructor(
         readonly broker: BrokerAddress,
         sessionOptions: SessionOptions,
-        readonly events: ClientEvents
+        readonly events: ClientEvents,
+        private readonly socket: SocketPort,
+        private readonly clock: ClockPort
     ) {
         this.session = new Session(sessionOptions)
     }
@@ -131,7 +98,6 @@ export class MqttClient {
 
     /** Starts the connection loop in its own fiber. */
     start() {
-        ds.assert(!this.stopped)
         // A timer callback runs in a fiber of its own: the connection loop lives there.
         // (DeviceScript closures cannot capture `this`, hence `self`.)
         const self = this
@@ -145,13 +111,12 @@ export class MqttClient {
      */
     publish(topic: string, payload: Buffer, qos: number, retain: boolean) {
         const actions: Action[] = []
-        const token = this.session.publish(ds.millis(), topic, payload, qos, retain, actions)
+        const token = this.session.publish(this.clock.millis(), topic, payload, qos, retain, actions)
         // A publish is sent (or waits in the session); QoS 0 is delivered as it is written, and
         // the caller hears of it from a fiber of its own, after it has its token.
         if (actions.length) this.sendPacket(actions[0])
         if (actions.length > 1) this.spawnExecute(actions.slice(1))
-        if (this.outbox.length) this.flush(true)
-        if (!this.flushScheduled) this.scheduleFlush()
+        this.scheduleFlush()
         return token
     }
 
@@ -163,9 +128,9 @@ export class MqttClient {
     /** Graceful stop: DISCONNECT (so the will does not fire), then close. */
     async stop() {
         this.stopped = true
-        await this.execute(this.session.disconnect(ds.millis()))
+        await this.execute(this.session.disconnect(this.clock.millis()))
         this.flush()
-        await ds.sleep(50)
+        await this.clock.sleep(50)
         this.closeSocket()
     }
 
@@ -182,7 +147,7 @@ export class MqttClient {
             )
             this.attempt++
             console.log(`mqtt: reconnecting in ${delayMs} ms (attempt ${this.attempt})`)
-            await ds.sleep(delayMs)
+            await this.clock.sleep(delayMs)
         }
     }
 
@@ -190,7 +155,7 @@ export class MqttClient {
     private nextJitter() {
         this.jitterState = this.jitterState
             ? nextParkMiller(this.jitterState)
-            : jitterSeed(this.session.options.clientId, ds.millis())
+            : jitterSeed(this.session.options.clientId, this.clock.millis())
         return jitter01(this.jitterState, Math.random())
     }
 
@@ -198,36 +163,33 @@ export class MqttClient {
         const b = this.broker
         this.closeReason = ""
         console.log(`mqtt: connecting to ${b.tls ? "tls" : "tcp"}://${b.host}:${b.port}`)
-        received = []
-        socketOpened = false
-        socketEnd = ""
-        nativeSocket._socketOnEvent = onSocketEvent
-        const error = nativeSocket._socketOpen(b.host, b.tls ? -b.port : b.port)
-        if (!error && !socketOpened && !socketEnd) await waitForSocket(CONNECT_TIMEOUT_MS)
+        const socket = this.socket
+        const error = socket.open(b.host, b.port, b.tls)
+        if (!error && !socket.opened && !socket.ended) await socket.wait(CONNECT_TIMEOUT_MS)
         // A TLS handshake fails after the TCP connection opened: its error comes right after the open.
-        if (socketOpened) await ds.sleep(0)
-        if (!socketOpened || socketEnd) {
-            if (!error && !socketEnd) nativeSocket._socketClose()
-            const why = error ? `error ${error}` : socketEnd || `no connection within ${CONNECT_TIMEOUT_MS} ms`
+        if (socket.opened) await this.clock.sleep(0)
+        if (!socket.opened || socket.ended) {
+            if (!error && !socket.ended) socket.close()
+            const why = error ? `error ${error}` : socket.ended || `no connection within ${CONNECT_TIMEOUT_MS} ms`
             this.reportError(`mqtt: cannot reach ${b.host}:${b.port}: ${why}`)
             return
         }
         this.socketOpen = true
         this.connects++
         this.decoder.reset()
-        await this.execute(this.session.onTransportOpen(ds.millis()))
+        await this.execute(this.session.onTransportOpen(this.clock.millis()))
         this.flush()
         while (this.socketOpen && !this.stopped) {
-            const chunk = received.shift()
+            const chunk = socket.received.shift()
             if (chunk) await this.handleChunk(chunk)
-            else if (socketEnd) {
-                if (!this.closeReason) this.closeReason = socketEnd
+            else if (socket.ended) {
+                if (!this.closeReason) this.closeReason = socket.ended
                 break
             }
             // While acknowledgements are due, wake often: the simulator hands socket data to the
             // VM only at its next timer, so a long wait here would add latency to every PUBACK.
-            else await waitForSocket(this.session.inflightCount() ? ACK_POLL_MS : TICK_MS)
-            if (this.socketOpen) await this.execute(this.session.onTick(ds.millis()))
+            else await socket.wait(this.session.inflightCount() ? ACK_POLL_MS : TICK_MS)
+            if (this.socketOpen) await this.execute(this.session.onTick(this.clock.millis()))
             this.flush()
         }
         const wasConnected = this.session.state === SessionState.Connected
@@ -243,7 +205,7 @@ export class MqttClient {
 
     /** Tells a client take-over (the broker closes us right after every CONNACK) from other losses. */
     private noteClosure(byBroker: boolean) {
-        const lastedMs = ds.millis() - this.connectedAtMs
+        const lastedMs = this.clock.millis() - this.connectedAtMs
         if (!byBroker || lastedMs >= SHORT_CONNECTION_MS) {
             this.shortClosures = 0
             return
@@ -262,7 +224,7 @@ export class MqttClient {
 
     private async handleChunk(chunk: Buffer) {
         this.chunksReceived++
-        this.chunkReceivedMs = ds.millis()
+        this.chunkReceivedMs = this.clock.millis()
         const decoder = this.decoder
         const session = this.session
         decoder.push(chunk)
@@ -291,12 +253,12 @@ export class MqttClient {
                     this.closeSocket()
                     return
                 }
-                await this.execute(session.onPacket(ds.millis(), result.packet))
+                await this.execute(session.onPacket(this.clock.millis(), result.packet))
                 if (!this.socketOpen) return
                 // A message's handling can be long (a command, a status publish): the VM stops a
                 // fiber after ~128K operations without a real suspension, so a burst of messages
                 // must not run back to back.
-                if (result.packet.type === PacketType.Publish) await ds.sleep(0)
+                if (result.packet.type === PacketType.Publish) await this.clock.sleep(0)
             }
             this.packetsReceived++
             if (++handled % PACKETS_PER_YIELD === 0) {
@@ -305,8 +267,7 @@ export class MqttClient {
                     acks = []
                     if (!this.socketOpen) return
                 }
-                this.flush(true)
-                await ds.sleep(0)
+                await this.clock.sleep(0)
             }
         }
     }
@@ -330,7 +291,7 @@ export class MqttClient {
                 case ActionKind.Connected:
                     this.attempt = 0
                     this.refused = false
-                    this.connectedAtMs = ds.millis()
+                    this.connectedAtMs = this.clock.millis()
                     console.log(`mqtt: connected (session present: ${a.sessionPresent})`)
                     connected = true
                     sessionPresent = a.sessionPresent
@@ -355,14 +316,14 @@ export class MqttClient {
                     break
             }
         }
-        // A segment's worth waiting goes out now; less waits for the scheduled flush.
-        if (this.outbox.length) this.flush(true)
         if (connected && this.events.onConnected) await this.events.onConnected(sessionPresent)
     }
 
     /**
-     * Encodes a packet into the segment. No await in here: the packets of one batch of actions
-     * (the resends after a CONNACK) enter the outbox together, before any other fiber's publish.
+     * Encodes a packet into the segment; a full segment is written at once, what is left waits
+     * for the scheduled flush, so that sends stay segment-sized. No await in here: the packets of
+     * one batch of actions (the resends after a CONNACK) go out together, before any other
+     * fiber's publish.
      */
     private sendPacket(a: Action) {
         if (!this.socketOpen) return
@@ -372,7 +333,7 @@ export class MqttClient {
             // The packet a node sends most is encoded in place: no buffer of its own, no copy.
             let end = encodePublishInto(packet, this.segment, this.segmentBytes)
             if (end < 0 && this.segmentBytes) {
-                this.sealSegment()
+                this.flush()
                 end = encodePublishInto(packet, this.segment, 0)
             }
             if (end >= 0) {
@@ -383,24 +344,15 @@ export class MqttClient {
             bytes = Buffer.alloc(-end)
             encodePublishInto(packet, bytes, 0)
         } else bytes = encodeClientPacket(packet)
-        if (this.segmentBytes + bytes.length > MAX_SEND_BYTES) this.sealSegment()
-        if (bytes.length > MAX_SEND_BYTES) {
-            this.outbox.push(bytes)
-            return
-        }
-        this.segment.blitAt(this.segmentBytes, bytes, 0, bytes.length)
+        if (this.segmentBytes + bytes.length > MAX_SEND_BYTES) this.flush()
+        if (bytes.length > MAX_SEND_BYTES) return this.write(bytes)
+        // Buffer.set, which both runtimes have: these packets are small and rare.
+        this.segment.set(bytes, this.segmentBytes)
         this.segmentBytes += bytes.length
     }
 
-    /** Moves the segment's bytes to the outbox, to be sent in order. */
-    private sealSegment() {
-        if (!this.segmentBytes) return
-        this.outbox.push(this.segment.slice(0, this.segmentBytes))
-        this.segmentBytes = 0
-    }
-
     private scheduleFlush() {
-        if (this.flushScheduled || !(this.segmentBytes || this.outbox.length)) return
+        if (this.flushScheduled || !this.segmentBytes) return
         this.flushScheduled = true
         const self = this
         setTimeout(() => {
@@ -410,31 +362,36 @@ export class MqttClient {
     }
 
     /**
-     * Writes the outbox in order, one send each, and then the segment too unless `wholeSegmentsOnly`:
-     * a segment still filling goes out with the scheduled flush, so that sends stay segment-sized.
+     * Writes what the segment holds, so that it fills again from the start. The write gets a copy
+     * (slice copies in the VM; in Node it is a view, and the port copies before returning).
      */
-    private flush(wholeSegmentsOnly?: boolean) {
-        if (!wholeSegmentsOnly) this.sealSegment()
-        while (this.outbox.length) {
-            if (!this.socketOpen) return this.closeSocket()
-            const data = this.outbox.shift()
-            this.sends++
-            this.bytesSent += data.length
-            const error = nativeSocket._socketWrite(data)
-            if (error) {
-                if (!this.closeReason) this.closeReason = `send failed: error ${error}`
-                return this.closeSocket()
-            }
+    private flush() {
+        const bytes = this.segmentBytes
+        this.segmentBytes = 0
+        if (bytes) this.write(this.segment.slice(0, bytes))
+    }
+
+    /** One send; a failed one closes the socket. */
+    private write(data: Buffer) {
+        if (!this.socketOpen) return
+        this.sends++
+        this.bytesSent += data.length
+        const error = this.socket.write(data)
+        if (error) {
+            if (!this.closeReason) this.closeReason = `send failed: error ${error}`
+            this.closeSocket()
         }
     }
 
-    /** Closes the socket (if we still have it open) and drops what waits to be sent. */
+    /**
+     * Closes the socket (if we still have it open) and drops what waits to be sent or read.
+     * Nothing in there is lost: unacknowledged publishes stay in the session and are resent.
+     */
     private closeSocket() {
-        if (this.socketOpen && !socketEnd) nativeSocket._socketClose()
+        const socket = this.socket
+        if (this.socketOpen && !socket.ended) socket.close()
         this.socketOpen = false
-        // Nothing in here is lost: unacknowledged publishes stay in the session and are resent.
-        received = []
-        this.outbox = []
+        socket.received = []
         this.segmentBytes = 0
     }
 

@@ -3,6 +3,7 @@
 // from the acknowledgement callback.
 import * as ds from "@devicescript/core"
 import { MqttClient } from "../../src/mqtt/client"
+import { nativeSocket, runtimeClock } from "../../src/platform/native-socket"
 
 export interface PublishBenchOptions {
     host: string
@@ -34,7 +35,9 @@ export async function benchOurs(o: PublishBenchOptions) {
                 if (++delivered === o.count) finished.emit(delivered)
                 else await topUp()
             },
-        }
+        },
+        nativeSocket,
+        runtimeClock
     )
     client.start()
     while (!client.isConnected()) await ds.sleep(10)
