@@ -14,8 +14,12 @@ export const ANNOUNCED_KEY = "mn_ha"
 
 export interface DiscoveryMessage {
     topic: string
-    /** "" clears the config: Home Assistant removes the entity. */
-    payload: string
+    /**
+     * The config in parts, to be written one after another (MqttClient.publishParts): the whole
+     * config (about 480 bytes) never needs a block of its own in the node's fragmented heap.
+     * No parts clear the config: Home Assistant removes the entity.
+     */
+    payload: string[]
 }
 
 function objectId(nodeId: string, meterId: string, quantity: string) {
@@ -36,46 +40,29 @@ export function announcedKey(m: MeterLabel) {
  * message (a gap carries one too), always increasing: device class energy (water, gas) with state
  * class total_increasing is what the Energy dashboard accepts. A level's state is the newest mean.
  */
-export function discoveryPayload(prefix: string, nodeId: string, meter: MeterLabel) {
+export function discoveryPayload(prefix: string, nodeId: string, meter: MeterLabel): string[] {
     const quantity = meter.quantity
     const id = '"' + objectId(nodeId, meter.id, quantity) + '"'
     // Energy, water and gas are amounts: their device classes are named as our quantities.
     const amount = ["energy", "water", "gas"].indexOf(quantity) >= 0
     // Written out, not stringified from an object: that costs more code. The keys are Home
-    // Assistant's documented abbreviations, and "~" stands for the node's topic base in the topics:
-    // the config stays near 400 bytes, a block the node's fragmented heap still has (a config
-    // with the full names was 640 bytes). Availability payloads are Home Assistant's defaults,
-    // online and offline. Ids need no escaping (letters, digits, '-' and '_': config.ts); the
-    // topic base, from the topic prefix, does. The unit goes in as it is: the VM's JSON.stringify
-    // escapes each byte of a non-ASCII character (m³, °C) as a character of its own.
-    return (
-        '{"name":"' +
-        quantity.charAt(0).toUpperCase() +
-        quantity.slice(1) +
-        " " +
-        meter.id +
-        '","uniq_id":' +
-        id +
-        ',"obj_id":' +
-        id +
-        ',"~":' +
-        JSON.stringify(prefix + "/" + nodeId) +
-        ',"stat_t":"~/' +
-        meter.id +
-        '/reading","val_tpl":"{{ value_json.readings[-1].' +
-        (amount ? 'total }}","stat_cla":"total_increasing"' : 'mean }}","stat_cla":"measurement"') +
-        ',"avty_t":"~/status","avty_tpl":"{{ value_json.state }}","qos":1,"dev":{"ids":["meternode_' +
-        nodeId +
-        '"],"name":"meternode ' +
-        nodeId +
-        '","mf":"meternode","mdl":"DeviceScript metering node","sw":' +
-        JSON.stringify(firmware.version) +
+    // Assistant's documented abbreviations, and "~" stands for the node's topic base in the topics
+    // (a config with the full names was 640 bytes). Availability payloads are Home Assistant's
+    // defaults, online and offline. Ids need no escaping (letters, digits, '-' and '_':
+    // config.ts); the topic base, from the topic prefix, does. The unit goes in as it is: the VM's
+    // JSON.stringify escapes each byte of a non-ASCII character (m³, °C) as a character of its own.
+    return [
+        '{"name":"' + quantity.charAt(0).toUpperCase() + quantity.slice(1) + " " + meter.id,
+        '","uniq_id":' + id + ',"obj_id":' + id + ',"~":' + JSON.stringify(prefix + "/" + nodeId),
+        ',"stat_t":"~/' + meter.id + '/reading","val_tpl":"{{ value_json.readings[-1].',
+        amount ? 'total }}","stat_cla":"total_increasing"' : 'mean }}","stat_cla":"measurement"',
+        ',"avty_t":"~/status","avty_tpl":"{{ value_json.state }}","qos":1,"dev":{"ids":["meternode_',
+        nodeId + '"],"name":"meternode ' + nodeId,
+        '","mf":"meternode","mdl":"DeviceScript metering node","sw":' + JSON.stringify(firmware.version),
         // Home Assistant has device classes for these quantities, not for a generic level.
-        (quantity === "level" ? "}" : '},"dev_cla":"' + quantity + '"') +
-        ',"unit_of_meas":"' +
-        (meter.unit === "m3" ? "m³" : meter.unit) +
-        '"}'
-    )
+        quantity === "level" ? "}" : '},"dev_cla":"' + quantity + '"',
+        ',"unit_of_meas":"' + (meter.unit === "m3" ? "m³" : meter.unit) + '"}',
+    ]
 }
 
 /**
@@ -99,7 +86,7 @@ export function discoveryMessages(
             colon < 0
                 ? discoveryTopic(haPrefix, nodeId, old, "energy")
                 : discoveryTopic(haPrefix, nodeId, old.slice(0, colon), old.slice(colon + 1))
-        out.push({ topic, payload: "" })
+        out.push({ topic, payload: [] })
     }
     for (const m of meters)
         out.push({

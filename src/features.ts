@@ -15,14 +15,14 @@ export type MeterStarter = (
     onError: (text: string) => void
 ) => EnergyMeter | Promise<EnergyMeter>
 
-/** Retained Home Assistant configs for `labels`, and empty ones clearing ids announced before. */
+/** Retained Home Assistant configs for `labels` (each in parts), and empty ones clearing ids announced before. */
 export type DiscoveryMessages = (
     haPrefix: string,
     prefix: string,
     nodeId: string,
     labels: MeterLabel[],
     announced: string[]
-) => { topic: string; payload: string }[]
+) => { topic: string; payload: string[] }[]
 
 /** Recent readings in RAM, for the replay command. */
 export interface ReplayHistory {

@@ -103,8 +103,6 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     private lastStatusMs = -STATUS_MIN_INTERVAL_MS
     private lastStatusQueued = 0
     private statusScheduled = false
-    /** Discovery configs awaiting their PUBACK. */
-    private discoveryTokens: number[] = []
     private readonly commandRate = new CommandRate()
     /** Replies awaiting their PUBACK: each holds its payload in RAM until then. */
     private replyTokens: number[] = []
@@ -244,8 +242,6 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             this.statusToken = 0
             if (this.statusStale) setTimeout(async () => await self.publishStatus(), 0)
         }
-        const d = this.discoveryTokens.indexOf(token)
-        if (d >= 0) removeAt(this.discoveryTokens, d)
         const r = this.replyTokens.indexOf(token)
         if (r >= 0) removeAt(this.replyTokens, r)
         this.delivered.emit(token)
@@ -352,8 +348,10 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
 
     /**
      * Home Assistant discovery, retained, after every connection (a broker may have lost its
-     * retained messages); configs of meters no longer configured are cleared. Runs on the socket's
-     * fiber: the flash write of the announced ids goes to a fiber of its own.
+     * retained messages); configs of meters no longer configured are cleared. At QoS 0, written
+     * in parts (MqttClient.publishParts): a config lost with its connection goes out again at the
+     * next one. Runs on the socket's fiber: the flash write of the announced ids goes to a fiber
+     * of its own.
      */
     private async publishDiscovery() {
         const c = this.config
@@ -365,11 +363,11 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
                 labels.push(m)
                 ids.push(announcedKey(m))
             }
-        // As for the status: configs still unacknowledged are resent by the session, not repeated.
-        if (this.discoveryTokens.length) return
+        let written = true
         for (const m of this.features.discovery(c.haPrefix, c.topicPrefix, c.nodeId, labels, this.announced))
-            this.discoveryTokens.push(this.client.publish(m.topic, Buffer.from(m.payload), 1, true))
-        if (JSON.stringify(this.announced) === JSON.stringify(ids)) return
+            written = this.client.publishParts(m.topic, m.payload, true) && written
+        // The ids change only once every clearing config was written.
+        if (!written || JSON.stringify(this.announced) === JSON.stringify(ids)) return
         this.announced = ids
         const self = this
         setTimeout(async () => {

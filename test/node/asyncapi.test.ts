@@ -99,8 +99,8 @@ describe("payloads follow docs/asyncapi.yaml", () => {
         const first = discoveryMessages("homeassistant", "meters", "n1", [energyLabel("main")], [])
         assert.equal(first.length, 1)
         assert.equal(first[0].topic, "homeassistant/sensor/meternode_n1_main_energy/config")
-        assert.equal(schemaViolation(first[0].topic, first[0].payload), "", first[0].payload)
-        const config = expandHomeAssistantConfig(first[0].payload)
+        assert.equal(schemaViolation(first[0].topic, first[0].payload.join("")), "", first[0].payload.join(""))
+        const config = expandHomeAssistantConfig(first[0].payload.join(""))
         assert.equal(config.state_topic, "meters/n1/main/reading")
         assert.equal(config.availability_topic, "meters/n1/status")
         assert.equal(config.device_class, "energy")
@@ -115,7 +115,7 @@ describe("payloads follow docs/asyncapi.yaml", () => {
             announcedFromJson(["main"])
         )
         assert.deepEqual(
-            next.map(m => [m.topic, m.payload === ""]),
+            next.map(m => [m.topic, m.payload.length === 0]),
             [
                 [discoveryTopic("homeassistant", "n1", "main", "energy"), true],
                 [discoveryTopic("homeassistant", "n1", "grid", "energy"), false],
@@ -123,7 +123,10 @@ describe("payloads follow docs/asyncapi.yaml", () => {
         )
         assert.deepEqual(announcedFromJson({ not: "a list" }), [])
         assert.match(
-            schemaViolation(first[0].topic, JSON.stringify({ ...JSON.parse(first[0].payload), dev_cla: "power" })),
+            schemaViolation(
+                first[0].topic,
+                JSON.stringify({ ...JSON.parse(first[0].payload.join("")), dev_cla: "power" })
+            ),
             /dev_cla must be equal to one of the allowed values/
         )
     })

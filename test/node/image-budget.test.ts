@@ -36,13 +36,13 @@ const IMAGES: Budgeted[] = [
         entry: () => "src/main.ts",
         budgetBytes: 57 * KB,
     },
-    { name: "simulator default", entry: composed("sim", { METER_KIND: "sim" }), budgetBytes: 43 * KB },
+    { name: "simulator default", entry: composed("sim", { METER_KIND: "sim" }), budgetBytes: 44 * KB },
     {
         name: "ESP32-C3, one S0 meter, Home Assistant discovery",
         entry: composed("c3-s0", { METER_KIND: "s0", METER_OPTS: "imp=1000/kWh" }),
         budgetBytes: C3_BUDGET_BYTES,
     },
-    { name: "Pico W, INA226", entry: composed("pico-ina226", { METER_KIND: "ina226" }), budgetBytes: 45 * KB },
+    { name: "Pico W, INA226", entry: composed("pico-ina226", { METER_KIND: "ina226" }), budgetBytes: 46 * KB },
 ]
 
 /** Whether an image's code section is within budget, and a message saying by how much it is not. */

@@ -210,7 +210,7 @@ describe("levels", () => {
                 "ha/sensor/meternode_n1_tank_level/config",
             ]
         )
-        const [water, gas, boiler, tank] = m.slice(2).map(x => expandHomeAssistantConfig(x.payload))
+        const [water, gas, boiler, tank] = m.slice(2).map(x => expandHomeAssistantConfig(x.payload.join("")))
         assert.deepEqual(
             [water.device_class, water.state_class, water.unit_of_measurement],
             ["water", "total_increasing", "L"]
