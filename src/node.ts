@@ -9,6 +9,7 @@ import { SequenceAllocator } from "./sequence"
 import { EnergyMeter, MeterReading } from "./meters/meter"
 import { MeterLabel, MeterSpec } from "./meters/meter-spec"
 import { firmware, readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
+import { StatusReporter } from "./node/status"
 import { PublishPacket } from "./mqtt/packets"
 import { readJsonSetting, writeVerified } from "./platform/settings-store"
 import {
@@ -39,8 +40,6 @@ import { nextBoundaryMs, offsetOfBoot, parseTimePayload, timeFromJson, WallClock
 
 /** How long a planned stop waits for its offline status to be acknowledged before going anyway. */
 const SHUTDOWN_ACK_TIMEOUT_MS = 5000
-/** News (an error, a drained queue) is published in the status at most this often. */
-const STATUS_MIN_INTERVAL_MS = 10000
 /** After a connection, how long readings wait for the time when the clock is not set. */
 const TIME_WAIT_MS = 3000
 const NO_HISTORY = "replay: no history kept (HISTORY_BYTES is 0)"
@@ -61,7 +60,6 @@ async function pause() {
 class Node implements BacklogHost, UplinkEvents, ClientEvents {
     client: MqttClient
     uplink: Uplink
-    private lastError = ""
     private sequence: SequenceAllocator
     /** By slot; null where no meter runs (none configured, or unusable: the node stays up and says why). */
     readonly meters: EnergyMeter[] = []
@@ -82,18 +80,12 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     /** As last written to flash. */
     private state: NodeState
     /** UTC, once a time message arrived. */
-    private readonly clock = new WallClock()
+    readonly clock = new WallClock()
     /** Meter ids with a Home Assistant config out, as stored in flash. */
     private announced: string[] = []
     /** Recent readings for the replay command; null when HISTORY_BYTES is 0. */
     private history: ReplayHistory = null
-    /** The birth status awaiting its PUBACK (0: none), and whether newer news waits behind it. */
-    private statusToken = 0
-    private statusStale = false
-    /** When the last status was published, with how many readings queued, and whether another is due. */
-    private lastStatusMs = -STATUS_MIN_INTERVAL_MS
-    private lastStatusQueued = 0
-    private statusScheduled = false
+    readonly status: StatusReporter
     /** Discovery configs awaiting their PUBACK. */
     private discoveryTokens: number[] = []
     private readonly commandRate = new CommandRate()
@@ -103,7 +95,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     constructor(
         readonly config: NodeConfig,
         private readonly previous: NodeState,
-        private readonly queue: DurableQueue,
+        readonly queue: DurableQueue,
         private readonly features: Features
     ) {
         for (const m of config.meters) {
@@ -114,6 +106,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             )
         }
         this.statusTopic = statusTopic(config.topicPrefix, config.nodeId)
+        this.status = new StatusReporter(this, this.statusTopic)
         this.boot = previous.boot + 1
         this.sequence = new SequenceAllocator(previous.seq)
         this.state = previous
@@ -212,10 +205,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     }
 
     async onConnected() {
-        await this.publishStatus()
-        // The birth status told what kept the node away; that is over once connected, and the
-        // next status (within STATUS_MIN_INTERVAL_MS) says so.
-        if (this.lastError.indexOf("mqtt: ") === 0) this.onError("")
+        await this.status.onConnected()
         await this.publishDiscovery()
         // Without the time, hold the readings briefly: the retained time usually arrives right
         // after the SUBACK, and readings that wait go out in UTC.
@@ -224,19 +214,13 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     }
 
     onDelivered(token: number) {
-        const self = this
-        if (token === this.statusToken) {
-            this.statusToken = 0
-            if (this.statusStale) setTimeout(async () => await self.publishStatus(), 0)
-        }
         const d = this.discoveryTokens.indexOf(token)
         if (d >= 0) removeAt(this.discoveryTokens, d)
         const r = this.replyTokens.indexOf(token)
         if (r >= 0) removeAt(this.replyTokens, r)
         this.delivered.emit(token)
         this.uplink.onDelivered(token)
-        // The backlog the last status announced is through: say so.
-        if (this.lastStatusQueued && !this.uplink.size()) this.statusChanged()
+        this.status.onDelivered(token)
     }
 
     private startReadingLoop(slot: number) {
@@ -307,32 +291,6 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     async takeSeq() {
         await this.persistReservation(false)
         return this.sequence.take()
-    }
-
-    private async publishStatus() {
-        const q = this.queue
-        this.lastStatusMs = ds.millis()
-        this.lastStatusQueued = this.uplink.size()
-        const payload = statusPayload({
-            online: true,
-            boot: this.boot,
-            uptimeS: ds.millis() / 1000,
-            queued: this.uplink.size(),
-            dropped: q.droppedReadings,
-            merged: q.mergedRecords,
-            lastError: this.lastError,
-            clock: this.clock.isSet() ? "set" : "unset",
-        })
-        // A status still waiting for its PUBACK goes out again at every reconnect (the session
-        // resends it): another one would pile up behind it on a link that drops each connection
-        // before the PUBACK, until the heap runs out. The newer news goes out once it is through.
-        if (this.statusToken) {
-            this.statusStale = true
-            return payload
-        }
-        this.statusStale = false
-        this.statusToken = this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
-        return payload
     }
 
     /**
@@ -413,7 +371,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             s.offsets = withBootOffset(s.offsets, self.boot, self.clock.bootOffsetS)
             await self.writeState(s)
             // The birth message said "clock":"unset": a consumer deciding whether to trust the times needs the news.
-            if (self.client.isConnected()) await self.publishStatus()
+            if (self.client.isConnected()) await self.status.publish()
         }, 0)
     }
 
@@ -453,7 +411,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             reply.clock = this.clock.isSet() ? "set" : "unset"
             if (this.clock.isSet()) reply.utc_ms = ds.millis() + this.clock.offsetS * 1000
         }
-        if (!error && name === "status") reply.status = JSON.parse(await this.publishStatus())
+        if (!error && name === "status") reply.status = JSON.parse(await this.status.publish())
         if (!error && name === "replay") {
             error = this.history ? this.features.history.start(this.history, request, id, this) : NO_HISTORY
             // Started: the replay replies when it is done.
@@ -686,32 +644,12 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
 
     reportError(text: string) {
         console.log(text)
-        this.onError(text)
+        this.status.onError(text)
     }
 
-    /** A new error (the client's, which it logged, or one reported here; "" once it cleared) is news for the status. */
+    /** A new error (the client's, which it logged; "" once it cleared) is news for the status. */
     onError(text: string) {
-        if (text === this.lastError) return
-        this.lastError = text
-        this.statusChanged()
-    }
-
-    /**
-     * The status would say something new (an error, the queue drained): published soon, at most
-     * once every STATUS_MIN_INTERVAL_MS, so a consumer never reads a stale one for long.
-     */
-    private statusChanged() {
-        if (this.statusScheduled || !this.client) return
-        this.statusScheduled = true
-        const self = this
-        const waitMs = this.lastStatusMs + STATUS_MIN_INTERVAL_MS - ds.millis()
-        setTimeout(
-            async () => {
-                self.statusScheduled = false
-                if (self.client.isConnected()) await self.publishStatus()
-            },
-            waitMs > 0 ? waitMs : 0
-        )
+        this.status.onError(text)
     }
 }
 
