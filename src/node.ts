@@ -5,27 +5,23 @@ import * as ds from "@devicescript/core"
 import { DEVICE_ID_MARK, NodeConfig } from "./config"
 import { ClientEvents, MAX_INBOUND_PACKET_BYTES, MqttClient } from "./mqtt/client"
 import { MAX_TOPIC_BYTES } from "./mqtt/decoder"
-import { SequenceAllocator } from "./sequence"
 import { EnergyMeter, MeterReading } from "./meters/meter"
 import { MeterLabel, MeterSpec } from "./meters/meter-spec"
 import { firmware, readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
 import { StatusReporter } from "./node/status"
+import { FlashState } from "./node/flash-state"
 import { PublishPacket } from "./mqtt/packets"
 import { readJsonSetting, writeVerified } from "./platform/settings-store"
 import {
     ACK_KEY,
-    AckMark,
     ackMarkFromJson,
-    ackMarkToJson,
     gapRecord,
     initialState,
     lastKnown,
     NodeState,
     STATE_KEY,
     stateFromJson,
-    stateToJson,
     totalOf,
-    withHigherTotal,
     withTotal,
 } from "./node-state"
 import { DurableQueue } from "./storage/durable-queue"
@@ -60,16 +56,10 @@ async function pause() {
 class Node implements BacklogHost, UplinkEvents, ClientEvents {
     client: MqttClient
     uplink: Uplink
-    private sequence: SequenceAllocator
     /** By slot; null where no meter runs (none configured, or unusable: the node stays up and says why). */
     readonly meters: EnergyMeter[] = []
     /** By slot: id, quantity and unit; null where no meter is configured. */
     readonly labels: MeterLabel[] = []
-    /** The acknowledgement mark as last written (see AckMark), and whether a write of it is under way. */
-    private acked: AckMark
-    private ackBusy = false
-    /** By slot, the amount of the meter's last reading: the margin of its ceiling. */
-    private readonly lastDeltas: number[] = []
     readonly boot: number
     private stopping = false
     /** Emits the token of every acknowledged publish, for code that waits on one. */
@@ -77,8 +67,8 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     /** By slot, built once: a reading topic is used for every publish. */
     private readonly readingTopics: string[] = []
     private readonly statusTopic: string
-    /** As last written to flash. */
-    private state: NodeState
+    /** The state and the acknowledgement mark, as last written to flash. */
+    readonly flash: FlashState
     /** UTC, once a time message arrived. */
     readonly clock = new WallClock()
     /** Meter ids with a Home Assistant config out, as stored in flash. */
@@ -108,8 +98,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         this.statusTopic = statusTopic(config.topicPrefix, config.nodeId)
         this.status = new StatusReporter(this, this.statusTopic)
         this.boot = previous.boot + 1
-        this.sequence = new SequenceAllocator(previous.seq)
-        this.state = previous
+        this.flash = new FlashState(this, previous)
     }
 
     async start(errors: string[]) {
@@ -141,31 +130,32 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         const newestQueued = this.queue.size() ? (await this.queue.peek(1, this.queue.size() - 1))[0] : null
         const known = lastKnown(this.previous, newestQueued, newestByMeter, acked)
         // The mark starts where the previous boot's readings end; it moves once the gaps below are made.
-        this.acked = known
+        const flash = this.flash
+        flash.mark = known
         for (let slot = 0; slot < c.meters.length; ++slot) {
             const spec = c.meters[slot]
             this.meters.push(spec ? await this.createMeter(spec, totalOf(known.totals, slot)) : null)
         }
         // The new boot count and the first seq reservation in one write, before any seq is used.
-        const s = this.nextState()
+        const s = flash.next()
         s.boot = this.boot
         s.totals = known.totals
         s.markSeq = known.seq
         s.markEndS = 0
         s.markUtc = false
         s.clean = false
-        this.state = s
-        await this.persistReservation(true)
+        flash.state = s
+        await flash.persistReservation(true)
         // Every meter's readings after the mark are unaccounted for: each meter's topic gets a gap.
         let gaps = 0
         for (let slot = 0; slot < c.meters.length; ++slot) {
             // Levels are not billing data: a temperature's missing minutes need no record.
             const gap =
                 c.meters[slot] && c.meters[slot].additive
-                    ? gapRecord(this.previous, known, slot, this.sequence.peek())
+                    ? gapRecord(this.previous, known, slot, flash.sequence.peek())
                     : null
             if (!gap) continue
-            this.sequence.take()
+            flash.sequence.take()
             gaps++
             await this.uplink.append(gap)
             if (this.history) this.history.add(gap)
@@ -182,7 +172,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         let totals = ""
         for (let slot = 0; slot < c.meters.length; ++slot)
             if (this.meters[slot]) totals += ", " + c.meters[slot].id + " total " + this.meters[slot].totalMilliWh
-        console.log(`node: boot ${this.boot}, next seq ${this.sequence.peek()}, queued ${this.uplink.size()}${totals}`)
+        console.log(`node: boot ${this.boot}, next seq ${flash.sequence.peek()}, queued ${this.uplink.size()}${totals}`)
         this.client = new MqttClient(
             c.broker,
             {
@@ -289,8 +279,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
 
     /** The next seq, its reservation persisted first (BacklogHost). */
     async takeSeq() {
-        await this.persistReservation(false)
-        return this.sequence.take()
+        return await this.flash.takeSeq()
     }
 
     /**
@@ -367,9 +356,9 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         const self = this
         this.uplink.holdFor(0)
         setTimeout(async () => {
-            const s = self.nextState()
+            const s = self.flash.next()
             s.offsets = withBootOffset(s.offsets, self.boot, self.clock.bootOffsetS)
-            await self.writeState(s)
+            await self.flash.write(s)
             // The birth message said "clock":"unset": a consumer deciding whether to trust the times needs the news.
             if (self.client.isConnected()) await self.status.publish()
         }, 0)
@@ -437,7 +426,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
 
     /** UTC offset of boot `boot` (0 when unknown): this boot's first one, or an earlier boot's from the state. */
     utcOffsetS(boot: number) {
-        return boot === this.boot ? this.clock.bootOffsetS : offsetOfBoot(this.state.offsets, boot)
+        return boot === this.boot ? this.clock.bootOffsetS : offsetOfBoot(this.flash.state.offsets, boot)
     }
 
     /** Whether the publish with `token` was acknowledged within `timeoutMs`. */
@@ -472,74 +461,24 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         await this.waitForAck(token, SHUTDOWN_ACK_TIMEOUT_MS)
         await this.uplink.flush()
         // The next boot continues each total exactly where it stops (no ceiling: there is no gap).
-        const s = this.nextState()
+        const s = this.flash.next()
         for (let slot = 0; slot < this.meters.length; ++slot)
             if (this.meters[slot]) s.totals = withTotal(s.totals, slot, this.meters[slot].totalMilliWh)
         s.clean = true
-        await this.writeState(s)
+        await this.flash.write(s)
         await this.client.stop()
         console.log(`node: stopped (${reason})`)
         if (restart) ds.restart()
     }
 
-    /** A copy of the state to change and write (its arrays are replaced, never changed in place). */
-    private nextState(): NodeState {
-        return Object.assign({}, this.state)
-    }
-
-    private async writeState(s: NodeState) {
-        const error = await writeVerified(STATE_KEY, stateToJson(s))
-        if (error) this.reportError(error)
-        // Kept even if the write failed: a reading is worth more than a seq gap, and the error is
-        // on the status topic for a human to act on.
-        this.state = s
-        return !error
-    }
-
-    /**
-     * The broker acknowledged `r` and everything before it: the mark moves there, also to a seq
-     * below where this boot's gap started (a backlog of earlier boots draining), for the next boot
-     * to drop what was acknowledged; lastKnown() takes only a seq above its own. A gap record carries
-     * the boot it reports on: lastKnown() then starts no time of the next boot from it.
-     */
+    /** The broker acknowledged `r` and everything before it (UplinkEvents): the mark moves there. */
     async onAcknowledged(r: ReadingRecord) {
-        const m = this.acked
-        m.seq = r.seq
-        m.boot = r.boot
-        m.endS = r.startS + r.durationS
-        m.endUtc = !(r.flags & FLAG_CLOCK_NOT_SET)
-        await this.writeAckMark()
+        await this.flash.onAcknowledged(r)
     }
 
-    /**
-     * A total above its meter's ceiling (the power rose, or readings taken offline) is published
-     * only once the ceiling in flash is above it.
-     */
+    /** A message is about to go out with `last` its newest record (UplinkEvents): its total's ceiling first. */
     async beforePublish(last: ReadingRecord) {
-        if (last.totalMilliWh > totalOf(this.acked.totals, last.meter)) await this.writeAckMark()
-    }
-
-    /**
-     * Writes the acknowledgement mark, each meter's ceiling raised to its total plus twice its
-     * last amount: the next reading usually stays below it, so it needs no write of its own
-     * before it is published. One write at a time; one that comes meanwhile waits.
-     */
-    private async writeAckMark() {
-        while (this.ackBusy) await ds.sleep(5)
-        this.ackBusy = true
-        try {
-            const m = this.acked
-            for (let slot = 0; slot < this.meters.length; ++slot) {
-                const meter = this.meters[slot]
-                if (!meter) continue
-                m.totals = withHigherTotal(m.totals, slot, meter.totalMilliWh + 2 * (this.lastDeltas[slot] || 0))
-            }
-            const error = await writeVerified(ACK_KEY, ackMarkToJson(m))
-            if (error) this.reportError(error)
-            else console.log(`flash: acknowledged up to seq ${m.seq}`)
-        } finally {
-            this.ackBusy = false
-        }
+        await this.flash.beforePublish(last)
     }
 
     /**
@@ -554,16 +493,6 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         this.queue.remove(upTo)
         const error = await this.queue.flush()
         if (error) this.reportError(error)
-    }
-
-    /** Persists a new seq reservation when the current one is used up (or `force`: the boot write). */
-    private async persistReservation(force: boolean) {
-        const upTo = this.sequence.reservationNeeded()
-        if (upTo < 0 && !force) return
-        const s = this.nextState()
-        if (upTo >= 0) s.seq = upTo
-        await this.writeState(s)
-        if (upTo >= 0) this.sequence.reserved(upTo)
     }
 
     /**
@@ -617,7 +546,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         const meter = this.meters[slot]
         const record = energyRecord(
             slot,
-            await this.takeSeq(),
+            await this.flash.takeSeq(),
             this.boot,
             startMs,
             endMs,
@@ -636,7 +565,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             record.maxMilli = r.level.maxMilli
         }
         if (r.estimated) record.flags |= FLAG_ESTIMATED
-        this.lastDeltas[slot] = record.deltaMilliWh
+        this.flash.lastDeltas[slot] = record.deltaMilliWh
         await this.uplink.append(record)
         if (this.history) this.history.add(record)
         console.log(`reading: seq ${record.seq} of ${this.labels[slot].id}, queued ${this.uplink.size()}`)
