@@ -10,20 +10,10 @@ import { MeterLabel, MeterSpec } from "./meters/meter-spec"
 import { firmware, readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
 import { StatusReporter } from "./node/status"
 import { FlashState } from "./node/flash-state"
+import { queueGaps, recoverLastKnown } from "./node/recovery"
 import { PublishPacket } from "./mqtt/packets"
 import { readJsonSetting, writeVerified } from "./platform/settings-store"
-import {
-    ACK_KEY,
-    ackMarkFromJson,
-    gapRecord,
-    initialState,
-    lastKnown,
-    NodeState,
-    STATE_KEY,
-    stateFromJson,
-    totalOf,
-    withTotal,
-} from "./node-state"
+import { initialState, NodeState, STATE_KEY, stateFromJson, totalOf, withTotal } from "./node-state"
 import { DurableQueue } from "./storage/durable-queue"
 import { SettingsKeyValueStore } from "./storage/settings-kv"
 import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, FLAG_NON_ADDITIVE, ReadingRecord } from "./storage/records"
@@ -74,7 +64,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     /** Meter ids with a Home Assistant config out, as stored in flash. */
     private announced: string[] = []
     /** Recent readings for the replay command; null when HISTORY_BYTES is 0. */
-    private history: ReplayHistory = null
+    history: ReplayHistory = null
     readonly status: StatusReporter
     /** Discovery configs awaiting their PUBACK. */
     private discoveryTokens: number[] = []
@@ -84,7 +74,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
 
     constructor(
         readonly config: NodeConfig,
-        private readonly previous: NodeState,
+        readonly previous: NodeState,
         readonly queue: DurableQueue,
         private readonly features: Features
     ) {
@@ -124,11 +114,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         if (c.historyBytes) {
             this.history = await this.features.history.open(c.historyBytes)
         }
-        const acked = ackMarkFromJson(await readJsonSetting(ACK_KEY, undefined))
-        if (acked) await this.dropAcknowledged(acked.seq)
-        const newestByMeter = await this.newestQueuedByMeter()
-        const newestQueued = this.queue.size() ? (await this.queue.peek(1, this.queue.size() - 1))[0] : null
-        const known = lastKnown(this.previous, newestQueued, newestByMeter, acked)
+        const known = await recoverLastKnown(this)
         // The mark starts where the previous boot's readings end; it moves once the gaps below are made.
         const flash = this.flash
         flash.mark = known
@@ -146,26 +132,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         s.clean = false
         flash.state = s
         await flash.persistReservation(true)
-        // Every meter's readings after the mark are unaccounted for: each meter's topic gets a gap.
-        let gaps = 0
-        for (let slot = 0; slot < c.meters.length; ++slot) {
-            // Levels are not billing data: a temperature's missing minutes need no record.
-            const gap =
-                c.meters[slot] && c.meters[slot].additive
-                    ? gapRecord(this.previous, known, slot, flash.sequence.peek())
-                    : null
-            if (!gap) continue
-            flash.sequence.take()
-            gaps++
-            await this.uplink.append(gap)
-            if (this.history) this.history.add(gap)
-        }
-        if (gaps) {
-            this.reportError(
-                `node: boot ${this.previous.boot} did not stop as planned: readings after seq ${known.seq} (second ${known.endS} of that boot) are unaccounted for, reported as a gap`
-            )
-            await this.uplink.flush()
-        }
+        await queueGaps(this, known)
         const first = c.meters[0]
         if (c.simBacklog && first && first.kind === "sim" && this.meters[0] && !this.queue.size())
             await this.features.backlog(this, c.simBacklog)
@@ -216,35 +183,6 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     private startReadingLoop(slot: number) {
         const self = this
         setTimeout(async () => await self.readingLoop(slot), 0)
-    }
-
-    /**
-     * The newest queued record of each meter, by slot: walks the queue back from its end until
-     * every configured meter has one (meters interleave, so usually a few records).
-     */
-    private async newestQueuedByMeter() {
-        const c = this.config
-        const found: ReadingRecord[] = []
-        let missing = 0
-        for (const m of c.meters) {
-            found.push(null)
-            if (m) missing++
-        }
-        let end = this.queue.size()
-        while (end > 0 && missing > 0) {
-            const from = end > 12 ? end - 12 : 0
-            const records = await this.queue.peek(end - from, from)
-            for (let i = records.length - 1; i >= 0; --i) {
-                const r = records[i]
-                if (r.meter < found.length && c.meters[r.meter] && !found[r.meter]) {
-                    found[r.meter] = r
-                    missing--
-                }
-            }
-            end = from
-            await pause()
-        }
-        return found
     }
 
     /** A configured meter, started; null (and the reason reported) when it cannot be built. */
@@ -479,20 +417,6 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     /** A message is about to go out with `last` its newest record (UplinkEvents): its total's ceiling first. */
     async beforePublish(last: ReadingRecord) {
         await this.flash.beforePublish(last)
-    }
-
-    /**
-     * Drops the queue's oldest records up to seq `ackedSeq`: the broker acknowledged them before
-     * the last boot ended, and their removal had not reached flash. Without this, the readings and
-     * gaps a power cut caught there were sent again. The queue holds records in the order of their
-     * seqs, and acknowledgements come in the queue's order.
-     */
-    private async dropAcknowledged(ackedSeq: number) {
-        const upTo = await this.queue.read(0, this.queue.size(), r => r.seq <= ackedSeq)
-        if (!upTo) return
-        this.queue.remove(upTo)
-        const error = await this.queue.flush()
-        if (error) this.reportError(error)
     }
 
     /**
