@@ -5,24 +5,25 @@ import * as ds from "@devicescript/core"
 import { DEVICE_ID_MARK, NodeConfig } from "./config"
 import { ClientEvents, MAX_INBOUND_PACKET_BYTES, MqttClient } from "./mqtt/client"
 import { MAX_TOPIC_BYTES } from "./mqtt/decoder"
-import { EnergyMeter, MeterReading } from "./meters/meter"
+import { EnergyMeter } from "./meters/meter"
 import { MeterLabel, MeterSpec } from "./meters/meter-spec"
 import { firmware, readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
 import { StatusReporter } from "./node/status"
 import { FlashState } from "./node/flash-state"
 import { queueGaps, recoverLastKnown } from "./node/recovery"
+import { startReadingLoop } from "./node/reading-loop"
 import { PublishPacket } from "./mqtt/packets"
 import { readJsonSetting, writeVerified } from "./platform/settings-store"
 import { initialState, NodeState, STATE_KEY, stateFromJson, totalOf, withTotal } from "./node-state"
 import { DurableQueue } from "./storage/durable-queue"
 import { SettingsKeyValueStore } from "./storage/settings-kv"
-import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, FLAG_NON_ADDITIVE, ReadingRecord } from "./storage/records"
+import { ReadingRecord } from "./storage/records"
 import { Uplink, UplinkEvents } from "./uplink"
 import { removeAt } from "./util/arrays"
 import { ANNOUNCED_KEY, announcedFromJson, announcedKey } from "./discovery"
 import { BacklogHost, Features, ReplayHistory } from "./features"
 import { COMMANDS_PER_WINDOW, CommandRate, MAX_REPLIES_WAITING, parseCommand } from "./commands"
-import { nextBoundaryMs, offsetOfBoot, parseTimePayload, timeFromJson, WallClock, withBootOffset } from "./clock"
+import { offsetOfBoot, parseTimePayload, timeFromJson, WallClock, withBootOffset } from "./clock"
 
 /** How long a planned stop waits for its offline status to be acknowledged before going anyway. */
 const SHUTDOWN_ACK_TIMEOUT_MS = 5000
@@ -51,7 +52,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     /** By slot: id, quantity and unit; null where no meter is configured. */
     readonly labels: MeterLabel[] = []
     readonly boot: number
-    private stopping = false
+    stopping = false
     /** Emits the token of every acknowledged publish, for code that waits on one. */
     private delivered = ds.emitter<number>()
     /** By slot, built once: a reading topic is used for every publish. */
@@ -157,7 +158,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         )
         this.uplink.attach(this.client)
         this.client.start()
-        for (let slot = 0; slot < this.meters.length; ++slot) if (this.meters[slot]) this.startReadingLoop(slot)
+        for (let slot = 0; slot < this.meters.length; ++slot) if (this.meters[slot]) startReadingLoop(this, slot)
         setTimeout(async () => await self.uplink.flushLoop(), 0)
     }
 
@@ -178,11 +179,6 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         this.delivered.emit(token)
         this.uplink.onDelivered(token)
         this.status.onDelivered(token)
-    }
-
-    private startReadingLoop(slot: number) {
-        const self = this
-        setTimeout(async () => await self.readingLoop(slot), 0)
     }
 
     /** A configured meter, started; null (and the reason reported) when it cannot be built. */
@@ -417,82 +413,6 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     /** A message is about to go out with `last` its newest record (UplinkEvents): its total's ceiling first. */
     async beforePublish(last: ReadingRecord) {
         await this.flash.beforePublish(last)
-    }
-
-    /**
-     * Takes meter `slot`'s reading at every boundary: whole seconds of uptime, and once the clock
-     * is set, multiples of the meter's interval in UTC. Each reading starts where the previous one
-     * ended, in the stored seconds, so intervals never overlap or leave holes, even across the
-     * moment the time arrives or the clock is re-anchored. Each meter runs in a fiber of its own.
-     */
-    private async readingLoop(slot: number) {
-        const spec = this.config.meters[slot]
-        const meter = this.meters[slot]
-        let startMs = Math.floor(ds.millis() / 1000) * 1000
-        let startS = startMs / 1000
-        let startUtc = false
-        /** The boundary last reached: the next one is scheduled from it, even while startMs waits. */
-        let boundaryMs = startMs
-        let clockChanges = this.clock.changes
-        while (!this.stopping) {
-            let endMs = nextBoundaryMs(boundaryMs, spec.readMs, this.clock)
-            const waitMs = endMs - ds.millis()
-            if (waitMs > 0) await ds.sleep(waitMs)
-            if (this.stopping) break
-            // After a long stall, end the reading now rather than firing a burst of missed ones.
-            if (ds.millis() - endMs >= 1000) endMs = Math.floor(ds.millis() / 1000) * 1000
-            boundaryMs = endMs
-            let endS = endMs / 1000
-            if (this.clock.isSet()) {
-                if (!startUtc) startS += this.clock.bootOffsetS
-                startUtc = true
-                endS = Math.round(endMs / 1000) + this.clock.offsetS
-            }
-            // The clock stepped back past this interval's start: a reading may neither end before it
-            // starts nor overlap the last one. The energy goes on accumulating in the meter, into
-            // the first reading that ends after startS.
-            if (endS <= startS) continue
-            const r = await meter.read(startMs, endMs)
-            // A level meter with no value yet has nothing to say about this interval.
-            if (r) {
-                // The interval that spans a step of the clock is not the time it says: flagged.
-                if (this.clock.changes !== clockChanges) r.estimated = true
-                await this.record(slot, r, startMs, endMs, startS, endS)
-            }
-            clockChanges = this.clock.changes
-            startMs = endMs
-            startS = endS
-        }
-    }
-
-    /** Stores and queues one reading of meter `slot`, in stored seconds startS..endS. */
-    private async record(slot: number, r: MeterReading, startMs: number, endMs: number, startS: number, endS: number) {
-        const meter = this.meters[slot]
-        const record = energyRecord(
-            slot,
-            await this.flash.takeSeq(),
-            this.boot,
-            startMs,
-            endMs,
-            r.deltaMilliWh,
-            meter.totalMilliWh
-        )
-        if (this.clock.isSet()) record.flags &= ~FLAG_CLOCK_NOT_SET
-        record.startS = startS
-        record.durationS = endS - startS
-        if (r.level) {
-            record.flags |= FLAG_NON_ADDITIVE
-            record.deltaMilliWh = 0
-            record.totalMilliWh = 0
-            record.minMilli = r.level.minMilli
-            record.meanMilli = r.level.meanMilli
-            record.maxMilli = r.level.maxMilli
-        }
-        if (r.estimated) record.flags |= FLAG_ESTIMATED
-        this.flash.lastDeltas[slot] = record.deltaMilliWh
-        await this.uplink.append(record)
-        if (this.history) this.history.add(record)
-        console.log(`reading: seq ${record.seq} of ${this.labels[slot].id}, queued ${this.uplink.size()}`)
     }
 
     reportError(text: string) {
