@@ -7,14 +7,15 @@ import { ClientEvents, MAX_INBOUND_PACKET_BYTES, MqttClient } from "./mqtt/clien
 import { MAX_TOPIC_BYTES } from "./mqtt/decoder"
 import { EnergyMeter } from "./meters/meter"
 import { MeterLabel, MeterSpec } from "./meters/meter-spec"
-import { firmware, readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
+import { firmware, readingTopic, statusTopic, WILL_PAYLOAD } from "./reading"
 import { StatusReporter } from "./node/status"
 import { FlashState } from "./node/flash-state"
 import { queueGaps, recoverLastKnown } from "./node/recovery"
 import { startReadingLoop } from "./node/reading-loop"
+import { stopGracefully } from "./node/planned-stop"
 import { PublishPacket } from "./mqtt/packets"
 import { readJsonSetting, writeVerified } from "./platform/settings-store"
-import { initialState, NodeState, STATE_KEY, stateFromJson, totalOf, withTotal } from "./node-state"
+import { initialState, NodeState, STATE_KEY, stateFromJson, totalOf } from "./node-state"
 import { DurableQueue } from "./storage/durable-queue"
 import { SettingsKeyValueStore } from "./storage/settings-kv"
 import { ReadingRecord } from "./storage/records"
@@ -25,8 +26,6 @@ import { BacklogHost, Features, ReplayHistory } from "./features"
 import { COMMANDS_PER_WINDOW, CommandRate, MAX_REPLIES_WAITING, parseCommand } from "./commands"
 import { offsetOfBoot, parseTimePayload, timeFromJson, WallClock, withBootOffset } from "./clock"
 
-/** How long a planned stop waits for its offline status to be acknowledged before going anyway. */
-const SHUTDOWN_ACK_TIMEOUT_MS = 5000
 /** After a connection, how long readings wait for the time when the clock is not set. */
 const TIME_WAIT_MS = 3000
 const NO_HISTORY = "replay: no history kept (HISTORY_BYTES is 0)"
@@ -57,7 +56,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     private delivered = ds.emitter<number>()
     /** By slot, built once: a reading topic is used for every publish. */
     private readonly readingTopics: string[] = []
-    private readonly statusTopic: string
+    readonly statusTopic: string
     /** The state and the acknowledgement mark, as last written to flash. */
     readonly flash: FlashState
     /** UTC, once a time message arrived. */
@@ -354,7 +353,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             // In a fiber of its own: this handler runs on the fiber that reads the socket, and the
             // command's PUBACK and the offline status's PUBACK must get through before the stop.
             const self = this
-            setTimeout(async () => await self.stopGracefully(name, name === "restart"), 0)
+            setTimeout(async () => await stopGracefully(self, name, name === "restart"), 0)
         }
     }
 
@@ -371,38 +370,6 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             if (acked === token) return true
         }
         return false
-    }
-
-    /**
-     * A planned stop: the retained status says offline with the reason, the queue goes to flash
-     * and the state is marked clean (no gap at the next boot), then DISCONNECT, so the broker
-     * discards the will and no consumer reads "lost".
-     */
-    async stopGracefully(reason: string, restart: boolean) {
-        if (this.stopping) return
-        this.stopping = true
-        const payload = statusPayload({
-            online: false,
-            reason,
-            boot: this.boot,
-            uptimeS: 0,
-            queued: 0,
-            dropped: 0,
-            merged: 0,
-            lastError: "",
-        })
-        const token = this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
-        await this.waitForAck(token, SHUTDOWN_ACK_TIMEOUT_MS)
-        await this.uplink.flush()
-        // The next boot continues each total exactly where it stops (no ceiling: there is no gap).
-        const s = this.flash.next()
-        for (let slot = 0; slot < this.meters.length; ++slot)
-            if (this.meters[slot]) s.totals = withTotal(s.totals, slot, this.meters[slot].totalMilliWh)
-        s.clean = true
-        await this.flash.write(s)
-        await this.client.stop()
-        console.log(`node: stopped (${reason})`)
-        if (restart) ds.restart()
     }
 
     /** The broker acknowledged `r` and everything before it (UplinkEvents): the mark moves there. */
