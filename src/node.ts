@@ -13,6 +13,7 @@ import { FlashState } from "./node/flash-state"
 import { queueGaps, recoverLastKnown } from "./node/recovery"
 import { startReadingLoop } from "./node/reading-loop"
 import { stopGracefully } from "./node/planned-stop"
+import { onTimeMessage, setTime } from "./node/time-updates"
 import { PublishPacket } from "./mqtt/packets"
 import { readJsonSetting, writeVerified } from "./platform/settings-store"
 import { initialState, NodeState, STATE_KEY, stateFromJson, totalOf } from "./node-state"
@@ -24,7 +25,7 @@ import { removeAt } from "./util/arrays"
 import { ANNOUNCED_KEY, announcedFromJson, announcedKey } from "./discovery"
 import { BacklogHost, Features, ReplayHistory } from "./features"
 import { COMMANDS_PER_WINDOW, CommandRate, MAX_REPLIES_WAITING, parseCommand } from "./commands"
-import { offsetOfBoot, parseTimePayload, timeFromJson, WallClock, withBootOffset } from "./clock"
+import { offsetOfBoot, timeFromJson, WallClock } from "./clock"
 
 /** After a connection, how long readings wait for the time when the clock is not set. */
 const TIME_WAIT_MS = 3000
@@ -263,38 +264,10 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             return
         }
         if (this.config.timeTopic && message.topic === this.config.timeTopic) {
-            // An empty retained message clears the topic (the time source went away): nothing to do.
-            if (!message.payload.length) return
-            const t = parseTimePayload(message.payload.toString())
-            if (t.error) this.reportError("time topic " + message.topic + ": " + t.error)
-            else await this.setTime(t.utcMs, receivedMs, "time topic", message.retain)
+            await onTimeMessage(this, message, receivedMs)
             return
         }
         await this.onCommand(message, receivedMs)
-    }
-
-    /**
-     * A time arrived. The first one of a boot is written to the state with the boot's offset, so
-     * that readings of this boot still queued at the next boot are published in UTC too.
-     * Runs on the socket's fiber: the state write goes to a fiber of its own.
-     */
-    private async setTime(utcMs: number, receivedMs: number, source: string, retained: boolean) {
-        const wasSet = this.clock.isSet()
-        if (!this.clock.apply(receivedMs, utcMs, source, retained)) {
-            if (this.clock.refusal) this.reportError(this.clock.refusal)
-            return
-        }
-        console.log("time: " + this.clock.lastChange + ", offset " + this.clock.offsetS + " s")
-        if (wasSet) return
-        const self = this
-        this.uplink.holdFor(0)
-        setTimeout(async () => {
-            const s = self.flash.next()
-            s.offsets = withBootOffset(s.offsets, self.boot, self.clock.bootOffsetS)
-            await self.flash.write(s)
-            // The birth message said "clock":"unset": a consumer deciding whether to trust the times needs the news.
-            if (self.client.isConnected()) await self.status.publish()
-        }, 0)
     }
 
     /**
@@ -325,7 +298,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             if (!error && this.clock.isSet()) {
                 error = this.clock.step(receivedMs, given.utcMs, "time command")
                 if (!error) console.log("time: " + this.clock.lastChange + ", offset " + this.clock.offsetS + " s")
-            } else if (!error) await this.setTime(given.utcMs, receivedMs, "time command", false)
+            } else if (!error) await setTime(this, given.utcMs, receivedMs, "time command", false)
         }
         const reply: any = error ? { id, ok: false, error } : { id, ok: true }
         console.log(`command: ${name}: ${error || "accepted"}`)
