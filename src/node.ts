@@ -12,8 +12,8 @@ import { StatusReporter } from "./node/status"
 import { FlashState } from "./node/flash-state"
 import { queueGaps, recoverLastKnown } from "./node/recovery"
 import { startReadingLoop } from "./node/reading-loop"
-import { stopGracefully } from "./node/planned-stop"
-import { onTimeMessage, setTime } from "./node/time-updates"
+import { onTimeMessage } from "./node/time-updates"
+import { CommandHandler } from "./node/command-handler"
 import { PublishPacket } from "./mqtt/packets"
 import { readJsonSetting, writeVerified } from "./platform/settings-store"
 import { initialState, NodeState, STATE_KEY, stateFromJson, totalOf } from "./node-state"
@@ -24,12 +24,10 @@ import { Uplink, UplinkEvents } from "./uplink"
 import { removeAt } from "./util/arrays"
 import { ANNOUNCED_KEY, announcedFromJson, announcedKey } from "./discovery"
 import { BacklogHost, Features, ReplayHistory } from "./features"
-import { COMMANDS_PER_WINDOW, CommandRate, MAX_REPLIES_WAITING, parseCommand } from "./commands"
-import { offsetOfBoot, timeFromJson, WallClock } from "./clock"
+import { offsetOfBoot, WallClock } from "./clock"
 
 /** After a connection, how long readings wait for the time when the clock is not set. */
 const TIME_WAIT_MS = 3000
-const NO_HISTORY = "replay: no history kept (HISTORY_BYTES is 0)"
 
 async function loadState(): Promise<NodeState> {
     const raw = await readJsonSetting(STATE_KEY, undefined)
@@ -69,15 +67,13 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     readonly status: StatusReporter
     /** Discovery configs awaiting their PUBACK. */
     private discoveryTokens: number[] = []
-    private readonly commandRate = new CommandRate()
-    /** Replies awaiting their PUBACK: each holds its payload in RAM until then. */
-    private replyTokens: number[] = []
+    private readonly commands: CommandHandler
 
     constructor(
         readonly config: NodeConfig,
         readonly previous: NodeState,
         readonly queue: DurableQueue,
-        private readonly features: Features
+        readonly features: Features
     ) {
         for (const m of config.meters) {
             this.labels.push(m ? { id: m.id, quantity: m.quantity, unit: m.unit } : null)
@@ -90,6 +86,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         this.status = new StatusReporter(this, this.statusTopic)
         this.boot = previous.boot + 1
         this.flash = new FlashState(this, previous)
+        this.commands = new CommandHandler(this)
     }
 
     async start(errors: string[]) {
@@ -174,8 +171,8 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     onDelivered(token: number) {
         const d = this.discoveryTokens.indexOf(token)
         if (d >= 0) removeAt(this.discoveryTokens, d)
-        const r = this.replyTokens.indexOf(token)
-        if (r >= 0) removeAt(this.replyTokens, r)
+        const r = this.commands.replyTokens.indexOf(token)
+        if (r >= 0) removeAt(this.commands.replyTokens, r)
         this.delivered.emit(token)
         this.uplink.onDelivered(token)
         this.status.onDelivered(token)
@@ -267,67 +264,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             await onTimeMessage(this, message, receivedMs)
             return
         }
-        await this.onCommand(message, receivedMs)
-    }
-
-    /**
-     * Commands arrive on <prefix>/<node>/cmd/<name>; the reply goes to <prefix>/<node>/reply/<name>
-     * with the request's `id`. A malformed or unknown command gets an error reply and changes nothing.
-     */
-    private async onCommand(message: PublishPacket, receivedMs: number) {
-        const c = this.config
-        const base = `${c.topicPrefix}/${c.nodeId}/cmd/`
-        if (message.topic.indexOf(base) !== 0) return
-        if (!this.commandRate.admit(ds.millis(), this.replyTokens.length)) {
-            // Unanswered: a reply per command of a flood would cost what the limit saves.
-            if (this.commandRate.dropped % COMMANDS_PER_WINDOW === 1)
-                this.reportError(
-                    `command: ${this.commandRate.dropped} dropped since boot, over ${COMMANDS_PER_WINDOW} a minute or ${MAX_REPLIES_WAITING} replies waiting`
-                )
-            return
-        }
-        const command = parseCommand(message.topic.slice(base.length), message.payload, message.retain)
-        const name = command.name
-        const request = command.request
-        const id = command.id
-        let error = command.error
-        if (!error && name === "time" && request.utc_ms !== undefined) {
-            const given = timeFromJson(request)
-            error = given.error
-            // An operator's explicit act: the clock steps, forward or back (bounded), once it is set.
-            if (!error && this.clock.isSet()) {
-                error = this.clock.step(receivedMs, given.utcMs, "time command")
-                if (!error) console.log("time: " + this.clock.lastChange + ", offset " + this.clock.offsetS + " s")
-            } else if (!error) await setTime(this, given.utcMs, receivedMs, "time command", false)
-        }
-        const reply: any = error ? { id, ok: false, error } : { id, ok: true }
-        console.log(`command: ${name}: ${error || "accepted"}`)
-        if (!error && name === "time") {
-            reply.clock = this.clock.isSet() ? "set" : "unset"
-            if (this.clock.isSet()) reply.utc_ms = ds.millis() + this.clock.offsetS * 1000
-        }
-        if (!error && name === "status") reply.status = JSON.parse(await this.status.publish())
-        if (!error && name === "replay") {
-            error = this.history ? this.features.history.start(this.history, request, id, this) : NO_HISTORY
-            // Started: the replay replies when it is done.
-            if (!error) return
-            reply.ok = false
-            reply.error = error
-        }
-        this.replyTokens.push(
-            this.client.publish(
-                `${c.topicPrefix}/${c.nodeId}/reply/${name}`,
-                Buffer.from(JSON.stringify(reply)),
-                1,
-                false
-            )
-        )
-        if (!error && (name === "restart" || name === "shutdown")) {
-            // In a fiber of its own: this handler runs on the fiber that reads the socket, and the
-            // command's PUBACK and the offline status's PUBACK must get through before the stop.
-            const self = this
-            setTimeout(async () => await stopGracefully(self, name, name === "restart"), 0)
-        }
+        await this.commands.handle(message, receivedMs)
     }
 
     /** UTC offset of boot `boot` (0 when unknown): this boot's first one, or an earlier boot's from the state. */
