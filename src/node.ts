@@ -14,15 +14,16 @@ import { queueGaps, recoverLastKnown } from "./node/recovery"
 import { startReadingLoop } from "./node/reading-loop"
 import { onTimeMessage } from "./node/time-updates"
 import { CommandHandler } from "./node/command-handler"
+import { publishDiscovery } from "./node/discovery-publisher"
+import { ANNOUNCED_KEY, announcedFromJson } from "./discovery"
 import { PublishPacket } from "./mqtt/packets"
-import { readJsonSetting, writeVerified } from "./platform/settings-store"
+import { readJsonSetting } from "./platform/settings-store"
 import { initialState, NodeState, STATE_KEY, stateFromJson, totalOf } from "./node-state"
 import { DurableQueue } from "./storage/durable-queue"
 import { SettingsKeyValueStore } from "./storage/settings-kv"
 import { ReadingRecord } from "./storage/records"
 import { Uplink, UplinkEvents } from "./uplink"
 import { removeAt } from "./util/arrays"
-import { ANNOUNCED_KEY, announcedFromJson, announcedKey } from "./discovery"
 import { BacklogHost, Features, ReplayHistory } from "./features"
 import { offsetOfBoot, WallClock } from "./clock"
 
@@ -60,13 +61,12 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     readonly flash: FlashState
     /** UTC, once a time message arrived. */
     readonly clock = new WallClock()
-    /** Meter ids with a Home Assistant config out, as stored in flash. */
-    private announced: string[] = []
     /** Recent readings for the replay command; null when HISTORY_BYTES is 0. */
     history: ReplayHistory = null
     readonly status: StatusReporter
-    /** Discovery configs awaiting their PUBACK. */
-    private discoveryTokens: number[] = []
+    /** Home Assistant discovery's (src/node/discovery-publisher.ts): the meter ids announced, as in flash, and the configs awaiting their PUBACK. */
+    announced: string[] = []
+    readonly discoveryTokens: number[] = []
     private readonly commands: CommandHandler
 
     constructor(
@@ -161,7 +161,7 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
 
     async onConnected() {
         await this.status.onConnected()
-        await this.publishDiscovery()
+        await publishDiscovery(this)
         // Without the time, hold the readings briefly: the retained time usually arrives right
         // after the SUBACK, and readings that wait go out in UTC.
         if (this.clock.isSet() || !this.config.timeTopic) this.uplink.kick()
@@ -211,34 +211,6 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     /** The next seq, its reservation persisted first (BacklogHost). */
     async takeSeq() {
         return await this.flash.takeSeq()
-    }
-
-    /**
-     * Home Assistant discovery, retained, after every connection (a broker may have lost its
-     * retained messages); configs of meters no longer configured are cleared. Runs on the socket's
-     * fiber: the flash write of the announced ids goes to a fiber of its own.
-     */
-    private async publishDiscovery() {
-        const c = this.config
-        if (!c.haPrefix) return
-        const labels: MeterLabel[] = []
-        const ids: string[] = []
-        for (const m of this.labels)
-            if (m) {
-                labels.push(m)
-                ids.push(announcedKey(m))
-            }
-        // As for the status: configs still unacknowledged are resent by the session, not repeated.
-        if (this.discoveryTokens.length) return
-        for (const m of this.features.discovery(c.haPrefix, c.topicPrefix, c.nodeId, labels, this.announced))
-            this.discoveryTokens.push(this.client.publish(m.topic, Buffer.from(m.payload), 1, true))
-        if (JSON.stringify(this.announced) === JSON.stringify(ids)) return
-        this.announced = ids
-        const self = this
-        setTimeout(async () => {
-            const error = await writeVerified(ANNOUNCED_KEY, ids)
-            if (error) self.reportError(error)
-        }, 0)
     }
 
     /**

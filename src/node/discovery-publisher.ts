@@ -1,0 +1,54 @@
+// Home Assistant discovery from the node: the configs (src/discovery.ts builds them) go out
+// retained after every connection, since a broker may have lost its retained messages, and the
+// meters announced are kept in flash, so that the config of a meter no longer configured is
+// cleared. A function over the node's parts: a class would cost the image more code.
+//
+// Platform code: DeviceScript only.
+import { NodeConfig } from "../config"
+import { ANNOUNCED_KEY, announcedKey } from "../discovery"
+import { Features } from "../features"
+import { MeterLabel } from "../meters/meter-spec"
+import { MqttClient } from "../mqtt/client"
+import { writeVerified } from "../platform/settings-store"
+
+/** What discovery needs of the node. */
+export interface DiscoveryHost {
+    readonly config: NodeConfig
+    /** By slot; null where no meter is configured. */
+    readonly labels: MeterLabel[]
+    readonly features: Features
+    readonly client: MqttClient
+    /** Meter ids with a Home Assistant config out, as stored in flash (read at boot). */
+    announced: string[]
+    /** Configs awaiting their PUBACK. */
+    readonly discoveryTokens: number[]
+    reportError(text: string): void
+}
+
+/**
+ * Publishes every meter's config, and clears those of meters announced before and no longer
+ * configured. Runs on the socket's fiber: the flash write of the announced ids goes to a fiber
+ * of its own.
+ */
+export async function publishDiscovery(node: DiscoveryHost) {
+    const c = node.config
+    if (!c.haPrefix) return
+    const labels: MeterLabel[] = []
+    const ids: string[] = []
+    for (const m of node.labels)
+        if (m) {
+            labels.push(m)
+            ids.push(announcedKey(m))
+        }
+    // As for the status: configs still unacknowledged are resent by the session, not repeated.
+    const tokens = node.discoveryTokens
+    if (tokens.length) return
+    for (const m of node.features.discovery(c.haPrefix, c.topicPrefix, c.nodeId, labels, node.announced))
+        tokens.push(node.client.publish(m.topic, Buffer.from(m.payload), 1, true))
+    if (JSON.stringify(node.announced) === JSON.stringify(ids)) return
+    node.announced = ids
+    setTimeout(async () => {
+        const error = await writeVerified(ANNOUNCED_KEY, ids)
+        if (error) node.reportError(error)
+    }, 0)
+}
