@@ -208,11 +208,6 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         }
     }
 
-    /** The next seq, its reservation persisted first (BacklogHost). */
-    async takeSeq() {
-        return await this.flash.takeSeq()
-    }
-
     /**
      * Commands at QoS 1; the time topic at QoS 0, so that a broker keeping our session never
      * queues time messages while the node is away and delivers them stale.

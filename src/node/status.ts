@@ -48,8 +48,8 @@ export class StatusReporter {
         const payload = statusPayload({
             online: true,
             boot: node.boot,
-            uptimeS: ds.millis() / 1000,
-            queued: node.uplink.size(),
+            uptimeS: this.lastMs / 1000,
+            queued: this.lastQueued,
             dropped: q.droppedReadings,
             merged: q.mergedRecords,
             lastError: this.lastError,
