@@ -1,22 +1,36 @@
 // The metering node: reads its configuration, restores its persistent state and its queue of
 // readings from flash, takes readings on schedule and hands them to the uplink, which keeps
 // each one (in RAM, then in flash) until the broker acknowledged it.
+//
+// This file builds the node, starts it and routes the events of the MQTT client and the uplink;
+// each of its jobs is a module of src/node/, which says what it needs of the node in an
+// interface (its "host"), and the node is all of them:
+//   status.ts               the retained status, and when news in it goes out
+//   flash-state.ts          the state and the acknowledgement mark in flash, seq reservations
+//   recovery.ts             at boot: where the previous boot's readings end, its gap records
+//   reading-loop.ts         each meter's readings, queued as records
+//   time-updates.ts         the time topic, and the first time of a boot
+//   command-handler.ts      commands and their replies
+//   discovery-publisher.ts  Home Assistant discovery
+//   planned-stop.ts         the stop of the restart and shutdown commands
+// Classes where a job keeps state of its own; functions over the node's parts otherwise, since
+// every class and method costs the VM's code section more than a function does.
 import * as ds from "@devicescript/core"
 import { DEVICE_ID_MARK, NodeConfig } from "./config"
 import { ClientEvents, MAX_INBOUND_PACKET_BYTES, MqttClient } from "./mqtt/client"
 import { MAX_TOPIC_BYTES } from "./mqtt/decoder"
+import { PublishPacket } from "./mqtt/packets"
 import { EnergyMeter } from "./meters/meter"
 import { MeterLabel, MeterSpec } from "./meters/meter-spec"
 import { firmware, readingTopic, statusTopic, WILL_PAYLOAD } from "./reading"
-import { StatusReporter } from "./node/status"
-import { FlashState } from "./node/flash-state"
-import { queueGaps, recoverLastKnown } from "./node/recovery"
-import { startReadingLoop } from "./node/reading-loop"
-import { onTimeMessage } from "./node/time-updates"
-import { CommandHandler } from "./node/command-handler"
-import { publishDiscovery } from "./node/discovery-publisher"
 import { ANNOUNCED_KEY, announcedFromJson } from "./discovery"
-import { PublishPacket } from "./mqtt/packets"
+import { CommandHandler, CommandHost } from "./node/command-handler"
+import { DiscoveryHost, publishDiscovery } from "./node/discovery-publisher"
+import { FlashState, FlashStateHost } from "./node/flash-state"
+import { ReadingHost, startReadingLoop } from "./node/reading-loop"
+import { queueGaps, recoverLastKnown, RecoveryHost } from "./node/recovery"
+import { StatusHost, StatusReporter } from "./node/status"
+import { onTimeMessage } from "./node/time-updates"
 import { readJsonSetting } from "./platform/settings-store"
 import { initialState, NodeState, STATE_KEY, stateFromJson, totalOf } from "./node-state"
 import { DurableQueue } from "./storage/durable-queue"
@@ -43,7 +57,18 @@ async function pause() {
     await ds.sleep(0)
 }
 
-class Node implements BacklogHost, UplinkEvents, ClientEvents {
+class Node
+    implements
+        ClientEvents,
+        UplinkEvents,
+        BacklogHost,
+        StatusHost,
+        FlashStateHost,
+        RecoveryHost,
+        ReadingHost,
+        CommandHost,
+        DiscoveryHost
+{
     client: MqttClient
     uplink: Uplink
     /** By slot; null where no meter runs (none configured, or unusable: the node stays up and says why). */
@@ -51,23 +76,25 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     /** By slot: id, quantity and unit; null where no meter is configured. */
     readonly labels: MeterLabel[] = []
     readonly boot: number
+    /** Set when a planned stop begins. */
     stopping = false
     /** Emits the token of every acknowledged publish, for code that waits on one. */
     private delivered = ds.emitter<number>()
     /** By slot, built once: a reading topic is used for every publish. */
     private readonly readingTopics: string[] = []
     readonly statusTopic: string
-    /** The state and the acknowledgement mark, as last written to flash. */
+    /** The state and the acknowledgement mark, as last written to flash, and the seqs. */
     readonly flash: FlashState
     /** UTC, once a time message arrived. */
     readonly clock = new WallClock()
     /** Recent readings for the replay command; null when HISTORY_BYTES is 0. */
     history: ReplayHistory = null
     readonly status: StatusReporter
-    /** Home Assistant discovery's (src/node/discovery-publisher.ts): the meter ids announced, as in flash, and the configs awaiting their PUBACK. */
-    announced: string[] = []
-    readonly discoveryTokens: number[] = []
     private readonly commands: CommandHandler
+    /** For discovery: the meter ids with a Home Assistant config out, as stored in flash. */
+    announced: string[] = []
+    /** For discovery: configs awaiting their PUBACK. */
+    readonly discoveryTokens: number[] = []
 
     constructor(
         readonly config: NodeConfig,
