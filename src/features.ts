@@ -72,8 +72,8 @@ export interface BacklogHost {
     readonly boot: number
     /** By slot; the backlog is the first meter's. */
     readonly meters: EnergyMeter[]
-    /** The next seq, its reservation persisted first. */
-    takeSeq(): Promise<number>
+    /** Its flash state (src/node/flash-state.ts): takeSeq() is the next seq, its reservation persisted first. */
+    readonly flash: { takeSeq(): Promise<number> }
     readonly uplink: { append(r: ReadingRecord): Promise<void>; flush(): Promise<void> }
 }
 

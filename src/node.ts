@@ -1,58 +1,49 @@
 // The metering node: reads its configuration, restores its persistent state and its queue of
 // readings from flash, takes readings on schedule and hands them to the uplink, which keeps
 // each one (in RAM, then in flash) until the broker acknowledged it.
+//
+// This file builds the node, starts it and routes the events of the MQTT client and the uplink;
+// each of its jobs is a module of src/node/, which says what it needs of the node in an
+// interface (its "host"), and the node is all of them:
+//   status.ts               the retained status, and when news in it goes out
+//   flash-state.ts          the state and the acknowledgement mark in flash, seq reservations
+//   recovery.ts             at boot: where the previous boot's readings end, its gap records
+//   reading-loop.ts         each meter's readings, queued as records
+//   time-updates.ts         the time topic, and the first time of a boot
+//   command-handler.ts      commands and their replies
+//   discovery-publisher.ts  Home Assistant discovery
+//   planned-stop.ts         the stop of the restart and shutdown commands
+// Classes where a job keeps state of its own; functions over the node's parts otherwise, since
+// every class and method costs the VM's code section more than a function does.
 import * as ds from "@devicescript/core"
 import { DEVICE_ID_MARK, NodeConfig } from "./config"
 import { ClientEvents, MAX_INBOUND_PACKET_BYTES, MqttClient } from "./mqtt/client"
 import { MAX_TOPIC_BYTES } from "./mqtt/decoder"
-import { SequenceAllocator } from "./sequence"
-import { EnergyMeter, MeterReading } from "./meters/meter"
-import { MeterLabel, MeterSpec } from "./meters/meter-spec"
-import { firmware, readingTopic, statusPayload, statusTopic, WILL_PAYLOAD } from "./reading"
 import { PublishPacket } from "./mqtt/packets"
-import { readJsonSetting, writeVerified } from "./platform/settings-store"
+import { EnergyMeter } from "./meters/meter"
+import { MeterLabel, MeterSpec } from "./meters/meter-spec"
+import { firmware, readingTopic, statusTopic, WILL_PAYLOAD } from "./reading"
+import { ANNOUNCED_KEY, announcedFromJson } from "./discovery"
+import { CommandHandler, CommandHost } from "./node/command-handler"
+import { DiscoveryHost, publishDiscovery } from "./node/discovery-publisher"
+import { FlashState, FlashStateHost } from "./node/flash-state"
+import { ReadingHost, startReadingLoop } from "./node/reading-loop"
+import { queueGaps, recoverLastKnown, RecoveryHost } from "./node/recovery"
+import { StatusHost, StatusReporter } from "./node/status"
+import { onTimeMessage } from "./node/time-updates"
 import { nativeSocket, runtimeClock } from "./platform/native-socket"
-import {
-    ACK_KEY,
-    AckMark,
-    ackMarkFromJson,
-    ackMarkToJson,
-    gapRecord,
-    initialState,
-    lastKnown,
-    NodeState,
-    STATE_KEY,
-    stateFromJson,
-    stateToJson,
-    totalOf,
-    withHigherTotal,
-    withTotal,
-} from "./node-state"
+import { readJsonSetting } from "./platform/settings-store"
+import { initialState, NodeState, STATE_KEY, stateFromJson, totalOf } from "./node-state"
 import { DurableQueue } from "./storage/durable-queue"
 import { SettingsKeyValueStore } from "./storage/settings-kv"
-import { energyRecord, FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, FLAG_NON_ADDITIVE, ReadingRecord } from "./storage/records"
+import { ReadingRecord } from "./storage/records"
 import { Uplink, UplinkEvents } from "./uplink"
 import { removeAt } from "./util/arrays"
-import { ANNOUNCED_KEY, announcedFromJson, announcedKey } from "./discovery"
 import { BacklogHost, Features, ReplayHistory } from "./features"
-import { COMMANDS_PER_WINDOW, CommandRate, MAX_REPLIES_WAITING, parseCommand } from "./commands"
-import {
-    nextBoundaryMs,
-    offsetOfBoot,
-    parseTimePayload,
-    TIME_COMMAND,
-    timeFromJson,
-    WallClock,
-    withBootOffset,
-} from "./clock"
+import { offsetOfBoot, WallClock } from "./clock"
 
-/** How long a planned stop waits for its offline status to be acknowledged before going anyway. */
-const SHUTDOWN_ACK_TIMEOUT_MS = 5000
-/** News (an error, a drained queue) is published in the status at most this often. */
-const STATUS_MIN_INTERVAL_MS = 10000
 /** After a connection, how long readings wait for the time when the clock is not set. */
 const TIME_WAIT_MS = 3000
-const NO_HISTORY = "replay: no history kept (HISTORY_BYTES is 0)"
 
 async function loadState(): Promise<NodeState> {
     const raw = await readJsonSetting(STATE_KEY, undefined)
@@ -67,51 +58,48 @@ async function pause() {
     await ds.sleep(0)
 }
 
-class Node implements BacklogHost, UplinkEvents, ClientEvents {
+class Node
+    implements
+        ClientEvents,
+        UplinkEvents,
+        BacklogHost,
+        StatusHost,
+        FlashStateHost,
+        RecoveryHost,
+        ReadingHost,
+        CommandHost,
+        DiscoveryHost
+{
     client: MqttClient
     uplink: Uplink
-    private lastError = ""
-    private sequence: SequenceAllocator
     /** By slot; null where no meter runs (none configured, or unusable: the node stays up and says why). */
     readonly meters: EnergyMeter[] = []
     /** By slot: id, quantity and unit; null where no meter is configured. */
     readonly labels: MeterLabel[] = []
-    /** The acknowledgement mark as last written (see AckMark), and whether a write of it is under way. */
-    private acked: AckMark
-    private ackBusy = false
-    /** By slot, the amount of the meter's last reading: the margin of its ceiling. */
-    private readonly lastDeltas: number[] = []
     readonly boot: number
-    private stopping = false
+    /** Set when a planned stop begins. */
+    stopping = false
     /** Emits the token of every acknowledged publish, for code that waits on one. */
     private delivered = ds.emitter<number>()
     /** By slot, built once: a reading topic is used for every publish. */
     private readonly readingTopics: string[] = []
-    private readonly statusTopic: string
-    /** As last written to flash. */
-    private state: NodeState
+    readonly statusTopic: string
+    /** The state and the acknowledgement mark, as last written to flash, and the seqs. */
+    readonly flash: FlashState
     /** UTC, once a time message arrived. */
-    private readonly clock = new WallClock()
-    /** Meter ids with a Home Assistant config out, as stored in flash. */
-    private announced: string[] = []
+    readonly clock = new WallClock()
     /** Recent readings for the replay command; null when HISTORY_BYTES is 0. */
-    private history: ReplayHistory = null
-    /** The birth status awaiting its PUBACK (0: none), and whether newer news waits behind it. */
-    private statusToken = 0
-    private statusStale = false
-    /** When the last status was published, with how many readings queued, and whether another is due. */
-    private lastStatusMs = -STATUS_MIN_INTERVAL_MS
-    private lastStatusQueued = 0
-    private statusScheduled = false
-    private readonly commandRate = new CommandRate()
-    /** Replies awaiting their PUBACK: each holds its payload in RAM until then. */
-    private replyTokens: number[] = []
+    history: ReplayHistory = null
+    readonly status: StatusReporter
+    private readonly commands: CommandHandler
+    /** For discovery: the meter ids with a Home Assistant config out, as stored in flash. */
+    announced: string[] = []
 
     constructor(
         readonly config: NodeConfig,
-        private readonly previous: NodeState,
-        private readonly queue: DurableQueue,
-        private readonly features: Features
+        readonly previous: NodeState,
+        readonly queue: DurableQueue,
+        readonly features: Features
     ) {
         for (const m of config.meters) {
             this.labels.push(m ? { id: m.id, quantity: m.quantity, unit: m.unit } : null)
@@ -121,9 +109,10 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             )
         }
         this.statusTopic = statusTopic(config.topicPrefix, config.nodeId)
+        this.status = new StatusReporter(this, this.statusTopic)
         this.boot = previous.boot + 1
-        this.sequence = new SequenceAllocator(previous.seq)
-        this.state = previous
+        this.flash = new FlashState(this, previous)
+        this.commands = new CommandHandler(this)
     }
 
     async start(errors: string[]) {
@@ -149,58 +138,32 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         if (c.historyBytes) {
             this.history = await this.features.history.open(c.historyBytes)
         }
-        const acked = ackMarkFromJson(await readJsonSetting(ACK_KEY, undefined))
-        if (acked) await this.dropAcknowledged(acked.seq)
-        const newestByMeter = await this.newestQueuedByMeter()
-        const newestQueued = this.queue.size() ? (await this.queue.peek(1, this.queue.size() - 1))[0] : null
-        const known = lastKnown(this.previous, newestQueued, newestByMeter, acked)
+        const known = await recoverLastKnown(this)
         // The mark starts where the previous boot's readings end; it moves once the gaps below are made.
-        this.acked = known
-        // Time did not go back while the node was off: no time message may set the clock before
-        // the newest reading known in UTC (the queue's, or the mark's after a planned stop).
-        const floorS = acked && acked.endUtc && acked.endS > known.endS ? acked.endS : known.endUtc ? known.endS : 0
-        this.clock.floorS = floorS
+        const flash = this.flash
+        flash.mark = known
         for (let slot = 0; slot < c.meters.length; ++slot) {
             const spec = c.meters[slot]
             this.meters.push(spec ? await this.createMeter(spec, totalOf(known.totals, slot)) : null)
         }
         // The new boot count and the first seq reservation in one write, before any seq is used.
-        const s = this.nextState()
+        const s = flash.next()
         s.boot = this.boot
         s.totals = known.totals
         s.markSeq = known.seq
         s.markEndS = 0
         s.markUtc = false
         s.clean = false
-        this.state = s
-        await this.persistReservation(true)
-        // Every meter's readings after the mark are unaccounted for: each meter's topic gets a gap.
-        let gaps = 0
-        for (let slot = 0; slot < c.meters.length; ++slot) {
-            // Levels are not billing data: a temperature's missing minutes need no record.
-            const gap =
-                c.meters[slot] && c.meters[slot].additive
-                    ? gapRecord(this.previous, known, slot, this.sequence.peek())
-                    : null
-            if (!gap) continue
-            this.sequence.take()
-            gaps++
-            await this.uplink.append(gap)
-            if (this.history) this.history.add(gap)
-        }
-        if (gaps) {
-            this.reportError(
-                `node: boot ${this.previous.boot} did not stop as planned: readings after seq ${known.seq} (second ${known.endS} of that boot) are unaccounted for, reported as a gap`
-            )
-            await this.uplink.flush()
-        }
+        flash.state = s
+        await flash.persistReservation(true)
+        await queueGaps(this, known)
         const first = c.meters[0]
         if (c.simBacklog && first && first.kind === "sim" && this.meters[0] && !this.queue.size())
             await this.features.backlog(this, c.simBacklog)
         let totals = ""
         for (let slot = 0; slot < c.meters.length; ++slot)
             if (this.meters[slot]) totals += ", " + c.meters[slot].id + " total " + this.meters[slot].totalMilliWh
-        console.log(`node: boot ${this.boot}, next seq ${this.sequence.peek()}, queued ${this.uplink.size()}${totals}`)
+        console.log(`node: boot ${this.boot}, next seq ${flash.sequence.peek()}, queued ${this.uplink.size()}${totals}`)
         this.client = new MqttClient(
             c.broker,
             {
@@ -220,16 +183,13 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         )
         this.uplink.attach(this.client)
         this.client.start()
-        for (let slot = 0; slot < this.meters.length; ++slot) if (this.meters[slot]) this.startReadingLoop(slot)
+        for (let slot = 0; slot < this.meters.length; ++slot) if (this.meters[slot]) startReadingLoop(this, slot)
         setTimeout(async () => await self.uplink.flushLoop(), 0)
     }
 
     async onConnected() {
-        await this.publishStatus()
-        // The birth status told what kept the node away; that is over once connected, and the
-        // next status (within STATUS_MIN_INTERVAL_MS) says so.
-        if (this.lastError.indexOf("mqtt: ") === 0) this.onError("")
-        await this.publishDiscovery()
+        await this.status.onConnected()
+        await publishDiscovery(this)
         // Without the time, hold the readings briefly: the retained time usually arrives right
         // after the SUBACK, and readings that wait go out in UTC.
         if (this.clock.isSet() || !this.config.timeTopic) this.uplink.kick()
@@ -237,51 +197,11 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
     }
 
     onDelivered(token: number) {
-        const self = this
-        if (token === this.statusToken) {
-            this.statusToken = 0
-            if (this.statusStale) setTimeout(async () => await self.publishStatus(), 0)
-        }
-        const r = this.replyTokens.indexOf(token)
-        if (r >= 0) removeAt(this.replyTokens, r)
+        const r = this.commands.replyTokens.indexOf(token)
+        if (r >= 0) removeAt(this.commands.replyTokens, r)
         this.delivered.emit(token)
         this.uplink.onDelivered(token)
-        // The backlog the last status announced is through: say so.
-        if (this.lastStatusQueued && !this.uplink.size()) this.statusChanged()
-    }
-
-    private startReadingLoop(slot: number) {
-        const self = this
-        setTimeout(async () => await self.readingLoop(slot), 0)
-    }
-
-    /**
-     * The newest queued record of each meter, by slot: walks the queue back from its end until
-     * every configured meter has one (meters interleave, so usually a few records).
-     */
-    private async newestQueuedByMeter() {
-        const c = this.config
-        const found: ReadingRecord[] = []
-        let missing = 0
-        for (const m of c.meters) {
-            found.push(null)
-            if (m) missing++
-        }
-        let end = this.queue.size()
-        while (end > 0 && missing > 0) {
-            const from = end > 12 ? end - 12 : 0
-            const records = await this.queue.peek(end - from, from)
-            for (let i = records.length - 1; i >= 0; --i) {
-                const r = records[i]
-                if (r.meter < found.length && c.meters[r.meter] && !found[r.meter]) {
-                    found[r.meter] = r
-                    missing--
-                }
-            }
-            end = from
-            await pause()
-        }
-        return found
+        this.status.onDelivered(token)
     }
 
     /** A configured meter, started; null (and the reason reported) when it cannot be built. */
@@ -314,68 +234,6 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         }
     }
 
-    /** The next seq, its reservation persisted first (BacklogHost). */
-    async takeSeq() {
-        await this.persistReservation(false)
-        return this.sequence.take()
-    }
-
-    private async publishStatus() {
-        const q = this.queue
-        this.lastStatusMs = ds.millis()
-        this.lastStatusQueued = this.uplink.size()
-        const payload = statusPayload({
-            online: true,
-            boot: this.boot,
-            uptimeS: ds.millis() / 1000,
-            queued: this.uplink.size(),
-            dropped: q.droppedReadings,
-            merged: q.mergedRecords,
-            lastError: this.lastError,
-            clock: this.clock.isSet() ? "set" : "unset",
-        })
-        // A status still waiting for its PUBACK goes out again at every reconnect (the session
-        // resends it): another one would pile up behind it on a link that drops each connection
-        // before the PUBACK, until the heap runs out. The newer news goes out once it is through.
-        if (this.statusToken) {
-            this.statusStale = true
-            return payload
-        }
-        this.statusStale = false
-        this.statusToken = this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
-        return payload
-    }
-
-    /**
-     * Home Assistant discovery, retained, after every connection (a broker may have lost its
-     * retained messages); configs of meters no longer configured are cleared. At QoS 0, written
-     * in parts (MqttClient.publishParts): a config lost with its connection goes out again at the
-     * next one. Runs on the socket's fiber: the flash write of the announced ids goes to a fiber
-     * of its own.
-     */
-    private async publishDiscovery() {
-        const c = this.config
-        if (!c.haPrefix) return
-        const labels: MeterLabel[] = []
-        const ids: string[] = []
-        for (const m of this.labels)
-            if (m) {
-                labels.push(m)
-                ids.push(announcedKey(m))
-            }
-        let written = true
-        for (const m of this.features.discovery(c.haPrefix, c.topicPrefix, c.nodeId, labels, this.announced))
-            written = this.client.publishParts(m.topic, m.payload, true) && written
-        // The ids change only once every clearing config was written.
-        if (!written || JSON.stringify(this.announced) === JSON.stringify(ids)) return
-        this.announced = ids
-        const self = this
-        setTimeout(async () => {
-            const error = await writeVerified(ANNOUNCED_KEY, ids)
-            if (error) self.reportError(error)
-        }, 0)
-    }
-
     /**
      * Commands at QoS 1; the time topic at QoS 0, so that a broker keeping our session never
      * queues time messages while the node is away and delivers them stale.
@@ -396,103 +254,15 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
             return
         }
         if (this.config.timeTopic && message.topic === this.config.timeTopic) {
-            // An empty retained message clears the topic (the time source went away): nothing to do.
-            if (!message.payload.length) return
-            const t = parseTimePayload(message.payload.toString())
-            if (t.error) this.reportError("time topic " + message.topic + ": " + t.error)
-            else await this.setTime(t.utcMs, receivedMs, "time topic", message.retain)
+            await onTimeMessage(this, message, receivedMs)
             return
         }
-        await this.onCommand(message, receivedMs)
-    }
-
-    /**
-     * A time arrived. The first one of a boot is written to the state with the boot's offset, so
-     * that readings of this boot still queued at the next boot are published in UTC too.
-     * Runs on the socket's fiber: the state write goes to a fiber of its own.
-     */
-    private async setTime(utcMs: number, receivedMs: number, source: string, retained: boolean) {
-        const wasSet = this.clock.isSet()
-        if (!this.clock.apply(receivedMs, utcMs, source, retained)) {
-            if (this.clock.refusal) this.reportError(this.clock.refusal)
-            return
-        }
-        console.log("time: " + this.clock.lastChange + ", offset " + this.clock.offsetS + " s")
-        if (wasSet) return
-        const self = this
-        this.uplink.holdFor(0)
-        setTimeout(async () => {
-            const s = self.nextState()
-            s.offsets = withBootOffset(s.offsets, self.boot, self.clock.bootOffsetS)
-            await self.writeState(s)
-            // The birth message said "clock":"unset": a consumer deciding whether to trust the times needs the news.
-            if (self.client.isConnected()) await self.publishStatus()
-        }, 0)
-    }
-
-    /**
-     * Commands arrive on <prefix>/<node>/cmd/<name>; the reply goes to <prefix>/<node>/reply/<name>
-     * with the request's `id`. A malformed or unknown command gets an error reply and changes nothing.
-     */
-    private async onCommand(message: PublishPacket, receivedMs: number) {
-        const c = this.config
-        const base = `${c.topicPrefix}/${c.nodeId}/cmd/`
-        if (message.topic.indexOf(base) !== 0) return
-        if (!this.commandRate.admit(ds.millis(), this.replyTokens.length)) {
-            // Unanswered: a reply per command of a flood would cost what the limit saves.
-            if (this.commandRate.dropped % COMMANDS_PER_WINDOW === 1)
-                this.reportError(
-                    `command: ${this.commandRate.dropped} dropped since boot, over ${COMMANDS_PER_WINDOW} a minute or ${MAX_REPLIES_WAITING} replies waiting`
-                )
-            return
-        }
-        const command = parseCommand(message.topic.slice(base.length), message.payload, message.retain)
-        const name = command.name
-        const request = command.request
-        const id = command.id
-        let error = command.error
-        if (!error && name === "time" && request.utc_ms !== undefined) {
-            const given = timeFromJson(request)
-            error = given.error
-            // An operator's explicit act: the clock steps, forward or back (bounded), once it is set.
-            if (!error && this.clock.isSet()) {
-                error = this.clock.step(receivedMs, given.utcMs, TIME_COMMAND)
-                if (!error) console.log("time: " + this.clock.lastChange + ", offset " + this.clock.offsetS + " s")
-            } else if (!error) await this.setTime(given.utcMs, receivedMs, TIME_COMMAND, false)
-        }
-        const reply: any = error ? { id, ok: false, error } : { id, ok: true }
-        console.log(`command: ${name}: ${error || "accepted"}`)
-        if (!error && name === "time") {
-            reply.clock = this.clock.isSet() ? "set" : "unset"
-            if (this.clock.isSet()) reply.utc_ms = ds.millis() + this.clock.offsetS * 1000
-        }
-        if (!error && name === "status") reply.status = JSON.parse(await this.publishStatus())
-        if (!error && name === "replay") {
-            error = this.history ? this.features.history.start(this.history, request, id, this) : NO_HISTORY
-            // Started: the replay replies when it is done.
-            if (!error) return
-            reply.ok = false
-            reply.error = error
-        }
-        this.replyTokens.push(
-            this.client.publish(
-                `${c.topicPrefix}/${c.nodeId}/reply/${name}`,
-                Buffer.from(JSON.stringify(reply)),
-                1,
-                false
-            )
-        )
-        if (!error && (name === "restart" || name === "shutdown")) {
-            // In a fiber of its own: this handler runs on the fiber that reads the socket, and the
-            // command's PUBACK and the offline status's PUBACK must get through before the stop.
-            const self = this
-            setTimeout(async () => await self.stopGracefully(name, name === "restart"), 0)
-        }
+        await this.commands.handle(message, receivedMs)
     }
 
     /** UTC offset of boot `boot` (0 when unknown): this boot's first one, or an earlier boot's from the state. */
     utcOffsetS(boot: number) {
-        return boot === this.boot ? this.clock.bootOffsetS : offsetOfBoot(this.state.offsets, boot)
+        return boot === this.boot ? this.clock.bootOffsetS : offsetOfBoot(this.flash.state.offsets, boot)
     }
 
     /** Whether the publish with `token` was acknowledged within `timeoutMs`. */
@@ -505,226 +275,24 @@ class Node implements BacklogHost, UplinkEvents, ClientEvents {
         return false
     }
 
-    /**
-     * A planned stop: the retained status says offline with the reason, the queue goes to flash
-     * and the state is marked clean (no gap at the next boot), then DISCONNECT, so the broker
-     * discards the will and no consumer reads "lost".
-     */
-    async stopGracefully(reason: string, restart: boolean) {
-        if (this.stopping) return
-        this.stopping = true
-        const payload = statusPayload({
-            online: false,
-            reason,
-            boot: this.boot,
-            uptimeS: 0,
-            queued: 0,
-            dropped: 0,
-            merged: 0,
-            lastError: "",
-        })
-        const token = this.client.publish(this.statusTopic, Buffer.from(payload), 1, true)
-        await this.waitForAck(token, SHUTDOWN_ACK_TIMEOUT_MS)
-        await this.uplink.flush()
-        // The next boot continues each total exactly where it stops (no ceiling: there is no gap).
-        const s = this.nextState()
-        for (let slot = 0; slot < this.meters.length; ++slot)
-            if (this.meters[slot]) s.totals = withTotal(s.totals, slot, this.meters[slot].totalMilliWh)
-        s.clean = true
-        await this.writeState(s)
-        await this.client.stop()
-        console.log(`node: stopped (${reason})`)
-        if (restart) ds.restart()
-    }
-
-    /** A copy of the state to change and write (its arrays are replaced, never changed in place). */
-    private nextState(): NodeState {
-        return Object.assign({}, this.state)
-    }
-
-    private async writeState(s: NodeState) {
-        const error = await writeVerified(STATE_KEY, stateToJson(s))
-        if (error) this.reportError(error)
-        // Kept even if the write failed: a reading is worth more than a seq gap, and the error is
-        // on the status topic for a human to act on.
-        this.state = s
-        return !error
-    }
-
-    /**
-     * The broker acknowledged `r` and everything before it: the mark moves there, also to a seq
-     * below where this boot's gap started (a backlog of earlier boots draining), for the next boot
-     * to drop what was acknowledged; lastKnown() takes only a seq above its own. A gap record carries
-     * the boot it reports on: lastKnown() then starts no time of the next boot from it.
-     */
+    /** The broker acknowledged `r` and everything before it (UplinkEvents): the mark moves there. */
     async onAcknowledged(r: ReadingRecord) {
-        const m = this.acked
-        m.seq = r.seq
-        m.boot = r.boot
-        m.endS = r.startS + r.durationS
-        m.endUtc = !(r.flags & FLAG_CLOCK_NOT_SET)
-        await this.writeAckMark()
+        await this.flash.onAcknowledged(r)
     }
 
-    /**
-     * A total above its meter's ceiling (the power rose, or readings taken offline) is published
-     * only once the ceiling in flash is above it.
-     */
+    /** A message is about to go out with `last` its newest record (UplinkEvents): its total's ceiling first. */
     async beforePublish(last: ReadingRecord) {
-        if (last.totalMilliWh > totalOf(this.acked.totals, last.meter)) await this.writeAckMark()
-    }
-
-    /**
-     * Writes the acknowledgement mark, each meter's ceiling raised to its total plus twice its
-     * last amount: the next reading usually stays below it, so it needs no write of its own
-     * before it is published. One write at a time; one that comes meanwhile waits.
-     */
-    private async writeAckMark() {
-        while (this.ackBusy) await ds.sleep(5)
-        this.ackBusy = true
-        try {
-            const m = this.acked
-            for (let slot = 0; slot < this.meters.length; ++slot) {
-                const meter = this.meters[slot]
-                if (!meter) continue
-                m.totals = withHigherTotal(m.totals, slot, meter.totalMilliWh + 2 * (this.lastDeltas[slot] || 0))
-            }
-            const error = await writeVerified(ACK_KEY, ackMarkToJson(m))
-            if (error) this.reportError(error)
-            else console.log(`flash: acknowledged up to seq ${m.seq}`)
-        } finally {
-            this.ackBusy = false
-        }
-    }
-
-    /**
-     * Drops the queue's oldest records up to seq `ackedSeq`: the broker acknowledged them before
-     * the last boot ended, and their removal had not reached flash. Without this, the readings and
-     * gaps a power cut caught there were sent again. The queue holds records in the order of their
-     * seqs, and acknowledgements come in the queue's order.
-     */
-    private async dropAcknowledged(ackedSeq: number) {
-        const upTo = await this.queue.read(0, this.queue.size(), r => r.seq <= ackedSeq)
-        if (!upTo) return
-        this.queue.remove(upTo)
-        const error = await this.queue.flush()
-        if (error) this.reportError(error)
-    }
-
-    /** Persists a new seq reservation when the current one is used up (or `force`: the boot write). */
-    private async persistReservation(force: boolean) {
-        const upTo = this.sequence.reservationNeeded()
-        if (upTo < 0 && !force) return
-        const s = this.nextState()
-        if (upTo >= 0) s.seq = upTo
-        await this.writeState(s)
-        if (upTo >= 0) this.sequence.reserved(upTo)
-    }
-
-    /**
-     * Takes meter `slot`'s reading at every boundary: whole seconds of uptime, and once the clock
-     * is set, multiples of the meter's interval in UTC. Each reading starts where the previous one
-     * ended, in the stored seconds, so intervals never overlap or leave holes, even across the
-     * moment the time arrives or the clock is re-anchored. Each meter runs in a fiber of its own.
-     */
-    private async readingLoop(slot: number) {
-        const spec = this.config.meters[slot]
-        const meter = this.meters[slot]
-        let startMs = Math.floor(ds.millis() / 1000) * 1000
-        let startS = startMs / 1000
-        let startUtc = false
-        /** The boundary last reached: the next one is scheduled from it, even while startMs waits. */
-        let boundaryMs = startMs
-        let clockChanges = this.clock.changes
-        while (!this.stopping) {
-            let endMs = nextBoundaryMs(boundaryMs, spec.readMs, this.clock)
-            const waitMs = endMs - ds.millis()
-            if (waitMs > 0) await ds.sleep(waitMs)
-            if (this.stopping) break
-            // After a long stall, end the reading now rather than firing a burst of missed ones.
-            if (ds.millis() - endMs >= 1000) endMs = Math.floor(ds.millis() / 1000) * 1000
-            boundaryMs = endMs
-            let endS = endMs / 1000
-            if (this.clock.isSet()) {
-                if (!startUtc) startS += this.clock.bootOffsetS
-                startUtc = true
-                endS = Math.round(endMs / 1000) + this.clock.offsetS
-            }
-            // The clock stepped back past this interval's start: a reading may neither end before it
-            // starts nor overlap the last one. The energy goes on accumulating in the meter, into
-            // the first reading that ends after startS.
-            if (endS <= startS) continue
-            const r = await meter.read(startMs, endMs)
-            // A level meter with no value yet has nothing to say about this interval.
-            if (r) {
-                // The interval that spans a step of the clock is not the time it says: flagged.
-                if (this.clock.changes !== clockChanges) r.estimated = true
-                await this.record(slot, r, startMs, endMs, startS, endS)
-            }
-            clockChanges = this.clock.changes
-            startMs = endMs
-            startS = endS
-        }
-    }
-
-    /** Stores and queues one reading of meter `slot`, in stored seconds startS..endS. */
-    private async record(slot: number, r: MeterReading, startMs: number, endMs: number, startS: number, endS: number) {
-        const meter = this.meters[slot]
-        const record = energyRecord(
-            slot,
-            await this.takeSeq(),
-            this.boot,
-            startMs,
-            endMs,
-            r.deltaMilliWh,
-            meter.totalMilliWh
-        )
-        if (this.clock.isSet()) record.flags &= ~FLAG_CLOCK_NOT_SET
-        record.startS = startS
-        record.durationS = endS - startS
-        if (r.level) {
-            record.flags |= FLAG_NON_ADDITIVE
-            record.deltaMilliWh = 0
-            record.totalMilliWh = 0
-            record.minMilli = r.level.minMilli
-            record.meanMilli = r.level.meanMilli
-            record.maxMilli = r.level.maxMilli
-        }
-        if (r.estimated) record.flags |= FLAG_ESTIMATED
-        this.lastDeltas[slot] = record.deltaMilliWh
-        await this.uplink.append(record)
-        if (this.history) this.history.add(record)
-        console.log(`reading: seq ${record.seq} of ${this.labels[slot].id}, queued ${this.uplink.size()}`)
+        await this.flash.beforePublish(last)
     }
 
     reportError(text: string) {
         console.log(text)
-        this.onError(text)
+        this.status.onError(text)
     }
 
-    /** A new error (the client's, which it logged, or one reported here; "" once it cleared) is news for the status. */
+    /** A new error (the client's, which it logged; "" once it cleared) is news for the status. */
     onError(text: string) {
-        if (text === this.lastError) return
-        this.lastError = text
-        this.statusChanged()
-    }
-
-    /**
-     * The status would say something new (an error, the queue drained): published soon, at most
-     * once every STATUS_MIN_INTERVAL_MS, so a consumer never reads a stale one for long.
-     */
-    private statusChanged() {
-        if (this.statusScheduled || !this.client) return
-        this.statusScheduled = true
-        const self = this
-        const waitMs = this.lastStatusMs + STATUS_MIN_INTERVAL_MS - ds.millis()
-        setTimeout(
-            async () => {
-                self.statusScheduled = false
-                if (self.client.isConnected()) await self.publishStatus()
-            },
-            waitMs > 0 ? waitMs : 0
-        )
+        this.status.onError(text)
     }
 }
 

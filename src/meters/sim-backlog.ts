@@ -12,7 +12,7 @@ export async function queueSimulatedBacklog(node: BacklogHost, count: number) {
     let first = 0
     for (let i = 0; i < count; ++i) {
         const r = await meter.read(i * 60000, (i + 1) * 60000)
-        const seq = await node.takeSeq()
+        const seq = await node.flash.takeSeq()
         if (!i) first = seq
         await node.uplink.append(
             energyRecord(0, seq, boot, i * 60000, (i + 1) * 60000, r.deltaMilliWh, meter.totalMilliWh)

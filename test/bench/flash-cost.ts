@@ -1,14 +1,15 @@
 // Flash cost of the node's write policy, over simulated days: the firmware's own queue code
 // (DurableQueue, records, the node's state value) against the model of the Settings store
 // (FakeSettingsStore: jd_fstor's log, entry costs and compaction), driven the way uplink.ts and
-// node.ts drive them. Days of one-minute readings cannot be run in real time in the simulator;
-// the code that decides what is written is the same.
+// src/node/flash-state.ts drive them. Days of one-minute readings cannot be run in real time in
+// the simulator; the code that decides what is written is the same.
 //
-// The policy, as in uplink.ts and node.ts: append every reading; remove it when acknowledged
-// (online: before the next flush) and write the acknowledgement mark (its seq, and each meter's
-// ceiling: its total plus twice its last amount), and before that, when the reading's total is
-// above the ceiling, write the mark with the ceiling raised; flush every FLUSH_S, or at once when
-// two closed blocks wait in RAM. The state is written for every new block of 1,000 sequence numbers.
+// The policy, as in uplink.ts and src/node/flash-state.ts: append every reading; remove it when
+// acknowledged (online: before the next flush) and write the acknowledgement mark (its seq, and
+// each meter's ceiling: its total plus twice its last amount), and before that, when the
+// reading's total is above the ceiling, write the mark with the ceiling raised; flush every
+// FLUSH_S, or at once when two closed blocks wait in RAM. The state is written for every new
+// block of 1,000 sequence numbers.
 import { FakeSettingsStore } from "../fixtures/fake-kv"
 import { queueStats } from "../fixtures/queue-stats"
 import { DurableQueue } from "../../src/storage/durable-queue"

@@ -34,7 +34,7 @@ const IMAGES: Budgeted[] = [
     {
         name: "every driver, discovery and history (src/main.ts)",
         entry: () => "src/main.ts",
-        budgetBytes: 57 * KB,
+        budgetBytes: 58 * KB,
     },
     { name: "simulator default", entry: composed("sim", { METER_KIND: "sim" }), budgetBytes: 44 * KB },
     {
