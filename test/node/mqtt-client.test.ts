@@ -324,6 +324,42 @@ describe("coalescing", () => {
     })
 })
 
+describe("a payload in parts (Home Assistant configs)", () => {
+    test("publishParts writes one QoS 0 PUBLISH whose payload is the parts joined, in order with the publishes around it", async t => {
+        const { broker, client } = await connectedClient(t)
+        const parts = ['{"name":"Energy main"', ',"unit_of_meas":"m³"', "}"]
+        client.publish("t/before", Buffer.from("1"), 1, false)
+        assert.equal(client.publishParts("ha/sensor/x/config", parts, true), true)
+        client.publish("t/after", Buffer.from("2"), 1, false)
+        await until(() => broker.publishes().length === 3, "three PUBLISH packets on the wire")
+        const [before, config, after] = broker.publishes()
+        assert.deepEqual([before.topic, after.topic], ["t/before", "t/after"])
+        assert.equal(config.topic, "ha/sensor/x/config")
+        assert.equal(config.payload.toString(), parts.join(""))
+        assert.equal(config.qos, 0)
+        assert.equal(config.retain, true)
+        assert.deepEqual(broker.violations, [])
+    })
+
+    test("nothing is written while not connected, or when the packet would not fit in a segment", async t => {
+        const { broker, client } = await connectedClient(t)
+        assert.equal(client.publishParts("t/big", ["x".repeat(MAX_SEND_BYTES)], true), false)
+        const clock = new FakeClock()
+        const idle = new FakeBroker(clock)
+        const notStarted = new MqttClient(
+            { host: "broker.test", port: 1883, tls: false },
+            { clientId: CLIENT_ID, keepaliveS: 60, cleanSession: false, inflightWindow: 8, subscriptions: [] },
+            new Reports(clock),
+            idle,
+            clock
+        )
+        assert.equal(notStarted.publishParts("t/late", ["{}"], true), false)
+        await settle()
+        assert.equal(idle.writes.length, 0)
+        assert.equal(broker.publishes().filter(p => p.topic === "t/big").length, 0)
+    })
+})
+
 describe("client take-over", () => {
     test("two connections in a row closed by the broker within SHORT_CONNECTION_MS are reported as another client with our id, and the next attempt waits REFUSED_FLOOR_MS", async t => {
         const { clock, broker, reports } = await connectedClient(t)
