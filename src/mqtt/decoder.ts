@@ -150,7 +150,7 @@ bytes left after the last field of the packet
 [MQTT-3-8.3-4] SUBSCRIBE requested QoS has reserved bits set
 [MQTT-3.9.3-2] SUBACK return code is not 0, 1, 2 or 0x80
 a server sent a packet only clients send
-[MQTT-2.2.2.2] unknown property identifier
+[MQTT-2.2.2.2] property identifier not defined by MQTT 5
 [MQTT-2.2.2.2] property not allowed in this packet
 [MQTT-2.2.2.2] property included more than once
 [MQTT-2.2.2.2] property value out of its range

@@ -153,7 +153,8 @@ function readProperties(body: Buffer, at: number, kind: number, holder: any): nu
             value = type === 0x70 ? parts : parts[0]
         }
         if (missing || next > end) return propertyFailure(ProtocolError.PropertyLengthOverrun, name)
-        if ((type === 0x62 && value > 1) || (typeCode < 0x60 && !value))
+        // Compared with 0, not tested with !: the VM's ! takes 2^31 and more for 0.
+        if ((type === 0x62 && value > 1) || (typeCode < 0x60 && value === 0))
             return propertyFailure(ProtocolError.InvalidPropertyValue, name)
         if (!properties) properties = {}
         const previous = properties[name]
