@@ -9,7 +9,7 @@
 // As in codec.ts, what the node encodes is not checked here: test/fixtures/mqtt-codec.ts checks
 // every property and reason code a packet carries before encoding it.
 
-import { BodyPart, framePacket } from "./codec"
+import { BodyPart, framePacket, writeRemainingLength } from "./codec"
 import { checkUtf8, hexByte, HEX_DIGITS, ProtocolError } from "./decoder"
 import { Mqtt5Codec, PacketType, ProtocolVersion, Subscription } from "./packets"
 
@@ -172,16 +172,6 @@ function readProperties(body: Buffer, at: number, kind: number, holder: any): nu
     return end
 }
 
-/** Appends the digits of a Variable Byte Integer [MQTT-1.5.5] (at most 268435455) to `parts`. */
-function pushVariableByteInteger(parts: BodyPart[], value: number) {
-    for (;;) {
-        const digit = value % 128
-        value = Math.floor(value / 128)
-        parts.push(value > 0 ? digit | 0x80 : digit)
-        if (value === 0) return
-    }
-}
-
 function propertyParts(properties: any): BodyPart[] {
     const table = PROPERTY_TABLE
     const parts: BodyPart[] = []
@@ -196,8 +186,11 @@ function propertyParts(properties: any): BodyPart[] {
             const type = table.charCodeAt(at + 2) | 0x20
             for (const v of type === 0x70 || type === 0x76 ? value : [value]) {
                 parts.push(id)
-                if (type === 0x76) pushVariableByteInteger(parts, v)
-                else if (type === 0x70) parts.push(v[0], v[1])
+                if (type === 0x76) {
+                    // A Variable Byte Integer is written as a remaining length is [MQTT-1.5.5].
+                    const digits = Buffer.alloc(4)
+                    for (let k = 0, end = writeRemainingLength(digits, 0, v); k < end; k++) parts.push(digits[k])
+                } else if (type === 0x70) parts.push(v[0], v[1])
                 else if (type === 0x68) parts.push(v >> 8, v & 0xff)
                 else if (type === 0x77) {
                     // In halves: the VM's whole-number arithmetic is 32-bit, and values reach 2^32 - 1.
