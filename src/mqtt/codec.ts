@@ -1,6 +1,7 @@
-// MQTT 3.1.1 encoder of the packets a client sends: Packet values to wire bytes.
+// Encoder of the packets an MQTT client sends, MQTT 3.1.1 or MQTT 5: Packet values to wire bytes.
 // Pure core: imports nothing from @devicescript, runs unchanged in Node and in the VM.
 // Spec: http://docs.oasis-open.org/mqtt/mqtt/v3.1.1/os/mqtt-v3.1.1-os.html
+//       https://docs.oasis-open.org/mqtt/mqtt/v5.0/os/mqtt-v5.0-os.html
 //
 // The node encodes only packets it builds itself, from values its own code produces: topics from
 // its configuration (validated on the host before it is built in, src/config.ts), packet ids and
@@ -9,12 +10,12 @@
 // an Error naming it) and the encoders of the packets only servers send, and the session's tests
 // run every packet the session sends through it.
 
-import { Packet, PacketType, PublishPacket } from "./packets"
+import { Mqtt5Codec, Packet, PacketType, PublishPacket } from "./packets"
 
 /** Largest value the variable-length "remaining length" can hold, [MQTT-2.2.3]. */
 export const MAX_REMAINING_LENGTH = 268435455
 
-/** Protocol name and level of MQTT 3.1.1, [MQTT-3.1.2-1], [MQTT-3.1.2-2]. */
+/** Protocol name and level of MQTT 3.1.1, [MQTT-3.1.2-1], [MQTT-3.1.2-2]; MQTT 5's level is 5. */
 export const PROTOCOL_NAME = "MQTT"
 export const PROTOCOL_LEVEL = 4
 
@@ -58,14 +59,18 @@ const NATIVE_BLIT = !!(Buffer.alloc(1) as any).blitAt
 let lastTopicName = ""
 let lastTopicBytes = Buffer.alloc(0)
 
+/** The property block of a PUBLISH in 3.1.1: there is none. */
+const NO_PROPERTIES = Buffer.alloc(0)
+
 /**
  * Encodes a PUBLISH into `bytes` at `offset`, so that a client can encode straight into the
  * buffer it sends from; returns the offset after it, or, when the room left in `bytes` is too
  * small, minus the packet's size (writing nothing). Written by hand rather than through
  * framePacket: PUBLISH is the packet a node encodes most, and every function call counts in the
- * VM (about 1 us each).
+ * VM (about 1 us each). Given the MQTT 5 codec (`mqtt5`, the protocol version) the packet carries its
+ * properties, an empty block when it has none.
  */
-export function encodePublishInto(p: PublishPacket, bytes: Buffer, offset: number): number {
+export function encodePublishInto(p: PublishPacket, bytes: Buffer, offset: number, mqtt5?: Mqtt5Codec): number {
     if (p.topic !== lastTopicName) {
         lastTopicBytes = Buffer.from(p.topic)
         lastTopicName = p.topic
@@ -73,7 +78,8 @@ export function encodePublishInto(p: PublishPacket, bytes: Buffer, offset: numbe
     const topic = lastTopicBytes
     const qos = p.qos
     const payload = p.payload
-    const remainingLength = 2 + topic.length + (qos > 0 ? 2 : 0) + payload.length
+    const properties = mqtt5 ? mqtt5.propertyBlock(p.properties) : NO_PROPERTIES
+    const remainingLength = 2 + topic.length + (qos > 0 ? 2 : 0) + properties.length + payload.length
     const lengthBytes = remainingLength < 128 ? 1 : remainingLengthSize(remainingLength)
     const size = 1 + lengthBytes + remainingLength
     if (offset + size > bytes.length) return -size
@@ -97,6 +103,11 @@ export function encodePublishInto(p: PublishPacket, bytes: Buffer, offset: numbe
         bytes[offset + 1] = p.packetId & 0xff
         offset += 2
     }
+    if (properties.length) {
+        if (NATIVE_BLIT) (bytes as any).blitAt(offset, properties, 0, properties.length)
+        else bytes.set(properties, offset)
+        offset += properties.length
+    }
     if (payload.length === 0) return offset
     if (NATIVE_BLIT) (bytes as any).blitAt(offset, payload, 0, payload.length)
     else bytes.set(payload, offset)
@@ -111,7 +122,10 @@ export function encodePublishInto(p: PublishPacket, bytes: Buffer, offset: numbe
  */
 export type BodyPart = number | string | Buffer
 
-/** The packet of first byte `firstByte` and body `parts`, with the remaining length between them. */
+/**
+ * The packet of first byte `firstByte` and body `parts`, with the remaining length between them.
+ * Each string of `parts` is replaced by its UTF-8 bytes.
+ */
 export function framePacket(firstByte: number, parts: BodyPart[]): Buffer {
     let length = 0
     for (let i = 0; i < parts.length; i++) {
@@ -143,9 +157,11 @@ export function framePacket(firstByte: number, parts: BodyPart[]): Buffer {
 /**
  * Encodes a packet the node sends other than PUBLISH (encodePublishInto): CONNECT, PUBACK,
  * PUBREC, PUBREL, PUBCOMP, SUBSCRIBE, PINGREQ, DISCONNECT, byte-identical to what mqtt-packet
- * generates for MQTT 3.1.1.
+ * generates for MQTT 3.1.1, or given the MQTT 5 codec (`mqtt5`, the protocol version) for MQTT 5.
+ * The node never sends AUTH: it does not use enhanced authentication.
  */
-export function encodeClientPacket(p: Packet): Buffer {
+export function encodeClientPacket(p: Packet, mqtt5?: Mqtt5Codec): Buffer {
+    const v5 = !!mqtt5
     const body: BodyPart[] = []
     let firstByte = p.type << 4
     if (p.type === PacketType.Connect) {
@@ -158,19 +174,26 @@ export function encodeClientPacket(p: Packet): Buffer {
                 (will.retain ? CONNECT_FLAG_WILL_RETAIN : 0)
         if (p.username != null) flags |= CONNECT_FLAG_USERNAME
         if (p.password != null) flags |= CONNECT_FLAG_PASSWORD
-        body.push(PROTOCOL_NAME, PROTOCOL_LEVEL, flags, p.keepaliveS >> 8, p.keepaliveS & 0xff, p.clientId)
-        if (will) body.push(will.topic, will.payload)
+        body.push(PROTOCOL_NAME, v5 ? mqtt5.version : PROTOCOL_LEVEL, flags, p.keepaliveS >> 8, p.keepaliveS & 0xff)
+        if (v5) mqtt5.pushProperties(body, p.properties)
+        body.push(p.clientId)
+        if (will) {
+            if (v5) mqtt5.pushProperties(body, will.properties)
+            body.push(will.topic, will.payload)
+        }
         if (p.username != null) body.push(p.username)
         if (p.password != null) body.push(p.password)
     } else if (p.type === PacketType.Subscribe) {
         // SUBSCRIBE, like PUBREL, carries the header flags 2 [MQTT-3.8.1-1].
         firstByte |= 2
         body.push(p.packetId >> 8, p.packetId & 0xff)
-        for (const s of p.subscriptions) body.push(s.topic, s.qos)
-    } else if (p.type !== PacketType.Pingreq && p.type !== PacketType.Disconnect) {
-        const id = (p as any).packetId
+        if (v5) mqtt5.pushProperties(body, p.properties)
+        for (const s of p.subscriptions) body.push(s.topic, v5 ? mqtt5.subscriptionOptions(s) : s.qos)
+    } else if (p.type !== PacketType.Pingreq) {
+        const ack = p as any
         if (p.type === PacketType.Pubrel) firstByte |= 2
-        body.push(id >> 8, id & 0xff)
+        if (p.type !== PacketType.Disconnect) body.push(ack.packetId >> 8, ack.packetId & 0xff)
+        if (v5) mqtt5.pushReason(body, ack)
     }
     return framePacket(firstByte, body)
 }

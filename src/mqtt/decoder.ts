@@ -1,6 +1,8 @@
-// Streaming MQTT 3.1.1 decoder of what a client receives: wire bytes in arbitrary chunks to Packet
-// values. Pure core: imports nothing from @devicescript, runs unchanged in Node and in the VM.
+// Streaming decoder of what an MQTT client receives, MQTT 3.1.1 or MQTT 5: wire bytes in arbitrary
+// chunks to Packet values. Pure core: imports nothing from @devicescript, runs unchanged in Node and
+// in the VM.
 // Spec: http://docs.oasis-open.org/mqtt/mqtt/v3.1.1/os/mqtt-v3.1.1-os.html
+//       https://docs.oasis-open.org/mqtt/mqtt/v5.0/os/mqtt-v5.0-os.html
 //
 // Usage:
 //     decoder.push(chunk)
@@ -22,8 +24,13 @@
 // the decoder usable again for a new connection.
 //
 // It decodes the packets a server sends (CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP,
-// SUBACK, UNSUBACK, PINGRESP); one only clients send is a protocol error. The decoder of every
-// type, for tests and conformance checks, extends it in test/fixtures/mqtt-codec.ts.
+// SUBACK, UNSUBACK, PINGRESP, and in MQTT 5 DISCONNECT and AUTH); one only clients send is a
+// protocol error. In MQTT 5 it also reads reason codes and properties, and checks each property
+// against its packet: known, allowed there, not repeated where the spec allows it once, of a value
+// in its range, inside the property length. Rules that depend on what was negotiated or on the
+// direction (a topic alias above the maximum the client announced, a session expiry interval in a
+// server's DISCONNECT) are the session's to check. The decoder of every type, for tests and
+// conformance checks, extends it in test/fixtures/mqtt-codec.ts.
 //
 // Memory: push() keeps a reference to the chunk (it copies nothing unless the previous chunk was
 // not drained yet) until next() has consumed it, so push one chunk, then call next() until it
@@ -32,7 +39,7 @@
 // maxPacketBytes.
 
 import { splitAt } from "../util/arrays"
-import { Packet, PacketType, PublishPacket, SUBACK_FAILURE } from "./packets"
+import { Mqtt5Codec, Packet, PacketType, PublishPacket } from "./packets"
 
 /** Why the decoder rejected its input. Every member is a reason to close the connection. */
 export enum ProtocolError {
@@ -62,7 +69,7 @@ export enum ProtocolError {
     NullCharacter = 12,
     /** CONNECT protocol name is not "MQTT", [MQTT-3.1.2-1]. */
     InvalidProtocolName = 13,
-    /** CONNECT protocol level is not 4 (MQTT 3.1.1), [MQTT-3.1.2-2]. */
+    /** CONNECT protocol level is not the decoder's (4 for MQTT 3.1.1, 5 for MQTT 5), [MQTT-3.1.2-2]. */
     UnsupportedProtocolLevel = 14,
     /** CONNECT reserved flag bit 0 is set, [MQTT-3.1.2-3]. */
     ConnectReservedFlag = 15,
@@ -88,8 +95,25 @@ export enum ProtocolError {
     InvalidSubscriptionOptions = 25,
     /** SUBACK return code not 0, 1, 2 or 0x80, [MQTT-3.9.3-2]. */
     InvalidSubackReturnCode = 26,
-    /** A packet only clients send (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT) came from the server. */
+    /**
+     * A packet only clients send (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, and in 3.1.1 DISCONNECT)
+     * came from the server.
+     */
     ClientOnlyPacket = 27,
+    /** MQTT 5: a property identifier the spec does not define, [MQTT-2.2.2.2]. */
+    UnknownProperty = 28,
+    /** MQTT 5: a property its packet may not carry, [MQTT-2.2.2.2]. */
+    PropertyNotAllowed = 29,
+    /** MQTT 5: a property included more than once where the spec allows it once, [MQTT-2.2.2.2]. */
+    DuplicateProperty = 30,
+    /** MQTT 5: a property value outside its range (0 where it must not be 0, a byte other than 0 or 1). */
+    InvalidPropertyValue = 31,
+    /** MQTT 5: the property length runs past the packet, or a property past the property length, [MQTT-2.2.2.1]. */
+    PropertyLengthOverrun = 32,
+    /** MQTT 5: a reason code its packet may not carry, [MQTT-2.4]. */
+    InvalidReasonCode = 33,
+    /** MQTT 5: a Variable Byte Integer inside the body continued past its 4th byte, [MQTT-1.5.5]. */
+    MalformedVariableByteInteger = 34,
 }
 
 /**
@@ -112,7 +136,7 @@ bytes left after the last field of the packet
 [MQTT-1.5.3-1] string is not well-formed UTF-8
 [MQTT-1.5.3-2] string contains U+0000
 [MQTT-3.1.2-1] CONNECT protocol name is not "MQTT"
-[MQTT-3.1.2-2] CONNECT protocol level is not 4
+[MQTT-3.1.2-2] CONNECT protocol level is not the expected one
 [MQTT-3.1.2-3] CONNECT reserved flag is set
 [MQTT-3.1.2-13] CONNECT will QoS or retain inconsistent with the will flag
 [MQTT-3.1.2-22] CONNECT password flag set without username flag
@@ -125,7 +149,14 @@ bytes left after the last field of the packet
 [MQTT-3.8.3-3] packet must carry at least one entry
 [MQTT-3-8.3-4] SUBSCRIBE requested QoS has reserved bits set
 [MQTT-3.9.3-2] SUBACK return code is not 0, 1, 2 or 0x80
-a server sent a packet only clients send`,
+a server sent a packet only clients send
+[MQTT-2.2.2.2] property identifier not defined by MQTT 5
+[MQTT-2.2.2.2] property not allowed in this packet
+[MQTT-2.2.2.2] property included more than once
+[MQTT-2.2.2.2] property value out of its range
+[MQTT-2.2.2.1] property runs past the property length or the packet
+[MQTT-2.4] reason code not allowed in this packet
+[MQTT-1.5.5] variable byte integer longer than 4 bytes`,
     "\n"
 )
 
@@ -229,23 +260,28 @@ export function checkUtf8(bytes: Buffer, start: number, end: number, topicName?:
     return 0
 }
 
-/** The name of each packet type, for error messages. One literal: see PROTOCOL_ERROR_TEXTS. */
+/**
+ * The name of each packet type, for error messages. One literal: see PROTOCOL_ERROR_TEXTS. Type 0
+ * is reserved and never named; its place names a will's properties, which have their own set.
+ */
 export const PACKET_NAMES = splitAt(
-    "reserved CONNECT CONNACK PUBLISH PUBACK PUBREC PUBREL PUBCOMP SUBSCRIBE SUBACK UNSUBSCRIBE UNSUBACK PINGREQ PINGRESP DISCONNECT reserved",
+    "will CONNECT CONNACK PUBLISH PUBACK PUBREC PUBREL PUBCOMP SUBSCRIBE SUBACK UNSUBSCRIBE UNSUBACK PINGREQ PINGRESP DISCONNECT AUTH",
     " "
 )
 
 /**
  * Per packet type 0..15, the fixed header flags it must carry [MQTT-2.2.2-1] (PUBLISH has its own
- * rules, the reserved types are refused before), and the remaining length of the fixed-size
- * packets ("-": variable).
+ * rules, the reserved types are refused before, and type 15 only exists in MQTT 5), and the
+ * remaining length of the fixed-size packets ("-": variable) in 3.1.1 and in MQTT 5.
  */
-const HEADER_FLAGS = "-00-00202020000-"
+const HEADER_FLAGS = "-00-002020200000"
 const FIXED_LENGTHS = "--2-2222---2000-"
+const FIXED_LENGTHS_5 = "------------00--"
+
+export const HEX_DIGITS = "0123456789abcdef"
 
 export function hexByte(value: number): string {
-    const digits = "0123456789abcdef"
-    return "0x" + digits[(value >> 4) & 15] + digits[value & 15]
+    return "0x" + HEX_DIGITS[(value >> 4) & 15] + HEX_DIGITS[value & 15]
 }
 
 /** A PUBLISH of the first byte's `flags` without topic and payload yet. */
@@ -273,7 +309,7 @@ const PUBACK_FIRST_BYTE = 0x40
 
 /**
  * A client's streaming decoder: the packets a server sends (CONNACK, PUBLISH, the acknowledgements,
- * SUBACK, UNSUBACK, PINGRESP).
+ * SUBACK, UNSUBACK, PINGRESP, and in MQTT 5 DISCONNECT and AUTH).
  * @devsWhenUsed
  */
 export class ClientPacketDecoder {
@@ -298,11 +334,13 @@ export class ClientPacketDecoder {
      * rejected with PacketTooLarge as soon as their remaining length is known, before any of their
      * body is buffered, except a PUBLISH, which is skipped (only its packet id read, to
      * acknowledge it) and returned with `skipped` set; so is a PUBLISH whose topic is longer than
-     * maxTopicBytes.
+     * maxTopicBytes. `mqtt5` is the protocol version the connection speaks (what CONNECT asked for):
+     * MQTT5 of src/mqtt/mqtt5.ts for MQTT 5, nothing for 3.1.1.
      */
     constructor(
         readonly maxPacketBytes: number,
-        readonly maxTopicBytes: number
+        readonly maxTopicBytes: number,
+        readonly mqtt5?: Mqtt5Codec
     ) {}
 
     /**
@@ -364,7 +402,8 @@ export class ClientPacketDecoder {
             if (state === DecoderState.FixedHeader) {
                 const type = byte >> 4
                 const flags = byte & 0x0f
-                if (type === 0 || type === 15) return this.die(ProtocolError.ReservedPacketType, `type ${type}`)
+                if (type === 0 || (type === 15 && !this.mqtt5))
+                    return this.die(ProtocolError.ReservedPacketType, `type ${type}`)
                 if (type === PacketType.Publish) {
                     const qos = (flags >> 1) & 3
                     if (qos === 3) return this.die(ProtocolError.InvalidQos, `first byte ${hexByte(byte)}`)
@@ -394,7 +433,7 @@ export class ClientPacketDecoder {
             }
             const type = this.packetType
             const length = this.remainingLength
-            const expected = FIXED_LENGTHS.charCodeAt(type) - 48
+            const expected = (this.mqtt5 ? FIXED_LENGTHS_5 : FIXED_LENGTHS).charCodeAt(type) - 48
             if (expected >= 0 && length !== expected)
                 return this.die(
                     ProtocolError.UnexpectedRemainingLength,
@@ -474,7 +513,7 @@ export class ClientPacketDecoder {
             const packetId = body.length >= topicBytes + 4 ? body[topicBytes + 2] * 256 + body[topicBytes + 3] : 0
             return this.skippedPublish(`a topic of ${topicBytes} bytes`, packetId)
         }
-        const result = this.decodeBody(this.packetType, this.headerFlags, body)
+        const result = this.decodeBody(this.packetType, this.headerFlags, body, this.mqtt5)
         return result.error ? this.die(result.error, result.message) : result
     }
 
@@ -491,87 +530,112 @@ export class ClientPacketDecoder {
 }
 
 /**
- * Decodes the complete body of a packet whose fixed header was checked: a packet a server sends
- * (one only clients send is a protocol error). Failures name the packet and what is wrong with it.
+ * Per packet type 0..15, in 3.1.1 and in MQTT 5, what follows the fixed fields (the topic of a
+ * PUBLISH, the flags of a CONNACK), as the character "0" plus: 1 a packet id, 2 a reason code (a
+ * return code in 3.1.1; in MQTT 5 it may be left out, and then so are the properties), 4 properties,
+ * 8 a list of reason codes to the end. "x": a packet only clients send; "-": never decoded here.
  */
-export function decodeServerPacketBody(type: number, flags: number, body: Buffer): DecodeResult {
+const LAYOUTS = "-x201111x9x1x0x-"
+
+/** The return codes of 3.1.1 [MQTT-3.2.2.3], [MQTT-3.9.3-2], as Mqtt5Codec.reasonCodes lists reason codes. */
+const RETURN_CODES = "0x020x00 0x020x01 0x020x02 0x020x03 0x020x04 0x020x05 0x090x00 0x090x01 0x090x02 0x090x80"
+const LAYOUTS_5 = "-x643333x=x=x022"
+
+/** The failure of a packet of type `type`: `error`, and a message naming the packet and `detail`. */
+function failure(type: number, error: number, detail: string): DecodeFailure {
+    return { error, message: PACKET_NAMES[type] + ": " + detail }
+}
+
+/**
+ * Decodes the complete body of a packet whose fixed header was checked: a packet a server sends
+ * (one only clients send is a protocol error), in 3.1.1 or, given the MQTT 5 codec, in MQTT 5.
+ * Failures name the packet and what is wrong with it.
+ */
+export function decodeServerPacketBody(type: number, flags: number, body: Buffer, mqtt5?: Mqtt5Codec): DecodeResult {
+    const layout = (mqtt5 ? LAYOUTS_5 : LAYOUTS).charCodeAt(type) - 48
     const length = body.length
-    let error = 0
-    let detail = ""
     let packet: any = { type }
-    /** Where the packet id is, if the packet has one. */
-    let idAt = -1
+    /** Where the next field starts. */
+    let at = 0
+    if (layout > 15) return failure(type, ProtocolError.ClientOnlyPacket, "a packet only clients send")
     if (type === PacketType.Publish) {
         packet = publishPacket(flags)
-        if (length < 2) {
-            error = ProtocolError.PacketTruncated
-            detail = "no room for length of topic"
-        } else {
-            const topicBytes = body[0] * 256 + body[1]
-            idAt = 2 + topicBytes
-            if (idAt > length) {
-                error = ProtocolError.FieldOverrunsPacket
-                detail = `topic claims ${topicBytes} bytes, ${length - 2} left`
-            } else {
-                error = checkUtf8(body, 2, idAt, true)
-                if (error === ProtocolError.InvalidUtf8) detail = "topic is not UTF-8"
-                else if (error === ProtocolError.NullCharacter) detail = "topic contains U+0000"
-                else if (error) detail = topicBytes ? "topic contains a wildcard" : "topic is empty"
-                else packet.topic = body.slice(2, idAt).toString()
-            }
-            if (!packet.qos) {
-                packet.payload = body.slice(idAt, length)
-                idAt = -1
-            }
-        }
+        if (length < 2) return failure(type, ProtocolError.PacketTruncated, "no room for length of topic")
+        const topicBytes = body[0] * 256 + body[1]
+        at = 2 + topicBytes
+        if (at > length)
+            return failure(
+                type,
+                ProtocolError.FieldOverrunsPacket,
+                `topic claims ${topicBytes} bytes, ${length - 2} left`
+            )
+        const error = checkUtf8(body, 2, at, true)
+        // In MQTT 5 a topic alias may stand for the topic: checked once the properties are read.
+        if (error && (topicBytes || !mqtt5))
+            return failure(
+                type,
+                error,
+                error === ProtocolError.InvalidUtf8
+                    ? "topic is not UTF-8"
+                    : error === ProtocolError.NullCharacter
+                      ? "topic contains U+0000"
+                      : topicBytes
+                        ? "topic contains a wildcard"
+                        : "topic is empty"
+            )
+        packet.topic = body.slice(2, at).toString()
     } else if (type === PacketType.Connack) {
         const acknowledgeFlags = body[0]
-        const returnCode = body[1]
-        detail = `return code ${returnCode}`
-        if (acknowledgeFlags > 1) {
-            error = ProtocolError.ConnackReservedFlags
-            detail = `flags ${hexByte(acknowledgeFlags)}`
-        } else if (returnCode > 5) error = ProtocolError.InvalidConnackReturnCode
-        else if (acknowledgeFlags && returnCode) error = ProtocolError.SessionPresentWithRefusal
+        if (acknowledgeFlags > 1)
+            return failure(type, ProtocolError.ConnackReservedFlags, "flags " + hexByte(acknowledgeFlags))
         packet.sessionPresent = acknowledgeFlags === 1
-        packet.returnCode = returnCode
-    } else if (
-        type === PacketType.Suback ||
-        (type >= PacketType.Puback && type <= PacketType.Pubcomp) ||
-        type === PacketType.Unsuback
-    )
-        idAt = 0
-    else if (type !== PacketType.Pingresp) {
-        error = ProtocolError.ClientOnlyPacket
-        detail = "a packet only clients send"
+        at = 1
     }
-    if (!error && idAt >= 0) {
-        const packetId = idAt + 2 <= length ? body[idAt] * 256 + body[idAt + 1] : -1
+    if (type === PacketType.Publish ? packet.qos : layout & 1) {
+        if (at + 2 > length) return failure(type, ProtocolError.PacketTruncated, "no room for packet id")
+        const packetId = body[at] * 256 + body[at + 1]
+        if (!packetId) return failure(type, ProtocolError.PacketIdZero, "packet id is 0")
         packet.packetId = packetId
-        if (packetId < 0) {
-            error = ProtocolError.PacketTruncated
-            detail = "no room for packet id"
-        } else if (!packetId) {
-            error = ProtocolError.PacketIdZero
-            detail = "packet id is 0"
-        } else if (type === PacketType.Publish) packet.payload = body.slice(idAt + 2, length)
-        else if (type === PacketType.Suback) {
-            const returnCodes: number[] = []
-            for (let i = 2; i < length && !error; i++) {
-                const code = body[i]
-                if (code > 2 && code !== SUBACK_FAILURE) {
-                    error = ProtocolError.InvalidSubackReturnCode
-                    detail = `return code ${hexByte(code)}`
-                }
-                returnCodes.push(code)
-            }
-            if (length === 2) {
-                error = ProtocolError.EmptyPayload
-                detail = "no return code"
-            }
-            packet.returnCodes = returnCodes
-        }
+        at += 2
     }
-    if (error) return { error, message: `${PACKET_NAMES[type]}: ${detail}` }
+    /** The reason codes (return codes in 3.1.1): one here, or a list ending the packet. */
+    let codesAt = at
+    if (layout & 2 && at < length) at++
+    let codesEnd = at
+    if (mqtt5 && (at < length || layout & 4)) {
+        at = mqtt5.readProperties(body, at, type, packet)
+        if (at < 0) return failure(type, -at, mqtt5.detail)
+    }
+    if (type === PacketType.Publish) packet.payload = body.slice(at, length)
+    else if (layout & 8) {
+        codesAt = at
+        codesEnd = length
+    } else if (at < length)
+        return failure(type, ProtocolError.TrailingBytes, `${length - at} bytes after the last field`)
+    const codes: number[] = []
+    for (let i = codesAt; i < codesEnd; i++) {
+        const code = body[i]
+        if ((mqtt5 ? mqtt5.reasonCodes : RETURN_CODES).indexOf(hexByte(type) + hexByte(code)) < 0)
+            return failure(
+                type,
+                mqtt5
+                    ? ProtocolError.InvalidReasonCode
+                    : type === PacketType.Connack
+                      ? ProtocolError.InvalidConnackReturnCode
+                      : ProtocolError.InvalidSubackReturnCode,
+                `${mqtt5 ? "reason" : "return"} code ${code} (${hexByte(code)})`
+            )
+        codes.push(code)
+    }
+    const code = codes[0]
+    if (layout & 8) {
+        if (!codes.length) return failure(type, ProtocolError.EmptyPayload, "no return code")
+        if (type === PacketType.Suback) packet.returnCodes = codes
+        else packet.reasonCodes = codes
+    } else if (type === PacketType.Connack) {
+        if (code && packet.sessionPresent)
+            return failure(type, ProtocolError.SessionPresentWithRefusal, "return code " + code)
+        packet.returnCode = code
+    } else if (code) packet.reasonCode = code
     return { packet }
 }

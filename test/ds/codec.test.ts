@@ -1,10 +1,17 @@
 // The codec, decoder and topic rules inside the DeviceScript VM, against fixtures
-// generated from mqtt-packet (test/fixtures/gen-fixtures.ts). Run with:
+// generated from mqtt-packet (test/fixtures/gen-fixtures.ts), MQTT 3.1.1 and a few of MQTT 5. Run with:
 //     node node_modules/.bin/devs --no-colors run test/ds/codec.test.ts --test --test-self-exit -T 60000
 
 import * as ds from "@devicescript/core"
 import { describe, test, expect } from "@devicescript/test"
-import { DecodeFailure, DecodeResult, ProtocolError, protocolErrorText } from "../../src/mqtt/decoder"
+import {
+    ClientPacketDecoder,
+    DecodeFailure,
+    DecodeResult,
+    ProtocolError,
+    protocolErrorText,
+} from "../../src/mqtt/decoder"
+import { MQTT5 } from "../../src/mqtt/mqtt5"
 import {
     AckPacket,
     ConnackPacket,
@@ -19,11 +26,12 @@ import {
 import { topicMatches, validateTopicFilter, validateTopicName } from "../../src/mqtt/topics"
 import { encodePacket, encodeRemainingLength, MAX_REMAINING_LENGTH, PacketDecoder } from "../fixtures/mqtt-codec"
 import { MALFORMED_WIRE_FIXTURES, WIRE_FIXTURES } from "../fixtures/mqtt-packets"
+import { MALFORMED_WIRE_FIXTURES_5, WIRE_FIXTURES_5 } from "../fixtures/mqtt-packets-5"
 
 const LIMIT = 1024
 /** Yield to the scheduler this often so the VM does not stop a long loop. */
 const ITERATIONS_PER_YIELD = 25
-const HIGHEST_PROTOCOL_ERROR = ProtocolError.InvalidSubackReturnCode
+const HIGHEST_PROTOCOL_ERROR = ProtocolError.MalformedVariableByteInteger
 
 function hex(bytes: Buffer): string {
     return bytes === null || bytes === undefined ? "none" : bytes.toString("hex")
@@ -220,6 +228,128 @@ describe("malformed input yields the exact ProtocolError", () => {
             const text = protocolErrorText(e)
             expect(text.indexOf("unknown") < 0).toBe(true)
         }
+    })
+})
+
+/** The fields of a packet (and of a will or subscription) in this order: decoding and a fixture's literal order them differently. */
+const PACKET_KEYS = [
+    "type",
+    "clientId",
+    "keepaliveS",
+    "cleanSession",
+    "sessionPresent",
+    "returnCode",
+    "topic",
+    "payload",
+    "qos",
+    "dup",
+    "retain",
+    "packetId",
+    "noLocal",
+    "retainAsPublished",
+    "retainHandling",
+    "reasonCode",
+    "reasonCodes",
+    "returnCodes",
+    "subscriptions",
+    "topics",
+    "will",
+    "username",
+    "password",
+    "properties",
+]
+
+/**
+ * Any value as one line: packets by PACKET_KEYS, properties in their own order (the order they are
+ * written in, so the same on both sides), Buffers in hex.
+ */
+function describeValue(value: any): string {
+    if (value === undefined || value === null) return "none"
+    if (typeof value !== "object") return "" + value
+    let text = ""
+    if (Array.isArray(value)) {
+        for (const v of value) text += describeValue(v) + ","
+        return "[" + text + "]"
+    }
+    if (typeof value.length === "number") return hex(value)
+    const packetLike = value.type !== undefined || value.topic !== undefined
+    for (const key of packetLike ? PACKET_KEYS : Object.keys(value))
+        if (value[key] !== undefined) text += key + "=" + describeValue(value[key]) + ";"
+    return "{" + text + "}"
+}
+
+function describeResult5(result: DecodeResult): string {
+    if (result === null) return "null"
+    if (result.error) return `error ${(result as DecodeFailure).error}: ${(result as DecodeFailure).message}`
+    return describeValue(result.packet)
+}
+
+describe("MQTT 5 in the VM", () => {
+    test("encodePacket matches mqtt-packet byte for byte", async () => {
+        for (const fixture of WIRE_FIXTURES_5) {
+            const ours = encodePacket(fixture.packet, MQTT5).toString("hex")
+            if (ours !== fixture.hex) console.log(`${fixture.name}: ${ours} != ${fixture.hex}`)
+            expect(ours).toBe(fixture.hex)
+            await ds.sleep(0)
+        }
+        console.log(`${WIRE_FIXTURES_5.length} MQTT 5 fixtures encoded`)
+    })
+
+    test("both decoders read what mqtt-packet generates, whole and one byte at a time", async () => {
+        let count = 0
+        for (const fixture of WIRE_FIXTURES_5) {
+            const bytes = Buffer.from(fixture.hex, "hex")
+            const expected = describeValue(fixture.packet)
+            const type = fixture.packet.type
+            const clientOnly =
+                type === PacketType.Connect ||
+                type === PacketType.Subscribe ||
+                type === PacketType.Unsubscribe ||
+                type === PacketType.Pingreq
+            for (const chunks of [[bytes], oneByteChunks(bytes)]) {
+                const decoders = [new PacketDecoder(LIMIT, MQTT5), new ClientPacketDecoder(LIMIT, 65535, MQTT5)]
+                for (let d = 0; d < decoders.length; d++) {
+                    const decoder = decoders[d]
+                    let result: DecodeResult = null
+                    for (const chunk of chunks) {
+                        decoder.push(chunk)
+                        const r = decoder.next()
+                        if (r !== null) result = r
+                    }
+                    const got = describeResult5(result)
+                    if (d === 1 && clientOnly) {
+                        expect(result.error).toBe(ProtocolError.ClientOnlyPacket)
+                        continue
+                    }
+                    if (got !== expected) console.log(`${fixture.name}: ${got} != ${expected}`)
+                    expect(got).toBe(expected)
+                }
+                await ds.sleep(0)
+            }
+            count++
+        }
+        console.log(`${count} MQTT 5 fixtures decoded`)
+    })
+
+    test("every malformed MQTT 5 input yields its ProtocolError", async () => {
+        for (const fixture of MALFORMED_WIRE_FIXTURES_5) {
+            const bytes = Buffer.from(fixture.hex, "hex")
+            for (const chunks of [[bytes], oneByteChunks(bytes)]) {
+                const decoder = new PacketDecoder(1000, MQTT5)
+                let result: DecodeResult = null
+                for (const chunk of chunks) {
+                    decoder.push(chunk)
+                    result = decoder.next()
+                    if (result !== null) break
+                }
+                const got = result === null ? 0 : result.error
+                if (got !== fixture.error)
+                    console.log(`${fixture.name}: wanted ${fixture.error}, got ${describeResult5(result)}`)
+                expect(got).toBe(fixture.error)
+            }
+            await ds.sleep(0)
+        }
+        console.log(`${MALFORMED_WIRE_FIXTURES_5.length} malformed MQTT 5 inputs rejected`)
     })
 })
 

@@ -1,5 +1,6 @@
-// Shared fixture table for the codec and decoder tests, plus conversions between
-// our Packet values and mqtt-packet's objects (the reference implementation).
+// Shared fixture table for the codec and decoder tests (MQTT 3.1.1; MQTT 5's is
+// packet-fixtures-5.ts), plus conversions between our Packet values and mqtt-packet's objects (the
+// reference implementation), for either version.
 
 import { ConnectReturnCode, Packet, PacketType, SUBACK_FAILURE } from "../../src/mqtt/packets"
 
@@ -344,17 +345,79 @@ const COMMAND_NAMES: string[] = [
     "pingreq",
     "pingresp",
     "disconnect",
+    "auth",
 ]
 
-/** The same packet as an mqtt-packet object, for mqttPacket.generate. */
-export function toMqttPacket(packet: Packet): any {
+/** Properties mqtt-packet holds as booleans: the Byte properties of 0 or 1, but Maximum QoS. */
+const BOOLEAN_PROPERTIES = [
+    "payloadFormatIndicator",
+    "requestProblemInformation",
+    "requestResponseInformation",
+    "retainAvailable",
+    "wildcardSubscriptionAvailable",
+    "subscriptionIdentifiersAvailable",
+    "sharedSubscriptionAvailable",
+]
+
+/**
+ * Our properties as mqtt-packet's, key for key in the same order, so that both write them in the
+ * same order: user properties become an object of names (a repeated name an array of its values,
+ * which mqtt-packet writes together: fixtures keep a name's pairs together), subscription
+ * identifiers one number or an array.
+ */
+export function toMqttProperties(properties: any): any {
+    if (!properties) return undefined
+    const result: any = {}
+    for (const [name, value] of Object.entries<any>(properties)) {
+        if (name === "subscriptionIdentifiers")
+            result.subscriptionIdentifier = value.length === 1 ? value[0] : value.slice()
+        else if (name === "userProperties") {
+            const byName: any = {}
+            for (const [key, v] of value as [string, string][])
+                byName[key] = Object.hasOwn(byName, key) ? [].concat(byName[key], v as any) : v
+            result.userProperties = byName
+        } else if (BOOLEAN_PROPERTIES.includes(name)) result[name] = value === 1
+        else result[name] = value
+    }
+    return result
+}
+
+/** mqtt-packet's properties as ours. */
+export function fromMqttProperties(properties: any): any {
+    const result: any = {}
+    for (const [name, value] of Object.entries<any>(properties)) {
+        if (name === "subscriptionIdentifier") result.subscriptionIdentifiers = Array.isArray(value) ? value : [value]
+        else if (name === "userProperties") {
+            const pairs: [string, string][] = []
+            for (const key of Object.keys(value))
+                for (const v of Array.isArray(value[key]) ? value[key] : [value[key]]) pairs.push([key, v])
+            result.userProperties = pairs
+        } else if (BOOLEAN_PROPERTIES.includes(name)) result[name] = value ? 1 : 0
+        else if (Buffer.isBuffer(value)) result[name] = Buffer.from(value)
+        else result[name] = value
+    }
+    return result
+}
+
+/** Sets `target.properties` from mqtt-packet's `parsed.properties`, when it has any. */
+function withProperties(target: any, parsed: any) {
+    if (parsed && parsed.properties) target.properties = fromMqttProperties(parsed.properties)
+    return target
+}
+
+/** The same packet as an mqtt-packet object, for mqttPacket.generate with protocolVersion `version`. */
+export function toMqttPacket(packet: Packet, version = 4): any {
     const cmd = COMMAND_NAMES[packet.type]
+    const v5 = version === 5
+    const p = packet as any
+    const properties = toMqttProperties(p.properties)
+    const reasonCode = p.reasonCode || 0
     switch (packet.type) {
         case PacketType.Connect: {
             const result: any = {
                 cmd,
                 protocolId: "MQTT",
-                protocolVersion: 4,
+                protocolVersion: version,
                 clientId: packet.clientId,
                 keepalive: packet.keepaliveS,
                 clean: packet.cleanSession,
@@ -365,17 +428,21 @@ export function toMqttPacket(packet: Packet): any {
                     payload: packet.will.payload,
                     qos: packet.will.qos,
                     retain: packet.will.retain,
+                    properties: toMqttProperties(packet.will.properties),
                 }
             if (packet.username !== undefined) result.username = packet.username
             if (packet.password !== undefined) result.password = packet.password
+            if (properties) result.properties = properties
             return result
         }
         case PacketType.Connack:
-            return {
-                cmd,
-                sessionPresent: packet.sessionPresent,
-                returnCode: packet.returnCode,
-            }
+            return v5
+                ? { cmd, sessionPresent: packet.sessionPresent, reasonCode: packet.returnCode, properties }
+                : {
+                      cmd,
+                      sessionPresent: packet.sessionPresent,
+                      returnCode: packet.returnCode,
+                  }
         case PacketType.Publish:
             return {
                 cmd,
@@ -385,42 +452,65 @@ export function toMqttPacket(packet: Packet): any {
                 dup: packet.dup,
                 retain: packet.retain,
                 messageId: packet.packetId,
+                properties,
             }
         case PacketType.Puback:
         case PacketType.Pubrec:
         case PacketType.Pubrel:
         case PacketType.Pubcomp:
+            return v5
+                ? { cmd, messageId: packet.packetId, reasonCode, properties }
+                : { cmd, messageId: packet.packetId }
         case PacketType.Unsuback:
-            return { cmd, messageId: packet.packetId }
+            return v5
+                ? { cmd, messageId: packet.packetId, granted: p.reasonCodes.slice(), properties }
+                : { cmd, messageId: packet.packetId }
         case PacketType.Subscribe:
             return {
                 cmd,
                 messageId: packet.packetId,
-                subscriptions: packet.subscriptions.map(s => ({
-                    topic: s.topic,
-                    qos: s.qos,
-                })),
+                subscriptions: packet.subscriptions.map(s =>
+                    v5
+                        ? {
+                              topic: s.topic,
+                              qos: s.qos,
+                              nl: !!s.noLocal,
+                              rap: !!s.retainAsPublished,
+                              rh: s.retainHandling || 0,
+                          }
+                        : {
+                              topic: s.topic,
+                              qos: s.qos,
+                          }
+                ),
+                properties,
             }
         case PacketType.Suback:
             return {
                 cmd,
                 messageId: packet.packetId,
                 granted: packet.returnCodes.slice(),
+                properties,
             }
         case PacketType.Unsubscribe:
             return {
                 cmd,
                 messageId: packet.packetId,
                 unsubscriptions: packet.topics.slice(),
+                properties,
             }
+        case PacketType.Disconnect:
+        case PacketType.Auth:
+            return v5 ? { cmd, reasonCode, properties } : { cmd }
         default:
             return { cmd }
     }
 }
 
-/** Our Packet for an object mqtt-packet's parser produced. */
-export function fromMqttPacket(parsed: any): Packet {
+/** Our Packet for an object mqtt-packet's parser produced, with protocolVersion `version`. */
+export function fromMqttPacket(parsed: any, version = 4): Packet {
     const type = COMMAND_NAMES.indexOf(parsed.cmd) as PacketType
+    if (version === 5) return fromMqttPacket5(parsed, type)
     switch (type) {
         case PacketType.Connect: {
             const result: any = {
@@ -485,6 +575,54 @@ export function fromMqttPacket(parsed: any): Packet {
                 packetId: parsed.messageId,
                 topics: parsed.unsubscriptions.slice(),
             }
+        default:
+            return { type } as Packet
+    }
+}
+
+/** fromMqttPacket for MQTT 5: a reason code of 0 and subscription options that are off left out. */
+function fromMqttPacket5(parsed: any, type: PacketType): Packet {
+    const withReason = (target: any) => {
+        if (parsed.reasonCode) target.reasonCode = parsed.reasonCode
+        return withProperties(target, parsed)
+    }
+    switch (type) {
+        case PacketType.Connect: {
+            const result: any = fromMqttPacket(parsed)
+            if (parsed.will) withProperties(result.will, parsed.will)
+            return withProperties(result, parsed)
+        }
+        case PacketType.Connack:
+            return withProperties(
+                { type, sessionPresent: parsed.sessionPresent, returnCode: parsed.reasonCode },
+                parsed
+            )
+        case PacketType.Publish:
+            return withProperties(fromMqttPacket(parsed), parsed)
+        case PacketType.Puback:
+        case PacketType.Pubrec:
+        case PacketType.Pubrel:
+        case PacketType.Pubcomp:
+            return withReason({ type, packetId: parsed.messageId })
+        case PacketType.Unsuback:
+            return withProperties({ type, packetId: parsed.messageId, reasonCodes: parsed.granted.slice() }, parsed)
+        case PacketType.Subscribe: {
+            const result: any = fromMqttPacket(parsed)
+            result.subscriptions = parsed.subscriptions.map((s: any) => {
+                const subscription: any = { topic: s.topic, qos: s.qos }
+                if (s.nl) subscription.noLocal = true
+                if (s.rap) subscription.retainAsPublished = true
+                if (s.rh) subscription.retainHandling = s.rh
+                return subscription
+            })
+            return withProperties(result, parsed)
+        }
+        case PacketType.Suback:
+        case PacketType.Unsubscribe:
+            return withProperties(fromMqttPacket(parsed), parsed)
+        case PacketType.Disconnect:
+        case PacketType.Auth:
+            return withReason({ type })
         default:
             return { type } as Packet
     }
