@@ -5,7 +5,7 @@
 // interleave). New fibers are started with setTimeout(fn, 0), which both runtimes have.
 //
 // Pure core: imports nothing from @devicescript, so Node tests run it against a scripted broker.
-import { encodeClientPacket, encodePublishInto, remainingLengthSize, writeRemainingLength } from "./codec"
+import { copyInto, encodeClientPacket, encodePublishInto, remainingLengthSize, writeRemainingLength } from "./codec"
 import { ClientPacketDecoder, DecodeFailure, MAX_TOPIC_BYTES, protocolErrorText } from "./decoder"
 import { Action, ActionKind, Session, SessionOptions, SessionState } from "./session"
 import { backoffDelayMs, jitter01, jitterSeed } from "./backoff"
@@ -35,15 +35,17 @@ const PACKETS_PER_YIELD = 16
 /**
  * Outgoing packets are coalesced into sends of at most this many bytes (ESP32 TLS panics at 4 KB).
  * The simulator's socket has Nagle's algorithm on, so many small sends would each wait for the
- * previous one's ACK. Each send is a copy of the segment's bytes: during a drain the fragmented
- * heap had no free block of 1,400 bytes long before it ran out of bytes; 700 fit its gaps.
+ * previous one's ACK. A full segment is written as it is; a send of less is a copy of the
+ * segment's bytes, and that copy needs a free block of its size: during a drain the fragmented
+ * heap had no block of 1,400 bytes long before it ran out of bytes, and online, with 40 KB held,
+ * none of 580. A reading message (at most 400 bytes and its topic) still fits in one.
  */
-export const MAX_SEND_BYTES = 700
+export const MAX_SEND_BYTES = 512
 
 /**
  * The send segment, allocated when the module loads: a node has one client, and at the end of its
- * boot the heap is too fragmented for 700 bytes in one block (measured: with 40 KB held, no free
- * block over 572 bytes). Clients that run one after another (tests) take turns with it.
+ * boot the heap is too fragmented for it (measured: with 40 KB held, no free block over 572 bytes).
+ * Clients that run one after another (tests) take turns with it.
  */
 const sendSegment = Buffer.alloc(MAX_SEND_BYTES)
 
@@ -92,7 +94,8 @@ export class MqttClient {
     constructor(
         readonly broker: BrokerAddress,
         sessionOptions: SessionOptions,
-        readonly events: ClientEvents,
+        /** Set by the owner once it exists (null: nothing reported until then). */
+        public events: ClientEvents,
         private readonly socket: SocketPort,
         private readonly clock: ClockPort
     ) {
@@ -128,37 +131,43 @@ export class MqttClient {
     }
 
     /**
-     * Publishes at QoS 0 a payload given in parts, written one after another straight into the
-     * send segment: no buffer of the whole payload exists, so a payload of several hundred bytes
-     * needs no large free block (a Home Assistant config is about 480 bytes; on a fragmented heap
-     * no block that size may be left). The packet must fit in a segment. QoS 0 needs nothing of
-     * the session; a payload lost with the connection must be one that is published again after
-     * every connection. Returns false when it was not written (not connected, or too large).
+     * Publishes at QoS 0 a payload given in parts, copied one after another into the send segment
+     * (a full segment is written as it is, the packet going on in the next): no buffer of the
+     * whole payload or packet exists, so a payload of several hundred bytes needs no large free
+     * block (a Home Assistant config is about 480 bytes; on a fragmented heap no block that size
+     * may be left). QoS 0 needs nothing of the session; a payload lost with the connection must
+     * be one that is published again after every connection. Returns false when not connected.
      */
     publishParts(topic: string, parts: string[], retain: boolean) {
         if (!this.isConnected()) return false
-        const bytes: Buffer[] = [Buffer.from(topic)]
+        const bytes: Buffer[] = [null, Buffer.from(topic)]
         let length = 0
         for (const part of parts) bytes.push(Buffer.from(part))
-        for (const b of bytes) length += b.length
+        for (let i = 1; i < bytes.length; i++) length += bytes[i].length
         // The topic's length field, then the parts: a QoS 0 PUBLISH has no packet id [MQTT-3.3.2-2].
         length += 2
-        const size = 1 + remainingLengthSize(length) + length
-        if (size > MAX_SEND_BYTES) return false
-        if (this.segmentBytes + size > MAX_SEND_BYTES) this.flush()
-        const segment = this.segment
-        let offset = this.segmentBytes
-        segment[offset] = (PacketType.Publish << 4) | (retain ? 1 : 0)
-        offset = writeRemainingLength(segment, offset + 1, length)
-        segment[offset++] = bytes[0].length >> 8
-        segment[offset++] = bytes[0].length & 0xff
-        for (const b of bytes) {
-            segment.set(b, offset)
-            offset += b.length
-        }
-        this.segmentBytes = offset
+        const header = Buffer.alloc(1 + remainingLengthSize(length) + 2)
+        header[0] = (PacketType.Publish << 4) | (retain ? 1 : 0)
+        const at = writeRemainingLength(header, 1, length)
+        header[at] = bytes[1].length >> 8
+        header[at + 1] = bytes[1].length & 0xff
+        bytes[0] = header
+        for (const b of bytes) this.append(b)
         this.scheduleFlush()
         return true
+    }
+
+    /** Copies `bytes` into the segment, writing it each time it fills. */
+    private append(bytes: Buffer) {
+        let from = 0
+        while (from < bytes.length) {
+            const room = MAX_SEND_BYTES - this.segmentBytes
+            const n = bytes.length - from < room ? bytes.length - from : room
+            copyInto(this.segment, this.segmentBytes, bytes, from, n)
+            this.segmentBytes += n
+            from += n
+            if (this.segmentBytes === MAX_SEND_BYTES) this.flush()
+        }
     }
 
     private spawnExecute(actions: Action[]) {
@@ -409,7 +418,9 @@ export class MqttClient {
     private flush() {
         const bytes = this.segmentBytes
         this.segmentBytes = 0
-        if (bytes) this.write(this.segment.slice(0, bytes))
+        // A full segment needs no copy of its own: the port copies what it is given.
+        if (bytes === MAX_SEND_BYTES) this.write(this.segment)
+        else if (bytes) this.write(this.segment.slice(0, bytes))
     }
 
     /** One send; a failed one closes the socket. */

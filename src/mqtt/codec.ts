@@ -51,6 +51,12 @@ export function writeRemainingLength(bytes: Buffer, offset: number, length: numb
 /** DeviceScript's native copy, which Node's Buffer lacks; in the VM, Buffer.set costs about six times as much. */
 const NATIVE_BLIT = !!(Buffer.alloc(1) as any).blitAt
 
+/** Copies `length` bytes of `src` from `srcOffset` into `dst` at `dstOffset`, allocating nothing. */
+export function copyInto(dst: Buffer, dstOffset: number, src: Buffer, srcOffset: number, length: number) {
+    if (NATIVE_BLIT) (dst as any).blitAt(dstOffset, src, srcOffset, length)
+    else dst.set((src as any).subarray(srcOffset, srcOffset + length), dstOffset)
+}
+
 /**
  * The last topic name encoded: a node publishes to a handful of topics over and over, and
  * converting the same string for every publish costs time in the VM. The cached bytes are only

@@ -27,9 +27,10 @@ function composed(name: string, settings: Record<string, unknown>): () => string
 // next; it was reached by taking out of the image what only tests and servers need (the MQTT
 // stack's server-side decoding and checks of values the node produces itself, the queue's
 // statistics), by its own socket code instead of @devicescript/net's class, and by smaller code
-// throughout: 55-58 KB down to 43-45 KB. The codec's MQTT 5 hooks (src/mqtt/mqtt5.ts is composed in
+// throughout: 55-58 KB down to 43-45 KB; since then, the MQTT 5 codec hooks, the node split by job,
+// the clock floor and the send path that allocates no whole payload brought them to 45-47 KB. The codec's MQTT 5 hooks (src/mqtt/mqtt5.ts is composed in
 // only where the client speaks MQTT 5) added about 590 bytes to each image.
-const C3_BUDGET_BYTES = 44 * KB
+const C3_BUDGET_BYTES = 45 * KB
 
 const IMAGES: Budgeted[] = [
     {
@@ -37,13 +38,13 @@ const IMAGES: Budgeted[] = [
         entry: () => "src/main.ts",
         budgetBytes: 58 * KB,
     },
-    { name: "simulator default", entry: composed("sim", { METER_KIND: "sim" }), budgetBytes: 44 * KB },
+    { name: "simulator default", entry: composed("sim", { METER_KIND: "sim" }), budgetBytes: 45 * KB },
     {
         name: "ESP32-C3, one S0 meter, Home Assistant discovery",
         entry: composed("c3-s0", { METER_KIND: "s0", METER_OPTS: "imp=1000/kWh" }),
         budgetBytes: C3_BUDGET_BYTES,
     },
-    { name: "Pico W, INA226", entry: composed("pico-ina226", { METER_KIND: "ina226" }), budgetBytes: 46 * KB },
+    { name: "Pico W, INA226", entry: composed("pico-ina226", { METER_KIND: "ina226" }), budgetBytes: 47 * KB },
 ]
 
 /** Whether an image's code section is within budget, and a message saying by how much it is not. */
