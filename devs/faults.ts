@@ -17,7 +17,10 @@
 //                online with the current boot at the end
 //   restarts     restarts of the program the node did not ask for (power cuts excluded): must be 0
 //
-// Exits non-zero on any unexplained loss, energy difference or untruthful status.
+// Exits non-zero on any unexplained loss, energy difference or untruthful status, and on any check a
+// scenario makes of its own (a "FAILED:" note on its row): the hostile-input rows check each
+// input's error, contiguous seq, no crash line and nothing back after a restart; power-cuts checks
+// its cuts with test/e2e/power-cut-checks.ts.
 // Options: --only a,b  --brokers mosquitto,aedes  --soak-min N (0: no soak)  --soak-brokers a,b (default:
 // the first broker)  --seed N  --json FILE  --write-results (write the output into docs/results.md;
 // --readme is an alias)  --crash-s N (the collector-crash run's length, default 600)
