@@ -11,6 +11,9 @@ import type { Settings } from "../../devs/lib/simulator"
 import { sleep } from "../../devs/lib/process"
 import { schemaViolation } from "./schemas"
 
+/** A console line that says the VM crashed, panicked or ran out of memory or operations. */
+export const CRASH = /OutOfMemory|InfiniteLoop|PANIC|Unhandled exception|memory access out of bounds|stack overflow/i
+
 export interface Received {
     topic: string
     payload: string

@@ -9,40 +9,11 @@ import assert from "node:assert/strict"
 import { Broker, BrokerKind, findMosquitto } from "../../devs/lib/broker"
 import { FaultProxy } from "../../devs/lib/fault-proxy"
 import { sleep } from "../../devs/lib/process"
-import { moments, NodeUnderTest, readingSeqs, Recorder, until } from "./helpers"
+import { moments, NodeUnderTest, Recorder, until } from "./helpers"
+import { bootOf, checkPowerCuts, Cut, CutKind, cutOf, firstSeqOf } from "./power-cut-checks"
 
 const SUFFIX = "/main/reading"
-/**
- * Online: the node delivering as it reads. Offline: the link refused, the readings written to
- * flash. Mid-drain: the next boot, once the link is back, delivering the last boot's readings.
- */
-const KINDS = ["online", "online", "offline", "mid-drain", "online"] as const
-
-function lastMatch(lines: string[], pattern: RegExp) {
-    let found = -1
-    for (const line of lines) {
-        const m = line.match(pattern)
-        if (m) found = Number(m[1])
-    }
-    return found
-}
-
-/** The last seq the node wrote down as acknowledged by the broker (-1: none this boot). */
-const lastAcked = (lines: string[]) => lastMatch(lines, /^flash: acknowledged up to seq (\d+)/)
-const bootOf = (lines: string[]) => lastMatch(lines, /^node: boot (\d+), next seq/)
-/** The first seq this boot hands out. */
-const firstSeqOf = (lines: string[]) => lastMatch(lines, /^node: boot \d+, next seq (\d+)/)
-
-interface Cut {
-    lines: string[]
-    boot: number
-    acked: number
-    taken: number[]
-    atMs: number
-    /** Until when the link was up: the cut, or the moment the link went away before it (offline). */
-    linkUpUntilMs: number
-    kind: (typeof KINDS)[number]
-}
+const KINDS: CutKind[] = ["online", "online", "offline", "mid-drain", "online"]
 
 async function powerCuts(t: TestContext, kind: BrokerKind, seed: number) {
     const nodeId = `e2e-cuts-${kind}`
@@ -103,15 +74,7 @@ async function powerCuts(t: TestContext, kind: BrokerKind, seed: number) {
         const lines = [...sim.lines]
         const atMs = Date.now()
         await node.kill()
-        cuts.push({
-            lines,
-            boot: bootOf(lines),
-            acked: lastAcked(lines),
-            taken: readingSeqs(lines),
-            atMs,
-            linkUpUntilMs: linkUpUntilMs || atMs,
-            kind: cutKind,
-        })
+        cuts.push(cutOf(lines, atMs, linkUpUntilMs, cutKind))
         sim = await node.start(false)
     }
     const last = sim
@@ -141,64 +104,15 @@ async function powerCuts(t: TestContext, kind: BrokerKind, seed: number) {
     const crashes = last.lines.filter(l => /PANIC|OutOfMemory|InfiniteLoop|Unhandled/.test(l))
     assert.deepEqual(crashes, [], "no crash in the last boot")
 
-    const elements = recorder.messages
-        .filter(m => m.topic.endsWith(SUFFIX))
-        .flatMap(m => (JSON.parse(m.payload).readings as any[]).map(e => ({ ...e, atMs: m.atMs })))
-    // Totals in the order received (first deliveries), readings and gaps alike.
-    const firsts = new Map<number, any>()
-    for (const e of elements) if (!firsts.has(e.seq)) firsts.set(e.seq, e)
-    let highest = -Infinity
-    let highestSeq = 0
-    for (const e of firsts.values()) {
-        assert.ok(
-            e.total >= highest,
-            `${e.gap ? "gap" : "reading"} seq ${e.seq} has total ${e.total}, below ${highest} of seq ${highestSeq}`
-        )
-        highest = e.total
-        highestSeq = e.seq
-    }
-    const gaps = [...firsts.values()].filter(e => e.gap)
-    const report: string[] = []
-    for (const c of cuts) {
-        const gap = gaps.find(g => g.boot === c.boot)
-        assert.ok(gap, `boot ${c.boot} is reported as a gap`)
-        assert.ok(
-            gap.after_seq >= c.acked,
-            `the gap of boot ${c.boot} starts after seq ${gap.after_seq}, below seq ${c.acked} acknowledged before the cut`
-        )
-        // The same from the subscriber's side: what it had a second before the cut, the node had
-        // seen acknowledged.
-        const received = elements.filter(e => e.atMs < c.linkUpUntilMs - 1000).map(e => e.seq)
-        const receivedBefore = Math.max(...received)
-        assert.ok(
-            gap.after_seq >= receivedBefore,
-            `the gap of boot ${c.boot} starts after seq ${gap.after_seq}, below seq ${receivedBefore} received a second before the cut`
-        )
-        // Nothing lost outside a gap: every reading taken was received or is inside this cut's gap.
-        const lost = c.taken.filter(seq => !firsts.has(seq))
-        for (const seq of lost)
-            assert.ok(seq > gap.after_seq && seq < gap.seq, `seq ${seq} of boot ${c.boot} lost outside its gap`)
-        // Nothing the node knew acknowledged is sent again by a later boot.
-        // Known acknowledged: written down by the node, or received by the subscriber a second
-        // before the cut while the link was up (the node has its PUBACK by then; a link cut can
-        // lose a PUBACK, and then the reading rightly comes again).
-        const again = elements.filter(e => {
-            const first = firsts.get(e.seq).atMs
-            return e.atMs > c.atMs && first < c.atMs && (e.seq <= c.acked || first < c.linkUpUntilMs - 1000)
-        })
-        assert.deepEqual(
-            again.map(e => e.seq),
-            [],
-            `delivered again after boot ${c.boot} knew them acknowledged (up to seq ${c.acked})`
-        )
-        report.push(
-            `boot ${c.boot} (${c.kind}): ${c.taken.length} taken, acknowledged up to ${c.acked}, ${lost.length} lost, gap after ${gap.after_seq}`
-        )
-    }
-    const gapSeqs = elements.filter(e => e.gap).map(e => e.seq)
+    const checked = checkPowerCuts(recorder.messages, cuts, SUFFIX)
+    assert.deepEqual(
+        checked.failures,
+        [],
+        "totals never go back, gaps start at the last acknowledged reading, nothing acknowledged comes again"
+    )
     console.log(
-        `# ${kind}: ${report.join("; ")}; ${firsts.size} readings and gaps received, ` +
-            `${elements.length - firsts.size} again (${gapSeqs.length - new Set(gapSeqs).size} of them gaps)`
+        `# ${kind}: ${checked.report.join("; ")}; ${checked.received} readings and gaps received, ` +
+            `${checked.again} again (${checked.gapsAgain} of them gaps)`
     )
 }
 
