@@ -13,6 +13,7 @@ import { Packet, PacketType } from "../../src/mqtt/packets"
 import { MALFORMED_FIXTURES } from "./malformed-fixtures"
 import { fromMqttPacket, PACKET_FIXTURES, toMqttPacket } from "./packet-fixtures"
 import { encodePacket, PacketDecoder } from "../fixtures/mqtt-codec"
+import { makeRandom, oneByteChunks, packetsOf, splitAt } from "../fixtures/decoding"
 
 const LARGE_LIMIT = 4 * 1024 * 1024
 
@@ -38,44 +39,6 @@ function decodeChunks(chunks: Buffer[], maxPacketBytes = LARGE_LIMIT): DecodeRes
         assert.equal(decoder.pendingInputBytes(), 0)
     }
     return results
-}
-
-function packetsOf(results: DecodeResult[]): Packet[] {
-    return results.map(result => {
-        if (result.error) assert.fail(`unexpected error: ${result.message}`)
-        return result.packet
-    })
-}
-
-/** Deterministic PRNG (mulberry32) so failures reproduce from the printed seed. */
-export function makeRandom(seed: number): () => number {
-    let state = seed >>> 0
-    return () => {
-        state = (state + 0x6d2b79f5) >>> 0
-        let t = state
-        t = Math.imul(t ^ (t >>> 15), t | 1)
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-    }
-}
-
-function splitAt(bytes: Buffer, cuts: number[]): Buffer[] {
-    const sorted = [...new Set(cuts)].sort((a, b) => a - b)
-    const chunks: Buffer[] = []
-    let start = 0
-    for (const cut of sorted) {
-        if (cut <= start || cut >= bytes.length) continue
-        chunks.push(bytes.subarray(start, cut))
-        start = cut
-    }
-    chunks.push(bytes.subarray(start))
-    return chunks
-}
-
-function oneByteChunks(bytes: Buffer): Buffer[] {
-    const chunks: Buffer[] = []
-    for (let i = 0; i < bytes.length; i++) chunks.push(bytes.subarray(i, i + 1))
-    return chunks
 }
 
 describe("decodes what mqtt-packet generates", () => {

@@ -14,6 +14,7 @@ import { checkClientPacket, checkPacket, encodePacket, PacketDecoder } from "../
 import { MALFORMED_FIXTURES_5 } from "./malformed-fixtures-5"
 import { fromMqttPacket, toMqttPacket } from "./packet-fixtures"
 import { CLIENT_ONLY_TYPES_5, PACKET_FIXTURES_5, SERVER_ONLY_TYPES } from "./packet-fixtures-5"
+import { makeRandom, oneByteChunks, packetsOf, splitAt } from "../fixtures/decoding"
 
 const LIMIT = 4 * 1024 * 1024
 
@@ -34,37 +35,6 @@ function parseWithMqttPacket(bytes: Buffer): { packets: Packet[]; error: Error |
     return { packets, error }
 }
 
-/** Deterministic PRNG (mulberry32) so failures reproduce from the printed seed. */
-function makeRandom(seed: number): () => number {
-    let state = seed >>> 0
-    return () => {
-        state = (state + 0x6d2b79f5) >>> 0
-        let t = state
-        t = Math.imul(t ^ (t >>> 15), t | 1)
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-    }
-}
-
-function splitAt(bytes: Buffer, cuts: number[]): Buffer[] {
-    const sorted = [...new Set(cuts)].sort((a, b) => a - b)
-    const chunks: Buffer[] = []
-    let start = 0
-    for (const cut of sorted) {
-        if (cut <= start || cut >= bytes.length) continue
-        chunks.push(bytes.subarray(start, cut))
-        start = cut
-    }
-    chunks.push(bytes.subarray(start))
-    return chunks
-}
-
-function oneByteChunks(bytes: Buffer): Buffer[] {
-    const chunks: Buffer[] = []
-    for (let i = 0; i < bytes.length; i++) chunks.push(bytes.subarray(i, i + 1))
-    return chunks
-}
-
 /** Feeds the chunks to `decoder`, draining after each; stops at the first error. */
 function drain(decoder: ClientPacketDecoder, chunks: Buffer[]): DecodeResult[] {
     const results: DecodeResult[] = []
@@ -80,13 +50,6 @@ function drain(decoder: ClientPacketDecoder, chunks: Buffer[]): DecodeResult[] {
 
 const decodeAll = (chunks: Buffer[], limit = LIMIT) => drain(new PacketDecoder(limit, MQTT5), chunks)
 const decodeAsClient = (chunks: Buffer[], limit = LIMIT) => drain(new ClientPacketDecoder(limit, 65535, MQTT5), chunks)
-
-function packetsOf(results: DecodeResult[]): Packet[] {
-    return results.map(result => {
-        if (result.error) assert.fail(`unexpected error: ${result.message}`)
-        return result.packet
-    })
-}
 
 /** Whether the node may send `packet`: what the firmware's encoder writes. */
 function nodeSends(packet: Packet): boolean {
