@@ -92,6 +92,16 @@ function describeResult(result: DecodeResult): string {
     return describePacket(result.packet)
 }
 
+/** Pushes the chunks until the decoder has a result: its first one, or null. */
+function firstResult(decoder: PacketDecoder, chunks: Buffer[]): DecodeResult {
+    for (const chunk of chunks) {
+        decoder.push(chunk)
+        const result = decoder.next()
+        if (result !== null) return result
+    }
+    return null
+}
+
 /** Feeds the chunks, draining after each; returns every result described. */
 function decodeChunks(chunks: Buffer[], limit: number): string[] {
     const decoder = new PacketDecoder(limit)
@@ -206,12 +216,7 @@ describe("malformed input yields the exact ProtocolError", () => {
             const bytes = Buffer.from(fixture.hex, "hex")
             for (const chunks of [[bytes], oneByteChunks(bytes)]) {
                 const decoder = new PacketDecoder(100)
-                let result: DecodeResult = null
-                for (const chunk of chunks) {
-                    decoder.push(chunk)
-                    result = decoder.next()
-                    if (result !== null) break
-                }
+                const result = firstResult(decoder, chunks)
                 const got = result === null ? 0 : result.error
                 if (got !== fixture.error)
                     console.log(`${fixture.name}: wanted ${fixture.error}, got ${describeResult(result)}`)
@@ -336,12 +341,7 @@ describe("MQTT 5 in the VM", () => {
             const bytes = Buffer.from(fixture.hex, "hex")
             for (const chunks of [[bytes], oneByteChunks(bytes)]) {
                 const decoder = new PacketDecoder(1000, MQTT5)
-                let result: DecodeResult = null
-                for (const chunk of chunks) {
-                    decoder.push(chunk)
-                    result = decoder.next()
-                    if (result !== null) break
-                }
+                const result = firstResult(decoder, chunks)
                 const got = result === null ? 0 : result.error
                 if (got !== fixture.error)
                     console.log(`${fixture.name}: wanted ${fixture.error}, got ${describeResult5(result)}`)
