@@ -140,19 +140,23 @@ export class MqttClient {
      */
     publishParts(topic: string, parts: string[], retain: boolean) {
         if (!this.isConnected()) return false
-        const bytes: Buffer[] = [null, Buffer.from(topic)]
-        let length = 0
-        for (const part of parts) bytes.push(Buffer.from(part))
-        for (let i = 1; i < bytes.length; i++) length += bytes[i].length
-        // The topic's length field, then the parts: a QoS 0 PUBLISH has no packet id [MQTT-3.3.2-2].
-        length += 2
+        const topicBytes = Buffer.from(topic)
+        const payload: Buffer[] = []
+        // The topic with its length field, then the parts: a QoS 0 PUBLISH has no packet id [MQTT-3.3.2-2].
+        let length = 2 + topicBytes.length
+        for (const part of parts) {
+            const b = Buffer.from(part)
+            payload.push(b)
+            length += b.length
+        }
         const header = Buffer.alloc(1 + remainingLengthSize(length) + 2)
         header[0] = (PacketType.Publish << 4) | (retain ? 1 : 0)
         const at = writeRemainingLength(header, 1, length)
-        header[at] = bytes[1].length >> 8
-        header[at + 1] = bytes[1].length & 0xff
-        bytes[0] = header
-        for (const b of bytes) this.append(b)
+        header[at] = topicBytes.length >> 8
+        header[at + 1] = topicBytes.length & 0xff
+        this.append(header)
+        this.append(topicBytes)
+        for (const b of payload) this.append(b)
         this.scheduleFlush()
         return true
     }
@@ -396,8 +400,7 @@ export class MqttClient {
         } else bytes = encodeClientPacket(packet)
         if (this.segmentBytes + bytes.length > MAX_SEND_BYTES) this.flush()
         if (bytes.length > MAX_SEND_BYTES) return this.write(bytes)
-        // Buffer.set, which both runtimes have: these packets are small and rare.
-        this.segment.set(bytes, this.segmentBytes)
+        copyInto(this.segment, this.segmentBytes, bytes, 0, bytes.length)
         this.segmentBytes += bytes.length
     }
 

@@ -153,7 +153,7 @@ export function framePacket(firstByte: number, parts: BodyPart[]): Buffer {
             const field = x as Buffer
             bytes[offset] = field.length >> 8
             bytes[offset + 1] = field.length & 0xff
-            bytes.set(field, offset + 2)
+            copyInto(bytes, offset + 2, field, 0, field.length)
             offset += 2 + field.length
         }
     }
