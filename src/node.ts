@@ -127,8 +127,9 @@ class Node
             c.flushIntervalMs,
             this,
             {
-                millis: () => ds.millis(),
-                sleep: async ms => await ds.sleep(ms),
+                // The runtime's own functions, as in runtimeClock: a wrapper would cost code.
+                millis: runtimeClock.millis,
+                sleep: runtimeClock.sleep,
                 spawn: fn => {
                     setTimeout(fn, 0)
                 },
@@ -270,10 +271,6 @@ class Node
 }
 
 /**
- * Boots the node with a validated configuration and the configuration's problems, reported at
- * boot (for invalid settings the defaults were used). A node id of "" means the device id.
- */
-/**
  * Commands at QoS 1; the time topic at QoS 0, so that a broker keeping our session never
  * queues time messages while the node is away and delivers them stale.
  */
@@ -314,6 +311,10 @@ function createClient(c: NodeConfig) {
     )
 }
 
+/**
+ * Boots the node with a validated configuration and the configuration's problems, reported at
+ * boot (for invalid settings the defaults were used). A node id of "" means the device id.
+ */
 export async function runNode(config: NodeConfig, configErrors: string[], features: Features, description: string) {
     firmware.version = ds._dcfgString("@version") || firmware.version
     if (!config.nodeId) {

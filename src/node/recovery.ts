@@ -43,7 +43,9 @@ export async function recoverLastKnown(node: RecoveryHost): Promise<LastKnown> {
     const newestByMeter = await newestQueuedByMeter(node)
     const newestQueued = queue.size() ? (await queue.peek(1, queue.size() - 1))[0] : null
     const known = lastKnown(node.previous, newestQueued, newestByMeter, acked)
-    node.clock.floorS = acked && acked.endUtc && acked.endS > known.endS ? acked.endS : known.endUtc ? known.endS : 0
+    let floorS = known.endUtc ? known.endS : 0
+    if (acked && acked.endUtc && acked.endS > floorS) floorS = acked.endS
+    node.clock.floorS = floorS
     return known
 }
 

@@ -98,7 +98,7 @@ export class StatusReporter {
      * once every STATUS_MIN_INTERVAL_MS, so a consumer never reads a stale one for long.
      */
     private changed() {
-        if (this.scheduled || !this.node.client) return
+        if (this.scheduled) return
         this.scheduled = true
         const self = this
         const waitMs = this.lastMs + STATUS_MIN_INTERVAL_MS - ds.millis()
