@@ -438,7 +438,10 @@ export class DurableQueue {
                 from -= b.count
                 continue
             }
-            const reader = new BlockReader(await this.blockBytes(i))
+            // The open block is read in its writer's buffer: online, that is every read.
+            const reader = b.writer
+                ? new BlockReader(b.writer.buf, b.writer.length)
+                : new BlockReader(await this.blockBytes(i))
             let index = 0
             for (let r = reader.next(); r && taken < n; r = reader.next()) {
                 if (index++ >= from) {

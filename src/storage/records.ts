@@ -408,7 +408,14 @@ function writeInBlock(w: ByteWriter, refs: ReadingRecord[], lastMeter: number, r
 function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number): ReadingRecord {
     const v = rd.uint(0)
     if (rd.error) return null
-    if (v === 1) return setRef(refs, readFull(rd))
+    if (v === 1) {
+        // A record of its own: the first of its meter becomes the reference as it is, uncopied.
+        const full = readFull(rd)
+        const ref = findRef(refs, full.meter)
+        if (ref) return copyInto(ref, full)
+        refs.push(full)
+        return full
+    }
     const half = Math.floor(v / 2)
     const changes = v - half * 2 ? half : 0
     const meter = changes & CHANGE_METER ? rd.uint(1) : lastMeter
@@ -495,10 +502,11 @@ export class BlockReader extends ByteReader {
     private lastMeter = -1
     serial = -1
 
-    constructor(bytes: Buffer) {
+    /** Reads the first `length` bytes of `bytes` (all of them by default): an open block's buffer is read where it is. */
+    constructor(bytes: Buffer, length = bytes ? bytes.length : 0) {
         // Past the format byte.
-        super(bytes, 1, bytes ? bytes.length : 0)
-        if (!bytes || bytes.length < BLOCK_HEADER_BYTES || bytes[0] !== BLOCK_FORMAT) this.fail("not a block")
+        super(bytes, 1, length)
+        if (!bytes || length < BLOCK_HEADER_BYTES || bytes[0] !== BLOCK_FORMAT) this.fail("not a block")
         else this.serial = this.uint(4)
     }
 
