@@ -118,7 +118,6 @@ class Node
     async start(errors: string[]) {
         const c = this.config
         for (const e of errors) this.reportError(e)
-        const self = this
         this.uplink = new Uplink(
             this.queue,
             this.labels,
@@ -130,9 +129,7 @@ class Node
                 // The runtime's own functions, as in runtimeClock: a wrapper would cost code.
                 millis: runtimeClock.millis,
                 sleep: runtimeClock.sleep,
-                spawn: fn => {
-                    setTimeout(fn, 0)
-                },
+                spawn: spawnFiber,
             }
         )
         if (c.haPrefix) this.announced = announcedFromJson(await readJsonSetting(ANNOUNCED_KEY, []))
@@ -169,7 +166,7 @@ class Node
         this.uplink.attach(this.client)
         this.client.start()
         for (let slot = 0; slot < this.meters.length; ++slot) if (this.meters[slot]) startReadingLoop(this, slot)
-        setTimeout(async () => await self.uplink.flushLoop(), 0)
+        startFlushLoop(this.uplink)
     }
 
     async onConnected() {
@@ -268,6 +265,17 @@ class Node
     onError(text: string) {
         this.status.onError(text)
     }
+}
+
+// Fibers are started from small functions of their own: a closure keeps its enclosing
+// function's whole activation alive, and start()'s holds everything the boot used.
+
+function spawnFiber(fn: () => Promise<void>) {
+    setTimeout(fn, 0)
+}
+
+function startFlushLoop(uplink: Uplink) {
+    setTimeout(async () => await uplink.flushLoop(), 0)
 }
 
 /**
