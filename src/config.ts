@@ -36,8 +36,12 @@ export interface NodeConfig {
 }
 
 /** What a composed image's build writes into it, as one JSON text (cheaper in code than an object literal). */
-export interface BuiltConfig {
+/** A configuration validated at build time (devs/lib/compose.ts): the node's, and what the boot checks. */
+export interface BuiltConfig extends BuiltChecks {
     config: NodeConfig
+}
+
+export interface BuiltChecks {
     /** The settings' errors found at build time, reported at every boot. */
     errors: string[]
     /** describeConfig() of `config`, made at build time: the board prints it at boot. */

@@ -98,12 +98,15 @@ export function composedEntrySource(
 ) {
     const { imports, features } = featuresSource(c, genDir, projectRoot)
     const boot = relative(genDir, `${projectRoot}/src/platform/boot-built`).replace(/\\/g, "/")
-    const built = JSON.stringify(builtConfig(settings))
+    const { config, ...checks } = builtConfig(settings)
+    // The node's configuration, kept for good, is an object literal in the code: its keys are
+    // strings of the image, where JSON.parse makes each one a string in the heap. What only the
+    // boot uses is JSON, parsed and dropped (as a literal it would cost more code than heap).
     return (
         `// Generated for: ${describeComposition(c)}.\n` +
         `import { startBuiltNode } from "${boot}"\n` +
         imports.map(line => line + "\n").join("") +
-        `await startBuiltNode(${JSON.stringify(built)}, ${features})\n`
+        `await startBuiltNode(${JSON.stringify(config)}, ${JSON.stringify(JSON.stringify(checks))}, ${features})\n`
     )
 }
 

@@ -2,13 +2,13 @@
 // and built into the image, so the board carries no settings parser. The Settings store is only
 // compared with it: a setting deployed there later is named and not used, never silently
 // ignored, because changing the configuration means building and flashing again.
-import { BuiltConfig } from "../config"
+import { BuiltChecks, NodeConfig } from "../config"
 import { Features } from "../features"
 import { runNode } from "../node"
 import { readJsonSetting } from "./settings-store"
 
-export async function startBuiltNode(json: string, features: Features) {
-    const built: BuiltConfig = JSON.parse(json)
+export async function startBuiltNode(config: NodeConfig, checksJson: string, features: Features) {
+    const built: BuiltChecks = JSON.parse(checksJson)
     // The settings' errors found at build time, then what the Settings store says otherwise.
     const problems = built.errors
     for (const key of built.keys) {
@@ -20,5 +20,5 @@ export async function startBuiltNode(json: string, features: Features) {
                 `setting ${key} in the Settings store differs from this image's; the image's is used (build and flash again)`
             )
     }
-    await runNode(built.config, problems, features, built.description)
+    await runNode(config, problems, features, built.description)
 }

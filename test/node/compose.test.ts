@@ -2,7 +2,7 @@
 import { test } from "node:test"
 import assert from "node:assert/strict"
 import { composedEntrySource, composition, featuresSource } from "../../devs/lib/compose"
-import { BuiltConfig } from "../../src/config"
+import { BuiltChecks, NodeConfig } from "../../src/config"
 
 test("the default configuration: the simulated meter and Home Assistant discovery, no history", () => {
     const c = composition({})
@@ -56,14 +56,16 @@ test("the entry builds in the configuration validated on the host, with its erro
     const c = composition({ METER_KIND: "s0", METER_OPTS: "imp=1000/kWh", READ_MS: "fast", MQTT_PASS: "pw" })
     const source = composedEntrySource(c, "/p/.devicescript/gen/x", "/p")
     assert.match(source, /^import \{ startBuiltNode \} from "..\/..\/..\/src\/platform\/boot-built"$/m)
-    const literal = source.match(/await startBuiltNode\(("(?:[^"\\]|\\.)*"), \{/)
-    assert.ok(literal, source)
-    const built: BuiltConfig = JSON.parse(JSON.parse(literal[1]))
-    assert.equal(built.config.meters[0].kind, "s0")
-    assert.equal(built.config.readingIntervalMs, 60000, "the invalid READ_MS is replaced by its default")
+    // The configuration as an object literal (JSON is one), then what the boot checks as a JSON string.
+    const call = source.match(/^await startBuiltNode\((\{.*\}), ("(?:[^"\\]|\\.)*"), \{/m)
+    assert.ok(call, source)
+    const config: NodeConfig = JSON.parse(call[1])
+    const built: BuiltChecks = JSON.parse(JSON.parse(call[2]))
+    assert.equal(config.meters[0].kind, "s0")
+    assert.equal(config.readingIntervalMs, 60000, "the invalid READ_MS is replaced by its default")
     assert.equal(built.errors.length, 1)
     assert.match(built.errors[0], /^setting READ_MS: fast /)
-    assert.equal(built.config.nodeId, "", "no NODE_ID: the board's device id, taken at boot")
+    assert.equal(config.nodeId, "", "no NODE_ID: the board's device id, taken at boot")
     assert.deepEqual(built.settings, { METER_KIND: "s0", METER_OPTS: "imp=1000/kWh", READ_MS: "fast", MQTT_PASS: "pw" })
     assert.ok(built.keys.includes("METER2") && built.keys.includes("MQTT_URL"), "every setting is compared at boot")
 })
