@@ -73,8 +73,8 @@ class Node
     uplink: Uplink
     /** By slot; null where no meter runs (none configured, or unusable: the node stays up and says why). */
     readonly meters: EnergyMeter[] = []
-    /** By slot: id, quantity and unit; null where no meter is configured. */
-    readonly labels: MeterLabel[] = []
+    /** By slot: id, quantity and unit (the meters' specs); null where no meter is configured. */
+    readonly labels: MeterLabel[]
     readonly boot: number
     /** Set when a planned stop begins. */
     stopping = false
@@ -101,8 +101,8 @@ class Node
         readonly features: Features,
         readonly client: MqttClient
     ) {
+        this.labels = config.meters
         for (const m of config.meters) {
-            this.labels.push(m ? { id: m.id, quantity: m.quantity, unit: m.unit } : null)
             // Records of a meter no longer configured may still be queued: they go out as "meter<slot>".
             this.readingTopics.push(
                 readingTopic(config.topicPrefix, config.nodeId, m ? m.id : "meter" + this.readingTopics.length)

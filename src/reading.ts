@@ -61,6 +61,33 @@ export function readingElement(r: ReadingRecord) {
     return text + "}"
 }
 
+/**
+ * A reading message up to its first element: `{"meter":...,"readings":[` for records like
+ * `first`. The elements follow, comma-separated, and `]}` closes it.
+ */
+export function readingHead(first: ReadingRecord, meters: MeterLabel[], replay?: boolean) {
+    const additive = isAdditive(first)
+    const label = meters[first.meter] || {
+        id: "meter" + first.meter,
+        quantity: additive ? "energy" : "level",
+        unit: additive ? "Wh" : "",
+    }
+    return (
+        // The unit goes in as it is: the VM's JSON.stringify escapes each byte of a non-ASCII
+        // character (°C) as a character of its own. Units come from our own table, without quotes.
+        '{"meter":' +
+        JSON.stringify(label.id) +
+        ',"quantity":"' +
+        label.quantity +
+        '","unit":"' +
+        label.unit +
+        // What the times count from: "uptime_s" = seconds since boot `boot` (that boot never learned
+        // the time), "utc_ms" = Unix milliseconds (whole seconds: readings are timed to the second).
+        (first.flags & FLAG_CLOCK_NOT_SET ? '","time":"uptime_s' : '","time":"utc_ms') +
+        (replay ? '","replay":true,"readings":[' : '","readings":[')
+    )
+}
+
 export interface ReadingMessage {
     /** Index into the node's meters. */
     meter: number
@@ -78,26 +105,9 @@ export interface ReadingMessage {
  */
 export function readingMessage(records: ReadingRecord[], meters: MeterLabel[], replay?: boolean): ReadingMessage {
     const first = records[0]
-    // What the times count from: "uptime_s" = seconds since boot `boot` (that boot never learned
-    // the time), "utc_ms" = Unix milliseconds (whole seconds: readings are timed to the second).
     const uptime = first.flags & FLAG_CLOCK_NOT_SET
     const additive = isAdditive(first)
-    const label = meters[first.meter] || {
-        id: "meter" + first.meter,
-        quantity: additive ? "energy" : "level",
-        unit: additive ? "Wh" : "",
-    }
-    const head =
-        // The unit goes in as it is: the VM's JSON.stringify escapes each byte of a non-ASCII
-        // character (°C) as a character of its own. Units come from our own table, without quotes.
-        '{"meter":' +
-        JSON.stringify(label.id) +
-        ',"quantity":"' +
-        label.quantity +
-        '","unit":"' +
-        label.unit +
-        (uptime ? '","time":"uptime_s' : '","time":"utc_ms') +
-        (replay ? '","replay":true,"readings":[' : '","readings":[')
+    const head = readingHead(first, meters, replay)
     // In bytes: a unit such as °C is longer in UTF-8 than in characters. Elements are ASCII.
     const headBytes = Buffer.from(head).length
     let body = ""

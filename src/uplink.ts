@@ -13,7 +13,7 @@
 //
 // Pure core: the clock, sleeping, new fibers and the MQTT client are passed in, so Node tests
 // drive it under random interleavings against the model of the Settings store.
-import { MAX_READINGS_PER_MESSAGE, readingElement, readingMessage } from "./reading"
+import { MAX_READINGS_PER_MESSAGE, readingElement, readingHead } from "./reading"
 import { MeterLabel } from "./meters/meter-spec"
 import { DurableQueue } from "./storage/durable-queue"
 import {
@@ -290,7 +290,7 @@ export class Uplink {
         const r = this.record
         const offsetOf = this.events.utcOffsetS
         const parts: Buffer[] = []
-        // Bytes of the parts: the first is a whole message, head, element and closing "]}".
+        // Bytes of the parts: the head, the first element, then each next one after its comma.
         let length = 0
         const count = await this.queue.read(this.pinned, MAX_READINGS_PER_MESSAGE, stored => {
             // In UTC when the boot's offset is known (as recordInUtc, without a copy).
@@ -302,20 +302,24 @@ export class Uplink {
             copyInto(r, stored)
             r.flags = flags
             r.startS += offsetS
-            const part = Buffer.from(more ? "," + readingElement(r) : readingMessage([r], self.meters).payload)
-            if (more && length + part.length > MAX_MESSAGE_BYTES_OUT) return false
+            const part = Buffer.from((more ? "," : "") + readingElement(r))
+            // 2: the closing "]}".
+            if (more && length + part.length + 2 > MAX_MESSAGE_BYTES_OUT) return false
+            if (!more) {
+                parts.push(Buffer.from(readingHead(r, self.meters)))
+                length = parts[0].length
+            }
             parts.push(part)
             length += part.length
             copyInto(self.last, r)
             return true
         })
         if (!count) return null
-        // Each part after the first is written over the "]}" before it, which is written last.
-        const payload = Buffer.alloc(length)
+        const payload = Buffer.alloc(length + 2)
         let at = 0
         for (const part of parts) {
             payload.set(part, at)
-            at += part.length - (at ? 0 : 2)
+            at += part.length
         }
         payload[at] = 93 // ]
         payload[at + 1] = 125 // }

@@ -45,6 +45,14 @@ export async function publishDiscovery(node: DiscoveryHost) {
     // The ids change only once every clearing config was written.
     if (!written || JSON.stringify(node.announced) === JSON.stringify(ids)) return
     node.announced = ids
+    saveAnnounced(node, ids)
+}
+
+/**
+ * Writes the announced ids in a fiber of its own, started here: a closure keeps its function's
+ * whole activation alive, and publishDiscovery's holds every config it wrote.
+ */
+function saveAnnounced(node: DiscoveryHost, ids: string[]) {
     setTimeout(async () => {
         const error = await writeVerified(ANNOUNCED_KEY, ids)
         if (error) node.reportError(error)

@@ -438,18 +438,23 @@ export class DurableQueue {
                 from -= b.count
                 continue
             }
-            // The open block is read in its writer's buffer: online, that is every read.
-            const reader = b.writer
-                ? new BlockReader(b.writer.buf, b.writer.length)
-                : new BlockReader(await this.blockBytes(i))
+            // The open block is read in its writer's buffer: online, that is every read. The
+            // spare reader, when no other read holds it, decodes into the records it has.
+            const bytes = b.writer ? b.writer.buf : await this.blockBytes(i)
+            const length = b.writer ? b.writer.length : bytes ? bytes.length : 0
+            const reader = this.spareReader ? this.spareReader.reset(bytes, length) : new BlockReader(bytes, length)
+            this.spareReader = null
             let index = 0
-            for (let r = reader.next(); r && taken < n; r = reader.next()) {
+            let more = true
+            for (let r = reader.next(); r && taken < n && more; r = reader.next()) {
                 if (index++ >= from) {
-                    if (!visit(r)) return taken
-                    taken++
+                    more = visit(r)
+                    if (more) taken++
                 }
                 await this.tick()
             }
+            this.spareReader = reader
+            if (!more) break
             from = 0
         }
         return taken
@@ -461,6 +466,9 @@ export class DurableQueue {
      * times in a row, and a Settings read costs about 20 ms in the simulator. A serial names
      * one content for good (a rewrite takes a new serial), so the copies never go stale.
      */
+    /** A block reader for read() to reuse: its records are decoded into again. */
+    private spareReader: BlockReader = null
+
     private async blockBytes(i: number): Promise<Buffer> {
         const b = this.blocks[i]
         if (b.writer) return b.writer.bytes()

@@ -196,9 +196,9 @@ function unzigzag(z: number) {
 export class ByteReader {
     error = ""
     constructor(
-        readonly buf: Buffer,
+        public buf: Buffer,
         public pos: number,
-        readonly end: number
+        public end: number
     ) {}
 
     /** A little-endian unsigned integer of `bytes` bytes, or for `bytes` 0 a varint of at most 8 bytes. */
@@ -254,14 +254,16 @@ function writeFull(w: ByteWriter, r: ReadingRecord) {
     if (flags & FLAG_MERGED) w.uint(r.seq - r.firstSeq, 0)
 }
 
-function readFull(rd: ByteReader) {
-    const r = newRecord()
+/** Reads a record in the full layout into `into` (every field set), or a new record. */
+function readFull(rd: ByteReader, into?: ReadingRecord) {
+    const r = into || newRecord()
     r.flags = rd.uint(1)
     r.meter = rd.uint(1)
     r.seq = rd.uint(4)
     r.boot = rd.uint(2)
     r.startS = rd.uint(4)
     r.durationS = rd.uint(3)
+    r.deltaMilliWh = r.totalMilliWh = r.minMilli = r.meanMilli = r.maxMilli = 0
     if (isAdditive(r)) {
         r.deltaMilliWh = rd.int32()
         r.totalMilliWh = rd.uint(6)
@@ -405,16 +407,16 @@ function writeInBlock(w: ByteWriter, refs: ReadingRecord[], lastMeter: number, r
  * meter are differences from each other, so decoding in place allocates nothing (a record in
  * the full layout, the first of its meter in a block, is read and then copied in).
  */
-function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number): ReadingRecord {
+function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number, spares: ReadingRecord[]): ReadingRecord {
     const v = rd.uint(0)
     if (rd.error) return null
     if (v === 1) {
         // A record of its own: the first of its meter becomes the reference as it is, uncopied.
-        const full = readFull(rd)
+        const full = readFull(rd, spares.pop())
         const ref = findRef(refs, full.meter)
-        if (ref) return copyInto(ref, full)
-        refs.push(full)
-        return full
+        if (!ref) return refs[refs.push(full) - 1]
+        spares.push(full)
+        return copyInto(ref, full)
     }
     const half = Math.floor(v / 2)
     const changes = v - half * 2 ? half : 0
@@ -499,21 +501,35 @@ export class BlockWriter extends ByteWriter {
  */
 export class BlockReader extends ByteReader {
     private refs: ReadingRecord[] = []
+    /** Records of earlier blocks, decoded into again: a reader reused allocates no record. */
+    private spares: ReadingRecord[] = []
     private lastMeter = -1
     serial = -1
 
     /** Reads the first `length` bytes of `bytes` (all of them by default): an open block's buffer is read where it is. */
     constructor(bytes: Buffer, length = bytes ? bytes.length : 0) {
+        super(bytes, 0, 0)
+        this.reset(bytes, length)
+    }
+
+    /** Starts over on another block, as the constructor does, keeping its record objects. */
+    reset(bytes: Buffer, length = bytes ? bytes.length : 0) {
+        while (this.refs.length) this.spares.push(this.refs.pop())
+        this.lastMeter = -1
+        this.error = ""
+        this.buf = bytes
         // Past the format byte.
-        super(bytes, 1, length)
+        this.pos = 1
+        this.end = length
         if (!bytes || length < BLOCK_HEADER_BYTES || bytes[0] !== BLOCK_FORMAT) this.fail("not a block")
         else this.serial = this.uint(4)
+        return this
     }
 
     /** The next record, or null at the end or at an error. */
     next(): ReadingRecord {
         if (this.error || this.pos >= this.end) return null
-        const r = readInBlock(this, this.refs, this.lastMeter)
+        const r = readInBlock(this, this.refs, this.lastMeter, this.spares)
         if (this.error) return null
         this.lastMeter = r.meter
         return r
