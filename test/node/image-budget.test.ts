@@ -31,14 +31,16 @@ function composed(name: string, settings: Record<string, unknown>): () => string
 // each image; src/mqtt/mqtt5.ts itself is composed in only where the client speaks MQTT 5), the
 // node split by job, the clock floor and the send path that allocates no whole payload brought
 // them to 45-47 KB; then the configuration built in as an object literal rather than JSON parsed
-// at boot (about 430 bytes of code; 0.9 KB of the heap kept, 3 KB less garbage at boot).
+// at boot (about 430 bytes of code; 0.9 KB of the heap kept, 3 KB less garbage at boot), and
+// reused record objects and readers on the way to 24 KB of heap online (the image with every
+// driver: 59.7 KB, its budget to 59 KB).
 const C3_BUDGET_BYTES = 46 * KB
 
 const IMAGES: Budgeted[] = [
     {
         name: "every driver, discovery and history (src/main.ts)",
         entry: () => "src/main.ts",
-        budgetBytes: 58 * KB,
+        budgetBytes: 59 * KB,
     },
     { name: "simulator default", entry: composed("sim", { METER_KIND: "sim" }), budgetBytes: 45 * KB },
     {
