@@ -284,6 +284,7 @@ async function drainRound(BACKLOG: number, bytecode: string): Promise<DrainRound
             mode: "device",
             clearFlash: true,
             onLine: line => {
+                if (process.env.BENCH_DRAIN_DEBUG) console.log(`    [drain] ${line}`)
                 if (!connackMs && line.startsWith("mqtt: connected")) connackMs = Date.now()
             },
         })
