@@ -3,19 +3,31 @@
 // when HISTORY_BYTES is set, and nothing else. The VM compiles only what the entry references, so
 // an image carries the code of what its board uses (as ESPHome's code generation does).
 import { relative } from "node:path"
-import { BuiltConfig, describeConfig, parseConfig, settingSpecs } from "../../src/config"
+import { BuiltConfig, describeConfig, NodeConfig, parseConfig, settingSpecs } from "../../src/config"
+import { MeterSpec } from "../../src/meters/meter-spec"
 
-/** Where each meter kind's driver lives: the function the entry imports, and its module. */
-const DRIVERS: Record<string, { name: string; module: string }> = {
-    sim: { name: "startSimulatedMeter", module: "src/meters/simulated" },
-    s0: { name: "startPulseMeter", module: "src/meters/jacdac-meters" },
-    ina219: { name: "startInaMeter", module: "src/meters/ina-meter" },
-    ina226: { name: "startInaMeter", module: "src/meters/ina-meter" },
-    temperature: { name: "startLevelMeter", module: "src/meters/jacdac-meters" },
-    humidity: { name: "startLevelMeter", module: "src/meters/jacdac-meters" },
-    "dc-current": { name: "startLevelMeter", module: "src/meters/jacdac-meters" },
-    "dc-voltage": { name: "startLevelMeter", module: "src/meters/jacdac-meters" },
-    "water-level": { name: "startLevelMeter", module: "src/meters/jacdac-meters" },
+/** The fields of a meter's spec the node reads whatever the kind. */
+const SPEC_FIELDS: (keyof MeterSpec)[] = ["slot", "id", "kind", "quantity", "unit", "additive", "readMs"]
+const INA_FIELDS: (keyof MeterSpec)[] = ["address", "shuntMicroOhm", "maxMilliA", "sampleMs"]
+
+/**
+ * Where each meter kind's driver lives: the function the entry imports, its module, and the
+ * fields of a meter's spec it reads besides SPEC_FIELDS (the image's spec carries no others).
+ */
+const DRIVERS: Record<string, { name: string; module: string; fields: (keyof MeterSpec)[] }> = {
+    sim: { name: "startSimulatedMeter", module: "src/meters/simulated", fields: ["seed", "meanW"] },
+    s0: {
+        name: "startPulseMeter",
+        module: "src/meters/jacdac-meters",
+        fields: ["input", "pulseMilliNum", "pulseDen", "minPulseMs", "minGapMs"],
+    },
+    ina219: { name: "startInaMeter", module: "src/meters/ina-meter", fields: INA_FIELDS },
+    ina226: { name: "startInaMeter", module: "src/meters/ina-meter", fields: INA_FIELDS },
+    temperature: { name: "startLevelMeter", module: "src/meters/jacdac-meters", fields: ["input"] },
+    humidity: { name: "startLevelMeter", module: "src/meters/jacdac-meters", fields: ["input"] },
+    "dc-current": { name: "startLevelMeter", module: "src/meters/jacdac-meters", fields: ["input"] },
+    "dc-voltage": { name: "startLevelMeter", module: "src/meters/jacdac-meters", fields: ["input"] },
+    "water-level": { name: "startLevelMeter", module: "src/meters/jacdac-meters", fields: ["input"] },
 }
 const DISCOVERY = { name: "discoveryMessages", module: "src/discovery" }
 const HISTORY = { name: "replayHistory", module: "src/platform/history-feature" }
@@ -99,6 +111,14 @@ export function composedEntrySource(
     const { imports, features } = featuresSource(c, genDir, projectRoot)
     const boot = relative(genDir, `${projectRoot}/src/platform/boot-built`).replace(/\\/g, "/")
     const { config, ...checks } = builtConfig(settings)
+    // Each field costs the heap 16 bytes for good and the code about 7: a spec carries what its driver reads.
+    const meters = config.meters.map(m => {
+        if (!m || !DRIVERS[m.kind]) return m
+        const kept: Partial<MeterSpec> = {}
+        for (const f of [...SPEC_FIELDS, ...DRIVERS[m.kind].fields]) (kept as any)[f] = m[f]
+        return kept
+    })
+    const builtIn: NodeConfig = { ...config, meters: meters as MeterSpec[] }
     // The node's configuration, kept for good, is an object literal in the code: its keys are
     // strings of the image, where JSON.parse makes each one a string in the heap. What only the
     // boot uses is JSON, parsed and dropped (as a literal it would cost more code than heap).
@@ -106,7 +126,7 @@ export function composedEntrySource(
         `// Generated for: ${describeComposition(c)}.\n` +
         `import { startBuiltNode } from "${boot}"\n` +
         imports.map(line => line + "\n").join("") +
-        `await startBuiltNode(${JSON.stringify(config)}, ${JSON.stringify(JSON.stringify(checks))}, ${features})\n`
+        `await startBuiltNode(${JSON.stringify(builtIn)}, ${JSON.stringify(JSON.stringify(checks))}, ${features})\n`
     )
 }
 

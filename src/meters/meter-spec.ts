@@ -33,22 +33,25 @@ export interface MeterSpec extends MeterLabel {
     /** Amounts (delta and total) or levels (min, mean, max). */
     additive: boolean
     readMs: number
-    sampleMs: number
+    // The fields below are each read by some kinds' drivers only; a composed image's spec carries
+    // only those of its kind (devs/lib/compose.ts).
+    /** ina219/ina226: the sampling period, ms. */
+    sampleMs?: number
     /** sim: seed of the load profile and mean power, W. */
-    seed: number
-    meanW: number
+    seed?: number
+    meanW?: number
     /** ina219/ina226: shunt (micro-ohm), largest current (mA), 7-bit address. */
-    shuntMicroOhm: number
-    maxMilliA: number
-    address: number
+    shuntMicroOhm?: number
+    maxMilliA?: number
+    address?: number
     /** s0 and Jacdac sensors: the role (service instance) that carries the input. */
-    input: string
+    input?: string
     /** s0: one pulse is pulseMilliNum / pulseDen thousandths of the unit (exact for any label). */
-    pulseMilliNum: number
-    pulseDen: number
+    pulseMilliNum?: number
+    pulseDen?: number
     /** s0: debounce, ms (DIN 43864 specifies pulses of at least 30 ms). */
-    minPulseMs: number
-    minGapMs: number
+    minPulseMs?: number
+    minGapMs?: number
 }
 
 /**

@@ -62,6 +62,21 @@ test("the entry builds in the configuration validated on the host, with its erro
     const config: NodeConfig = JSON.parse(call[1])
     const built: BuiltChecks = JSON.parse(JSON.parse(call[2]))
     assert.equal(config.meters[0].kind, "s0")
+    // The spec carries what the S0 driver reads, and nothing of the other kinds'.
+    assert.deepEqual(Object.keys(config.meters[0]).sort(), [
+        "additive",
+        "id",
+        "input",
+        "kind",
+        "minGapMs",
+        "minPulseMs",
+        "pulseDen",
+        "pulseMilliNum",
+        "quantity",
+        "readMs",
+        "slot",
+        "unit",
+    ])
     assert.equal(config.readingIntervalMs, 60000, "the invalid READ_MS is replaced by its default")
     assert.equal(built.errors.length, 1)
     assert.match(built.errors[0], /^setting READ_MS: fast /)
