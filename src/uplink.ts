@@ -16,14 +16,7 @@
 import { MAX_READINGS_PER_MESSAGE, readingElement, readingHead } from "./reading"
 import { MeterLabel } from "./meters/meter-spec"
 import { DurableQueue } from "./storage/durable-queue"
-import {
-    copyInto,
-    copyRecord,
-    FLAG_CLOCK_NOT_SET,
-    FLAG_NON_ADDITIVE,
-    newRecord,
-    ReadingRecord,
-} from "./storage/records"
+import { copyInto, FLAG_CLOCK_NOT_SET, FLAG_NON_ADDITIVE, newRecord, ReadingRecord } from "./storage/records"
 import { removeAt } from "./util/arrays"
 
 /**
@@ -72,7 +65,8 @@ export interface UplinkEvents {
     /**
      * The broker acknowledged `newest` and everything before it: they are leaving the queue, and
      * the next boot must know they were delivered. Called on a fiber of its own, one at a time,
-     * with the newest only when several come meanwhile.
+     * with the newest only when several come meanwhile. `newest` is the uplink's own record, which
+     * the next PUBACK changes: read it before waiting.
      */
     onAcknowledged?: (newest: ReadingRecord) => Promise<void>
     /** Before a message is published, with its last record as it goes out (the node's ceiling check). */
@@ -87,6 +81,12 @@ export interface UplinkEvents {
 export class Uplink {
     private client: UplinkClient
     private out: OutMessage[] = []
+    /**
+     * Messages acknowledged, each with its record object, for the next ones: a record is about
+     * 216 bytes in two blocks, made by growing (see docs/platform-notes.md), and online a new one
+     * per message was the allocation the heap ran short for first.
+     */
+    private spare: OutMessage[] = []
     /** Records at the queue's head that messages in `out` carry. */
     private pinned = 0
     private busy = false
@@ -100,8 +100,11 @@ export class Uplink {
     private heldUntilMs = 0
     /** The highest seq the broker acknowledged. */
     private acknowledgedSeq = 0
-    /** The newest record acknowledged, and whether onAcknowledged is running. */
-    private acknowledged: ReadingRecord = null
+    /**
+     * The newest record acknowledged (a copy, made when its PUBACK came), and whether
+     * onAcknowledged is running.
+     */
+    private readonly acknowledged: ReadingRecord = newRecord()
     private reporting = false
     private readonly window: number
     /**
@@ -324,7 +327,12 @@ export class Uplink {
         payload[at] = 93 // ]
         payload[at + 1] = 125 // }
         this.payload = payload
-        return { token: 0, count, last: copyRecord(this.last), acked: false }
+        const message = this.spare.pop() || { token: 0, count: 0, last: newRecord(), acked: false }
+        message.token = 0
+        message.count = count
+        message.acked = false
+        copyInto(message.last, this.last)
+        return message
     }
 
     /**
@@ -343,13 +351,14 @@ export class Uplink {
         // acknowledged head leaves it.
         let removed = 0
         while (this.out.length && this.out[0].acked) {
-            const last = this.out[0].last
-            removed += this.out[0].count
-            if (last.seq > this.acknowledgedSeq) {
-                this.acknowledgedSeq = last.seq
-                this.acknowledged = last
+            const m = this.out[0]
+            removed += m.count
+            if (m.last.seq > this.acknowledgedSeq) {
+                this.acknowledgedSeq = m.last.seq
+                copyInto(this.acknowledged, m.last)
             }
             removeAt(this.out, 0)
+            this.spare.push(m)
         }
         this.deferredRemovals += removed
         if (!this.busy) this.applyDeferred()
@@ -362,13 +371,16 @@ export class Uplink {
         return true
     }
 
-    /** Tells onAcknowledged the newest acknowledged record until it has heard of the newest. */
+    /**
+     * Tells onAcknowledged the newest acknowledged record until it has heard of the newest. The
+     * record is the uplink's own: onAcknowledged reads it before it first waits.
+     */
     private async reportAcknowledged() {
-        let told: ReadingRecord = null
+        let told = 0
         try {
-            while (this.acknowledged !== told) {
-                told = this.acknowledged
-                await this.events.onAcknowledged(told)
+            while (this.acknowledgedSeq !== told) {
+                told = this.acknowledgedSeq
+                await this.events.onAcknowledged(this.acknowledged)
             }
         } finally {
             this.reporting = false
