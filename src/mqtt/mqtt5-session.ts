@@ -219,6 +219,8 @@ export class Mqtt5Session implements ClientSession {
     brokerMaxPacketBytes = 0
     /** The broker's Topic Alias Maximum: how many topic aliases the node may use; 0: none. */
     topicAliasMaximum = 0
+    /** The topics that have an alias on this connection: alias 1 is the first. */
+    private aliases: string[] = []
 
     constructor(
         readonly options: SessionOptions,
@@ -244,6 +246,7 @@ export class Mqtt5Session implements ClientSession {
         s.timers = keepaliveTimers(this.options.keepaliveS)
         this.brokerMaxPacketBytes = 0
         this.topicAliasMaximum = 0
+        this.aliases = []
         const actions = s.onTransportOpen(nowMs)
         if (this.mqtt5)
             (actions[0].packet as ConnectPacket).properties = {
@@ -269,7 +272,10 @@ export class Mqtt5Session implements ClientSession {
         const s = this.session
         if (this.state === SessionState.Connected && this.tooLarge(topic, payload, qos, s.nextToken, actions))
             return s.nextToken++
-        return s.publish(nowMs, topic, payload, qos, retain, actions)
+        const from = actions.length
+        const token = s.publish(nowMs, topic, payload, qos, retain, actions)
+        this.useAliases(actions, from)
+        return token
     }
 
     onTick(nowMs: number): Action[] {
@@ -277,7 +283,9 @@ export class Mqtt5Session implements ClientSession {
     }
 
     onPuback(nowMs: number, packetId: number, actions: Action[]) {
+        const from = actions.length
         this.session.onPuback(nowMs, packetId, actions)
+        this.useAliases(actions, from)
     }
 
     disconnect(nowMs: number): Action[] {
@@ -292,6 +300,7 @@ export class Mqtt5Session implements ClientSession {
         if (state === SessionState.Connecting && type === PacketType.Connack) {
             if (this.onConnack(packet as ConnackPacket, actions)) return this.sync(actions)
             for (const a of s.onPacket(nowMs, packet)) actions.push(a)
+            this.useAliases(actions, 0)
             return this.sync(actions)
         }
         if (type === PacketType.Auth && state !== SessionState.Disconnected) {
@@ -327,7 +336,7 @@ export class Mqtt5Session implements ClientSession {
             if (type === PacketType.Puback && packet.reasonCode >= ReasonCode.UnspecifiedError) {
                 let topic = "?"
                 for (const p of s.inflight) if (p.packet.packetId === packet.packetId) topic = p.packet.topic
-                s.onPuback(nowMs, packet.packetId, actions)
+                this.onPuback(nowMs, packet.packetId, actions)
                 // The first Delivered is this PUBACK's; any after it are QoS 0 publishes it let out.
                 for (const a of actions)
                     if (a.kind === ActionKind.Delivered) {
@@ -345,7 +354,46 @@ export class Mqtt5Session implements ClientSession {
                 return actions
             }
         }
-        return this.sync(s.onPacket(nowMs, packet))
+        return this.sync(this.useAliases(s.onPacket(nowMs, packet), 0))
+    }
+
+    /**
+     * Topic aliases [MQTT-3.3.2.3.4], while the broker allows them: the PUBLISH packets of
+     * actions[from..] are sent as copies that carry the alias of their topic, alias 1..N given
+     * to topics in the order they are first published on the connection: the topic and its alias
+     * the first time, an empty topic and the alias after. The session keeps its packets with their
+     * topics, for a resend on another connection, where aliases start again.
+     */
+    private useAliases(actions: Action[], from: number) {
+        if (!this.topicAliasMaximum || !this.mqtt5) return actions
+        const aliases = this.aliases
+        for (let i = from; i < actions.length; i++) {
+            const a = actions[i]
+            const packet = a.packet
+            if (a.kind !== ActionKind.Send || packet.type !== PacketType.Publish) continue
+            let alias = aliases.indexOf(packet.topic) + 1
+            let topic = ""
+            if (!alias) {
+                if (aliases.length >= this.topicAliasMaximum) continue
+                aliases.push(packet.topic)
+                alias = aliases.length
+                topic = packet.topic
+            }
+            actions[i] = {
+                kind: ActionKind.Send,
+                packet: {
+                    type: PacketType.Publish,
+                    topic,
+                    payload: packet.payload,
+                    qos: packet.qos,
+                    retain: packet.retain,
+                    dup: packet.dup,
+                    packetId: packet.packetId,
+                    properties: { topicAlias: alias },
+                },
+            }
+        }
+        return actions
     }
 
     /** The wrapped session's state is this one's. */

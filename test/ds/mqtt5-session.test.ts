@@ -2,7 +2,7 @@
 // what the Node tests (test/node/mqtt5-client.test.ts) show it doing, with packets as the decoder
 // gives them. Packets it sends are encoded with the MQTT 5 codec, as the client encodes them.
 import { describe, test, expect } from "@devicescript/test"
-import { encodeClientPacket } from "../../src/mqtt/codec"
+import { encodeClientPacket, encodePublishInto } from "../../src/mqtt/codec"
 import { MQTT5 } from "../../src/mqtt/mqtt5"
 import {
     DEFAULT_WILL_DELAY_S,
@@ -13,7 +13,7 @@ import {
     rememberedVersionOf,
     versionRecord,
 } from "../../src/mqtt/mqtt5-session"
-import { ConnectPacket, Packet, PacketType, ProtocolVersion } from "../../src/mqtt/packets"
+import { ConnectPacket, Packet, PacketType, ProtocolVersion, PublishPacket } from "../../src/mqtt/packets"
 import { Action, ActionKind, SessionState } from "../../src/mqtt/session"
 
 function newSession(remembered: number) {
@@ -90,6 +90,30 @@ describe("MQTT 5 session in the VM", () => {
         expect(s.state).toBe(SessionState.Connected)
         expect(rememberedVersionOf(versionRecord("h", 1883, s.rememberedVersion), "h", 1883)).toBe(4)
         expect(MQTT_VERSION_AUTO).toBe(0)
+    })
+
+    test("topic aliases: the topic with its alias first, then the alias alone", () => {
+        const s = newSession(ProtocolVersion.Mqtt5)
+        s.onTransportOpen(0)
+        s.onPacket(0, connack({ topicAliasMaximum: 1 }, 0))
+        const out: Action[] = []
+        s.publish(0, "t/a", Buffer.from("1"), 1, false, out)
+        s.publish(0, "t/a", Buffer.from("2"), 1, false, out)
+        s.publish(0, "t/b", Buffer.from("3"), 1, false, out)
+        const packets = out.map(a => a.packet as PublishPacket)
+        expect(packets[0].topic).toBe("t/a")
+        expect(packets[0].properties.topicAlias).toBe(1)
+        expect(packets[1].topic).toBe("")
+        expect(packets[1].properties.topicAlias).toBe(1)
+        expect(packets[2].topic).toBe("t/b")
+        expect(packets[2].properties === undefined).toBe(true)
+        const bytes = Buffer.alloc(64)
+        // Header, an empty topic (its length, 0), the packet id, the properties (3: 0x23 0 1), 1 byte of payload.
+        const end = encodePublishInto(packets[1], bytes, 0, MQTT5)
+        expect(end).toBe(11)
+        expect(bytes[2] + bytes[3]).toBe(0)
+        expect(bytes[6]).toBe(3)
+        expect(bytes[7]).toBe(0x23)
     })
 
     test("reason texts and a refused CONNACK", () => {

@@ -219,6 +219,62 @@ describe("MQTT 5: what the CONNACK says is used", () => {
         assert.equal(session.topicAliasMaximum, 10)
     })
 
+    test("topic aliases 1..N: the topic and its alias the first time on a connection, then the alias alone", async t => {
+        const { clock, broker, client, reports } = await mqtt5Client(t, {
+            broker: connackWith({ topicAliasMaximum: 2 }),
+        })
+        const topics = ["t/a", "t/a", "t/b", "t/c", "t/a", "t/b", "t/c"]
+        for (const topic of topics) client.publish(topic, Buffer.from(topic), 1, false)
+        await until(() => broker.publishes().length === topics.length, "every PUBLISH")
+        const wire = (p: any) => [p.topic, p.properties?.topicAlias]
+        assert.deepEqual(broker.publishes().map(wire), [
+            ["t/a", 1],
+            ["", 1],
+            ["t/b", 2],
+            ["t/c", undefined],
+            ["", 1],
+            ["", 2],
+            ["t/c", undefined],
+        ])
+        // What the broker resolves is what was published.
+        const byAlias = new Map<number, string>()
+        const resolved = broker.publishes().map(p => {
+            const alias = p.properties?.topicAlias
+            if (alias && p.topic) byAlias.set(alias, p.topic)
+            return p.topic || byAlias.get(alias)
+        })
+        assert.deepEqual(resolved, topics)
+        assert.deepEqual(
+            broker.publishes().map(p => p.payload.toString()),
+            topics
+        )
+        // Unacknowledged, they go again on the next connection, where aliases start again.
+        broker.hangUp()
+        await reconnect(clock, broker, reports, 2, 60_000, 2)
+        await until(() => broker.publishes().length === topics.length, "the resends")
+        assert.deepEqual(broker.publishes().slice(0, 3).map(wire), [
+            ["t/a", 1],
+            ["", 1],
+            ["t/b", 2],
+        ])
+        assert.ok(broker.publishes().every(p => p.dup))
+        assert.deepEqual(broker.violations, [])
+    })
+
+    test("no topic aliases when the broker allows none", async t => {
+        const { broker, client } = await mqtt5Client(t)
+        for (let i = 0; i < 3; i++) client.publish("t/a", Buffer.from("1"), 1, false)
+        await until(() => broker.publishes().length === 3, "every PUBLISH")
+        assert.deepEqual(
+            broker.publishes().map(p => [p.topic, p.properties?.topicAlias]),
+            [
+                ["t/a", undefined],
+                ["t/a", undefined],
+                ["t/a", undefined],
+            ]
+        )
+    })
+
     for (const [what, properties, text] of [
         ["Maximum QoS 0", { maximumQoS: 0 }, /configuration error: the broker allows Maximum QoS 0/],
         // mqtt-packet takes the byte as a boolean.
