@@ -24,6 +24,7 @@ import { MAX_INBOUND_PACKET_BYTES } from "./client"
 import { remainingLengthSize } from "./codec"
 import { hexByte } from "./decoder"
 import { MQTT5 } from "./mqtt5"
+import { CLOSED_BY_BROKER } from "./transport"
 import {
     ConnackPacket,
     ConnackProperties,
@@ -315,9 +316,12 @@ export class Mqtt5Session implements ClientSession {
         if (state === SessionState.Connected && this.mqtt5) {
             s.lastReceivedMs = nowMs
             if (type === PacketType.Disconnect) {
-                const reason = "disconnected by the broker: " + reasonText(packet.reasonCode || 0, packet.properties)
-                actions.push({ kind: ActionKind.Error, reason: "mqtt: " + reason })
-                s.close(actions, reason)
+                const reason = reasonText(packet.reasonCode || 0, packet.properties)
+                actions.push({ kind: ActionKind.Error, reason: "mqtt: disconnected by the broker: " + reason })
+                // As when a 3.1.1 broker hangs up: the session stays connected until the client
+                // reports the transport closed, so the client tells a take-over (another client
+                // with our id, 0x8e) by how soon after the CONNACK the broker closed.
+                actions.push({ kind: ActionKind.Close, reason: CLOSED_BY_BROKER })
                 return this.sync(actions)
             }
             if (type === PacketType.Publish && packet.properties && packet.properties.topicAlias) {

@@ -24,6 +24,7 @@ import {
 } from "../../src/mqtt/mqtt5-session"
 import { ProtocolVersion } from "../../src/mqtt/packets"
 import { keepaliveTimers, SessionOptions } from "../../src/mqtt/session"
+import { CLOSED_BY_BROKER } from "../../src/mqtt/transport"
 import { FakeBroker, FakeClock, Reports, settle, until } from "../fixtures/scripted-broker"
 
 const CLIENT_ID = "meternode-test"
@@ -407,11 +408,25 @@ describe("MQTT 5: reason codes and reason strings become errors", () => {
         assert.deepEqual(reports.errors, [
             "mqtt: disconnected by the broker: 0x8e session taken over (reason: another client)",
         ])
-        assert.equal(
-            reports.disconnects[0].reason,
-            "disconnected by the broker: 0x8e session taken over (reason: another client)"
-        )
+        assert.equal(reports.disconnects[0].reason, CLOSED_BY_BROKER)
         assert.ok(await clock.runUntil(() => broker.openedAtMs.length === 2, 60_000), "reconnects")
+    })
+
+    test("DISCONNECT 0x8e twice within SHORT_CONNECTION_MS of the CONNACK is a client take-over: the next attempt waits REFUSED_FLOOR_MS", async t => {
+        const { clock, broker, reports } = await mqtt5Client(t)
+        await clock.advance(1000)
+        broker.send({ cmd: "disconnect", reasonCode: 0x8e })
+        await reconnect(clock, broker, reports, 2, REFUSED_FLOOR_MS, 2)
+        await clock.advance(1000)
+        broker.send({ cmd: "disconnect", reasonCode: 0x8e })
+        await until(() => reports.disconnects.length === 2, "the second disconnect")
+        const closedAtMs = clock.nowMs
+        assert.ok(
+            reports.errors.some(e => /take-over/.test(e)),
+            reports.errors.join("\n")
+        )
+        assert.ok(await clock.runUntil(() => broker.openedAtMs.length === 3, 2 * REFUSED_FLOOR_MS), "reconnected")
+        assert.ok(broker.openedAtMs[2] - closedAtMs >= REFUSED_FLOOR_MS, "waited the floor")
     })
 
     test("an AUTH from the broker is refused: DISCONNECT 0x82, a named error, no crash, and the node reconnects", async t => {
