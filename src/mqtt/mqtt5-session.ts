@@ -412,7 +412,8 @@ export class Mqtt5Session implements ClientSession {
      */
     private tooLarge(topic: string, payload: Buffer, qos: number, token: number, actions: Action[]) {
         const max = this.brokerMaxPacketBytes
-        if (!max || !this.mqtt5) return false
+        // Compared with 0: the VM gets `!x` wrong for a Four Byte Integer from 2^31 up.
+        if (max === 0 || !this.mqtt5) return false
         // Topic, packet id, an empty property block, payload [MQTT-3.3.2].
         const length = 2 + Buffer.from(topic).length + (qos ? 2 : 0) + 1 + payload.length
         const size = 1 + remainingLengthSize(length) + length
@@ -474,7 +475,8 @@ export class Mqtt5Session implements ClientSession {
             return true
         }
         if (p.receiveMaximum && p.receiveMaximum < s.window) s.window = p.receiveMaximum
-        this.brokerMaxPacketBytes = p.maximumPacketSize || 0
+        // Compared, not tested for truth: the VM takes a number that is not a 32-bit integer for false.
+        this.brokerMaxPacketBytes = p.maximumPacketSize > 0 ? p.maximumPacketSize : 0
         this.topicAliasMaximum = p.topicAliasMaximum || 0
         if (p.serverKeepAlive != null) s.timers = keepaliveTimers(p.serverKeepAlive)
         // The broker named the session: the next CONNECT must use the name to resume it.

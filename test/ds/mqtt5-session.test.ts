@@ -77,6 +77,16 @@ describe("MQTT 5 session in the VM", () => {
         expect(s.inflightCount()).toBe(2)
     })
 
+    test("a Maximum Packet Size from 2^31 up is a limit no publish reaches", () => {
+        const s = newSession(ProtocolVersion.Mqtt5)
+        s.onTransportOpen(0)
+        s.onPacket(0, connack({ maximumPacketSize: 4294967295 }, 0))
+        expect(s.brokerMaxPacketBytes).toBe(4294967295)
+        const out: Action[] = []
+        s.publish(0, "t/a", Buffer.alloc(300), 1, false, out)
+        expect(sends(out)).toBe(1)
+    })
+
     test("auto falls back to 3.1.1 after a close without CONNACK, and remembers it", () => {
         const s = newSession(0)
         s.onTransportOpen(0)
