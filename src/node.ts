@@ -18,6 +18,7 @@
 import * as ds from "@devicescript/core"
 import { DEVICE_ID_MARK, NodeConfig } from "./config"
 import { ClientEvents, MAX_INBOUND_PACKET_BYTES, MqttClient } from "./mqtt/client"
+import { Session } from "./mqtt/session"
 import { MAX_TOPIC_BYTES } from "./mqtt/decoder"
 import { PublishPacket } from "./mqtt/packets"
 import { EnergyMeter } from "./meters/meter"
@@ -297,7 +298,7 @@ function subscriptions(c: NodeConfig) {
 function createClient(c: NodeConfig) {
     return new MqttClient(
         c.broker,
-        {
+        new Session({
             clientId: `meternode-${c.nodeId}`,
             keepaliveS: c.keepaliveS,
             cleanSession: false,
@@ -312,7 +313,7 @@ function createClient(c: NodeConfig) {
             inflightWindow: c.inflightWindow,
             subscriptions: subscriptions(c),
             subscribeOnEveryConnect: !!c.timeTopic,
-        },
+        }),
         null,
         nativeSocket,
         runtimeClock

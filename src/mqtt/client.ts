@@ -7,7 +7,7 @@
 // Pure core: imports nothing from @devicescript, so Node tests run it against a scripted broker.
 import { copyInto, encodeClientPacket, encodePublishInto, remainingLengthSize, writeRemainingLength } from "./codec"
 import { ClientPacketDecoder, DecodeFailure, MAX_TOPIC_BYTES, protocolErrorText } from "./decoder"
-import { Action, ActionKind, Session, SessionOptions, SessionState } from "./session"
+import { Action, ActionKind, ClientSession, SessionState } from "./session"
 import { backoffDelayMs, jitter01, jitterSeed } from "./backoff"
 import { nextParkMiller } from "../util/park-miller"
 import { BrokerAddress } from "./url"
@@ -54,7 +54,12 @@ type AsyncVoid = void | Promise<void>
 export interface ClientEvents {
     onConnected?: (sessionPresent: boolean) => AsyncVoid
     onDisconnected?: (reason: string) => AsyncVoid
-    onDelivered?: (token: number) => AsyncVoid
+    /**
+     * The publish of `token` is done: acknowledged (QoS 1) or written (QoS 0). In MQTT 5, with
+     * `refusedCode` (a reason code from 0x80 up) it was not accepted: the broker refused it in its
+     * PUBACK, or it was over the broker's Maximum Packet Size and never sent; an error says which.
+     */
+    onDelivered?: (token: number, refusedCode?: number) => AsyncVoid
     /** `receivedMs`: when the bytes of the message came off the socket, before any queueing in the VM. */
     onMessage?: (message: PublishPacket, receivedMs: number) => AsyncVoid
     onError?: (text: string) => void
@@ -62,7 +67,6 @@ export interface ClientEvents {
 
 /** @devsWhenUsed */
 export class MqttClient {
-    readonly session: Session
     /** Whether the socket is open: connected, not yet closed by us. */
     private socketOpen = false
     private decoder = new ClientPacketDecoder(MAX_INBOUND_PACKET_BYTES, MAX_TOPIC_BYTES)
@@ -91,16 +95,18 @@ export class MqttClient {
     sends = 0
     bytesSent = 0
 
+    /**
+     * `session` decides what is sent: a Session speaks MQTT 3.1.1; MQTT 5's (src/mqtt/mqtt5-session.ts)
+     * is passed in rather than chosen here, so that an image that speaks only 3.1.1 does not carry it.
+     */
     constructor(
         readonly broker: BrokerAddress,
-        sessionOptions: SessionOptions,
+        readonly session: ClientSession,
         /** Set by the owner once it exists (null: nothing reported until then). */
         public events: ClientEvents,
         private readonly socket: SocketPort,
         private readonly clock: ClockPort
-    ) {
-        this.session = new Session(sessionOptions)
-    }
+    ) {}
 
     isConnected() {
         return this.session.state === SessionState.Connected
@@ -123,9 +129,10 @@ export class MqttClient {
         const actions: Action[] = []
         const token = this.session.publish(this.clock.millis(), topic, payload, qos, retain, actions)
         // A publish is sent (or waits in the session); QoS 0 is delivered as it is written, and
-        // the caller hears of it from a fiber of its own, after it has its token.
-        if (actions.length) this.sendPacket(actions[0])
-        if (actions.length > 1) this.spawnExecute(actions.slice(1))
+        // the caller hears of it from a fiber of its own, after it has its token (so does the
+        // caller of a publish MQTT 5 does not send: see Mqtt5Session.transmit).
+        if (actions.length && actions[0].kind === ActionKind.Send) this.sendPacket(actions.shift())
+        if (actions.length) this.spawnExecute(actions)
         this.scheduleFlush()
         return token
     }
@@ -142,8 +149,10 @@ export class MqttClient {
         if (!this.isConnected()) return false
         const topicBytes = Buffer.from(topic)
         const payload: Buffer[] = []
-        // The topic with its length field, then the parts: a QoS 0 PUBLISH has no packet id [MQTT-3.3.2-2].
-        let length = 2 + topicBytes.length
+        // The topic with its length field, then the parts: a QoS 0 PUBLISH has no packet id
+        // [MQTT-3.3.2-2]; in MQTT 5 an empty property block (its length, 0) comes before them.
+        const v5 = this.session.mqtt5 ? 1 : 0
+        let length = 2 + topicBytes.length + v5
         for (const part of parts) {
             const b = Buffer.from(part)
             payload.push(b)
@@ -156,6 +165,7 @@ export class MqttClient {
         header[at + 1] = topicBytes.length & 0xff
         this.append(header)
         this.append(topicBytes)
+        if (v5) this.append(Buffer.alloc(1))
         for (const b of payload) this.append(b)
         this.scheduleFlush()
         return true
@@ -231,7 +241,10 @@ export class MqttClient {
         this.socketOpen = true
         this.connects++
         this.decoder.reset()
-        await this.execute(this.session.onTransportOpen(this.clock.millis()))
+        const session = this.session
+        await this.execute(session.onTransportOpen(this.clock.millis()))
+        // The session chose the protocol version of this connection with its CONNECT.
+        this.decoder.mqtt5 = session.mqtt5
         this.flush()
         while (this.socketOpen && !this.stopped) {
             const chunk = socket.received.shift()
@@ -246,9 +259,11 @@ export class MqttClient {
             if (this.socketOpen) await this.execute(this.session.onTick(this.clock.millis()))
             this.flush()
         }
-        const wasConnected = this.session.state === SessionState.Connected
-        this.session.onTransportClosed()
+        const wasConnected = session.state === SessionState.Connected
+        const closed = session.onTransportClosed()
         this.closeSocket()
+        // What the session makes of the loss (MQTT 5's version fallback logs it).
+        await this.execute(closed)
         if (!this.stopped) {
             const reason = this.closeReason || "connection lost"
             console.log(`mqtt: disconnected: ${reason}`)
@@ -355,7 +370,7 @@ export class MqttClient {
                     this.reportError(`mqtt: broker refused the connection: ${a.reason}`)
                     break
                 case ActionKind.Delivered:
-                    if (this.events.onDelivered) await this.events.onDelivered(a.token)
+                    if (this.events.onDelivered) await this.events.onDelivered(a.token, a.code)
                     break
                 case ActionKind.Message:
                     // Its acknowledgement reaches the wire first (see Session.onInboundPublish).
@@ -382,13 +397,14 @@ export class MqttClient {
     private sendPacket(a: Action) {
         if (!this.socketOpen) return
         const packet = a.packet
+        const mqtt5 = this.session.mqtt5
         let bytes: Buffer
         if (packet.type === PacketType.Publish) {
             // The packet a node sends most is encoded in place: no buffer of its own, no copy.
-            let end = encodePublishInto(packet, this.segment, this.segmentBytes)
+            let end = encodePublishInto(packet, this.segment, this.segmentBytes, mqtt5)
             if (end < 0 && this.segmentBytes) {
                 this.flush()
-                end = encodePublishInto(packet, this.segment, 0)
+                end = encodePublishInto(packet, this.segment, 0, mqtt5)
             }
             if (end >= 0) {
                 this.segmentBytes = end
@@ -396,8 +412,8 @@ export class MqttClient {
             }
             // Larger than a segment: a send of its own.
             bytes = Buffer.alloc(-end)
-            encodePublishInto(packet, bytes, 0)
-        } else bytes = encodeClientPacket(packet)
+            encodePublishInto(packet, bytes, 0, mqtt5)
+        } else bytes = encodeClientPacket(packet, mqtt5)
         if (this.segmentBytes + bytes.length > MAX_SEND_BYTES) this.flush()
         if (bytes.length > MAX_SEND_BYTES) return this.write(bytes)
         copyInto(this.segment, this.segmentBytes, bytes, 0, bytes.length)

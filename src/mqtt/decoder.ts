@@ -335,12 +335,12 @@ export class ClientPacketDecoder {
      * body is buffered, except a PUBLISH, which is skipped (only its packet id read, to
      * acknowledge it) and returned with `skipped` set; so is a PUBLISH whose topic is longer than
      * maxTopicBytes. `mqtt5` is the protocol version the connection speaks (what CONNECT asked for):
-     * MQTT5 of src/mqtt/mqtt5.ts for MQTT 5, nothing for 3.1.1.
+     * MQTT5 of src/mqtt/mqtt5.ts for MQTT 5, nothing for 3.1.1; a client sets it for each connection.
      */
     constructor(
         readonly maxPacketBytes: number,
         readonly maxTopicBytes: number,
-        readonly mqtt5?: Mqtt5Codec
+        public mqtt5?: Mqtt5Codec
     ) {}
 
     /**

@@ -7,6 +7,7 @@
 import {
     ConnackPacket,
     ConnectReturnCode,
+    Mqtt5Codec,
     Packet,
     PacketType,
     PublishPacket,
@@ -51,7 +52,10 @@ export enum ActionKind {
     Connected,
     /** CONNACK refused with `code`, `reason` its name; the transport is closed after it. */
     Refused,
-    /** A publish with this token was acknowledged (QoS 1) or written (QoS 0). */
+    /**
+     * A publish with this token was acknowledged (QoS 1) or written (QoS 0); in MQTT 5, with `code`
+     * a reason code from 0x80 up, the broker refused it or it was not sent (see src/mqtt/mqtt5-session.ts).
+     */
     Delivered,
     /** An inbound application message. */
     Message,
@@ -74,7 +78,7 @@ export interface Action {
  * A publish the session holds until it is delivered. It is also the Send action that sends it,
  * and sends it again after a reconnect: one object per publish instead of two.
  */
-interface OutboundPublish extends Action {
+export interface OutboundPublish extends Action {
     kind: ActionKind.Send
     packet: PublishPacket
     token: number
@@ -121,28 +125,57 @@ export const RESUBSCRIBE_MS = 60000
 /** The shortest wait for a PUBACK before the connection is given up (see keepaliveTimers). */
 export const PUBACK_TIMEOUT_MIN_MS = 20000
 
-/** @devsWhenUsed */
-export class Session {
+/**
+ * What the client (src/mqtt/client.ts) uses of its session: a Session, which speaks MQTT 3.1.1, or
+ * MQTT 5's (Mqtt5Session of src/mqtt/mqtt5-session.ts), which wraps one. The client is handed the
+ * session, so that an image that speaks only 3.1.1 carries none of MQTT 5's code.
+ */
+export interface ClientSession {
+    readonly options: SessionOptions
+    state: SessionState
+    /** The MQTT 5 codec while the connection speaks MQTT 5 (the encoder and decoder take it); null: 3.1.1. */
+    mqtt5: Mqtt5Codec
+    inflightCount(): number
+    onTransportOpen(nowMs: number): Action[]
+    onTransportClosed(): Action[]
+    publish(nowMs: number, topic: string, payload: Buffer, qos: number, retain: boolean, actions: Action[]): number
+    onTick(nowMs: number): Action[]
+    onPacket(nowMs: number, packet: Packet): Action[]
+    onPuback(nowMs: number, packetId: number, actions: Action[]): void
+    disconnect(nowMs: number): Action[]
+}
+
+/**
+ * The MQTT 3.1.1 session. Members that are not private are also what MQTT 5's session
+ * (src/mqtt/mqtt5-session.ts) works on, around this one: the DeviceScript compiler has no super
+ * calls, so it wraps a Session rather than extending it.
+ * @devsWhenUsed
+ */
+export class Session implements ClientSession {
     state = SessionState.Disconnected
+    mqtt5: Mqtt5Codec = null
+    /** How many QoS 1 publishes may wait for their PUBACK at once: the node's, or less in MQTT 5. */
+    window: number
     /** Publishes sent and waiting for PUBACK, in the order they were first sent. */
-    private inflight: OutboundPublish[] = []
+    inflight: OutboundPublish[] = []
     /** Publishes not yet sent because the window is full or the link is down. */
-    private pending: OutboundPublish[] = []
+    pending: OutboundPublish[] = []
     private nextPacketId = 1
     /** Packet id candidates issued so far: an id recurs only every MAX_PACKET_ID steps. */
     private idSteps = 0
-    private nextToken = 1
-    private subscribeId = 0
+    nextToken = 1
+    subscribeId = 0
     private inboundQos2: number[] = []
     private lastSentMs = 0
-    private lastReceivedMs = 0
+    lastReceivedMs = 0
     private pingSentMs = -1
     private connectSentMs = 0
     /** When a refused subscription is asked for again; 0: none refused. */
-    private resubscribeAtMs = 0
+    resubscribeAtMs = 0
     /** When the oldest publish in flight started waiting: its send, the last PUBACK, or the CONNACK. */
     private ackWaitSinceMs = 0
-    private readonly timers: {
+    /** The keepalive's timers: the node's own, or in MQTT 5 those of the Server Keep Alive. */
+    timers: {
         pingIdleMs: number
         pingTimeoutMs: number
         connackTimeoutMs: number
@@ -151,6 +184,7 @@ export class Session {
 
     constructor(readonly options: SessionOptions) {
         this.timers = keepaliveTimers(options.keepaliveS)
+        this.window = options.inflightWindow
     }
 
     inflightCount() {
@@ -161,7 +195,7 @@ export class Session {
         return this.pending.length
     }
 
-    /** The transport just opened: send CONNECT. */
+    /** The transport just opened: send CONNECT (MQTT 5's session adds to the packet). */
     onTransportOpen(nowMs: number): Action[] {
         const o = this.options
         this.state = SessionState.Connecting
@@ -205,11 +239,7 @@ export class Session {
             packetId: undefined,
         }
         const entry: OutboundPublish = { kind: ActionKind.Send, packet, token, idStep: 0 }
-        if (
-            this.pending.length === 0 &&
-            this.state === SessionState.Connected &&
-            this.inflight.length < this.options.inflightWindow
-        )
+        if (this.pending.length === 0 && this.state === SessionState.Connected && this.inflight.length < this.window)
             this.transmit(nowMs, entry, actions)
         else this.pending.push(entry)
         return token
@@ -225,8 +255,10 @@ export class Session {
             return actions
         }
         if (this.state !== SessionState.Connected) return actions
-        if (this.resubscribeAtMs && nowMs >= this.resubscribeAtMs && !this.subscribeId) this.subscribe(nowMs, actions)
-        if (this.options.keepaliveS === 0) return actions
+        // Compared with 0: in the VM, a number past 2^31 (ms after 24.8 days) is false in a truth test.
+        if (this.resubscribeAtMs > 0 && nowMs >= this.resubscribeAtMs && !this.subscribeId) this.subscribe(nowMs, actions)
+        // Keepalive 0 turns the timers off [MQTT-3.1.2-10].
+        if (t.pingIdleMs === 0) return actions
         if (this.inflight.length && nowMs - this.ackWaitSinceMs >= t.pubackTimeoutMs) {
             this.close(
                 actions,
@@ -276,7 +308,7 @@ export class Session {
                     this.subscribeId = 0
                     const subs = this.options.subscriptions
                     for (let i = 0; i < packet.returnCodes.length; ++i)
-                        if (packet.returnCodes[i] === SUBACK_FAILURE) {
+                        if (packet.returnCodes[i] >= SUBACK_FAILURE) {
                             // An ACL changed on the broker can grant it later: asked again, not given up.
                             this.resubscribeAtMs = nowMs + RESUBSCRIBE_MS
                             actions.push({
@@ -381,7 +413,7 @@ export class Session {
     /** Moves pending publishes into the window while connected. */
     private pump(nowMs: number, actions: Action[]) {
         if (this.state !== SessionState.Connected) return
-        while (this.pending.length && this.inflight.length < this.options.inflightWindow)
+        while (this.pending.length && this.inflight.length < this.window)
             this.transmit(nowMs, this.pending.shift(), actions)
     }
 
@@ -440,12 +472,12 @@ export class Session {
         return false
     }
 
-    private send(nowMs: number, packet: Packet): Action {
+    send(nowMs: number, packet: Packet): Action {
         this.lastSentMs = nowMs
         return { kind: ActionKind.Send, packet }
     }
 
-    private close(actions: Action[], reason: string) {
+    close(actions: Action[], reason: string) {
         this.state = SessionState.Disconnected
         this.pingSentMs = -1
         actions.push({ kind: ActionKind.Close, reason })

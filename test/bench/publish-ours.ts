@@ -3,6 +3,7 @@
 // from the acknowledgement callback.
 import * as ds from "@devicescript/core"
 import { MqttClient } from "../../src/mqtt/client"
+import { Session } from "../../src/mqtt/session"
 import { nativeSocket, runtimeClock } from "../../src/platform/native-socket"
 
 export interface PublishBenchOptions {
@@ -29,7 +30,13 @@ export async function benchOurs(o: PublishBenchOptions) {
     }
     client = new MqttClient(
         { host: o.host, port: o.port, tls: false },
-        { clientId: "bench-ours", keepaliveS: 60, cleanSession: true, inflightWindow: o.window, subscriptions: [] },
+        new Session({
+            clientId: "bench-ours",
+            keepaliveS: 60,
+            cleanSession: true,
+            inflightWindow: o.window,
+            subscriptions: [],
+        }),
         {
             onDelivered: async () => {
                 if (++delivered === o.count) finished.emit(delivered)

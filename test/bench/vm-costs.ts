@@ -111,7 +111,7 @@ export async function vmCosts(o: any) {
     }
     const client = new MqttClient(
         { host: "x", port: 1, tls: false },
-        { clientId: "x", keepaliveS: 60, cleanSession: true, inflightWindow: 64, subscriptions: [] },
+        new Session({ clientId: "x", keepaliveS: 60, cleanSession: true, inflightWindow: 64, subscriptions: [] }),
         {
             onDelivered: () => {
                 delivered++
