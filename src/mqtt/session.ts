@@ -256,7 +256,8 @@ export class Session implements ClientSession {
         }
         if (this.state !== SessionState.Connected) return actions
         // Compared with 0: in the VM, a number past 2^31 (ms after 24.8 days) is false in a truth test.
-        if (this.resubscribeAtMs > 0 && nowMs >= this.resubscribeAtMs && !this.subscribeId) this.subscribe(nowMs, actions)
+        if (this.resubscribeAtMs > 0 && nowMs >= this.resubscribeAtMs && !this.subscribeId)
+            this.subscribe(nowMs, actions)
         // Keepalive 0 turns the timers off [MQTT-3.1.2-10].
         if (t.pingIdleMs === 0) return actions
         if (this.inflight.length && nowMs - this.ackWaitSinceMs >= t.pubackTimeoutMs) {
