@@ -98,11 +98,9 @@ export class Uplink {
     private lastFlushMs = 0
     private kicked = false
     private heldUntilMs = 0
-    /** The highest seq the broker acknowledged. */
-    private acknowledgedSeq = 0
     /**
-     * The newest record acknowledged (a copy, made when its PUBACK came), and whether
-     * onAcknowledged is running.
+     * The newest record acknowledged (a copy, made when its PUBACK came; its seq the highest the
+     * broker acknowledged, 0 before any), and whether onAcknowledged is running.
      */
     private readonly acknowledged: ReadingRecord = newRecord()
     private reporting = false
@@ -188,7 +186,7 @@ export class Uplink {
         }
         // What was acknowledged is in the node's acknowledgement mark already; what the queue still
         // holds, the next boot finds there.
-        if (appended && newest && newest.seq > this.acknowledgedSeq) console.log(`flash: safe up to seq ${newest.seq}`)
+        if (appended && newest && newest.seq > this.acknowledged.seq) console.log(`flash: safe up to seq ${newest.seq}`)
         await this.submit()
     }
 
@@ -353,10 +351,7 @@ export class Uplink {
         while (this.out.length && this.out[0].acked) {
             const m = this.out[0]
             removed += m.count
-            if (m.last.seq > this.acknowledgedSeq) {
-                this.acknowledgedSeq = m.last.seq
-                copyInto(this.acknowledged, m.last)
-            }
+            if (m.last.seq > this.acknowledged.seq) copyInto(this.acknowledged, m.last)
             removeAt(this.out, 0)
             this.spare.push(m)
         }
@@ -378,8 +373,8 @@ export class Uplink {
     private async reportAcknowledged() {
         let told = 0
         try {
-            while (this.acknowledgedSeq !== told) {
-                told = this.acknowledgedSeq
+            while (this.acknowledged.seq !== told) {
+                told = this.acknowledged.seq
                 await this.events.onAcknowledged(this.acknowledged)
             }
         } finally {

@@ -460,15 +460,15 @@ export class DurableQueue {
         return taken
     }
 
+    /** A block reader for read() to reuse: its records are decoded into again. */
+    private spareReader: BlockReader = null
+
     /**
      * The bytes of the block at position i: from RAM while staged or open, else from flash. The
      * head block and the last other block read are kept: a drain peeks the same block a dozen
      * times in a row, and a Settings read costs about 20 ms in the simulator. A serial names
      * one content for good (a rewrite takes a new serial), so the copies never go stale.
      */
-    /** A block reader for read() to reuse: its records are decoded into again. */
-    private spareReader: BlockReader = null
-
     private async blockBytes(i: number): Promise<Buffer> {
         const b = this.blocks[i]
         if (b.writer) return b.writer.bytes()

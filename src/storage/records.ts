@@ -405,7 +405,8 @@ function writeInBlock(w: ByteWriter, refs: ReadingRecord[], lastMeter: number, r
 /**
  * Decodes the next record into the reference of its meter, which it then is: records of one
  * meter are differences from each other, so decoding in place allocates nothing (a record in
- * the full layout, the first of its meter in a block, is read and then copied in).
+ * the full layout, the first of its meter in a block, becomes its reference; a reader reused
+ * decodes it into a record it already has).
  */
 function readInBlock(rd: ByteReader, refs: ReadingRecord[], lastMeter: number, spares: ReadingRecord[]): ReadingRecord {
     const v = rd.uint(0)
