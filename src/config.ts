@@ -18,6 +18,11 @@ export interface NodeConfig {
     topicPrefix: string
     keepaliveS: number
     inflightWindow: number
+    /** MQTT_VERSION: 5, 4 (3.1.1) or 0 (auto: 5, else 3.1.1); an image speaks 5 only when composed for it. */
+    mqttVersion: number
+    /** MQTT 5: Session Expiry Interval and Will Delay Interval the node asks for, in seconds. */
+    sessionExpiryS: number
+    willDelayS: number
     /** By slot (index in records): null where no meter is configured or its configuration is invalid. */
     meters: MeterSpec[]
     /** Retained time topic the node takes UTC from; "" = none (then only the `time` command sets it). */
@@ -73,6 +78,9 @@ NODE_ID "" | node id in topics and the MQTT client id; default: the device id
 TOPIC_PREFIX meters | first topic level
 KEEPALIVE_S 30 5 65535 | MQTT keepalive in seconds
 INFLIGHT 16 1 64 | QoS 1 publishes awaiting PUBACK at once
+MQTT_VERSION 3.1.1 | MQTT protocol: 3.1.1, 5, or auto (5, or 3.1.1 when the broker refuses 5); 5 and auto need an image built for them
+MQTT_EXPIRY_S 190080000 0 4294967295 | MQTT 5: how long the broker keeps the node's session after it leaves, s
+WILL_DELAY_S 30 0 86400 | MQTT 5: how long the broker waits before publishing the offline will, s
 TIME_TOPIC meters/time | topic the node reads UTC from ({"utc_ms":...}); - = none
 HA_PREFIX homeassistant | Home Assistant discovery prefix; - = no discovery
 METER_ID main | meter id in topics
@@ -266,6 +274,12 @@ export function parseConfig(raw: Record<string, any>): ParsedConfig {
     const prefix = topicSetting(v, "TOPIC_PREFIX", "/x", errors)
     const timeTopic = topicSetting(v, "TIME_TOPIC", "", errors)
     const haPrefix = topicSetting(v, "HA_PREFIX", "/x", errors)
+    // By protocol level, as CONNECT writes it: 4 is MQTT 3.1.1, 5 is MQTT 5; 0 stands for auto.
+    let mqttVersion = ["auto", "-", "-", "-", "3.1.1", "5"].indexOf(v.MQTT_VERSION)
+    if (mqttVersion < 0) {
+        errors.push(`setting MQTT_VERSION: ${v.MQTT_VERSION} is not auto, 5 or 3.1.1`)
+        mqttVersion = 4
+    }
     let historyBytes: number = v.HISTORY_BYTES
     if (historyBytes > 0 && historyBytes < 800) {
         errors.push(`setting HISTORY_BYTES: ${historyBytes} is too small for three blocks; 0 (none) or 800..8192`)
@@ -281,6 +295,9 @@ export function parseConfig(raw: Record<string, any>): ParsedConfig {
             topicPrefix: prefix,
             keepaliveS: v.KEEPALIVE_S,
             inflightWindow: v.INFLIGHT,
+            mqttVersion,
+            sessionExpiryS: v.MQTT_EXPIRY_S,
+            willDelayS: v.WILL_DELAY_S,
             meters,
             timeTopic,
             haPrefix,

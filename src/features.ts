@@ -7,6 +7,8 @@
 import { EnergyMeter } from "./meters/meter"
 import { MeterLabel, MeterSpec } from "./meters/meter-spec"
 import { ReadingRecord } from "./storage/records"
+import { NodeConfig } from "./config"
+import { ClientSession, SessionOptions } from "./mqtt/session"
 
 /** Starts meter `spec` with the total it continues from; throws with the reason it cannot run. */
 export type MeterStarter = (
@@ -77,11 +79,26 @@ export interface BacklogHost {
     readonly uplink: { append(r: ReadingRecord): Promise<void>; flush(): Promise<void> }
 }
 
+/**
+ * The client session of an image that speaks MQTT 5 (src/mqtt/mqtt5-session.ts): made from the
+ * node's session options, its configuration, and the version record it stored for the broker
+ * (versionRecord; "" when none).
+ */
+export type Mqtt5Feature = (options: SessionOptions, c: NodeConfig, stored: string) => VersionedSession
+
+/** The session Mqtt5Feature makes, as the node sees it (an interface: a class type would compile its code in). */
+export interface VersionedSession extends ClientSession {
+    /** Under MQTT_VERSION auto, what to store for the next boot (versionRecord); "" otherwise. */
+    versionRecord(): string
+}
+
 export interface Features {
     /** Drivers by meter kind. A configured kind without one is reported by name and left out. */
     meters: { [kind: string]: MeterStarter }
     discovery?: DiscoveryMessages
     history?: HistoryFeature
+    /** Absent: the image speaks MQTT 3.1.1 only. */
+    mqtt5?: Mqtt5Feature
     /** Queues SIM_BACKLOG readings of simulated history at boot (benchmarks only). */
     backlog?: (node: BacklogHost, count: number) => Promise<void>
 }

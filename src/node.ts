@@ -18,7 +18,7 @@
 import * as ds from "@devicescript/core"
 import { DEVICE_ID_MARK, NodeConfig } from "./config"
 import { ClientEvents, MAX_INBOUND_PACKET_BYTES, MqttClient } from "./mqtt/client"
-import { Session } from "./mqtt/session"
+import { Session, SessionOptions } from "./mqtt/session"
 import { MAX_TOPIC_BYTES } from "./mqtt/decoder"
 import { PublishPacket } from "./mqtt/packets"
 import { EnergyMeter } from "./meters/meter"
@@ -33,14 +33,14 @@ import { queueGaps, recoverLastKnown, RecoveryHost } from "./node/recovery"
 import { StatusHost, StatusReporter } from "./node/status"
 import { onTimeMessage } from "./node/time-updates"
 import { nativeSocket, runtimeClock } from "./platform/native-socket"
-import { readJsonSetting } from "./platform/settings-store"
-import { initialState, NodeState, STATE_KEY, stateFromJson, totalOf } from "./node-state"
+import { readJsonSetting, writeVerified } from "./platform/settings-store"
+import { initialState, MQTT_VERSION_KEY, NodeState, STATE_KEY, stateFromJson, totalOf } from "./node-state"
 import { DurableQueue } from "./storage/durable-queue"
 import { SettingsKeyValueStore } from "./storage/settings-kv"
 import { ReadingRecord } from "./storage/records"
 import { Uplink, UplinkEvents } from "./uplink"
 import { removeAt } from "./util/arrays"
-import { BacklogHost, Features, ReplayHistory } from "./features"
+import { BacklogHost, Features, ReplayHistory, VersionedSession } from "./features"
 import { offsetOfBoot, WallClock } from "./clock"
 
 /** After a connection, how long readings wait for the time when the clock is not set. */
@@ -94,6 +94,8 @@ class Node
     private readonly commands: CommandHandler
     /** For discovery: the meter ids with a Home Assistant config out, as stored in flash. */
     announced: string[] = []
+    /** Under MQTT_VERSION auto, the version record in flash (rememberVersion). */
+    storedVersion = ""
 
     constructor(
         readonly config: NodeConfig,
@@ -171,12 +173,28 @@ class Node
     }
 
     async onConnected() {
+        if (this.features.mqtt5) this.rememberVersion()
         await this.status.onConnected()
         await publishDiscovery(this)
         // Without the time, hold the readings briefly: the retained time usually arrives right
         // after the SUBACK, and readings that wait go out in UTC.
         if (this.clock.isSet() || !this.config.timeTopic) this.uplink.kick()
         else this.uplink.holdFor(TIME_WAIT_MS)
+    }
+
+    /**
+     * Under MQTT_VERSION auto, stores the version the broker accepted, so the next boot starts
+     * with it (a 3.1.1 broker then sees no MQTT 5 CONNECT it refuses at every boot).
+     */
+    private rememberVersion() {
+        const record = (this.client.session as VersionedSession).versionRecord()
+        if (!record || record === this.storedVersion) return
+        this.storedVersion = record
+        const self = this
+        spawnFiber(async () => {
+            const error = await writeVerified(MQTT_VERSION_KEY, record)
+            if (error) self.reportError(error)
+        })
     }
 
     onDelivered(token: number) {
@@ -295,29 +313,26 @@ function subscriptions(c: NodeConfig) {
  * largest of the node's long-lived blocks, and at the end of the boot the heap was measured too
  * fragmented for them (no free block over 300 bytes with 40 KB held).
  */
-function createClient(c: NodeConfig) {
-    return new MqttClient(
-        c.broker,
-        new Session({
-            clientId: `meternode-${c.nodeId}`,
-            keepaliveS: c.keepaliveS,
-            cleanSession: false,
-            will: {
-                topic: statusTopic(c.topicPrefix, c.nodeId),
-                payload: Buffer.from(WILL_PAYLOAD),
-                qos: 1,
-                retain: true,
-            },
-            username: c.username || undefined,
-            password: c.password ? Buffer.from(c.password) : undefined,
-            inflightWindow: c.inflightWindow,
-            subscriptions: subscriptions(c),
-            subscribeOnEveryConnect: !!c.timeTopic,
-        }),
-        null,
-        nativeSocket,
-        runtimeClock
-    )
+function createClient(c: NodeConfig, features: Features, storedVersion: string) {
+    const options: SessionOptions = {
+        clientId: `meternode-${c.nodeId}`,
+        keepaliveS: c.keepaliveS,
+        cleanSession: false,
+        will: {
+            topic: statusTopic(c.topicPrefix, c.nodeId),
+            payload: Buffer.from(WILL_PAYLOAD),
+            qos: 1,
+            retain: true,
+        },
+        username: c.username || undefined,
+        password: c.password ? Buffer.from(c.password) : undefined,
+        inflightWindow: c.inflightWindow,
+        subscriptions: subscriptions(c),
+        subscribeOnEveryConnect: !!c.timeTopic,
+    }
+    const mqtt5 = features.mqtt5
+    const session = mqtt5 && c.mqttVersion !== 4 ? mqtt5(options, c, storedVersion) : new Session(options)
+    return new MqttClient(c.broker, session, null, nativeSocket, runtimeClock)
 }
 
 /**
@@ -333,11 +348,13 @@ export async function runNode(config: NodeConfig, configErrors: string[], featur
             description = description.slice(0, at) + config.nodeId + description.slice(at + DEVICE_ID_MARK.length)
     }
     console.log(`meternode: ${description}`)
-    const client = createClient(config)
+    const storedVersion = features.mqtt5 ? await readJsonSetting(MQTT_VERSION_KEY, "") : ""
+    const client = createClient(config, features, storedVersion)
     const previous = await loadState()
     const queue = new DurableQueue(new SettingsKeyValueStore(), config.queueBytes, { pause })
     const lost = await queue.open()
     const node = new Node(config, previous, queue, features, client)
+    node.storedVersion = storedVersion
     const problems = configErrors.map(e => `config: ${e}`)
     if (lost) problems.push(lost)
     await node.start(problems)

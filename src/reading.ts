@@ -137,6 +137,8 @@ export interface NodeStatus {
     lastError: string
     /** The wall clock: "set" once UTC arrived this boot, else "unset" (readings are in uptime). */
     clock?: string
+    /** The MQTT version of the connection: "5" or "3.1.1". */
+    mqtt?: string
 }
 
 export function statusPayload(s: NodeStatus) {
@@ -144,7 +146,7 @@ export function statusPayload(s: NodeStatus) {
     // Two templates: one with every substitution crashes the compiler.
     return (
         `{"state":"online","boot":${s.boot},"version":${JSON.stringify(firmware.version)},"uptime_s":${Math.floor(s.uptimeS)},"queued":${s.queued}` +
-        `,"dropped":${s.dropped},"merged":${s.merged},"clock":"${s.clock || "unset"}","error":${JSON.stringify(s.lastError || "")}}`
+        `,"dropped":${s.dropped},"merged":${s.merged},"clock":"${s.clock || "unset"}","mqtt":"${s.mqtt || "3.1.1"}","error":${JSON.stringify(s.lastError || "")}}`
     )
 }
 

@@ -32,12 +32,15 @@ const DRIVERS: Record<string, { name: string; module: string; fields: (keyof Met
 const DISCOVERY = { name: "discoveryMessages", module: "src/discovery" }
 const HISTORY = { name: "replayHistory", module: "src/platform/history-feature" }
 const BACKLOG = { name: "queueSimulatedBacklog", module: "src/meters/sim-backlog" }
+const MQTT5 = { name: "mqtt5Session", module: "src/mqtt/mqtt5-session" }
 
 export interface Composition {
     /** Meter kinds with a driver in the image. */
     kinds: string[]
     discovery: boolean
     history: boolean
+    /** MQTT 5 (MQTT_VERSION auto or 5); without it the image speaks 3.1.1 only. */
+    mqtt5: boolean
     /** The simulated backlog of SIM_BACKLOG (benchmarks). */
     backlog: boolean
     /** Invalid settings, as the node would report them at boot. */
@@ -49,12 +52,28 @@ export interface Composition {
 /** What an image for `settings` must carry (settings absent from it take their defaults). */
 export function composition(settings: Record<string, unknown>, everything = false): Composition {
     if (everything)
-        return { kinds: Object.keys(DRIVERS), discovery: true, history: true, backlog: true, errors: [], settings }
+        return {
+            kinds: Object.keys(DRIVERS),
+            discovery: true,
+            history: true,
+            mqtt5: true,
+            backlog: true,
+            errors: [],
+            settings,
+        }
     const { config, errors } = parseConfig(settings)
     const kinds: string[] = []
     for (const meter of config.meters) if (meter && !kinds.includes(meter.kind)) kinds.push(meter.kind)
     const history = config.historyBytes > 0
-    return { kinds, discovery: !!config.haPrefix, history, backlog: config.simBacklog > 0, errors, settings }
+    return {
+        kinds,
+        discovery: !!config.haPrefix,
+        history,
+        mqtt5: config.mqttVersion !== 4,
+        backlog: config.simBacklog > 0,
+        errors,
+        settings,
+    }
 }
 
 /**
@@ -89,6 +108,7 @@ export function featuresSource(c: Composition, fromDir: string, projectRoot: str
     const parts = [`meters: { ${meters.join(", ")} }`]
     if (c.discovery) (use(DISCOVERY), parts.push(`discovery: ${DISCOVERY.name}`))
     if (c.history) (use(HISTORY), parts.push(`history: ${HISTORY.name}`))
+    if (c.mqtt5) (use(MQTT5), parts.push(`mqtt5: ${MQTT5.name}`))
     if (c.backlog) (use(BACKLOG), parts.push(`backlog: ${BACKLOG.name}`))
     const imports = [...modules].map(([module, names]) => {
         const path = relative(fromDir, `${projectRoot}/${module}`).replace(/\\/g, "/")
@@ -135,6 +155,7 @@ export function describeComposition(c: Composition) {
     const parts = [`meters: ${c.kinds.join(", ") || "none"}`]
     parts.push(c.discovery ? "Home Assistant discovery" : "no discovery")
     parts.push(c.history ? "replay history" : "no history")
+    parts.push(c.mqtt5 ? "MQTT 5 or 3.1.1" : "MQTT 3.1.1")
     if (c.backlog) parts.push("simulated backlog")
     return parts.join("; ")
 }

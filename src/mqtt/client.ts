@@ -11,7 +11,7 @@ import { Action, ActionKind, ClientSession, SessionState } from "./session"
 import { backoffDelayMs, jitter01, jitterSeed } from "./backoff"
 import { nextParkMiller } from "../util/park-miller"
 import { BrokerAddress } from "./url"
-import { PacketType, PublishPacket } from "./packets"
+import { PacketType, PublishPacket, PublishProperties } from "./packets"
 import { ClockPort, CLOSED_BY_BROKER, SocketPort } from "./transport"
 
 /** Largest inbound packet accepted; larger ones are a protocol error (the node only receives commands). */
@@ -125,9 +125,9 @@ export class MqttClient {
      * holds it before any acknowledgement can arrive. The bytes go out when the calling fiber
      * yields, together with whatever else was published meanwhile (a full segment at once).
      */
-    publish(topic: string, payload: Buffer, qos: number, retain: boolean) {
+    publish(topic: string, payload: Buffer, qos: number, retain: boolean, properties?: PublishProperties) {
         const actions: Action[] = []
-        const token = this.session.publish(this.clock.millis(), topic, payload, qos, retain, actions)
+        const token = this.session.publish(this.clock.millis(), topic, payload, qos, retain, actions, properties)
         // A publish is sent (or waits in the session); QoS 0 is delivered as it is written, and
         // the caller hears of it from a fiber of its own, after it has its token (so does the
         // caller of a publish MQTT 5 does not send: see Mqtt5Session.transmit).

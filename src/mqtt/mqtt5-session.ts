@@ -25,6 +25,8 @@ import { remainingLengthSize } from "./codec"
 import { hexByte } from "./decoder"
 import { MQTT5 } from "./mqtt5"
 import { CLOSED_BY_BROKER } from "./transport"
+import { BrokerAddress } from "./url"
+import { NodeConfig } from "../config"
 import {
     ConnackPacket,
     ConnackProperties,
@@ -34,6 +36,7 @@ import {
     PacketType,
     ProtocolVersion,
     PublishPacket,
+    PublishProperties,
     ReasonCode,
     ReasonProperties,
     SubackPacket,
@@ -131,6 +134,21 @@ export function rememberedVersionOf(record: string, host: string, port: number):
     return version === ProtocolVersion.Mqtt5 || version === ProtocolVersion.Mqtt311 ? version : 0
 }
 
+/**
+ * The session of an image composed to speak MQTT 5 (the Mqtt5Feature of src/features.ts): under
+ * MQTT_VERSION auto it starts from the version `stored` says worked with this broker.
+ */
+export function mqtt5Session(options: SessionOptions, c: NodeConfig, stored: string): Mqtt5Session {
+    const session = new Mqtt5Session(options, {
+        version: c.mqttVersion,
+        sessionExpiryS: c.sessionExpiryS,
+        willDelayS: c.willDelayS,
+        remembered: rememberedVersionOf(typeof stored === "string" ? stored : "", c.broker.host, c.broker.port),
+    })
+    session.broker = c.broker
+    return session
+}
+
 /** "5" or "3.1.1". */
 export function versionName(version: number) {
     return version === ProtocolVersion.Mqtt5 ? "5" : "3.1.1"
@@ -222,6 +240,8 @@ export class Mqtt5Session implements ClientSession {
     topicAliasMaximum = 0
     /** The topics that have an alias on this connection: alias 1 is the first. */
     private aliases: string[] = []
+    /** The broker, for the version record (set by mqtt5Session). */
+    broker: BrokerAddress = null
 
     constructor(
         readonly options: SessionOptions,
@@ -235,6 +255,12 @@ export class Mqtt5Session implements ClientSession {
 
     inflightCount() {
         return this.session.inflightCount()
+    }
+
+    /** Under auto, what to store for the next boot (versionRecord); "" under a fixed version. */
+    versionRecord() {
+        const b = this.broker
+        return this.settings.version || !b ? "" : versionRecord(b.host, b.port, this.rememberedVersion)
     }
 
     onTransportOpen(nowMs: number): Action[] {
@@ -269,12 +295,23 @@ export class Mqtt5Session implements ClientSession {
     }
 
     /** As Session.publish; in MQTT 5 a publish over the broker's Maximum Packet Size is not sent (see tooLarge). */
-    publish(nowMs: number, topic: string, payload: Buffer, qos: number, retain: boolean, actions: Action[]) {
+    publish(
+        nowMs: number,
+        topic: string,
+        payload: Buffer,
+        qos: number,
+        retain: boolean,
+        actions: Action[],
+        properties?: PublishProperties
+    ) {
         const s = this.session
-        if (this.state === SessionState.Connected && this.tooLarge(topic, payload, qos, s.nextToken, actions))
+        if (
+            this.state === SessionState.Connected &&
+            this.tooLarge(topic, payload, qos, s.nextToken, actions, properties)
+        )
             return s.nextToken++
         const from = actions.length
-        const token = s.publish(nowMs, topic, payload, qos, retain, actions)
+        const token = s.publish(nowMs, topic, payload, qos, retain, actions, properties)
         this.useAliases(actions, from)
         return token
     }
@@ -374,7 +411,8 @@ export class Mqtt5Session implements ClientSession {
         for (let i = from; i < actions.length; i++) {
             const a = actions[i]
             const packet = a.packet
-            if (a.kind !== ActionKind.Send || packet.type !== PacketType.Publish) continue
+            // A publish with properties of its own (a reply to a request) keeps its topic.
+            if (a.kind !== ActionKind.Send || packet.type !== PacketType.Publish || packet.properties) continue
             let alias = aliases.indexOf(packet.topic) + 1
             let topic = ""
             if (!alias) {
@@ -410,12 +448,20 @@ export class Mqtt5Session implements ClientSession {
      * Whether a publish is over the broker's Maximum Packet Size; if so it is not sent
      * [MQTT-3.1.2-24], and `actions` report it done (Delivered) with reason 0x95, and an error.
      */
-    private tooLarge(topic: string, payload: Buffer, qos: number, token: number, actions: Action[]) {
+    private tooLarge(
+        topic: string,
+        payload: Buffer,
+        qos: number,
+        token: number,
+        actions: Action[],
+        properties?: PublishProperties
+    ) {
         const max = this.brokerMaxPacketBytes
         // Compared with 0: the VM gets `!x` wrong for a Four Byte Integer from 2^31 up.
         if (max === 0 || !this.mqtt5) return false
-        // Topic, packet id, an empty property block, payload [MQTT-3.3.2].
-        const length = 2 + Buffer.from(topic).length + (qos ? 2 : 0) + 1 + payload.length
+        // Topic, packet id, the property block (empty but for a reply's), payload [MQTT-3.3.2].
+        const block = properties ? this.mqtt5.propertyBlock(properties).length : 1
+        const length = 2 + Buffer.from(topic).length + (qos ? 2 : 0) + block + payload.length
         const size = 1 + remainingLengthSize(length) + length
         if (size <= max) return false
         actions.push({ kind: ActionKind.Delivered, token, code: ReasonCode.PacketTooLarge })
@@ -431,7 +477,8 @@ export class Mqtt5Session implements ClientSession {
         const kept: OutboundPublish[] = []
         for (const p of list) {
             const packet = p.packet
-            if (!this.tooLarge(packet.topic, packet.payload, packet.qos, p.token, actions)) kept.push(p)
+            if (!this.tooLarge(packet.topic, packet.payload, packet.qos, p.token, actions, packet.properties))
+                kept.push(p)
         }
         return kept
     }

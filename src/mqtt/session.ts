@@ -11,6 +11,7 @@ import {
     Packet,
     PacketType,
     PublishPacket,
+    PublishProperties,
     SUBACK_FAILURE,
     Subscription,
     Will,
@@ -138,7 +139,16 @@ export interface ClientSession {
     inflightCount(): number
     onTransportOpen(nowMs: number): Action[]
     onTransportClosed(): Action[]
-    publish(nowMs: number, topic: string, payload: Buffer, qos: number, retain: boolean, actions: Action[]): number
+    /** `properties` are sent in MQTT 5 only (a reply's Correlation Data). */
+    publish(
+        nowMs: number,
+        topic: string,
+        payload: Buffer,
+        qos: number,
+        retain: boolean,
+        actions: Action[],
+        properties?: PublishProperties
+    ): number
     onTick(nowMs: number): Action[]
     onPacket(nowMs: number, packet: Packet): Action[]
     onPuback(nowMs: number, packetId: number, actions: Action[]): void
@@ -226,7 +236,15 @@ export class Session implements ClientSession {
      * Queues a publish; returns its token, reported in a Delivered action once the broker
      * acknowledged it (QoS 1) or it was written (QoS 0). Messages go out in submission order.
      */
-    publish(nowMs: number, topic: string, payload: Buffer, qos: number, retain: boolean, actions: Action[]) {
+    publish(
+        nowMs: number,
+        topic: string,
+        payload: Buffer,
+        qos: number,
+        retain: boolean,
+        actions: Action[],
+        properties?: PublishProperties
+    ) {
         const token = this.nextToken++
         // Every field set from the start (packetId too): adding one later grows the object in the VM.
         const packet: PublishPacket = {
@@ -237,6 +255,7 @@ export class Session implements ClientSession {
             retain,
             dup: false,
             packetId: undefined,
+            properties,
         }
         const entry: OutboundPublish = { kind: ActionKind.Send, packet, token, idStep: 0 }
         if (this.pending.length === 0 && this.state === SessionState.Connected && this.inflight.length < this.window)

@@ -26,7 +26,7 @@ export interface CommandHost extends TimeHost, StopHost, ReplayHost {
 
 /**
  * Commands arrive on <prefix>/<node>/cmd/<name>; the reply goes to <prefix>/<node>/reply/<name>
- * with the request's `id`. A malformed or unknown command gets an error reply and changes nothing.
+ * with the request's `id`, or in MQTT 5 to the request's Response Topic with its Correlation Data. A malformed or unknown command gets an error reply and changes nothing.
  */
 export class CommandHandler {
     private readonly rate = new CommandRate()
@@ -55,6 +55,16 @@ export class CommandHandler {
         const request = command.request
         const id = command.id
         let error = command.error
+        // An MQTT 5 request [MQTT-4.10]: answered on its Response Topic, with its Correlation Data.
+        // Not one under the topic prefix but the node's own replies: readings and statuses live
+        // there, and a command must not make the node publish into them. (The topic is not echoed:
+        // it may be kilobytes.) A replay still replies on its own topic.
+        const asked = message.properties ? message.properties.responseTopic : ""
+        const own = `${c.topicPrefix}/${c.nodeId}/reply/`
+        let replyTopic = own + name
+        if (asked && asked.indexOf(c.topicPrefix + "/") === 0 && asked.indexOf(own) !== 0)
+            error = error || `response topic refused: under ${c.topicPrefix}/ but not ${own}`
+        else if (asked) replyTopic = asked
         if (!error && name === "time" && request.utc_ms !== undefined) {
             const given = timeFromJson(request)
             error = given.error
@@ -80,10 +90,11 @@ export class CommandHandler {
         }
         this.replyTokens.push(
             node.client.publish(
-                `${c.topicPrefix}/${c.nodeId}/reply/${name}`,
+                replyTopic,
                 Buffer.from(JSON.stringify(reply)),
                 1,
-                false
+                false,
+                replyTopic === asked ? { correlationData: message.properties.correlationData } : undefined
             )
         )
         if (!error && (name === "restart" || name === "shutdown")) {

@@ -54,6 +54,7 @@ export class StatusReporter {
             merged: q.mergedRecords,
             lastError: this.lastError,
             clock: node.clock.isSet() ? "set" : "unset",
+            mqtt: node.client.session.mqtt5 ? "5" : "3.1.1",
         })
         // A status still waiting for its PUBACK goes out again at every reconnect (the session
         // resends it): another one would pile up behind it on a link that drops each connection

@@ -4,9 +4,17 @@ import assert from "node:assert/strict"
 import { composedEntrySource, composition, featuresSource } from "../../devs/lib/compose"
 import { BuiltChecks, NodeConfig } from "../../src/config"
 
-test("the default configuration: the simulated meter and Home Assistant discovery, no history", () => {
+test("the default configuration: the simulated meter and Home Assistant discovery, no history, MQTT 3.1.1", () => {
     const c = composition({})
-    assert.deepEqual(c, { kinds: ["sim"], discovery: true, history: false, backlog: false, errors: [], settings: {} })
+    assert.deepEqual(c, {
+        kinds: ["sim"],
+        discovery: true,
+        history: false,
+        mqtt5: false,
+        backlog: false,
+        errors: [],
+        settings: {},
+    })
 })
 
 test("each meter's kind brings its driver once; HA_PREFIX=- drops discovery; HISTORY_BYTES adds history", () => {
@@ -23,6 +31,7 @@ test("each meter's kind brings its driver once; HA_PREFIX=- drops discovery; HIS
         kinds: ["s0", "temperature"],
         discovery: false,
         history: true,
+        mqtt5: false,
         backlog: false,
         errors: [],
         settings,
@@ -38,7 +47,15 @@ test("an invalid meter is named and brings no driver", () => {
 
 test("the entry imports exactly the composed drivers, each module once", () => {
     const { imports, features } = featuresSource(
-        { kinds: ["s0", "temperature"], discovery: true, history: false, backlog: false, errors: [], settings: {} },
+        {
+            kinds: ["s0", "temperature"],
+            discovery: true,
+            history: false,
+            mqtt5: false,
+            backlog: false,
+            errors: [],
+            settings: {},
+        },
         "/p/.devicescript/gen/x",
         "/p"
     )
@@ -83,6 +100,24 @@ test("the entry builds in the configuration validated on the host, with its erro
     assert.equal(config.nodeId, "", "no NODE_ID: the board's device id, taken at boot")
     assert.deepEqual(built.settings, { METER_KIND: "s0", METER_OPTS: "imp=1000/kWh", READ_MS: "fast", MQTT_PASS: "pw" })
     assert.ok(built.keys.includes("METER2") && built.keys.includes("MQTT_URL"), "every setting is compared at boot")
+})
+
+test("MQTT_VERSION auto or 5 brings the MQTT 5 session; 3.1.1 (the default) leaves it out; an unknown version is named", () => {
+    for (const version of ["auto", "5"]) {
+        const c = composition({ MQTT_VERSION: version })
+        assert.equal(c.mqtt5, true, `MQTT_VERSION ${version}`)
+        const { imports, features } = featuresSource(c, "/p/.devicescript/gen/x", "/p")
+        assert.ok(imports.includes('import { mqtt5Session } from "../../../src/mqtt/mqtt5-session"'), imports.join())
+        assert.match(features, /mqtt5: mqtt5Session/)
+    }
+    for (const settings of [{ MQTT_VERSION: "3.1.1" }, {}]) {
+        const c = composition(settings)
+        assert.equal(c.mqtt5, false)
+        assert.doesNotMatch(featuresSource(c, "/p/.devicescript/gen/x", "/p").features, /mqtt5/)
+    }
+    const wrong = composition({ MQTT_VERSION: "3" })
+    assert.deepEqual(wrong.errors, ["setting MQTT_VERSION: 3 is not auto, 5 or 3.1.1"])
+    assert.equal(wrong.mqtt5, false, "the default (3.1.1) is used instead")
 })
 
 test("SIM_BACKLOG brings the simulated backlog; no other configuration carries it", () => {

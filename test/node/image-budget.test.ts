@@ -33,22 +33,31 @@ function composed(name: string, settings: Record<string, unknown>): () => string
 // them to 45-47 KB; then the configuration built in as an object literal rather than JSON parsed
 // at boot (about 430 bytes of code; 0.9 KB of the heap kept, 3 KB less garbage at boot), and
 // reused record objects and readers on the way to 24 KB of heap online (the image with every
-// driver: 59.7 KB, its budget to 59 KB).
+// driver: 59.7 KB, its budget to 59 KB). MQTT 5 (MQTT_VERSION, the reply to a request's Response
+// Topic, the version in the status) then added about 0.6 KB to every image, 46-48 KB now, and
+// an image composed to speak MQTT 5 (MQTT_VERSION auto or 5) carries about 6.3 KB more: 52.9 KB
+// for the simulator's, over the 48 KB goal. That is why the default stays 3.1.1 (docs/configuration.md);
+// the image with every driver speaks 3.1.1 only, since with MQTT 5 it would not fit 64 KB.
 const C3_BUDGET_BYTES = 46 * KB
 
 const IMAGES: Budgeted[] = [
     {
         name: "every driver, discovery and history (src/main.ts)",
         entry: () => "src/main.ts",
-        budgetBytes: 59 * KB,
+        budgetBytes: 60 * KB,
     },
-    { name: "simulator default", entry: composed("sim", { METER_KIND: "sim" }), budgetBytes: 45 * KB },
+    { name: "simulator default", entry: composed("sim", { METER_KIND: "sim" }), budgetBytes: 46 * KB },
+    {
+        name: "simulator, MQTT 5 (MQTT_VERSION=auto)",
+        entry: composed("sim-mqtt5", { METER_KIND: "sim", MQTT_VERSION: "auto" }),
+        budgetBytes: 52 * KB,
+    },
     {
         name: "ESP32-C3, one S0 meter, Home Assistant discovery",
         entry: composed("c3-s0", { METER_KIND: "s0", METER_OPTS: "imp=1000/kWh" }),
         budgetBytes: C3_BUDGET_BYTES,
     },
-    { name: "Pico W, INA226", entry: composed("pico-ina226", { METER_KIND: "ina226" }), budgetBytes: 47 * KB },
+    { name: "Pico W, INA226", entry: composed("pico-ina226", { METER_KIND: "ina226" }), budgetBytes: 48 * KB },
 ]
 
 /** Whether an image's code section is within budget, and a message saying by how much it is not. */
