@@ -470,26 +470,31 @@ async function onlineBench() {
     print(`\nonline: ${n} readings, one a second, through a byte-counting proxy`)
     const runDir = mkdtempSync(join(tmpdir(), "meternode-bench-"))
     try {
-        const ours = await onlineRun(
-            "meters/bench-online/+/reading",
-            /^reading: seq (\d+)\b/,
-            async proxy => {
-                const bytecode = await buildFirmware(
-                    {
-                        MQTT_URL: proxy.url,
-                        NODE_ID: "bench-online",
-                        READ_MS: 1000,
-                        KEEPALIVE_S: 30,
-                        TIME_TOPIC: "-",
-                        HA_PREFIX: "-",
-                    },
-                    runDir,
-                    "bench-online"
-                )
-                return await new Simulator({ bytecode, runDir, mode: "device", clearFlash: true }).start()
-            },
-            n
-        )
+        const node = (extra: Record<string, string>) =>
+            onlineRun(
+                "meters/bench-online/+/reading",
+                /^reading: seq (\d+)\b/,
+                async proxy => {
+                    const bytecode = await buildFirmware(
+                        {
+                            MQTT_URL: proxy.url,
+                            NODE_ID: "bench-online",
+                            READ_MS: 1000,
+                            KEEPALIVE_S: 30,
+                            TIME_TOPIC: "-",
+                            HA_PREFIX: "-",
+                            ...extra,
+                        },
+                        runDir,
+                        "bench-online"
+                    )
+                    return await new Simulator({ bytecode, runDir, mode: "device", clearFlash: true }).start()
+                },
+                n
+            )
+        const ours = await node({})
+        // MQTT 5 where the broker speaks it (Mosquitto; aedes does not): topic aliases.
+        const v5 = broker.kind === "mosquitto" ? await node({ MQTT_VERSION: "5" }) : null
         const builtin = await onlineRun(
             "meters/bench-builtin/+/reading",
             /^PUB (\d+)$/,
@@ -511,6 +516,7 @@ async function onlineBench() {
                     `${r.bytesPerReading.toFixed(0).padStart(4)} wire bytes per reading (${r.readings} readings)`
             )
         line("meternode, QoS 1, acknowledged:", ours)
+        if (v5) line("meternode, MQTT 5 (topic aliases):", v5)
         line("built-in client, QoS 1, fire-and-forget:", builtin)
         print(
             `  ratio, meternode / built-in: latency p50 ${(percentile(ours.latencies, 50) / percentile(builtin.latencies, 50)).toFixed(2)} x, wire bytes ${(ours.bytesPerReading / builtin.bytesPerReading).toFixed(2)} x`
@@ -520,7 +526,11 @@ async function onlineBench() {
             p50: percentile(latencies, 50),
             p99: percentile(latencies, 99),
         })
-        return { ours: summary(ours), builtin: summary(builtin) }
+        if (v5)
+            print(
+                `  ratio, MQTT 5 / MQTT 3.1.1: wire bytes ${(v5.bytesPerReading / ours.bytesPerReading).toFixed(2)} x, latency p50 ${(percentile(v5.latencies, 50) / percentile(ours.latencies, 50)).toFixed(2)} x`
+            )
+        return { ours: summary(ours), mqtt5: v5 ? summary(v5) : null, builtin: summary(builtin) }
     } finally {
         rmSync(runDir, { recursive: true, force: true })
     }
