@@ -179,11 +179,11 @@ class Node
         else this.uplink.holdFor(TIME_WAIT_MS)
     }
 
-    onDelivered(token: number) {
+    onDelivered(token: number, refusedCode?: number) {
         const r = this.commands.replyTokens.indexOf(token)
         if (r >= 0) removeAt(this.commands.replyTokens, r)
         this.delivered.emit(token)
-        this.uplink.onDelivered(token)
+        this.uplink.onDelivered(token, refusedCode)
         this.status.onDelivered(token)
     }
 

@@ -33,7 +33,8 @@ function composed(name: string, settings: Record<string, unknown>): () => string
 // them to 45-47 KB; then the configuration built in as an object literal rather than JSON parsed
 // at boot (about 430 bytes of code; 0.9 KB of the heap kept, 3 KB less garbage at boot), and
 // reused record objects and readers on the way to 24 KB of heap online (the image with every
-// driver: 59.7 KB, its budget to 59 KB).
+// driver: 59.7 KB, its budget to 59 KB). Keeping the readings of a message the broker refuses
+// (MQTT 5) cost 132 bytes in each image, and took the simulator's past 45 KB.
 const C3_BUDGET_BYTES = 46 * KB
 
 const IMAGES: Budgeted[] = [
@@ -42,7 +43,7 @@ const IMAGES: Budgeted[] = [
         entry: () => "src/main.ts",
         budgetBytes: 59 * KB,
     },
-    { name: "simulator default", entry: composed("sim", { METER_KIND: "sim" }), budgetBytes: 45 * KB },
+    { name: "simulator default", entry: composed("sim", { METER_KIND: "sim" }), budgetBytes: 46 * KB },
     {
         name: "ESP32-C3, one S0 meter, Home Assistant discovery",
         entry: composed("c3-s0", { METER_KIND: "s0", METER_OPTS: "imp=1000/kWh" }),
