@@ -197,11 +197,11 @@ class Node
         })
     }
 
-    onDelivered(token: number) {
+    onDelivered(token: number, refusedCode?: number) {
         const r = this.commands.replyTokens.indexOf(token)
         if (r >= 0) removeAt(this.commands.replyTokens, r)
         this.delivered.emit(token)
-        this.uplink.onDelivered(token)
+        this.uplink.onDelivered(token, refusedCode)
         this.status.onDelivered(token)
     }
 

@@ -1,6 +1,6 @@
 // Store and forward: every reading goes into the durable queue first, and leaves it only when
-// the broker acknowledged the message that carried it. Oldest first, several readings per
-// message while there is a backlog, a bounded number of messages out at once.
+// the broker acknowledged and accepted the message that carried it. Oldest first, several
+// readings per message while there is a backlog, a bounded number of messages out at once.
 //
 // The queue is used by one fiber at a time: flush() merges and rewrites blocks across many
 // awaits, and a peek, an append or a removal in the middle of it could see blocks half merged.
@@ -31,6 +31,13 @@ const MAX_MESSAGES_OUT = 4
  * is free: small messages fit the gaps, and 4 of them out hold 1.6 KB.
  */
 export const MAX_MESSAGE_BYTES_OUT = 400
+
+/**
+ * After the broker refused a reading message (MQTT 5), its readings wait this long before they go
+ * out again: a broker that refuses for good (not authorized, payload format) gets a window of
+ * messages a minute, not a stream of them.
+ */
+export const REFUSED_RETRY_MS = 60_000
 
 /** Messages handed to the client in one go before yielding (the VM's op limit). */
 const SUBMITS_PER_YIELD = 4
@@ -243,7 +250,8 @@ export class Uplink {
 
     /**
      * Holds publishing for `ms` (0 ends a hold), then publishes what waited. The node holds its
-     * readings for a moment after connecting while it has no time, so they go out in UTC.
+     * readings for a moment after connecting while it has no time, so they go out in UTC; the
+     * uplink holds them after a refusal (see onDelivered).
      */
     holdFor(ms: number) {
         this.heldUntilMs = ms > 0 ? this.platform.millis() + ms : 0
@@ -264,9 +272,17 @@ export class Uplink {
         try {
             let submitted = 0
             while (this.out.length < this.window && this.pinned < this.queue.size() && client.isConnected()) {
+                const pinned = this.pinned
                 const message = await this.nextMessage()
                 if (!message) break
                 if (this.events.beforePublish) await this.events.beforePublish(this.last)
+                // A refusal meanwhile un-pinned records before the ones this message carries: they
+                // go out first, after the hold it set.
+                if (this.pinned !== pinned) {
+                    this.spare.push(message)
+                    this.payload = null
+                    break
+                }
                 this.out.push(message)
                 this.pinned += message.count
                 message.token = client.publish(this.topics[this.record.meter], this.payload, 1, false)
@@ -334,17 +350,40 @@ export class Uplink {
     }
 
     /**
-     * A PUBACK: returns whether it was for a reading message. Acknowledged records leave the
-     * queue in order. Runs on the socket's fiber: no flash access here.
+     * A PUBACK: returns whether it was for a reading message out (accepted or refused).
+     * Acknowledged records leave the queue in order. Runs on the socket's fiber: no flash access here.
+     *
+     * With `refusedCode` from 0x80 up (MQTT 5: the broker refused the message, or it was over the
+     * broker's Maximum Packet Size and never sent), its records stay in the queue: the message and
+     * every one out after it leave `out` and un-pin their records, which go out again after
+     * REFUSED_RETRY_MS. Only the head of the queue is ever out, and only an acknowledged head
+     * leaves it, so the later ones go too: what they carry follows the refused records. Their own
+     * PUBACKs then match no message and are ignored (tokens are never reused); what the broker
+     * accepted of them arrives twice, and consumers keep one copy per seq. `acknowledged` never
+     * moves for a refusal. The queue is not touched, so a busy one is no matter: a flush under way
+     * keeps the records its older count pinned, and a message being built sees the count change
+     * and is not sent (submit). The MQTT session reports the refusal, naming its code. The hold is
+     * holdFor's: a later one of the node replaces it (the first time of a boot ends it, a
+     * connection without the time makes it 3 s), which happens at most once per connection, so
+     * a broker that keeps refusing still gets one window of messages per connection or per
+     * REFUSED_RETRY_MS; a new connection is a fair moment to try again anyway.
      */
-    onDelivered(token: number) {
-        let found = false
-        for (const m of this.out)
-            if (m.token === token) {
-                m.acked = true
-                found = true
+    onDelivered(token: number, refusedCode = 0) {
+        const out = this.out
+        let at = 0
+        while (at < out.length && out[at].token !== token) ++at
+        if (at === out.length) return false
+        if (refusedCode >= 0x80) {
+            // `pinned` counts positions in the queue as it is: a removal waiting for it stays counted.
+            while (out.length > at) {
+                const m = out.pop()
+                this.pinned -= m.count
+                this.spare.push(m)
             }
-        if (!found) return false
+            this.holdFor(REFUSED_RETRY_MS)
+            return true
+        }
+        out[at].acked = true
         // PUBACKs come in order (MQTT 3.1.1, 4.6), but the queue is FIFO either way: only an
         // acknowledged head leaves it.
         let removed = 0

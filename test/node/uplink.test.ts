@@ -12,7 +12,7 @@ import { KeyValueStore } from "../../src/storage/kv"
 import { DurableQueue } from "../../src/storage/durable-queue"
 import { energyRecord, ReadingRecord } from "../../src/storage/records"
 import { SimulatedEnergyMeter } from "../../src/meters/simulated"
-import { MAX_MESSAGE_BYTES_OUT, Uplink, UplinkClient } from "../../src/uplink"
+import { MAX_MESSAGE_BYTES_OUT, REFUSED_RETRY_MS, Uplink, UplinkClient } from "../../src/uplink"
 
 class Random {
     constructor(private state: number) {}
@@ -258,4 +258,193 @@ describe("uplink: store and forward under random interleavings", () => {
             )
         })
     }
+})
+
+/** A clock the test moves: sleep(ms) ends once the clock has moved ms on (0: at the next turn). */
+class TestClock {
+    nowMs = 0
+    private sleepers: { untilMs: number; wake: () => void }[] = []
+    millis = () => this.nowMs
+    sleep = (ms: number) =>
+        new Promise<void>(resolve => {
+            if (ms > 0) this.sleepers.push({ untilMs: this.nowMs + ms, wake: resolve })
+            else setImmediate(resolve)
+        })
+    async advance(ms: number) {
+        this.nowMs += ms
+        const due = this.sleepers.filter(s => s.untilMs <= this.nowMs)
+        this.sleepers = this.sleepers.filter(s => s.untilMs > this.nowMs)
+        for (const s of due) s.wake()
+        await turns(20)
+    }
+}
+
+/**
+ * An uplink on the Settings-store model with `readings` readings queued while the link was down,
+ * then the link up: the first messages of the backlog are out, none acknowledged yet.
+ * `gate`, while set, holds the next message in beforePublish (the node's ceiling check).
+ */
+async function backlogOut(readings: number) {
+    const clock = new TestClock()
+    const queue = new DurableQueue(new FakeSettingsStore(8192, 2048), 4608)
+    assert.equal(await queue.open(), "")
+    const broker = new FakeBroker(new Random(1))
+    broker.connected = false
+    const told: number[] = []
+    const state = { gate: null as Promise<void> | null }
+    const uplink = new Uplink(
+        queue,
+        [energyLabel("main")],
+        ["meters/n/main/reading"],
+        8,
+        3_600_000,
+        {
+            reportError: text => assert.fail(text),
+            onAcknowledged: async r => {
+                told.push(r.seq)
+                await turns(2)
+            },
+            beforePublish: async () => {
+                if (state.gate) await state.gate
+            },
+        },
+        { millis: clock.millis, sleep: clock.sleep, spawn: fn => setImmediate(() => void fn()) }
+    )
+    uplink.attach(broker)
+    const meter = new SimulatedEnergyMeter(7, 800, 1_000_000)
+    const startTotal = meter.totalMilliWh
+    const taken: ReadingRecord[] = []
+    const take = async () => {
+        const i = taken.length
+        const r = meter.read(i * 60_000, (i + 1) * 60_000)
+        const record = energyRecord(0, i + 1, 1, i * 60_000, (i + 1) * 60_000, r.deltaMilliWh, meter.totalMilliWh)
+        taken.push(record)
+        await uplink.append(record)
+    }
+    for (let i = 0; i < readings; i++) await take()
+    broker.connected = true
+    uplink.kick()
+    await turns(20)
+    /** The broker answers the message `s`: accepts it, or refuses it with `code`. */
+    const answer = (s: Sent, code = 0) => {
+        s.acked = true
+        return uplink.onDelivered(s.token, code)
+    }
+    /** The broker accepts every message as it comes, until the uplink has nothing left. */
+    const acceptAll = async () => {
+        for (let rounds = 0; rounds < 10_000 && (uplink.size() > 0 || broker.oldestUnacked()); rounds++) {
+            const s = broker.oldestUnacked()
+            if (s) answer(s)
+            await turn()
+        }
+        for (let rounds = 0; rounds < 100 && told[told.length - 1] !== taken.length; rounds++) await turn()
+    }
+    return { clock, queue, broker, uplink, told, taken, take, answer, acceptAll, state, startTotal, meter }
+}
+
+const readingsOf = (messages: Sent[]) => messages.flatMap(s => JSON.parse(s.payload).readings)
+const seqsOf = (s: Sent) => readingsOf([s]).map(e => e.seq)
+
+/** `elements` are the readings `taken[from - 1 ..]` exactly as taken, in order, none merged. */
+function assertExactly(elements: any[], taken: ReadingRecord[], from: number) {
+    const expected = taken.slice(from - 1)
+    assert.deepEqual(
+        elements.map(e => e.seq),
+        expected.map(r => r.seq),
+        "every reading from seq " + from + ", in order"
+    )
+    for (let i = 0; i < expected.length; i++) {
+        const e = elements[i]
+        const r = expected[i]
+        assert.equal(e.first_seq, undefined, `seq ${r.seq} not merged`)
+        assert.equal(e.start, r.startS, `seq ${r.seq}: start`)
+        assert.equal(e.end, r.startS + r.durationS, `seq ${r.seq}: end`)
+        assert.equal(Math.round(e.delta * 1000), r.deltaMilliWh, `seq ${r.seq}: energy`)
+        assert.equal(Math.round(e.total * 1000), r.totalMilliWh, `seq ${r.seq}: total`)
+    }
+}
+
+describe("uplink: a reading message the broker refuses (MQTT 5 PUBACK from 0x80)", () => {
+    test("refused (0x87): its readings stay queued, none is reported acknowledged, and after the retry delay they go out again, exactly as taken", async () => {
+        const run = await backlogOut(24)
+        const { broker, uplink, told, taken } = run
+        const out = broker.sent.slice()
+        assert.equal(out.length, 4, "the window: 4 messages out")
+        run.answer(out[0], 0x87)
+        // The messages after it, accepted: their records stay queued too (FIFO), and go out again.
+        for (const s of out.slice(1)) run.answer(s)
+        await turns(20)
+        assert.equal(uplink.size(), 24, "the refused readings and those after them are still queued")
+        assert.deepEqual(told, [], "nothing reported acknowledged")
+        // A reading taken meanwhile is queued but not published: publishing is held after a refusal.
+        await run.take()
+        await run.clock.advance(REFUSED_RETRY_MS - 1000)
+        uplink.kick()
+        await turns(20)
+        assert.equal(broker.sent.length, 4, "nothing published during the retry delay")
+        assert.deepEqual(told, [])
+        assert.equal(uplink.size(), 25)
+        await run.clock.advance(1000)
+        assert.ok(broker.sent.length > 4, "published again after the retry delay")
+        assert.equal(seqsOf(broker.sent[4])[0], 1, "the oldest reading first")
+        await run.acceptAll()
+        assert.equal(uplink.size(), 0, "accepted, they leave the queue")
+        assert.equal(run.queue.size(), 0)
+        assertExactly(readingsOf(broker.sent.slice(4)), taken, 1)
+        assert.equal(told[told.length - 1], 25, "the mark reached the last reading")
+        let energy = 0
+        for (const e of readingsOf(broker.sent.slice(4))) energy += Math.round(e.delta * 1000)
+        assert.equal(energy, run.meter.totalMilliWh - run.startTotal, "delivered energy equals the meter's change")
+    })
+
+    test("refused (0x97) in the middle of the window: the accepted ones before it leave the queue, it and the later ones go out again", async () => {
+        const run = await backlogOut(24)
+        const { broker, uplink, told, taken } = run
+        const [m1, m2, m3] = broker.sent
+        run.answer(m1)
+        run.answer(m2)
+        await turns(20)
+        const acceptedUpTo = seqsOf(m2)[seqsOf(m2).length - 1]
+        assert.equal(uplink.size(), 24 - acceptedUpTo, "the two accepted messages left the queue")
+        assert.equal(told[told.length - 1], acceptedUpTo)
+        // The window refilled behind m3; the broker refuses m3 and accepts all after it.
+        const sentBefore = broker.sent.length
+        assert.ok(sentBefore > 4, "more went out as the first two were accepted")
+        run.answer(m3, 0x97)
+        for (const s of broker.sent.slice(3)) if (!s.acked) run.answer(s)
+        await turns(20)
+        assert.equal(uplink.size(), 24 - acceptedUpTo, "the refused message and those after it stay queued")
+        assert.equal(told[told.length - 1], acceptedUpTo, "nothing after the accepted ones reported acknowledged")
+        await run.clock.advance(REFUSED_RETRY_MS - 1000)
+        assert.equal(broker.sent.length, sentBefore, "nothing published during the retry delay")
+        assert.equal(told[told.length - 1], acceptedUpTo)
+        await run.clock.advance(1000)
+        assert.equal(seqsOf(broker.sent[sentBefore])[0], acceptedUpTo + 1, "sent again from the refused one's first")
+        await run.acceptAll()
+        assert.equal(uplink.size(), 0)
+        assertExactly(readingsOf([m1, m2, ...broker.sent.slice(sentBefore)]), taken, 1)
+        assert.equal(told[told.length - 1], 24, "the mark reached the last reading")
+    })
+
+    test("refused while the next message is being built: that message is not sent, and no reading is skipped", async () => {
+        const run = await backlogOut(24)
+        const { broker, uplink, taken } = run
+        const [m1, m2] = broker.sent
+        let open: () => void = () => {}
+        run.state.gate = new Promise<void>(resolve => (open = resolve))
+        // Accepting m1 frees a slot: the next message is built and waits in beforePublish.
+        run.answer(m1)
+        await turns(20)
+        run.answer(m2, 0x87)
+        run.state.gate = null
+        open()
+        await turns(20)
+        assert.equal(broker.sent.length, 4, "the message built meanwhile was not sent")
+        const acceptedUpTo = seqsOf(m1)[seqsOf(m1).length - 1]
+        assert.equal(uplink.size(), 24 - acceptedUpTo)
+        await run.clock.advance(REFUSED_RETRY_MS)
+        await run.acceptAll()
+        assert.equal(uplink.size(), 0)
+        assertExactly(readingsOf([m1, ...broker.sent.slice(4)]), taken, 1)
+    })
 })
