@@ -49,6 +49,8 @@ export interface FaultProxyOptions {
     maxRecordedPackets?: number
     /** Delayed broker->client bytes held per connection before the broker side is paused. */
     maxDelayedBytes?: number
+    /** The MQTT version the packet record parses (4, 3.1.1, by default; 5 for a node that speaks 5). */
+    protocolVersion?: 4 | 5
 }
 
 /** Bytes a parser may hold without completing a packet before it gives up on the stream. */
@@ -86,7 +88,7 @@ function wholePacketBytes(b: Buffer) {
 
 /** Parses one direction of one connection and appends the packets to the shared record. */
 class StreamRecorder {
-    private parser = mqttPacket.parser({ protocolVersion: 4 })
+    private parser: ReturnType<typeof mqttPacket.parser>
     private broken = false
     private forwarded = true
 
@@ -95,6 +97,7 @@ class StreamRecorder {
         readonly connection: number,
         readonly direction: Direction
     ) {
+        this.parser = mqttPacket.parser({ protocolVersion: proxy.options.protocolVersion ?? 4 })
         this.parser.on("packet", packet => this.proxy.record(this.connection, this.direction, this.forwarded, packet))
         this.parser.on("error", error => {
             this.broken = true
