@@ -572,7 +572,7 @@ async function imageBench() {
     return { ours, builtin }
 }
 
-type HeapWorkload = "drain" | "online" | "builtin" | "full-drain" | "full-online"
+type HeapWorkload = "drain" | "online" | "builtin" | "full-drain" | "full-online" | "mqtt5-drain" | "mqtt5-online"
 
 const HEAP_WORKLOADS: Record<HeapWorkload, string> = {
     drain: "meternode, worst-case drain: a day's backlog (1,440 readings), live readings, a command, discovery",
@@ -580,6 +580,8 @@ const HEAP_WORKLOADS: Record<HeapWorkload, string> = {
     builtin: "built-in client, online: 20 readings, one a second",
     "full-drain": "meternode, every driver (src/main.ts), the same worst-case drain",
     "full-online": "meternode, every driver (src/main.ts), online",
+    "mqtt5-drain": "meternode speaking MQTT 5 (MQTT_VERSION=5), the same worst-case drain",
+    "mqtt5-online": "meternode speaking MQTT 5 (MQTT_VERSION=5), online",
 }
 
 /**
@@ -615,7 +617,7 @@ const HEAP_LIVE_READINGS = 20
 async function heapProbe(ballastKb: number, workload: HeapWorkload) {
     const runDir = mkdtempSync(join(tmpdir(), "meternode-bench-"))
     const nodeId = workload === "builtin" ? "bench-builtin" : "bench-heap"
-    const draining = workload === "drain" || workload === "full-drain"
+    const draining = workload.endsWith("drain")
     const backlog = draining ? 1440 : 0
     const seen = new Set<number>()
     let replied = false
@@ -646,6 +648,7 @@ async function heapProbe(ballastKb: number, workload: HeapWorkload) {
             SIM_BACKLOG: backlog,
             KEEPALIVE_S: 30,
             TIME_TOPIC: "-",
+            ...(workload.startsWith("mqtt5-") ? { MQTT_VERSION: "5" } : {}),
         }
         const bytecode =
             workload === "builtin"
@@ -766,6 +769,11 @@ async function heapBench() {
         if (results[w] && builtin)
             print(`  ratio, ${w} / built-in online (peak, midpoints): ${(mid(results[w]) / mid(builtin)).toFixed(2)} x`)
     if (builtin) print("  the built-in client has no queue, so the drain has no baseline of its own")
+    for (const w of ["online", "drain"])
+        if (results[w] && results["mqtt5-" + w])
+            print(
+                `  ratio, ${w}, MQTT 5 / MQTT 3.1.1 (peak, midpoints): ${(mid(results["mqtt5-" + w]) / mid(results[w])).toFixed(2)} x`
+            )
     for (const [w, target] of Object.entries(HEAP_TARGET_KB))
         if (results[w] && results[w].peakKb[1] > target!) {
             print(`  FAILED: ${w} peaks above ${target} KB`)

@@ -11,6 +11,7 @@
 //   Mosquitto's max_inflight_messages 1 a command flood gave no chunk over 2 KB, with 5 chunks of
 //   22 KB, which the node's fragmented heap cannot hold.
 // - Session Expiry Interval: see DEFAULT_SESSION_EXPIRY_S. Will Delay Interval: DEFAULT_WILL_DELAY_S.
+//   Both are settings (MQTT_EXPIRY_S, WILL_DELAY_S in src/config.ts), these their defaults.
 //
 // What the CONNACK says is used: Receive Maximum bounds the window of QoS 1 publishes, Maximum
 // Packet Size each publish (one over it is not sent: Delivered with reason 0x95 and an error),

@@ -24,5 +24,9 @@ export async function startNode(provisioned: Record<string, any>, features: Feat
         errors.push("SIM_BACKLOG is set, but this image has no simulated backlog; none queued")
         config.simBacklog = 0
     }
+    if (config.mqttVersion !== 4 && !features.mqtt5) {
+        errors.push("MQTT_VERSION is 5 or auto, but this image speaks MQTT 3.1.1 only; 3.1.1 used")
+        config.mqttVersion = 4
+    }
     await runNode(config, errors, features, describeConfig(config))
 }

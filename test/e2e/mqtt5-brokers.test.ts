@@ -1,7 +1,7 @@
 // The MQTT client handed MQTT 5's session (src/mqtt/mqtt5-session.ts), over a Node socket, against
 // real brokers: Mosquitto 2 speaks MQTT 5 with it (topic aliases, the Will Delay), aedes 1.2.0 does
-// not, and the node falls back to 3.1.1. The firmware's own image does not speak MQTT 5 yet (its code
-// does not fit the budget): this runs the pure client in Node, not the simulator.
+// not, and the node falls back to 3.1.1. This runs the pure client in Node; test/e2e/mqtt5-node.test.ts
+// runs the firmware built with MQTT_VERSION=auto in the simulator.
 import { after, describe, test } from "node:test"
 import assert from "node:assert/strict"
 import mqtt from "mqtt"

@@ -2,7 +2,8 @@
 import { test } from "node:test"
 import assert from "node:assert/strict"
 import { composedEntrySource, composition, featuresSource } from "../../devs/lib/compose"
-import { BuiltChecks, NodeConfig } from "../../src/config"
+import { BuiltChecks, NodeConfig, parseConfig } from "../../src/config"
+import { DEFAULT_SESSION_EXPIRY_S, DEFAULT_WILL_DELAY_S } from "../../src/mqtt/mqtt5-session"
 
 test("the default configuration: the simulated meter and Home Assistant discovery, no history, MQTT 3.1.1", () => {
     const c = composition({})
@@ -115,6 +116,10 @@ test("MQTT_VERSION auto or 5 brings the MQTT 5 session; 3.1.1 (the default) leav
         assert.equal(c.mqtt5, false)
         assert.doesNotMatch(featuresSource(c, "/p/.devicescript/gen/x", "/p").features, /mqtt5/)
     }
+    // The settings' defaults are the session's, whose comments say why.
+    const { config } = parseConfig({})
+    assert.equal(config.sessionExpiryS, DEFAULT_SESSION_EXPIRY_S)
+    assert.equal(config.willDelayS, DEFAULT_WILL_DELAY_S)
     const wrong = composition({ MQTT_VERSION: "3" })
     assert.deepEqual(wrong.errors, ["setting MQTT_VERSION: 3 is not auto, 5 or 3.1.1"])
     assert.equal(wrong.mqtt5, false, "the default (3.1.1) is used instead")
