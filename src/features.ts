@@ -80,17 +80,10 @@ export interface BacklogHost {
 }
 
 /**
- * The client session of an image that speaks MQTT 5 (src/mqtt/mqtt5-session.ts): made from the
- * node's session options, its configuration, and the version record it stored for the broker
- * (versionRecord; "" when none).
+ * The client session of an image that speaks MQTT 5 (src/platform/mqtt5-feature.ts), made from the
+ * node's session options and its configuration.
  */
-export type Mqtt5Feature = (options: SessionOptions, c: NodeConfig, stored: string) => VersionedSession
-
-/** The session Mqtt5Feature makes, as the node sees it (an interface: a class type would compile its code in). */
-export interface VersionedSession extends ClientSession {
-    /** Under MQTT_VERSION auto, what to store for the next boot (versionRecord); "" otherwise. */
-    versionRecord(): string
-}
+export type Mqtt5Feature = (options: SessionOptions, c: NodeConfig) => Promise<ClientSession>
 
 export interface Features {
     /** Drivers by meter kind. A configured kind without one is reported by name and left out. */

@@ -115,9 +115,6 @@ export function stateFromJson(v: any): NodeState {
 /** Settings key of the acknowledgement mark. */
 export const ACK_KEY = "mn_ack"
 
-/** Under MQTT_VERSION auto, the version that worked with the broker (src/mqtt/mqtt5-session.ts versionRecord). */
-export const MQTT_VERSION_KEY = "mn_mqtt"
-
 /**
  * What the broker has acknowledged, written after each acknowledgement as a value of its own
  * (the state is three times its size, and flash wears by the bytes written): the last seq

@@ -33,14 +33,14 @@ import { queueGaps, recoverLastKnown, RecoveryHost } from "./node/recovery"
 import { StatusHost, StatusReporter } from "./node/status"
 import { onTimeMessage } from "./node/time-updates"
 import { nativeSocket, runtimeClock } from "./platform/native-socket"
-import { readJsonSetting, writeVerified } from "./platform/settings-store"
-import { initialState, MQTT_VERSION_KEY, NodeState, STATE_KEY, stateFromJson, totalOf } from "./node-state"
+import { readJsonSetting } from "./platform/settings-store"
+import { initialState, NodeState, STATE_KEY, stateFromJson, totalOf } from "./node-state"
 import { DurableQueue } from "./storage/durable-queue"
 import { SettingsKeyValueStore } from "./storage/settings-kv"
 import { ReadingRecord } from "./storage/records"
 import { Uplink, UplinkEvents } from "./uplink"
 import { removeAt } from "./util/arrays"
-import { BacklogHost, Features, ReplayHistory, VersionedSession } from "./features"
+import { BacklogHost, Features, ReplayHistory } from "./features"
 import { offsetOfBoot, WallClock } from "./clock"
 
 /** After a connection, how long readings wait for the time when the clock is not set. */
@@ -94,8 +94,6 @@ class Node
     private readonly commands: CommandHandler
     /** For discovery: the meter ids with a Home Assistant config out, as stored in flash. */
     announced: string[] = []
-    /** Under MQTT_VERSION auto, the version record in flash (rememberVersion). */
-    storedVersion = ""
 
     constructor(
         readonly config: NodeConfig,
@@ -173,28 +171,12 @@ class Node
     }
 
     async onConnected() {
-        if (this.features.mqtt5) this.rememberVersion()
         await this.status.onConnected()
         await publishDiscovery(this)
         // Without the time, hold the readings briefly: the retained time usually arrives right
         // after the SUBACK, and readings that wait go out in UTC.
         if (this.clock.isSet() || !this.config.timeTopic) this.uplink.kick()
         else this.uplink.holdFor(TIME_WAIT_MS)
-    }
-
-    /**
-     * Under MQTT_VERSION auto, stores the version the broker accepted, so the next boot starts
-     * with it (a 3.1.1 broker then sees no MQTT 5 CONNECT it refuses at every boot).
-     */
-    private rememberVersion() {
-        const record = (this.client.session as VersionedSession).versionRecord()
-        if (!record || record === this.storedVersion) return
-        this.storedVersion = record
-        const self = this
-        spawnFiber(async () => {
-            const error = await writeVerified(MQTT_VERSION_KEY, record)
-            if (error) self.reportError(error)
-        })
     }
 
     onDelivered(token: number, refusedCode?: number) {
@@ -313,7 +295,7 @@ function subscriptions(c: NodeConfig) {
  * largest of the node's long-lived blocks, and at the end of the boot the heap was measured too
  * fragmented for them (no free block over 300 bytes with 40 KB held).
  */
-function createClient(c: NodeConfig, features: Features, storedVersion: string) {
+async function createClient(c: NodeConfig, features: Features) {
     const options: SessionOptions = {
         clientId: `meternode-${c.nodeId}`,
         keepaliveS: c.keepaliveS,
@@ -331,7 +313,7 @@ function createClient(c: NodeConfig, features: Features, storedVersion: string) 
         subscribeOnEveryConnect: !!c.timeTopic,
     }
     const mqtt5 = features.mqtt5
-    const session = mqtt5 && c.mqttVersion !== 4 ? mqtt5(options, c, storedVersion) : new Session(options)
+    const session = mqtt5 && c.mqttVersion !== 4 ? await mqtt5(options, c) : new Session(options)
     return new MqttClient(c.broker, session, null, nativeSocket, runtimeClock)
 }
 
@@ -348,13 +330,11 @@ export async function runNode(config: NodeConfig, configErrors: string[], featur
             description = description.slice(0, at) + config.nodeId + description.slice(at + DEVICE_ID_MARK.length)
     }
     console.log(`meternode: ${description}`)
-    const storedVersion = features.mqtt5 ? await readJsonSetting(MQTT_VERSION_KEY, "") : ""
-    const client = createClient(config, features, storedVersion)
+    const client = await createClient(config, features)
     const previous = await loadState()
     const queue = new DurableQueue(new SettingsKeyValueStore(), config.queueBytes, { pause })
     const lost = await queue.open()
     const node = new Node(config, previous, queue, features, client)
-    node.storedVersion = storedVersion
     const problems = configErrors.map(e => `config: ${e}`)
     if (lost) problems.push(lost)
     await node.start(problems)

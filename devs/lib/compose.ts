@@ -32,7 +32,7 @@ const DRIVERS: Record<string, { name: string; module: string; fields: (keyof Met
 const DISCOVERY = { name: "discoveryMessages", module: "src/discovery" }
 const HISTORY = { name: "replayHistory", module: "src/platform/history-feature" }
 const BACKLOG = { name: "queueSimulatedBacklog", module: "src/meters/sim-backlog" }
-const MQTT5 = { name: "mqtt5Session", module: "src/mqtt/mqtt5-session" }
+const MQTT5 = { name: "mqtt5Feature", module: "src/platform/mqtt5-feature" }
 
 export interface Composition {
     /** Meter kinds with a driver in the image. */

@@ -140,13 +140,15 @@ export function rememberedVersionOf(record: string, host: string, port: number):
  * MQTT_VERSION auto it starts from the version `stored` says worked with this broker.
  */
 export function mqtt5Session(options: SessionOptions, c: NodeConfig, stored: string): Mqtt5Session {
+    stored = typeof stored === "string" ? stored : ""
     const session = new Mqtt5Session(options, {
         version: c.mqttVersion,
         sessionExpiryS: c.sessionExpiryS,
         willDelayS: c.willDelayS,
-        remembered: rememberedVersionOf(typeof stored === "string" ? stored : "", c.broker.host, c.broker.port),
+        remembered: rememberedVersionOf(stored, c.broker.host, c.broker.port),
     })
     session.broker = c.broker
+    session.storedRecord = stored
     return session
 }
 
@@ -243,6 +245,9 @@ export class Mqtt5Session implements ClientSession {
     private aliases: string[] = []
     /** The broker, for the version record (set by mqtt5Session). */
     broker: BrokerAddress = null
+    /** Under auto, the version record as stored, and who stores a new one (src/platform/mqtt5-feature.ts). */
+    storedRecord = ""
+    onRemembered: (record: string) => void = null
 
     constructor(
         readonly options: SessionOptions,
@@ -499,7 +504,14 @@ export class Mqtt5Session implements ClientSession {
             s.close(actions, `MQTT ${versionName(this.protocolVersion)} refused`)
             return true
         }
-        if (!code) this.rememberedVersion = versionToRemember(this.protocolVersion, true)
+        if (!code) {
+            this.rememberedVersion = versionToRemember(this.protocolVersion, true)
+            const record = this.versionRecord()
+            if (record && record !== this.storedRecord && this.onRemembered) {
+                this.storedRecord = record
+                this.onRemembered(record)
+            }
+        }
         if (!v5) return false
         const p: ConnackProperties = connack.properties || {}
         if (code) {

@@ -108,8 +108,11 @@ test("MQTT_VERSION auto or 5 brings the MQTT 5 session; 3.1.1 (the default) leav
         const c = composition({ MQTT_VERSION: version })
         assert.equal(c.mqtt5, true, `MQTT_VERSION ${version}`)
         const { imports, features } = featuresSource(c, "/p/.devicescript/gen/x", "/p")
-        assert.ok(imports.includes('import { mqtt5Session } from "../../../src/mqtt/mqtt5-session"'), imports.join())
-        assert.match(features, /mqtt5: mqtt5Session/)
+        assert.ok(
+            imports.includes('import { mqtt5Feature } from "../../../src/platform/mqtt5-feature"'),
+            imports.join()
+        )
+        assert.match(features, /mqtt5: mqtt5Feature/)
     }
     for (const settings of [{ MQTT_VERSION: "3.1.1" }, {}]) {
         const c = composition(settings)
