@@ -14,6 +14,7 @@ import {
     INBOUND_RECEIVE_MAXIMUM,
     MAX_REASON_CHARS,
     Mqtt5Session,
+    mqtt5Session,
     Mqtt5Settings,
     MQTT_VERSION_AUTO,
     reasonText,
@@ -22,7 +23,8 @@ import {
     versionToRemember,
     versionToTry,
 } from "../../src/mqtt/mqtt5-session"
-import { ProtocolVersion } from "../../src/mqtt/packets"
+import { PacketType, ProtocolVersion } from "../../src/mqtt/packets"
+import { NodeConfig, parseConfig } from "../../src/config"
 import { keepaliveTimers, SessionOptions } from "../../src/mqtt/session"
 import { CLOSED_BY_BROKER } from "../../src/mqtt/transport"
 import { FakeBroker, FakeClock, Reports, settle, until } from "../fixtures/scripted-broker"
@@ -533,6 +535,56 @@ function only311(broker: FakeBroker) {
         } else broker.send({ cmd: "connack", returnCode: 0, sessionPresent: false })
     }
 }
+
+describe("MQTT version auto: the record kept in flash (mqtt5Session)", () => {
+    const options = (): SessionOptions => ({
+        clientId: "meternode-n1",
+        keepaliveS: 30,
+        cleanSession: false,
+        inflightWindow: 16,
+        subscriptions: [],
+    })
+    const config = (mqttVersion: number) =>
+        ({
+            ...parseConfig({}).config,
+            broker: { host: "b.example", port: 1883, tls: false },
+            mqttVersion,
+        }) as NodeConfig
+    const accept = (session: ReturnType<typeof mqtt5Session>) => {
+        session.onTransportOpen(0)
+        session.onPacket(0, { type: PacketType.Connack, returnCode: 0, sessionPresent: false, properties: {} })
+    }
+
+    test("the record stored for this broker is tried first, and a new answer is handed on once", () => {
+        const session = mqtt5Session(options(), config(MQTT_VERSION_AUTO), versionRecord("b.example", 1883, 4))
+        assert.equal(session.rememberedVersion, ProtocolVersion.Mqtt311)
+        const told: string[] = []
+        session.onRemembered = record => told.push(record)
+        accept(session)
+        assert.equal(session.protocolVersion, ProtocolVersion.Mqtt311)
+        assert.deepEqual(told, [], "nothing new to store")
+    })
+
+    test("another broker's record, or none, starts from MQTT 5; the accepted version is handed on, once", () => {
+        for (const stored of [versionRecord("other.example", 1883, 4), versionRecord("b.example", 8883, 4), "", 5]) {
+            const session = mqtt5Session(options(), config(MQTT_VERSION_AUTO), stored as string)
+            const told: string[] = []
+            session.onRemembered = record => told.push(record)
+            accept(session)
+            assert.equal(session.protocolVersion, ProtocolVersion.Mqtt5, String(stored))
+            accept(session)
+            assert.deepEqual(told, [versionRecord("b.example", 1883, 5)], String(stored))
+        }
+    })
+
+    test("a fixed version stores nothing", () => {
+        const session = mqtt5Session(options(), config(ProtocolVersion.Mqtt5), "")
+        const told: string[] = []
+        session.onRemembered = record => told.push(record)
+        accept(session)
+        assert.deepEqual(told, [])
+    })
+})
 
 describe("MQTT version auto: 5, falling back to 3.1.1", () => {
     test("against a 3.1.1 broker (return code 1 to an MQTT 5 CONNECT): the next connection speaks 3.1.1, and that is remembered", async t => {
