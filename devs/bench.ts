@@ -10,18 +10,20 @@
 //            as many single-reading messages from RAM, fire and forget.
 //   online:  a reading a second while online: latency from the reading to its delivery at a
 //            subscriber (p50, p99) and wire bytes per reading (both directions, through a proxy
-//            that counts them), against the built-in client publishing each reading as it is taken.
+//            that counts them), against the built-in client publishing each reading as it is taken;
+//            with Mosquitto, also the node speaking MQTT 5 (topic aliases).
 //   image:   the firmware image and its code section, against a minimal program that uses the
 //            built-in client.
 //   heap:    the largest ballast held out of the 64 KB heap with which a workload still runs: its
 //            peak heap use is at most 64 KB minus that. The node draining a day's backlog, the node
-//            online, and the baseline: the built-in client publishing the same readings.
+//            online, each also speaking MQTT 5, and the baseline: the built-in client publishing the
+//            same readings.
 //   flash:   bytes written to the Settings store per reading, compactions per day and the flash
 //            lifetime, online and offline, at the default configuration (the firmware's queue
 //            code on the model of the store, over simulated days: test/bench/flash-cost.ts).
 // Options: --only publish,drain,online,image,heap,flash, --count N, --payload BYTES, --window N, --rounds N,
 //          --drain-rounds N (default 10 of each backlog), --heap-workloads drain,online,builtin,full-drain,
-//          full-online, --heap-probe KB (one probe instead of the search; BENCH_HEAP_DEBUG=1 prints the
+//          full-online,mqtt5-drain,mqtt5-online (all but full-online by default), --heap-probe KB (one probe instead of the search; BENCH_HEAP_DEBUG=1 prints the
 //          simulator's console), --json FILE, --vm-costs, --write-results (write the output into
 //          docs/results.md; --readme is an alias).
 import mqtt from "mqtt"
@@ -48,7 +50,7 @@ const { values } = parseArgs({
         // The drain is the node's riskiest moment (a crash there reboots into the same drain):
         // it runs more rounds than the others, a day's and a week's backlog each.
         "drain-rounds": { type: "string", default: "10" },
-        "heap-workloads": { type: "string", default: "drain,online,builtin,full-drain" },
+        "heap-workloads": { type: "string", default: "drain,online,builtin,full-drain,mqtt5-drain,mqtt5-online" },
         // One probe at this ballast (KB) instead of the search: whether the workload runs with it.
         "heap-probe": { type: "string" },
         "vm-costs": { type: "boolean", default: false },
