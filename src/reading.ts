@@ -2,6 +2,7 @@
 // Pure core: imports nothing from @devicescript.
 import { FLAG_CLOCK_NOT_SET, FLAG_ESTIMATED, FLAG_GAP, isAdditive, ReadingRecord } from "./storage/records"
 import { MeterLabel } from "./meters/meter-spec"
+import { PublishProperties } from "./mqtt/packets"
 
 /**
  * The firmware's version, one string everywhere (console, status, Home Assistant): the compiler
@@ -149,6 +150,12 @@ export function statusPayload(s: NodeStatus) {
         `,"dropped":${s.dropped},"merged":${s.merged},"clock":"${s.clock || "unset"}","mqtt":"${s.mqtt || "3.1.1"}","error":${JSON.stringify(s.lastError || "")}}`
     )
 }
+
+/**
+ * MQTT 5's Content Type of the status and the command replies (a 3.1.1 connection sends no
+ * properties). Not on reading messages: 19 bytes each, where topic aliases save 28.
+ */
+export const JSON_CONTENT: PublishProperties = { contentType: "application/json" }
 
 /** The will: published by the broker when the node vanishes without DISCONNECT. */
 export const WILL_PAYLOAD = `{"state":"offline","reason":"lost"}`

@@ -256,7 +256,8 @@ export class Mqtt5Session implements ClientSession {
         this.session = new Session(options)
         this.rememberedVersion = settings.remembered
         // Encoded in MQTT 5 only: a 3.1.1 will has no properties.
-        if (options.will) options.will.properties = { willDelayInterval: settings.willDelayS }
+        if (options.will)
+            options.will.properties = { willDelayInterval: settings.willDelayS, contentType: "application/json" }
     }
 
     inflightCount() {

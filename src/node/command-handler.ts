@@ -10,6 +10,7 @@ import { NodeConfig } from "../config"
 import { Features, ReplayHistory, ReplayHost } from "../features"
 import { MqttClient } from "../mqtt/client"
 import { PublishPacket } from "../mqtt/packets"
+import { JSON_CONTENT } from "../reading"
 import { stopGracefully, StopHost } from "./planned-stop"
 import { setTime, TimeHost } from "./time-updates"
 
@@ -94,7 +95,9 @@ export class CommandHandler {
                 Buffer.from(JSON.stringify(reply)),
                 1,
                 false,
-                replyTopic === asked ? { correlationData: message.properties.correlationData } : undefined
+                replyTopic === asked
+                    ? { correlationData: message.properties.correlationData, contentType: JSON_CONTENT.contentType }
+                    : JSON_CONTENT
             )
         )
         if (!error && (name === "restart" || name === "shutdown")) {

@@ -7,7 +7,7 @@ import * as ds from "@devicescript/core"
 import { EnergyMeter } from "../meters/meter"
 import { MqttClient } from "../mqtt/client"
 import { withTotal } from "../node-state"
-import { statusPayload } from "../reading"
+import { JSON_CONTENT, statusPayload } from "../reading"
 import { Uplink } from "../uplink"
 import { FlashState } from "./flash-state"
 
@@ -43,7 +43,7 @@ export async function stopGracefully(node: StopHost, reason: string, restart: bo
         merged: 0,
         lastError: "",
     })
-    const token = client.publish(node.statusTopic, Buffer.from(payload), 1, true)
+    const token = client.publish(node.statusTopic, Buffer.from(payload), 1, true, JSON_CONTENT)
     await node.waitForAck(token, SHUTDOWN_ACK_TIMEOUT_MS)
     await node.uplink.flush()
     // The next boot continues each total exactly where it stops (no ceiling: there is no gap).

@@ -6,7 +6,7 @@
 import * as ds from "@devicescript/core"
 import { WallClock } from "../clock"
 import { MqttClient } from "../mqtt/client"
-import { statusPayload } from "../reading"
+import { JSON_CONTENT, statusPayload } from "../reading"
 import { DurableQueue } from "../storage/durable-queue"
 import { Uplink } from "../uplink"
 
@@ -64,7 +64,7 @@ export class StatusReporter {
             return payload
         }
         this.stale = false
-        this.token = node.client.publish(this.topic, Buffer.from(payload), 1, true)
+        this.token = node.client.publish(this.topic, Buffer.from(payload), 1, true, JSON_CONTENT)
         return payload
     }
 

@@ -75,15 +75,17 @@ for (const kind of ["mosquitto", "aedes"] as BrokerKind[])
                     reconnectPeriod: 0,
                 })
                 try {
-                    const replies: { topic: string; body: any; correlation?: string }[] = []
+                    const replies: { topic: string; body: any; correlation?: string; contentType?: string }[] = []
                     app.on("message", (topic, payload, packet) =>
                         replies.push({
                             topic,
                             body: JSON.parse(payload.toString()),
                             correlation: packet.properties?.correlationData?.toString(),
+                            contentType: packet.properties?.contentType,
                         })
                     )
                     await app.subscribeAsync("app/responses/#", { qos: 1 })
+                    await app.subscribeAsync(`meters/${NODE}/status`, { qos: 1 })
                     await app.subscribeAsync(`meters/${NODE}/reply/#`, { qos: 1 })
                     await app.publishAsync(`meters/${NODE}/cmd/status`, '{"id":"q1"}', {
                         qos: 1,
@@ -94,15 +96,24 @@ for (const kind of ["mosquitto", "aedes"] as BrokerKind[])
                         qos: 1,
                         properties: { responseTopic: `meters/${NODE}/main/reading`, correlationData: Buffer.from("x") },
                     })
-                    await recorder.waitFor("both replies", () => replies.length >= 2, 10_000)
-                    const answered = replies.find(r => r.body.id === "q1")
+                    await recorder.waitFor(
+                        "both replies",
+                        () => replies.filter(r => r.body.id !== undefined).length >= 2,
+                        10_000
+                    )
+                    const answered = replies.find(r => r.body.id === "q1")!
                     assert.equal(answered.topic, "app/responses/7")
                     assert.equal(answered.correlation, "corr-7")
                     assert.equal(answered.body.ok, true)
                     assert.equal(answered.body.status.mqtt, "5")
-                    const refused = replies.find(r => r.body.id === "q2")
+                    assert.equal(answered.contentType, "application/json")
+                    // The retained status, to a new MQTT 5 subscriber, with its Content Type.
+                    const status = replies.find(r => r.topic === `meters/${NODE}/status`)
+                    assert.equal(status?.contentType, "application/json")
+                    const refused = replies.find(r => r.body.id === "q2")!
                     assert.equal(refused.topic, `meters/${NODE}/reply/status`)
                     assert.equal(refused.correlation, undefined)
+                    assert.equal(refused.contentType, "application/json")
                     assert.deepEqual(refused.body, {
                         id: "q2",
                         ok: false,

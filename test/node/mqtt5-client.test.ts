@@ -115,7 +115,10 @@ describe("MQTT 5: what the node tells the broker in CONNECT", () => {
             maximumPacketSize: MAX_INBOUND_PACKET_BYTES,
         })
         assert.equal(connect.clean, false)
-        assert.deepEqual(connect.will.properties, { willDelayInterval: DEFAULT_WILL_DELAY_S })
+        assert.deepEqual(connect.will.properties, {
+            willDelayInterval: DEFAULT_WILL_DELAY_S,
+            contentType: "application/json",
+        })
         assert.equal(session.protocolVersion, ProtocolVersion.Mqtt5)
         assert.deepEqual(broker.violations, [])
     })
