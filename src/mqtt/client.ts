@@ -143,7 +143,9 @@ export class MqttClient {
      * whole payload or packet exists, so a payload of several hundred bytes needs no large free
      * block (a Home Assistant config is about 480 bytes; on a fragmented heap no block that size
      * may be left). QoS 0 needs nothing of the session; a payload lost with the connection must
-     * be one that is published again after every connection. Returns false when not connected.
+     * be one that is published again after every connection. Returns false when not connected,
+     * or when the packet is over the MQTT 5 broker's Maximum Packet Size: the broker would close
+     * the connection for it [MQTT-3.1.2-24], and the node would reconnect and send it again.
      */
     publishParts(topic: string, parts: string[], retain: boolean) {
         if (!this.isConnected()) return false
@@ -157,6 +159,12 @@ export class MqttClient {
             const b = Buffer.from(part)
             payload.push(b)
             length += b.length
+        }
+        // Mqtt5Session's limit, read by name: a 3.1.1 session has none (the property is undefined).
+        const max = (this.session as any).brokerMaxPacketBytes
+        if (max > 0 && 1 + remainingLengthSize(length) + length > max) {
+            this.reportError(`mqtt: a message to ${topic} not sent: over the broker's Maximum Packet Size, ${max}`)
+            return false
         }
         const header = Buffer.alloc(1 + remainingLengthSize(length) + 2)
         header[0] = (PacketType.Publish << 4) | (retain ? 1 : 0)

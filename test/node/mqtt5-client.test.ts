@@ -488,6 +488,22 @@ describe("MQTT 5: the client's own packets", () => {
         assert.deepEqual(broker.violations, [])
     })
 
+    test("a payload in parts over the broker's Maximum Packet Size is not sent (the broker would hang up), and says so", async t => {
+        const { broker, client, reports } = await mqtt5Client(t, { broker: connackWith({ maximumPacketSize: 100 }) })
+        // 1 + 1 + (2 + 4 + 1 + payload): 100 bytes with a payload of 91, 101 with 92.
+        assert.equal(client.publishParts("ha/x", ["a".repeat(50), "b".repeat(42)], true), false)
+        assert.equal(client.publishParts("ha/y", ["a".repeat(50), "b".repeat(41)], true), true)
+        await until(() => broker.publishes().length === 1, "the PUBLISH at the limit")
+        await written()
+        assert.deepEqual(
+            broker.publishes().map(p => p.topic),
+            ["ha/y"]
+        )
+        assert.equal(reports.errors.length, 1)
+        assert.match(reports.errors[0], /a message to ha\/x not sent: over the broker's Maximum Packet Size, 100/)
+        assert.deepEqual(broker.violations, [])
+    })
+
     test("a planned stop sends DISCONNECT with reason 0, so the will is discarded", async t => {
         const { clock, broker, client } = await mqtt5Client(t)
         const stopping = client.stop()
