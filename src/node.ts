@@ -173,9 +173,10 @@ class Node
     async onConnected() {
         await this.status.onConnected()
         await publishDiscovery(this)
-        // Without the time, hold the readings briefly: the retained time usually arrives right
-        // after the SUBACK, and readings that wait go out in UTC.
-        if (this.clock.isSet() || !this.config.timeTopic) this.uplink.kick()
+        // A new connection ends a wait after a refusal (a good moment to try again). Without the
+        // time, the readings wait briefly: the retained time usually arrives right after the
+        // SUBACK, and readings that wait go out in UTC.
+        if (this.clock.isSet() || !this.config.timeTopic) this.uplink.holdFor(0)
         else this.uplink.holdFor(TIME_WAIT_MS)
     }
 

@@ -4,6 +4,9 @@
 // version), commands, the will.
 import { after, before, describe, test } from "node:test"
 import assert from "node:assert/strict"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import mqtt from "mqtt"
 import { Broker, BrokerKind, findMosquitto } from "../../devs/lib/broker"
 import { FaultProxy } from "../../devs/lib/fault-proxy"
@@ -266,5 +269,84 @@ describe("MQTT 5 limits, on Mosquitto", { skip: !findMosquitto() }, () => {
         assert.ok(!recorder.messages.some(m => m.topic.includes("/reply/")), "the node never saw them: no reply")
         // (Mosquitto 2.0.11 then holds each dropped message in the node's Receive Maximum window,
         // so commands wait until the node reconnects; docs/platform-notes.md, docs/security.md.)
+    })
+})
+
+describe("MQTT 5 refusals, on Mosquitto", { skip: !findMosquitto() }, () => {
+    const NODE = "e2e-v5-refused"
+    const dir = mkdtempSync(join(tmpdir(), "meternode-v5-acl-"))
+    const aclFile = join(dir, "acl")
+    /** The node logs in as "node" (no password file: any user name is accepted); the rest is anonymous. */
+    const acl = (readingsAllowed: boolean) =>
+        [
+            "topic readwrite meters/#",
+            "user node",
+            `topic readwrite meters/${NODE}/status`,
+            `topic read meters/${NODE}/cmd/#`,
+            `topic write meters/${NODE}/reply/#`,
+            ...(readingsAllowed ? [`topic write meters/${NODE}/+/reading`] : []),
+        ].join("\n") + "\n"
+    let broker: Broker
+    let proxy: FaultProxy
+    let recorder: Recorder
+    let node: NodeUnderTest
+
+    before(async () => {
+        writeFileSync(aclFile, acl(false))
+        broker = await new Broker({ persistence: false, extraConfig: [`acl_file ${aclFile}`] }).start()
+        proxy = await new FaultProxy({ targetPort: broker.port, protocolVersion: 5 }).start()
+        recorder = await new Recorder(broker.url, `meters/${NODE}/#`).start()
+        node = new NodeUnderTest({
+            MQTT_URL: proxy.url,
+            MQTT_USER: "node",
+            NODE_ID: NODE,
+            READ_MS: 1000,
+            KEEPALIVE_S: 30,
+            MQTT_VERSION: "5",
+            TIME_TOPIC: "-",
+            HA_PREFIX: "-",
+        })
+        await node.build()
+    })
+
+    after(async () => {
+        await node?.dispose()
+        await recorder?.stop()
+        await proxy?.stop()
+        await broker?.dispose()
+        rmSync(dir, { recursive: true, force: true })
+    })
+
+    test("reading messages refused with 0x87 keep their readings queued; once allowed, every reading arrives, in order", async () => {
+        await node.start(true)
+        const refusedStatus = () =>
+            statusOf(recorder, NODE).find(s => /0x87 not authorized/.test(s.error) && s.queued >= 3)
+        await recorder.waitFor("a status naming the refusal, readings queued", () => !!refusedStatus(), 30_000)
+        assert.match(refusedStatus().error, /the broker refused a message to meters\/e2e-v5-refused\/main\/reading/)
+        assert.equal(recorder.readings().length, 0, "the broker let no reading through")
+        // Allowed from now on (Mosquitto reloads its ACL on SIGHUP); a new connection ends the node's wait.
+        writeFileSync(aclFile, acl(true))
+        process.kill(broker.pid!, "SIGHUP")
+        await new Promise(resolve => setTimeout(resolve, 500))
+        proxy.cutAll()
+        const taken = () =>
+            Math.max(0, ...node.simulator!.lines.map(l => Number(/^reading: seq (\d+)\b/.exec(l)?.[1] ?? 0)))
+        await recorder.waitFor(
+            "every reading taken so far",
+            r => r.readings().length > 0 && r.readings().at(-1).seq >= taken() - 1 && taken() > 5,
+            30_000
+        )
+        const seqs = [...new Set(recorder.readings().map(r => r.seq))]
+        assert.deepEqual(
+            seqs,
+            seqs.map((_, i) => seqs[0] + i),
+            "every seq from the first, none missing, in order"
+        )
+        assert.ok(seqs[0] <= 2, `from the first reading of the boot (seq ${seqs[0]})`)
+        await recorder.waitFor(
+            "the status with the queue drained",
+            () => statusOf(recorder, NODE).some(s => s.queued === 0 && s.error === ""),
+            20_000
+        )
     })
 })
