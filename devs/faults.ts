@@ -22,7 +22,7 @@
 // input's error, contiguous seq, no crash line and nothing back after a restart; power-cuts checks
 // its cuts with test/e2e/power-cut-checks.ts.
 // Options: --only a,b  --brokers mosquitto,aedes  --soak-min N (0: no soak)  --soak-brokers a,b (default:
-// the first broker)  --seed N  --json FILE  --write-results (write the output into docs/results.md;
+// the first broker)  --mqtt-version 3.1.1|5|auto (the node's; default 3.1.1)  --seed N  --json FILE  --write-results (write the output into docs/results.md;
 // --readme is an alias)  --crash-s N (the collector-crash run's length, default 600)
 import mqtt from "mqtt"
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
@@ -47,6 +47,8 @@ const { values } = parseArgs({
         seed: { type: "string", default: "1" },
         json: { type: "string" },
         "soak-brokers": { type: "string" },
+        // The node's MQTT_VERSION (3.1.1 by default): 5 runs the campaign on an image that speaks MQTT 5.
+        "mqtt-version": { type: "string", default: "3.1.1" },
         // collector-crash: how long the fleet publishes while the collector is killed (seconds).
         "crash-s": { type: "string", default: "600" },
         "write-results": { type: "boolean", default: false },
@@ -1254,7 +1256,10 @@ function analyse(rig: Rig, scenario: string, brokerKind: string): Result {
 async function runScenario(s: Scenario, kind: BrokerKind): Promise<Result> {
     const nodeId = `faults-${s.name}`.slice(0, 32)
     const broker = await new Broker({ kind, persistence: !!s.persistence, extraConfig: s.brokerConfig }).start()
-    const proxy = await new FaultProxy({ targetPort: broker.port }).start()
+    const v5 = values["mqtt-version"] !== "3.1.1"
+    // The proxy's record parses what the node speaks (auto: 5 on Mosquitto, 3.1.1 on aedes).
+    const parsed = v5 && (values["mqtt-version"] === "5" || kind === "mosquitto") ? 5 : 4
+    const proxy = await new FaultProxy({ targetPort: broker.port, protocolVersion: parsed }).start()
     const recorder = await new Recorder(broker.url, `meters/${nodeId}/#`, { persistentSession: true }).start()
     const node = new NodeUnderTest({
         MQTT_URL: proxy.url,
@@ -1264,6 +1269,7 @@ async function runScenario(s: Scenario, kind: BrokerKind): Promise<Result> {
         FLUSH_S,
         TIME_TOPIC: "-",
         HA_PREFIX: "-",
+        MQTT_VERSION: values["mqtt-version"]!,
         ...s.settings,
     })
     const rig: Rig = {
@@ -1376,7 +1382,7 @@ const soakMin = Number(values["soak-min"])
 // The soak takes its full length on each broker it runs on: by default the first one only.
 const soakBrokers = (values["soak-brokers"] ?? brokers[0]).split(",")
 print(
-    `meternode faults: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}; reading every ${READ_MS / 1000} s, keepalive ${KEEPALIVE_S} s, FLUSH_S ${FLUSH_S}, seed ${values.seed}`
+    `meternode faults: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}; reading every ${READ_MS / 1000} s, keepalive ${KEEPALIVE_S} s, FLUSH_S ${FLUSH_S}, seed ${values.seed}${values["mqtt-version"] === "3.1.1" ? "" : ", MQTT_VERSION " + values["mqtt-version"]}`
 )
 print(
     [
