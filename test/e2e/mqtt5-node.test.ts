@@ -179,49 +179,61 @@ for (const kind of ["mosquitto", "aedes"] as BrokerKind[])
         )
     })
 
+/**
+ * Mosquitto with `brokerConfig`, the fault proxy in front of it (its record parsing MQTT 5), a
+ * recorder of the node's topics, and the node built with MQTT_VERSION=5 to connect through the proxy.
+ */
+async function mqtt5Rig(nodeId: string, brokerConfig: string[], settings: Record<string, string | number>) {
+    const broker = await new Broker({ persistence: false, extraConfig: brokerConfig }).start()
+    const proxy = await new FaultProxy({
+        targetPort: broker.port,
+        protocolVersion: 5,
+        maxRecordedPackets: 20_000,
+    }).start()
+    const recorder = await new Recorder(broker.url, `meters/${nodeId}/#`).start()
+    const node = new NodeUnderTest({
+        MQTT_URL: proxy.url,
+        NODE_ID: nodeId,
+        READ_MS: 1000,
+        KEEPALIVE_S: 30,
+        MQTT_VERSION: "5",
+        TIME_TOPIC: "-",
+        HA_PREFIX: "-",
+        ...settings,
+    })
+    await node.build()
+    return {
+        broker,
+        proxy,
+        recorder,
+        node,
+        async dispose() {
+            await node.dispose()
+            await recorder.stop()
+            await proxy.stop()
+            await broker.dispose()
+        },
+    }
+}
+
+type MqttRig = Awaited<ReturnType<typeof mqtt5Rig>>
+
 describe("MQTT 5 limits, on Mosquitto", { skip: !findMosquitto() }, () => {
     const NODE = "e2e-v5-limits"
     /** Mosquitto's max_inflight_messages: its Receive Maximum in the CONNACK of an MQTT 5 client. */
     const RECEIVE_MAXIMUM = 2
     /** A day of one-minute readings, queued at boot. */
     const BACKLOG = 1440
-    let broker: Broker
-    let proxy: FaultProxy
-    let recorder: Recorder
-    let node: NodeUnderTest
+    let rig: MqttRig
 
     before(async () => {
-        broker = await new Broker({
-            persistence: false,
-            extraConfig: [`max_inflight_messages ${RECEIVE_MAXIMUM}`],
-        }).start()
-        proxy = await new FaultProxy({
-            targetPort: broker.port,
-            protocolVersion: 5,
-            maxRecordedPackets: 20_000,
-        }).start()
-        recorder = await new Recorder(broker.url, `meters/${NODE}/#`).start()
-        node = new NodeUnderTest({
-            MQTT_URL: proxy.url,
-            NODE_ID: NODE,
-            READ_MS: 1000,
-            KEEPALIVE_S: 30,
-            MQTT_VERSION: "5",
-            SIM_BACKLOG: BACKLOG,
-            TIME_TOPIC: "-",
-            HA_PREFIX: "-",
-        })
-        await node.build()
+        rig = await mqtt5Rig(NODE, [`max_inflight_messages ${RECEIVE_MAXIMUM}`], { SIM_BACKLOG: BACKLOG })
     })
 
-    after(async () => {
-        await node?.dispose()
-        await recorder?.stop()
-        await proxy?.stop()
-        await broker?.dispose()
-    })
+    after(async () => await rig?.dispose())
 
     test(`a day's backlog drains with never more than ${RECEIVE_MAXIMUM} PUBLISH unacknowledged (the broker's Receive Maximum)`, async () => {
+        const { proxy, recorder, node } = rig
         await node.start(true)
         await recorder.waitFor(`the ${BACKLOG} readings of the backlog`, r => r.readings().length >= BACKLOG, 120_000)
         const connack = proxy.brokerPackets("connack")[0].packet as any
@@ -244,6 +256,7 @@ describe("MQTT 5 limits, on Mosquitto", { skip: !findMosquitto() }, () => {
     })
 
     test("a 60 KB and a 1 MB command never reach the node: the broker drops them; readings go on, none lost", async () => {
+        const { proxy, recorder, node } = rig
         const sim = node.simulator!
         const before = recorder.readings().length
         const connections = proxy.connections.length
@@ -286,38 +299,20 @@ describe("MQTT 5 refusals, on Mosquitto", { skip: !findMosquitto() }, () => {
             `topic write meters/${NODE}/reply/#`,
             ...(readingsAllowed ? [`topic write meters/${NODE}/+/reading`] : []),
         ].join("\n") + "\n"
-    let broker: Broker
-    let proxy: FaultProxy
-    let recorder: Recorder
-    let node: NodeUnderTest
+    let rig: MqttRig
 
     before(async () => {
         writeFileSync(aclFile, acl(false))
-        broker = await new Broker({ persistence: false, extraConfig: [`acl_file ${aclFile}`] }).start()
-        proxy = await new FaultProxy({ targetPort: broker.port, protocolVersion: 5 }).start()
-        recorder = await new Recorder(broker.url, `meters/${NODE}/#`).start()
-        node = new NodeUnderTest({
-            MQTT_URL: proxy.url,
-            MQTT_USER: "node",
-            NODE_ID: NODE,
-            READ_MS: 1000,
-            KEEPALIVE_S: 30,
-            MQTT_VERSION: "5",
-            TIME_TOPIC: "-",
-            HA_PREFIX: "-",
-        })
-        await node.build()
+        rig = await mqtt5Rig(NODE, [`acl_file ${aclFile}`], { MQTT_USER: "node" })
     })
 
     after(async () => {
-        await node?.dispose()
-        await recorder?.stop()
-        await proxy?.stop()
-        await broker?.dispose()
+        await rig?.dispose()
         rmSync(dir, { recursive: true, force: true })
     })
 
     test("reading messages refused with 0x87 keep their readings queued; once allowed, every reading arrives, in order", async () => {
+        const { broker, proxy, recorder, node } = rig
         await node.start(true)
         const refusedStatus = () =>
             statusOf(recorder, NODE).find(s => /0x87 not authorized/.test(s.error) && s.queued >= 3)
