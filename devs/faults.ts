@@ -1270,6 +1270,9 @@ async function runScenario(s: Scenario, kind: BrokerKind): Promise<Result> {
         TIME_TOPIC: "-",
         HA_PREFIX: "-",
         MQTT_VERSION: values["mqtt-version"]!,
+        // MQTT 5 without a Will Delay: the scenarios expect the will as soon as the broker sees the
+        // node gone, as in 3.1.1 (test/e2e/mqtt5-node.test.ts checks the delay).
+        ...(v5 ? { WILL_DELAY_S: 0 } : {}),
         ...s.settings,
     })
     const rig: Rig = {
