@@ -508,7 +508,11 @@ function hostileCommandInputs(rig: Rig, attacker: mqtt.MqttClient): HostileInput
             send: send(`${cmd}/${"n".repeat(40)}`, JSON.stringify({ id: "name" })),
             expect: { reply: "invalid", error: /^command name over 16 bytes$/ },
         },
-        ...[4096, 6000, MESSAGE_SIZE_LIMIT - 200].map(bytes => ({
+        // Not to a node that speaks MQTT 5: its Maximum Packet Size (4,096) makes Mosquitto drop
+        // them, and Mosquitto 2.0.11 then holds each in the node's Receive Maximum window, which
+        // stops the commands after them (docs/platform-notes.md); test/e2e/mqtt5-node.test.ts
+        // sends such messages instead.
+        ...(values["mqtt-version"] === "3.1.1" ? [4096, 6000, MESSAGE_SIZE_LIMIT - 200] : []).map(bytes => ({
             what: `a message of ${bytes} bytes`,
             send: send(`${cmd}/status`, "x".repeat(bytes)),
             expect: skipped,
