@@ -1021,8 +1021,9 @@ const SCENARIOS: Scenario[] = [
         what: "every CONNECT answered with CONNACK 5 (not authorized) for 20 s",
         async run(rig) {
             rig.expectWill = true
-            rig.expectError = /refused the connection: not authorized/
-            rig.proxy.refuseWithConnack(5)
+            rig.expectError = /refused the connection: (0x87 )?not authorized/
+            // Not authorized: return code 5 in 3.1.1, reason code 0x87 in MQTT 5.
+            rig.proxy.refuseWithConnack(rig.proxy.options.protocolVersion === 5 ? 0x87 : 5)
             rig.proxy.cutAll()
             await sleep(20_000)
             rig.proxy.refuseWithConnack(null)

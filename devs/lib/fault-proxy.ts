@@ -236,8 +236,9 @@ export class FaultProxy {
     }
 
     /**
-     * A return code 1..5: the proxy answers each new connection's CONNECT itself with a CONNACK
-     * refusing it with that code, then closes, as a broker that rejects the node's credentials
+     * A return code 1..5 (a reason code from 0x80 when the record parses MQTT 5): the proxy
+     * answers each new connection's CONNECT itself with a CONNACK refusing it with that code,
+     * then closes, as a broker that rejects the node's credentials
      * or client id does [MQTT-3.2.2-5]. null: connections reach the broker again.
      */
     refuseWithConnack(returnCode: number | null) {
@@ -290,7 +291,12 @@ export class FaultProxy {
         if (this.connackRefusal !== null) {
             const code = this.connackRefusal
             client.once("data", () => {
-                client.end(Buffer.from([0x20, 0x02, 0x00, code]))
+                // In MQTT 5 a reason code and an empty property block; 3.1.1 has a return code only.
+                client.end(
+                    Buffer.from(
+                        this.options.protocolVersion === 5 ? [0x20, 0x03, 0x00, code, 0x00] : [0x20, 0x02, 0x00, code]
+                    )
+                )
                 info.closedAtMs = Date.now()
                 info.closeReason = `CONNACK refused (${code})`
             })
