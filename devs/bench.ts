@@ -23,9 +23,10 @@
 //            code on the model of the store, over simulated days: test/bench/flash-cost.ts).
 // Options: --only publish,drain,online,image,heap,flash, --count N, --payload BYTES, --window N, --rounds N,
 //          --drain-rounds N (default 10 of each backlog), --heap-workloads drain,online,builtin,full-drain,
-//          full-online,mqtt5-drain,mqtt5-online (all but full-online by default), --heap-probe KB (one probe instead of the search; BENCH_HEAP_DEBUG=1 prints the
-//          simulator's console), --json FILE, --vm-costs, --write-results (write the output into
-//          docs/results.md; --readme is an alias).
+//          full-online,mqtt5-drain,mqtt5-online (all but full-online by default), --heap-probe KB
+//          (one probe instead of the search; BENCH_HEAP_DEBUG=1 prints the simulator's console),
+//          --json FILE, --vm-costs, --write-results (write the output into docs/results.md;
+//          --readme is an alias).
 import mqtt from "mqtt"
 import { execFileSync } from "node:child_process"
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"

@@ -22,8 +22,9 @@
 // input's error, contiguous seq, no crash line and nothing back after a restart; power-cuts checks
 // its cuts with test/e2e/power-cut-checks.ts.
 // Options: --only a,b  --brokers mosquitto,aedes  --soak-min N (0: no soak)  --soak-brokers a,b (default:
-// the first broker)  --mqtt-version 3.1.1|5|auto (the node's; default 3.1.1)  --seed N  --json FILE  --write-results (write the output into docs/results.md;
-// --readme is an alias)  --crash-s N (the collector-crash run's length, default 600)
+// the first broker)  --mqtt-version 3.1.1|5|auto (the node's; default 3.1.1)  --seed N  --json FILE
+// --write-results (write the output into docs/results.md; --readme is an alias)  --crash-s N (the
+// collector-crash run's length, default 600)
 import mqtt from "mqtt"
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { cpus, tmpdir } from "node:os"

@@ -27,7 +27,8 @@ export interface CommandHost extends TimeHost, StopHost, ReplayHost {
 
 /**
  * Commands arrive on <prefix>/<node>/cmd/<name>; the reply goes to <prefix>/<node>/reply/<name>
- * with the request's `id`, or in MQTT 5 to the request's Response Topic with its Correlation Data. A malformed or unknown command gets an error reply and changes nothing.
+ * with the request's `id`, or in MQTT 5 to the request's Response Topic with its Correlation
+ * Data. A malformed or unknown command gets an error reply and changes nothing.
  */
 export class CommandHandler {
     private readonly rate = new CommandRate()
