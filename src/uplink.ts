@@ -387,11 +387,11 @@ export class Uplink {
         // PUBACKs come in order (MQTT 3.1.1, 4.6), but the queue is FIFO either way: only an
         // acknowledged head leaves it.
         let removed = 0
-        while (this.out.length && this.out[0].acked) {
-            const m = this.out[0]
+        while (out.length && out[0].acked) {
+            const m = out[0]
             removed += m.count
             if (m.last.seq > this.acknowledged.seq) copyInto(this.acknowledged, m.last)
-            removeAt(this.out, 0)
+            removeAt(out, 0)
             this.spare.push(m)
         }
         this.deferredRemovals += removed
