@@ -36,9 +36,10 @@ function composed(name: string, settings: Record<string, unknown>): () => string
 // driver: 59.7 KB, its budget to 59 KB). MQTT 5 (MQTT_VERSION, the reply to a request's Response
 // Topic, the version in the status, a refused reading message kept queued) then added about
 // 0.6 KB to every image, 46-48 KB now, and an image composed to speak MQTT 5 (MQTT_VERSION auto
-// or 5) carries about 6.8 KB more: 53.4 KB for the simulator's, over the 48 KB goal. That is why
-// the default stays 3.1.1 (docs/configuration.md); the image with every driver speaks 3.1.1
-// only, since with MQTT 5 it would come close to 64 KB.
+// or 5) carries about 6.8 KB more: 53.4 KB for the simulator's, 53.7 KB for the ESP32-C3's and
+// 55.3 KB for the Pico W's, over the 48 KB goal. That is why the default stays 3.1.1
+// (docs/configuration.md); the image with every driver speaks 3.1.1 only, since with MQTT 5 it
+// would come close to 64 KB.
 const C3_BUDGET_BYTES = 46 * KB
 
 const IMAGES: Budgeted[] = [
@@ -59,6 +60,17 @@ const IMAGES: Budgeted[] = [
         budgetBytes: C3_BUDGET_BYTES,
     },
     { name: "Pico W, INA226", entry: composed("pico-ina226", { METER_KIND: "ina226" }), budgetBytes: 48 * KB },
+    // The board images composed to speak MQTT 5: within the VM's 64 KB, and no larger unnoticed.
+    {
+        name: "ESP32-C3, one S0 meter, discovery, MQTT 5",
+        entry: composed("c3-s0-mqtt5", { METER_KIND: "s0", METER_OPTS: "imp=1000/kWh", MQTT_VERSION: "auto" }),
+        budgetBytes: 53 * KB,
+    },
+    {
+        name: "Pico W, INA226, MQTT 5",
+        entry: composed("pico-ina226-mqtt5", { METER_KIND: "ina226", MQTT_VERSION: "auto" }),
+        budgetBytes: 55 * KB,
+    },
 ]
 
 /** Whether an image's code section is within budget, and a message saying by how much it is not. */
