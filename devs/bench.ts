@@ -407,12 +407,26 @@ async function flashBench() {
                         ? `; DROPPED ${r.droppedWrites} writes, ${r.droppedReadings} readings`
                         : "")
             )
-            if (r.lifetimeYears < 20 || r.droppedWrites || r.droppedReadings) process.exitCode = 1
+            if (r.lifetimeYears < FLASH_LIFETIME_GOAL_YEARS || r.droppedWrites || r.droppedReadings) {
+                print(
+                    `  FAILED: ${board.name} ${online ? "online" : "offline"}: ` +
+                        (r.droppedWrites || r.droppedReadings
+                            ? "writes or readings dropped"
+                            : `${r.lifetimeYears.toFixed(0)} years, under the goal of ${FLASH_LIFETIME_GOAL_YEARS}`)
+                )
+                process.exitCode = 1
+            }
         }
     print("  offline = a 30-day outage: the queue is full after a day and merges from then on (the worst case)")
     return results
 }
 const ERASE_CYCLES_TEXT = "100,000"
+/**
+ * Years a node's flash must last at the default configuration, online and offline: as long as the
+ * meter it is wired to stays installed. The 8 KB store online falls short (13 years: the mark
+ * written at each acknowledgement, docs/delivery.md#totals-after-a-power-cut).
+ */
+const FLASH_LIFETIME_GOAL_YEARS = 20
 
 function percentile(xs: number[], p: number) {
     const sorted = [...xs].sort((a, b) => a - b)
