@@ -91,6 +91,8 @@ class StreamRecorder {
     private parser: ReturnType<typeof mqttPacket.parser>
     private broken = false
     private forwarded = true
+    /** MQTT 5 topic aliases of this direction of the connection: alias -> topic [MQTT-3.3.2.3.4]. */
+    private aliases = new Map<number, string>()
 
     constructor(
         readonly proxy: FaultProxy,
@@ -98,11 +100,26 @@ class StreamRecorder {
         readonly direction: Direction
     ) {
         this.parser = mqttPacket.parser({ protocolVersion: proxy.options.protocolVersion ?? 4 })
-        this.parser.on("packet", packet => this.proxy.record(this.connection, this.direction, this.forwarded, packet))
+        this.parser.on("packet", packet => {
+            this.resolveAlias(packet)
+            this.proxy.record(this.connection, this.direction, this.forwarded, packet)
+        })
         this.parser.on("error", error => {
             this.broken = true
             this.proxy.parseErrors.push(`connection ${this.connection} ${this.direction}: ${error.message}`)
         })
+    }
+
+    /**
+     * An MQTT 5 PUBLISH that carries a topic alias is recorded under its topic, as its receiver
+     * resolves it, so that what the record is searched for by topic does not depend on aliases.
+     */
+    private resolveAlias(packet: mqttPacket.Packet) {
+        if (packet.cmd !== "publish") return
+        const alias = packet.properties?.topicAlias
+        if (alias === undefined) return
+        if (packet.topic) this.aliases.set(alias, packet.topic)
+        else packet.topic = this.aliases.get(alias) ?? ""
     }
 
     push(data: Buffer, forwarded: boolean) {
