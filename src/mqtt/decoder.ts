@@ -590,6 +590,9 @@ export function decodeServerPacketBody(type: number, flags: number, body: Buffer
             return failure(type, ProtocolError.ConnackReservedFlags, "flags " + hexByte(acknowledgeFlags))
         packet.sessionPresent = acknowledgeFlags === 1
         at = 1
+        // A broker that speaks only 3.1.1 answers an MQTT 5 CONNECT with its own CONNACK, return
+        // code 1 [MQTT-3.1.2-2]: read as 3.1.1, so that MQTT 5's session falls back on that answer.
+        if (length === 2 && body[1] === 1) mqtt5 = null
     }
     if (type === PacketType.Publish ? packet.qos : layout & 1) {
         if (at + 2 > length) return failure(type, ProtocolError.PacketTruncated, "no room for packet id")

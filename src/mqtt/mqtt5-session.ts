@@ -237,6 +237,11 @@ export class Mqtt5Session implements ClientSession {
      * nothing; it changes when a connection is accepted or refused for its protocol version.
      */
     rememberedVersion: number
+    /**
+     * Under auto: the version to try next comes from a connection closed before its CONNACK, not
+     * from the broker's answer, so its acceptance is neither remembered nor stored (see onTransportClosed).
+     */
+    guessed = false
     /** The broker's Maximum Packet Size; 0: none given (the protocol's limit). */
     brokerMaxPacketBytes = 0
     /** The broker's Topic Alias Maximum: how many topic aliases the node may use; 0: none. */
@@ -294,9 +299,12 @@ export class Mqtt5Session implements ClientSession {
     onTransportClosed(): Action[] {
         const actions: Action[] = []
         // Closed after CONNECT without a CONNACK: how a broker may refuse a protocol level it
-        // does not know [MQTT-3.1.4-2].
-        if (this.state === SessionState.Connecting)
-            this.versionRefused(actions, "the broker closed the connection before its CONNACK")
+        // does not know [MQTT-3.1.4-2], but also what a proxy or load balancer does while the
+        // broker behind it is down. So it is taken for a refusal only while the broker has not
+        // answered: a version it accepted or refused stays, rather than an outage leaving the
+        // node on 3.1.1 with a broker that speaks 5.
+        if (this.state === SessionState.Connecting && (!this.rememberedVersion || this.guessed))
+            this.guessed = this.versionRefused(actions, "the broker closed the connection before its CONNACK")
         this.session.onTransportClosed()
         return this.sync(actions)
     }
@@ -496,16 +504,23 @@ export class Mqtt5Session implements ClientSession {
      */
     private onConnack(connack: ConnackPacket, actions: Action[]): boolean {
         const s = this.session
-        const code = connack.returnCode
         const v5 = !!this.mqtt5
+        // A 3.1.1 broker's refusal of MQTT 5 (return code 1, see decodeServerPacketBody) is MQTT 5's 0x84.
+        const code = v5 && connack.returnCode === 1 ? ReasonCode.UnsupportedProtocolVersion : connack.returnCode
         if (
             code === (v5 ? ReasonCode.UnsupportedProtocolVersion : 1) &&
             this.versionRefused(actions, "the broker refused it")
         ) {
+            this.guessed = false
             s.close(actions, `MQTT ${versionName(this.protocolVersion)} refused`)
             return true
         }
-        if (!code) {
+        if (!code && this.guessed) {
+            // A guess accepted: the close that led to it may have been an outage, so the next
+            // connection tries MQTT 5 again, and nothing is stored.
+            this.guessed = false
+            this.rememberedVersion = 0
+        } else if (!code) {
             this.rememberedVersion = versionToRemember(this.protocolVersion, true)
             const record = this.versionRecord()
             if (record && record !== this.storedRecord && this.onRemembered) {

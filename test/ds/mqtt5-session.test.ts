@@ -114,7 +114,7 @@ describe("MQTT 5 session in the VM", () => {
         expect(sends(out)).toBe(1)
     })
 
-    test("auto falls back to 3.1.1 after a close without CONNACK, and remembers it", () => {
+    test("auto tries 3.1.1 after a close without CONNACK while nothing is remembered, and does not keep the guess", () => {
         const s = newSession(0)
         s.onTransportOpen(0)
         const closed = s.onTransportClosed()
@@ -125,8 +125,26 @@ describe("MQTT 5 session in the VM", () => {
         expect(s.mqtt5 === null).toBe(true)
         s.onPacket(10, connack(undefined, 0))
         expect(s.state).toBe(SessionState.Connected)
-        expect(rememberedVersionOf(versionRecord("h", 1883, s.rememberedVersion), "h", 1883)).toBe(4)
+        // The close may have been an outage: nothing to store, and MQTT 5 at the next connection.
+        expect(rememberedVersionOf(versionRecord("h", 1883, s.rememberedVersion), "h", 1883)).toBe(0)
+        s.onTransportClosed()
+        s.onTransportOpen(20)
+        expect(s.protocolVersion).toBe(ProtocolVersion.Mqtt5)
         expect(MQTT_VERSION_AUTO).toBe(0)
+    })
+
+    test("auto keeps a version the broker accepted when a connection closes without CONNACK", () => {
+        const s = newSession(0)
+        s.onTransportOpen(0)
+        s.onPacket(0, connack({}, 0))
+        s.onTransportClosed()
+        // An outage behind a proxy: connections accepted and closed before any CONNACK.
+        for (let i = 1; i <= 3; i++) {
+            s.onTransportOpen(i * 10)
+            expect(s.protocolVersion).toBe(ProtocolVersion.Mqtt5)
+            expect(s.onTransportClosed().length).toBe(0)
+        }
+        expect(s.rememberedVersion).toBe(ProtocolVersion.Mqtt5)
     })
 
     test("topic aliases: the topic with its alias first, then the alias alone", () => {

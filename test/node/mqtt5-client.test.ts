@@ -642,8 +642,40 @@ describe("MQTT version auto: 5, falling back to 3.1.1", () => {
         })
         await reconnect(clock, broker, reports, 2, 10_000, 1)
         assert.equal(connects(broker)[0].protocolVersion, 4)
-        assert.equal(session.rememberedVersion, ProtocolVersion.Mqtt311)
         assert.deepEqual(reports.errors, [], "a fallback, not a refusal")
+        // A close is no answer (it may have been an outage): the guess is not kept, and the next
+        // connection tries MQTT 5 first again.
+        assert.equal(session.rememberedVersion, 0)
+        broker.hangUp()
+        await reconnect(clock, broker, reports, 3, 10_000)
+        assert.equal(connects(broker)[0].protocolVersion, 5)
+        await reconnect(clock, broker, reports, 4, 10_000, 2)
+        assert.equal(connects(broker)[0].protocolVersion, 4)
+    })
+
+    test("a broker that accepted MQTT 5, then is down behind a proxy that closes before CONNACK: MQTT 5 throughout", async t => {
+        let down = false
+        const { clock, broker, reports, session, logs } = await mqtt5Client(t, {
+            broker: b => {
+                b.onConnect = () => {
+                    if (down) setImmediate(() => b.hangUp())
+                    else b.send({ cmd: "connack", reasonCode: 0, sessionPresent: false })
+                }
+            },
+        })
+        assert.equal(session.rememberedVersion, ProtocolVersion.Mqtt5)
+        down = true
+        broker.hangUp()
+        for (const opens of [2, 3, 4]) {
+            await reconnect(clock, broker, reports, opens, 60_000)
+            assert.equal(connects(broker)[0].protocolVersion, 5, `connection ${opens}`)
+        }
+        down = false
+        await reconnect(clock, broker, reports, 5, 60_000, 2)
+        assert.equal(connects(broker)[0].protocolVersion, 5)
+        assert.equal(session.protocolVersion, ProtocolVersion.Mqtt5)
+        assert.equal(session.rememberedVersion, ProtocolVersion.Mqtt5)
+        assert.ok(!logs.some(l => /trying MQTT 3.1.1/.test(l)), logs.join("\n"))
     })
 
     test("an MQTT 5 CONNACK with 0x84 (unsupported protocol version): 3.1.1 next, without the refused floor", async t => {

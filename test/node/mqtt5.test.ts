@@ -168,6 +168,17 @@ describe("MQTT 5: decodes what mqtt-packet generates", () => {
         assert.equal(v4("e000").error, ProtocolError.ClientOnlyPacket)
         assert.equal(v5Decode("e000").packet.type, PacketType.Disconnect)
     })
+
+    test("an MQTT 5 decoder reads a 3.1.1 broker's refusal of the protocol level, and no other 3.1.1 CONNACK", () => {
+        // What a broker that speaks only 3.1.1 answers to an MQTT 5 CONNECT [MQTT-3.1.2-2].
+        assert.deepEqual(v5Decode("20020001").packet, {
+            type: PacketType.Connack,
+            sessionPresent: false,
+            returnCode: 1,
+        })
+        assert.equal(v5Decode("20020000").error, ProtocolError.PacketTruncated)
+        assert.equal(v5Decode("20020005").error, ProtocolError.PacketTruncated)
+    })
 })
 
 function v5Decode(hex: string): DecodeResult {
@@ -576,6 +587,11 @@ describe("MQTT 5: fuzz", () => {
                     continue
                 }
                 if (p.type === PacketType.Connect && p.clientId === "" && !p.cleanSession) continue
+                // A 3.1.1 broker's refusal of MQTT 5, read as 3.1.1 (decodeServerPacketBody).
+                if (p.type === PacketType.Connack && p.returnCode === 1 && !p.properties) {
+                    assert.deepEqual([...own], [0x20, 2, 0, 1], where)
+                    continue
+                }
                 assert.deepEqual(decodeAll([encodePacket(packet, MQTT5)]), [{ packet }], where)
                 if (mqttPacketDeviates(packet, own)) {
                     counts.deviations++
