@@ -77,16 +77,23 @@ function openPostgres(url: string, poolSize: number): Database {
         ...run(pool),
         async transaction(fn) {
             const client = await pool.connect()
+            // A checked-out connection the server drops (a restart between two statements) is an
+            // 'error' event on the client, not on the pool: unheard, it ends the process. Heard,
+            // the next statement fails, the transaction throws, and the dead connection is discarded.
+            let lost: Error | undefined
+            const onError = (e: Error): void => void (lost ??= e)
+            client.on("error", onError)
             try {
                 await client.query("BEGIN")
                 const result = await fn(run(client))
                 await client.query("COMMIT")
                 return result
             } catch (e) {
-                await client.query("ROLLBACK").catch(() => {})
+                await client.query("ROLLBACK").catch((r: Error): void => void (lost ??= r))
                 throw e
             } finally {
-                client.release()
+                client.removeListener("error", onError)
+                client.release(lost)
             }
         },
         close: () => pool.end(),

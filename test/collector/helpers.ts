@@ -368,6 +368,12 @@ export class CollectorProcess {
     }
 
     async get(path: string) {
+        // A dead collector answers "fetch failed"; say that it died, and what it printed last.
+        const c = this.child
+        if (c && (c.exitCode !== null || c.signalCode !== null))
+            throw new Error(
+                `the collector exited (${c.exitCode ?? c.signalCode}); its last output:\n${this.output.slice(-2000)}`
+            )
         const res = await fetch(`http://127.0.0.1:${this.httpPort}${path}`)
         return { status: res.status, body: await res.text() }
     }

@@ -515,5 +515,38 @@ for (const v of variants()) {
                 await db.close()
             }
         })
+
+        // PGlite runs in the process: no connection to lose.
+        if (v.server)
+            test("a connection the server ends inside a transaction: the transaction rejects, the process goes on, the next one commits", async () => {
+                const db = await v.open()
+                const store = new Store(db, { log: () => {} })
+                try {
+                    const messages = payloads(energyRecords(4), [energyLabel("main")], 2)
+                    await assert.rejects(
+                        db.transaction(async tx => {
+                            const [{ pid }] = await tx.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")
+                            // Ended between two statements: the server's notice reaches an idle client.
+                            await db.query("SELECT pg_terminate_backend($1)", [pid])
+                            for (let i = 0; i < 100; i++) {
+                                const [{ n }] = await db.query<{ n: number }>(
+                                    "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1",
+                                    [pid]
+                                )
+                                if (n === 0) break
+                                await new Promise(r => setTimeout(r, 20))
+                            }
+                            await new Promise(r => setTimeout(r, 50))
+                            await tx.query("SELECT 1")
+                        }),
+                        /terminat|not queryable|connection/i
+                    )
+                    // The dead connection was not handed back: every later transaction gets a live one.
+                    for (const m of messages) await store.store(TOPIC, Buffer.from(m))
+                    assert.equal(await count(db, "readings"), 4)
+                } finally {
+                    await db.close()
+                }
+            })
     })
 }
