@@ -9,7 +9,8 @@ import { listMigrations, migrate } from "../../collector/migrate"
 import { Store } from "../../collector/store"
 import { KEPT_PAYLOAD_BYTES } from "../../collector/payload"
 import { energyLabel, statusPayload } from "../../src/reading"
-import { energyRecords, payloads, record, T0_S, variants } from "./helpers"
+import { sleep } from "../../devs/lib/process"
+import { energyRecords, payloads, record, T0_S, variants, waitFor } from "./helpers"
 
 const TOPIC = "meters/n1/main/reading"
 
@@ -528,15 +529,14 @@ for (const v of variants()) {
                             const [{ pid }] = await tx.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")
                             // Ended between two statements: the server's notice reaches an idle client.
                             await db.query("SELECT pg_terminate_backend($1)", [pid])
-                            for (let i = 0; i < 100; i++) {
-                                const [{ n }] = await db.query<{ n: number }>(
-                                    "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1",
-                                    [pid]
-                                )
-                                if (n === 0) break
-                                await new Promise(r => setTimeout(r, 20))
-                            }
-                            await new Promise(r => setTimeout(r, 50))
+                            await waitFor(
+                                "the backend gone",
+                                async () => (await count(db, "pg_stat_activity WHERE pid = $1", [pid])) === 0,
+                                2000,
+                                20
+                            )
+                            // The client is not ours to watch: a moment for the server's notice to reach it while idle.
+                            await sleep(50)
                             await tx.query("SELECT 1")
                         }),
                         /terminat|not queryable|connection/i
